@@ -1,0 +1,152 @@
+"""Rivya Public API v1 wire models (https://rivya.ai/docs/api), field names exactly as on the wire.
+
+Request models forbid unknown keys: the API rejects unknown ``params`` keys, and the sandbox uses
+these same models so a typo in the client fails loudly in tests instead of silently at Rivya.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nbpro_pipeline.models.common import (
+    MAX_PROMPT_CHARS,
+    MAX_REFERENCES,
+    RIVYA_MODEL_ID,
+    AspectRatio,
+    OutputFormat,
+    Provider,
+    Resolution,
+    TaskState,
+)
+
+_STRICT = ConfigDict(extra="forbid")
+_LENIENT = ConfigDict(extra="allow")  # responses may grow fields; never break on them
+
+RivyaStatus = Literal["queued", "processing", "succeeded", "failed"]
+
+RIVYA_STATE: dict[str, TaskState] = {
+    "queued": TaskState.QUEUED,
+    "processing": TaskState.RUNNING,
+    "succeeded": TaskState.SUCCEEDED,
+    "failed": TaskState.FAILED,
+}
+
+
+class RivyaReferenceMediaItem(BaseModel):
+    model_config = _STRICT
+
+    url: str
+    kind: Literal["image"] = "image"
+    name: str | None = None
+    mimeType: str | None = None
+    durationSeconds: float | None = None
+    durationToken: str | None = None
+
+
+class RivyaParams(BaseModel):
+    model_config = _STRICT
+
+    aspect_ratio: AspectRatio = AspectRatio.R1_1
+    resolution: Resolution = Resolution.R1K
+    output_format: OutputFormat = OutputFormat.PNG
+    referenceMediaItems: list[RivyaReferenceMediaItem] | None = Field(
+        default=None, max_length=MAX_REFERENCES[Provider.RIVYA]
+    )
+
+
+class RivyaCreateRequest(BaseModel):
+    model_config = _STRICT
+
+    model: Literal["nano-banana-pro"] = RIVYA_MODEL_ID
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS[Provider.RIVYA])
+    params: RivyaParams | None = None
+    client_request_id: str | None = Field(default=None, max_length=128)
+
+
+class RivyaTaskResult(BaseModel):
+    model_config = _LENIENT
+
+    primary_url: str
+    urls: list[str] = Field(default_factory=list)
+
+
+class RivyaTaskError(BaseModel):
+    model_config = _LENIENT
+
+    code: str
+    message: str = ""
+
+
+class RivyaTask(BaseModel):
+    model_config = _LENIENT
+
+    id: str
+    status: RivyaStatus
+    model: str
+    reserved_credits: int = 0
+    final_credits: int | None = None  # null until the task settles
+    created_at: datetime
+    updated_at: datetime
+    result: RivyaTaskResult | None = None
+    error: RivyaTaskError | None = None
+    client_request_id: str | None = None
+
+    @property
+    def state(self) -> TaskState:
+        return RIVYA_STATE[self.status]
+
+
+class RivyaErrorBody(BaseModel):
+    model_config = _LENIENT
+
+    code: str
+    message: str = ""
+    requestId: str | None = None
+
+
+class RivyaErrorEnvelope(BaseModel):
+    model_config = _LENIENT
+
+    error: RivyaErrorBody
+
+
+class RivyaFile(BaseModel):
+    model_config = _LENIENT
+
+    id: str
+    url: str
+    kind: Literal["image", "video", "audio"]
+    name: str | None = None
+    mimeType: str
+    size: int
+    created_at: datetime
+
+
+class RivyaCredits(BaseModel):
+    model_config = _LENIENT
+
+    current_credits: int
+
+
+class RivyaModel(BaseModel):
+    model_config = _LENIENT
+
+    id: str
+    display_name: str
+    category: str
+    runtime: str | None = None
+    base_credits: int
+    billing_type: str
+    max_prompt_length: int | None = None
+    params: dict | list | None = None
+    api_status: str | None = None
+
+
+class RivyaModelList(BaseModel):
+    model_config = _LENIENT
+
+    object: Literal["list"] = "list"
+    data: list[RivyaModel]

@@ -1,0 +1,65 @@
+"""Async clients for the two Nano Banana Pro providers behind one small interface (``ProviderClient``)."""
+
+from nbpro_pipeline.providers.base import (
+    Balance,
+    CancelOutcome,
+    DownloadedImage,
+    ProviderClient,
+    ResultImage,
+    SubmittedTask,
+    TaskSnapshot,
+)
+from nbpro_pipeline.providers.errors import (
+    AuthError,
+    DeadlineExceededError,
+    IdempotencyConflictError,
+    InsufficientFundsError,
+    InvalidReferenceError,
+    InvalidRequestError,
+    NotFoundError,
+    ProviderError,
+    RateLimitedError,
+    ResultExpiredError,
+    RetryableError,
+    SubmitOutcomeUnknown,
+    UnsupportedOperationError,
+)
+from nbpro_pipeline.providers.odirouter import OdiRouterClient
+from nbpro_pipeline.providers.policies import PollPolicy, RetryPolicy
+from nbpro_pipeline.providers.rivya import RivyaClient, idempotency_key_for
+
+__all__ = [
+    "AuthError",
+    "Balance",
+    "CancelOutcome",
+    "DeadlineExceededError",
+    "DownloadedImage",
+    "IdempotencyConflictError",
+    "InsufficientFundsError",
+    "InvalidReferenceError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "OdiRouterClient",
+    "PollPolicy",
+    "ProviderClient",
+    "ProviderError",
+    "RateLimitedError",
+    "ResultExpiredError",
+    "ResultImage",
+    "RetryPolicy",
+    "RetryableError",
+    "RivyaClient",
+    "SubmitOutcomeUnknown",
+    "SubmittedTask",
+    "TaskSnapshot",
+    "UnsupportedOperationError",
+    "idempotency_key_for",
+]
+
+
+def client_for(provider, base_url: str, api_key: str, **kw) -> ProviderClient:
+    """The client for ``provider``; keeps provider dispatch in one place."""
+    from nbpro_pipeline.models.common import Provider
+
+    cls = {Provider.RIVYA: RivyaClient, Provider.ODIROUTER: OdiRouterClient}[Provider(provider)]
+    return cls(base_url, api_key, **kw)

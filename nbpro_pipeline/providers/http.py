@@ -1,0 +1,325 @@
+"""HTTP plumbing shared by both clients: retries that cannot double-charge, a cell-wide pause on 429,
+streaming downloads with integrity checks, and scrubbing of credentials from every message.
+
+A client subclass supplies only what differs: how to read its error envelopes (``_error_from_response``)
+and how to get fresh result URLs for a task (``_fresh_images``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import re
+import time
+from collections import Counter
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from pydantic import SecretStr
+
+from nbpro_pipeline.models.common import Provider, TaskState
+from nbpro_pipeline.providers.base import DownloadedImage, ResultImage, TaskSnapshot
+from nbpro_pipeline.providers.errors import (
+    DeadlineExceededError,
+    NotFoundError,
+    ProviderError,
+    RateLimitedError,
+    ResultExpiredError,
+    RetryableError,
+    SubmitOutcomeUnknown,
+)
+from nbpro_pipeline.providers.policies import PollPolicy, RetryPolicy, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+# Transport failures where the request provably never reached the server: always safe to repeat.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_TOKEN_PATTERNS = (re.compile(r"rvya_sk_[A-Za-z0-9_\-]+"), re.compile(r"(?i)bearer\s+[A-Za-z0-9_\-.~+/=]+"))
+_CHUNK = 64 * 1024
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+def strip_query(url: str) -> str:
+    """A URL without query and fragment: signed-URL tokens must not end up in ledgers or logs."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+class HttpProviderClient:
+    """Base of RivyaClient and OdiRouterClient; not used on its own."""
+
+    provider: Provider
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | SecretStr,
+        *,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        max_connections: int = 128,
+        transport: httpx.AsyncBaseTransport | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.poll_policy = poll or PollPolicy()
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._api = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {self._key.get_secret_value()}"},
+            timeout=timeout,
+            limits=limits,
+            transport=transport,
+        )
+        # Result URLs point at CDNs and object stores: they get no credentials, and may redirect.
+        self._cdn = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=True, transport=transport)
+        self._rng = random.Random(seed)
+        self._pause_until = 0.0
+        self.counters: Counter[str] = Counter()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._api.aclose()
+        await self._cdn.aclose()
+
+    # -- credentials never leave -------------------------------------------------------------------
+    def _redact(self, text: str) -> str:
+        secret = self._key.get_secret_value()
+        if secret:
+            text = text.replace(secret, "***")
+        for pattern in _TOKEN_PATTERNS:
+            text = pattern.sub("***", text)
+        return text
+
+    def _error(self, cls: type[ProviderError], message: str, **kw: Any) -> ProviderError:
+        return cls(self._redact(message), provider=self.provider, **kw)
+
+    # -- subclass hooks -----------------------------------------------------------------------------
+    def _error_from_response(self, response: httpx.Response) -> ProviderError:
+        raise NotImplementedError
+
+    async def _fresh_images(self, task_id: str) -> tuple[ResultImage, ...]:
+        raise NotImplementedError
+
+    async def poll(self, task_id: str) -> TaskSnapshot:
+        raise NotImplementedError
+
+    async def _on_deadline(self, task_id: str, last: TaskSnapshot) -> TaskSnapshot | None:
+        """What to do when wait() runs out of time; a terminal snapshot returned here is used."""
+        return None
+
+    # -- requests -----------------------------------------------------------------------------------
+    async def _respect_pause(self) -> None:
+        """A 429 pauses every request of this client, not just the one that got it."""
+        wait = self._pause_until - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def _pause(self, seconds: float) -> None:
+        self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        safe_to_repeat: bool,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        files: Any = None,
+        data: Any = None,
+    ) -> tuple[httpx.Response, int]:
+        """One API call with retries; returns the 2xx response and the attempts it took.
+
+        ``safe_to_repeat=False`` marks a create that may bill and has no idempotency key: it is retried
+        only when nothing can have been created (connect failure, or a 429/5xx answer to it); any
+        other transport failure raises ``SubmitOutcomeUnknown`` instead of guessing.
+        """
+        err: ProviderError | None = None
+        for attempt in range(1, self.retry.max_attempts + 1):
+            await self._respect_pause()
+            self.counters["requests"] += 1
+            try:
+                response = await self._api.request(
+                    method, path, json=json, headers=headers, files=files, data=data
+                )
+            except _NEVER_SENT as exc:
+                err = self._error(RetryableError, f"{method} {path}: could not connect ({type(exc).__name__})")
+            except httpx.TransportError as exc:
+                if not safe_to_repeat:
+                    self.counters["submit_outcome_unknown"] += 1
+                    raise self._error(
+                        SubmitOutcomeUnknown,
+                        f"{method} {path}: the request was sent but no answer came back "
+                        f"({type(exc).__name__}); a task may have been created and billed",
+                    ) from exc
+                err = self._error(RetryableError, f"{method} {path}: transport failure ({type(exc).__name__})")
+            else:
+                if response.is_success:
+                    return response, attempt
+                err = self._error_from_response(response)
+                if isinstance(err, RateLimitedError):
+                    self.counters["rate_limited"] += 1
+                    self._pause(self.retry.delay(attempt, err.retry_after, self._rng))
+                if not err.retryable:
+                    raise err
+            if attempt == self.retry.max_attempts:
+                break
+            self.counters["retries"] += 1
+            delay = self.retry.delay(attempt, getattr(err, "retry_after", None), self._rng)
+            log.info("%s %s %s: %s; retry %d in %.2fs", self.provider.value, method, path, err, attempt, delay)
+            await asyncio.sleep(delay)
+        assert err is not None
+        raise err
+
+    def _status_error(self, response: httpx.Response, code: str | None, message: str, request_id: str | None):
+        """Map an HTTP status (and a code when the envelope had one) onto the taxonomy."""
+        from nbpro_pipeline.providers import errors as e
+
+        status = response.status_code
+        kw = {"status_code": status, "code": code, "request_id": request_id}
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return self._error(e.RateLimitedError, message, retry_after=retry_after, **kw)
+        if status >= 500:
+            return self._error(e.RetryableError, message, **kw)
+        cls = {
+            401: e.AuthError,
+            403: e.AuthError,
+            402: e.InsufficientFundsError,
+            404: e.NotFoundError,
+            409: e.IdempotencyConflictError,
+        }.get(status, e.InvalidRequestError)
+        return self._error(cls, message, **kw)
+
+    def _parse(self, model, response: httpx.Response):
+        """Validate a 2xx body into a wire model; a malformed answer says which call produced it."""
+        try:
+            return model.model_validate_json(response.content)
+        except ValueError as exc:
+            raise self._error(
+                ProviderError,
+                f"unexpected {model.__name__} body from {response.request.method} "
+                f"{response.request.url.path}: {str(exc)[:300]}",
+                status_code=response.status_code,
+            ) from None
+
+    # -- waiting ------------------------------------------------------------------------------------
+    async def wait(self, task_id: str, *, deadline_s: float | None = None) -> TaskSnapshot:
+        """Poll until the task is terminal, with the adaptive schedule of ``poll_policy``.
+
+        Past the deadline the subclass's ``_on_deadline`` runs (OdiRouter cancels); if that still
+        yields no terminal state, ``DeadlineExceededError`` is raised with the task id so nothing
+        paid-for is forgotten.
+        """
+        deadline = time.monotonic() + (deadline_s if deadline_s is not None else self.poll_policy.deadline_s)
+        polls = 0
+        snapshot: TaskSnapshot | None = None
+        for interval in self.poll_policy.intervals():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await asyncio.sleep(min(interval, remaining))
+            snapshot = await self.poll(task_id)
+            polls += 1
+            if snapshot.state.terminal:
+                return snapshot.model_copy(update={"polls": polls})
+        last = snapshot or await self.poll(task_id)
+        final = await self._on_deadline(task_id, last)
+        if final is not None and final.state.terminal:
+            return final.model_copy(update={"polls": polls + 1})
+        raise self._error(
+            DeadlineExceededError,
+            f"task {task_id} still {last.state.value} after the deadline",
+            task_id=task_id,
+            cancel_status=getattr(final, "error_code", None) if final else None,
+        )
+
+    # -- downloads ----------------------------------------------------------------------------------
+    async def fetch_result(self, snapshot: TaskSnapshot, sink: BinaryIO, *, index: int = 0) -> DownloadedImage:
+        """Stream result image ``index`` into ``sink``, hashing on the way; the bytes are never held whole.
+
+        An expired URL is refreshed from the provider; a cut download is retried from the start,
+        rewinding ``sink`` (which must then be seekable: a file or BytesIO).
+        """
+        if snapshot.state is not TaskState.SUCCEEDED:
+            raise self._error(ProviderError, f"task {snapshot.task_id} is {snapshot.state.value}, not succeeded")
+        images = snapshot.images or await self._fresh_images(snapshot.task_id)
+        start = sink.tell() if sink.seekable() else None
+        err: ProviderError | None = None
+        for attempt in range(1, self.retry.max_attempts + 1):
+            if index >= len(images):
+                raise self._error(NotFoundError, f"task {snapshot.task_id} has no result image #{index}")
+            try:
+                return await self._download_once(images[index].url, sink, attempt)
+            except ResultExpiredError as exc:
+                err = exc
+                self.counters["expired_urls"] += 1
+                images = await self._fresh_images(snapshot.task_id)
+            except RetryableError as exc:
+                err = exc
+                await asyncio.sleep(self.retry.delay(attempt, getattr(exc, "retry_after", None), self._rng))
+            if start is None:
+                raise self._error(RetryableError, f"download of {snapshot.task_id} failed and the sink cannot rewind")
+            sink.seek(start)
+            sink.truncate()
+            self.counters["download_retries"] += 1
+        assert err is not None
+        raise err
+
+    async def _download_once(self, url: str, sink: BinaryIO, attempt: int) -> DownloadedImage:
+        shown = strip_query(url)
+        try:
+            async with self._cdn.stream("GET", url) as response:
+                if not response.is_success:
+                    body = (await response.aread())[:300].decode("utf-8", "replace")
+                    raise self._download_error(response.status_code, shown, body)
+                expected = response.headers.get("Content-Length")
+                digest = hashlib.sha256()
+                size = 0
+                async for chunk in response.aiter_bytes(_CHUNK):
+                    sink.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+        except httpx.TransportError as exc:
+            raise self._error(RetryableError, f"download of {shown} cut off ({type(exc).__name__})") from exc
+        if expected is not None and int(expected) != size:
+            raise self._error(RetryableError, f"download of {shown} is {size} bytes, expected {expected}")
+        return DownloadedImage(
+            url=shown,
+            content_type=response.headers.get("Content-Type"),
+            bytes=size,
+            sha256=digest.hexdigest(),
+            attempts=attempt,
+        )
+
+    def _download_error(self, status: int, url: str, body: str) -> ProviderError:
+        if status in (403, 410) or (status == 400 and "expire" in body.lower()):
+            return self._error(ResultExpiredError, f"result URL {url} refused with {status}: {body.strip()}",
+                               status_code=status)
+        if status == 404:
+            return self._error(NotFoundError, f"result URL {url} not found", status_code=status)
+        if status == 429 or status >= 500:
+            return self._error(RetryableError, f"result URL {url} answered {status}", status_code=status)
+        return self._error(ProviderError, f"result URL {url} answered {status}: {body.strip()}", status_code=status)
+
+
+def json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None

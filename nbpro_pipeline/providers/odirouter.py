@@ -1,0 +1,190 @@
+"""Async client for OdiRouter's fal-style queue (endpoint ``nano_banana_pro``).
+
+OdiRouter has no idempotency key, so a submit is repeated only when nothing can have been created:
+a connection that never opened, or a 429/5xx answer to the submit itself. Anything else after the
+bytes left (a read timeout, a dropped connection) raises ``SubmitOutcomeUnknown`` for the engine to
+journal, because a blind retry could pay twice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from nbpro_pipeline.models.common import ODIROUTER_ENDPOINT_ID, Provider, TaskState
+from nbpro_pipeline.models.odirouter import (
+    OdiCancelResponse,
+    OdiDetailError,
+    OdiGatewayError,
+    OdiResult,
+    OdiStatus,
+    OdiSubmitRequest,
+    OdiSubmitResponse,
+)
+from nbpro_pipeline.models.request import GenerationRequest, ReferenceImage
+from nbpro_pipeline.providers.base import (
+    Balance,
+    CancelOutcome,
+    ResultImage,
+    SubmittedTask,
+    TaskSnapshot,
+)
+from nbpro_pipeline.providers.errors import (
+    InvalidRequestError,
+    ProviderError,
+    UnsupportedOperationError,
+)
+from nbpro_pipeline.providers.http import HttpProviderClient, json_or_none
+
+DEFAULT_ODIROUTER_URL = "https://odirouter.ai/model"
+_QUEUE = f"/v1/queue/{ODIROUTER_ENDPOINT_ID}"
+
+
+class OdiRouterClient(HttpProviderClient):
+    provider = Provider.ODIROUTER
+
+    def __init__(self, base_url: str = DEFAULT_ODIROUTER_URL, api_key: str = "", **kw) -> None:
+        super().__init__(base_url, api_key, **kw)
+
+    # -- errors -------------------------------------------------------------------------------------
+    def _error_from_response(self, response: httpx.Response) -> ProviderError:
+        body = json_or_none(response)
+        code: str | None = None
+        request_id: str | None = None
+        message = f"HTTP {response.status_code}"
+        if isinstance(body, dict) and "error" in body:
+            try:
+                gateway = OdiGatewayError.model_validate(body)
+                code, message, request_id = gateway.error.code, gateway.error.message or gateway.error.code, gateway.request_id
+            except ValueError:
+                message = str(body)[:300]
+        elif isinstance(body, dict) and "detail" in body:
+            detail = OdiDetailError.model_validate(body).detail
+            message = detail if isinstance(detail, str) else _describe_detail(detail)
+        elif isinstance(body, dict) and "status" in body:
+            code = str(body["status"])
+            message = code
+        elif body is None and response.content:
+            message = f"HTTP {response.status_code}: {response.text[:300]}"
+        return self._status_error(response, code, message, request_id)
+
+    # -- tasks --------------------------------------------------------------------------------------
+    def wire_request(self, request: GenerationRequest) -> OdiSubmitRequest:
+        problems = request.problems_for(self.provider)
+        if problems:
+            raise self._error(
+                InvalidRequestError,
+                "; ".join(f"{p.field}: {p.message}" for p in problems),
+                code="local_validation",
+            )
+        return OdiSubmitRequest(
+            prompt=request.prompt,
+            image_urls=[r.url for r in request.references] or None,
+            aspect_ratio=request.aspect_ratio.value,
+            resolution=request.resolution,
+            response_modalities=["Image"],  # the pipeline wants images; skip the text part
+        )
+
+    async def submit(self, request: GenerationRequest, *, idempotency_key: str | None = None) -> SubmittedTask:
+        """``idempotency_key`` is accepted for interface symmetry and ignored: OdiRouter has none."""
+        body = self.wire_request(request)
+        submitted_at = datetime.now(UTC)
+        response, attempts = await self._send(
+            "POST", _QUEUE, json=body.model_dump(mode="json", exclude_none=True), safe_to_repeat=False
+        )
+        answer = self._parse(OdiSubmitResponse, response)
+        return SubmittedTask(
+            provider=self.provider,
+            task_id=answer.request_id,
+            fingerprint=request.fingerprint(self.provider),
+            idempotency_key=None,
+            submitted_at=submitted_at,
+            attempts=attempts,
+            snapshot=TaskSnapshot(
+                provider=self.provider,
+                task_id=answer.request_id,
+                state=TaskState.QUEUED,
+                queue_position=answer.queue_position,
+            ),
+        )
+
+    async def status(self, task_id: str) -> OdiStatus:
+        response, _ = await self._send("GET", f"{_QUEUE}/requests/{task_id}/status", safe_to_repeat=True)
+        return self._parse(OdiStatus, response)
+
+    async def poll(self, task_id: str) -> TaskSnapshot:
+        status = await self.status(task_id)
+        return TaskSnapshot(
+            provider=self.provider,
+            task_id=status.request_id,
+            state=status.state,
+            error_code=status.error_type or ("UNKNOWN" if status.error else None),
+            error_message=self._redact(status.error) if status.error else None,
+            queue_position=status.queue_position,
+        )
+
+    async def result(self, task_id: str) -> OdiResult:
+        """The response endpoint; call only once status says COMPLETED without error."""
+        response, _ = await self._send("GET", f"{_QUEUE}/requests/{task_id}/response", safe_to_repeat=True)
+        if response.status_code == 202:
+            raise self._error(ProviderError, f"task {task_id} is not completed yet", status_code=202)
+        return self._parse(OdiResult, response)
+
+    async def _fresh_images(self, task_id: str) -> tuple[ResultImage, ...]:
+        result = await self.result(task_id)
+        return tuple(
+            ResultImage(url=o.url, content_type=o.content_type, width=o.width, height=o.height, file_size=o.file_size)
+            for o in result.images
+        )
+
+    async def wait(self, task_id: str, *, deadline_s: float | None = None) -> TaskSnapshot:
+        """As the base class, and on success the result's image list is fetched once, so the snapshot
+        carries the URLs and the pixel sizes the provider reports."""
+        snapshot = await super().wait(task_id, deadline_s=deadline_s)
+        if snapshot.state is TaskState.SUCCEEDED and not snapshot.images:
+            snapshot = snapshot.model_copy(update={"images": await self._fresh_images(task_id)})
+        return snapshot
+
+    async def _on_deadline(self, task_id: str, last: TaskSnapshot) -> TaskSnapshot | None:
+        """Cancel a task that ran past its deadline; if it finished meanwhile, keep its result."""
+        outcome = await self.cancel(task_id)
+        self.counters[f"cancel_{outcome.value.lower()}"] += 1
+        if outcome is CancelOutcome.ALREADY_COMPLETED:
+            return await self.poll(task_id)
+        return last.model_copy(update={"error_code": outcome.value})
+
+    async def cancel(self, task_id: str) -> CancelOutcome:
+        """400 ALREADY_COMPLETED and 404 NOT_FOUND are answers here, not failures."""
+        path = f"{_QUEUE}/requests/{task_id}/cancel"
+        try:
+            response, _ = await self._send("PUT", path, safe_to_repeat=True)
+            return CancelOutcome(self._parse(OdiCancelResponse, response).status)
+        except ProviderError as exc:
+            if exc.status_code in (400, 404) and exc.code in ("ALREADY_COMPLETED", "NOT_FOUND"):
+                return CancelOutcome(exc.code)
+            raise
+
+    async def upload_reference(self, source: bytes | Path, *, name: str | None = None) -> ReferenceImage:
+        raise self._error(
+            UnsupportedOperationError,
+            "OdiRouter has no upload API; give references as public http(s) URLs in image_urls",
+        )
+
+    async def balance(self) -> Balance:
+        raise self._error(UnsupportedOperationError, "OdiRouter publishes no balance endpoint")
+
+
+def _describe_detail(detail: list | dict) -> str:
+    """FastAPI-style 422 details are lists of {loc, msg}; flatten them to one readable line."""
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = ".".join(str(x) for x in item.get("loc", []) if x != "body")
+                parts.append(f"{loc}: {item.get('msg', item)}" if loc else str(item.get("msg", item)))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return str(detail)
