@@ -24,6 +24,7 @@ from nbpro_pipeline.models.common import Provider, TaskState
 from nbpro_pipeline.providers.base import DownloadedImage, ResultImage, TaskSnapshot
 from nbpro_pipeline.providers.errors import (
     DeadlineExceededError,
+    InvalidRequestError,
     NotFoundError,
     ProviderError,
     RateLimitedError,
@@ -72,7 +73,8 @@ class HttpProviderClient:
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._api = httpx.AsyncClient(
             base_url=self.base_url,
-            headers={"Authorization": f"Bearer {self._key.get_secret_value()}"},
+            # no key, no header: the provider then answers "key missing", the clearest error there is
+            headers={"Authorization": f"Bearer {secret}"} if (secret := self._key.get_secret_value()) else {},
             timeout=timeout,
             limits=limits,
             transport=transport,
@@ -157,6 +159,8 @@ class HttpProviderClient:
                 response = await self._api.request(
                     method, path, json=json, headers=headers, files=files, data=data
                 )
+            except httpx.LocalProtocolError as exc:  # our request is malformed; it never left
+                raise self._error(InvalidRequestError, f"{method} {path}: request not sendable ({exc})") from exc
             except _NEVER_SENT as exc:
                 err = self._error(RetryableError, f"{method} {path}: could not connect ({type(exc).__name__})")
             except httpx.TransportError as exc:
