@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint sandbox bench clean
+.PHONY: install test lint sandbox bench demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,3 +28,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .nbpro .pytest_cache
+
+demo: $(STAMP)
+	$(BIN)/python examples/client_quickstart.py --out .nbpro/quickstart

@@ -96,8 +96,7 @@ class GenerationRequest(BaseModel):
             add(
                 "references",
                 "too_many_references",
-                f"{len(self.references)} reference images; {provider.value} accepts at most "
-                f"{MAX_REFERENCES[provider]}",
+                f"{len(self.references)} reference images; {provider.value} accepts at most {MAX_REFERENCES[provider]}",
             )
         for i, ref in enumerate(self.references):
             if provider is Provider.RIVYA and ref.rivya_file_id is None:

@@ -156,9 +156,7 @@ class HttpProviderClient:
             await self._respect_pause()
             self.counters["requests"] += 1
             try:
-                response = await self._api.request(
-                    method, path, json=json, headers=headers, files=files, data=data
-                )
+                response = await self._api.request(method, path, json=json, headers=headers, files=files, data=data)
             except httpx.LocalProtocolError as exc:  # our request is malformed; it never left
                 raise self._error(InvalidRequestError, f"{method} {path}: request not sendable ({exc})") from exc
             except _NEVER_SENT as exc:
@@ -313,8 +311,9 @@ class HttpProviderClient:
 
     def _download_error(self, status: int, url: str, body: str) -> ProviderError:
         if status in (403, 410) or (status == 400 and "expire" in body.lower()):
-            return self._error(ResultExpiredError, f"result URL {url} refused with {status}: {body.strip()}",
-                               status_code=status)
+            return self._error(
+                ResultExpiredError, f"result URL {url} refused with {status}: {body.strip()}", status_code=status
+            )
         if status == 404:
             return self._error(NotFoundError, f"result URL {url} not found", status_code=status)
         if status == 429 or status >= 500:

@@ -57,7 +57,8 @@ class OdiRouterClient(HttpProviderClient):
         if isinstance(body, dict) and "error" in body:
             try:
                 gateway = OdiGatewayError.model_validate(body)
-                code, message, request_id = gateway.error.code, gateway.error.message or gateway.error.code, gateway.request_id
+                code, request_id = gateway.error.code, gateway.request_id
+                message = gateway.error.message or gateway.error.code
             except ValueError:
                 message = str(body)[:300]
         elif isinstance(body, dict) and "detail" in body:

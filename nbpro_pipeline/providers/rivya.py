@@ -95,7 +95,8 @@ class RivyaClient(HttpProviderClient):
             return self._status_error(response, err.code, err.message, err.requestId)
         kw = {"status_code": response.status_code, "code": err.code, "request_id": err.requestId}
         if cls is RateLimitedError:
-            return self._error(cls, err.message, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kw)
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return self._error(cls, err.message, retry_after=retry_after, **kw)
         return self._error(cls, err.message or err.code, **kw)
 
     # -- tasks --------------------------------------------------------------------------------------
@@ -233,4 +234,3 @@ class RivyaClient(HttpProviderClient):
     async def models(self) -> RivyaModelList:
         response, _ = await self._send("GET", "/api/v1/models", safe_to_repeat=True)
         return self._parse(RivyaModelList, response)
-

@@ -21,7 +21,8 @@ async def rivya(sandbox, rivya_key):
 
 @pytest.fixture
 async def odirouter(sandbox, odirouter_key):
-    async with OdiRouterClient(sandbox.odirouter_url, odirouter_key, retry=FAST_RETRY, poll=FAST_POLL, seed=1) as client:
+    client = OdiRouterClient(sandbox.odirouter_url, odirouter_key, retry=FAST_RETRY, poll=FAST_POLL, seed=1)
+    async with client:
         yield client
 
 

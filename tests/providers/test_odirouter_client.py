@@ -167,7 +167,9 @@ async def test_error_envelopes(sandbox, odirouter_key, caplog):
 async def test_rate_limit_pauses_every_request_of_the_client(sandbox, odirouter_key):
     configure(sandbox, "odirouter", rate_limit={"max_concurrent_tasks": 2, "retry_after_s": 0.2})
     async with OdiRouterClient(
-        sandbox.odirouter_url, odirouter_key, retry=RetryPolicy(max_attempts=30, base_delay_s=0.01),
+        sandbox.odirouter_url,
+        odirouter_key,
+        retry=RetryPolicy(max_attempts=30, base_delay_s=0.01),
         poll=PollPolicy(first_delay_s=0.01, max_interval_s=0.05),
     ) as client:
         configure(sandbox, "odirouter", latency={"processing": {"dist": "fixed", "value": 0.3}})

@@ -25,7 +25,9 @@ def test_retry_after_wins_over_backoff_but_is_bounded():
     assert policy.delay(1, None) <= 0.01
 
 
-@pytest.mark.parametrize(("header", "expected"), [("3", 3.0), ("0.25", 0.25), ("-2", 0.0), (None, None), ("soon", None)])
+@pytest.mark.parametrize(
+    ("header", "expected"), [("3", 3.0), ("0.25", 0.25), ("-2", 0.0), (None, None), ("soon", None)]
+)
 def test_parse_retry_after_seconds(header, expected):
     assert parse_retry_after(header) == expected
 

@@ -1,0 +1,218 @@
+"""The ``nbpro`` command. Subcommands: ``sandbox`` (more to come: validate, estimate, demo)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nbpro_pipeline.models.odirouter import ODI_ERROR_TYPES
+
+_RATE = click.FloatRange(0.0, 1.0)
+_FAILURE_TYPES = [t for t in ODI_ERROR_TYPES if t != "CANCELED"]
+
+
+@click.group()
+def main() -> None:
+    """nbpro: generate Nano Banana Pro images from prompt tables via Rivya and OdiRouter."""
+
+
+def _dist(spec: str | None) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    from nbpro_pipeline.sandbox.config import Dist
+
+    try:
+        return Dist.parse(spec).model_dump(mode="json", exclude_none=True)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _set(tree: dict[str, Any], path: str, value: Any) -> None:
+    """Put ``value`` at a dotted path, for both provider sections when the path starts with ``*``."""
+    if value is None:
+        return
+    heads = ("rivya", "odirouter") if path.startswith("*.") else (None,)
+    for head in heads:
+        keys = ([head] if head else []) + path.removeprefix("*.").split(".")
+        node = tree
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8799, show_default=True, type=int, help="Port; 0 picks a free one.")
+@click.option(
+    "--state",
+    "state_dir",
+    default=".nbpro/sandbox",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (SQLite wallets, ledger, tasks, uploads); reused across restarts.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A .json or .toml file shaped like SandboxConfig (per-provider sections 'rivya' and "
+    "'odirouter'); the flags below override it and apply to both providers.",
+)
+@click.option("--seed", type=int, help="Seed of every random decision (latency, faults). Default 0.")
+@click.option(
+    "--latency",
+    type=click.Choice(["zero", "default"]),
+    help="Shortcut: 'zero' finishes tasks instantly (tests, benchmarks); 'default' is queued "
+    "uniform 0.2-0.8 s, processing uniform 0.8-2.2 s.",
+)
+@click.option(
+    "--queued-latency",
+    metavar="SPEC",
+    help="Time in the queue: SECONDS, fixed:S, uniform:LOW,HIGH or lognormal:MEDIAN,SIGMA.",
+)
+@click.option("--processing-latency", metavar="SPEC", help="Time processing; same SPEC forms.")
+@click.option("--time-scale", type=click.FloatRange(min=0), help="Multiply every sampled latency.")
+@click.option(
+    "--rate-limit-rps", type=click.FloatRange(min=0), help="Requests/s per provider API (token bucket); 0 = off."
+)
+@click.option("--rate-limit-burst", type=click.IntRange(min=1), help="Token bucket size (default: ceil(rps)).")
+@click.option(
+    "--max-concurrent-tasks",
+    type=click.IntRange(min=0),
+    help="Unfinished tasks per provider; a create beyond it gets 429. 0 = off.",
+)
+@click.option(
+    "--retry-after",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Fix Retry-After on every 429 (may be fractional); default: computed, whole seconds, min 1.",
+)
+@click.option("--fault-5xx", type=_RATE, help="Rate of 500/502/503 answers (nothing created).")
+@click.option("--fault-drop", type=_RATE, help="Rate of connections cut before processing.")
+@click.option(
+    "--fault-drop-after-processing",
+    type=_RATE,
+    help="Rate of create calls whose task IS created (and billable) but whose answer is cut.",
+)
+@click.option("--fault-rate-limited", type=_RATE, help="Rate of spurious 429 bursts (with Retry-After).")
+@click.option(
+    "--fault-rate-limited-burst",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a spurious 429 burst lasts (default 1; --retry-after overrides).",
+)
+@click.option("--fault-task-failed", type=_RATE, help="Rate of tasks ending failed (as INFERENCE_FAILURE).")
+@click.option(
+    "--fault-task-failed-as",
+    multiple=True,
+    metavar="TYPE=RATE",
+    help=f"Rate of failures of one type ({', '.join(_FAILURE_TYPES)}); repeatable.",
+)
+@click.option("--fault-corrupt-image", type=_RATE, help="Rate of results served as damaged bytes (200).")
+@click.option(
+    "--fault-wrong-size", type=_RATE, help="Rate of results at the wrong size (4K/2K as 1K; 1K at another ratio)."
+)
+@click.option("--fault-expired-url", type=_RATE, help="Rate of tasks whose first result URL is already expired.")
+@click.option("--fault-stuck", type=_RATE, help="Rate of tasks that never leave processing.")
+@click.option("--fault-drop-download", type=_RATE, help="Rate of image downloads cut mid-body.")
+@click.option("--result-url-ttl", type=click.FloatRange(min=0, min_open=True), help="Result URL lifetime, s.")
+@click.option("--rivya-credits", type=click.IntRange(min=0), help="Rivya wallet of a fresh state dir.")
+@click.option("--odirouter-balance", type=click.FloatRange(min=0), help="OdiRouter wallet (USD) of a fresh state dir.")
+def sandbox(
+    host: str,
+    port: int,
+    state_dir: Path,
+    config_file: Path | None,
+    seed: int | None,
+    latency: str | None,
+    queued_latency: str | None,
+    processing_latency: str | None,
+    time_scale: float | None,
+    rate_limit_rps: float | None,
+    rate_limit_burst: int | None,
+    max_concurrent_tasks: int | None,
+    retry_after: float | None,
+    fault_5xx: float | None,
+    fault_drop: float | None,
+    fault_drop_after_processing: float | None,
+    fault_rate_limited: float | None,
+    fault_rate_limited_burst: float | None,
+    fault_task_failed: float | None,
+    fault_task_failed_as: tuple[str, ...],
+    fault_corrupt_image: float | None,
+    fault_wrong_size: float | None,
+    fault_expired_url: float | None,
+    fault_stuck: float | None,
+    fault_drop_download: float | None,
+    result_url_ttl: float | None,
+    rivya_credits: int | None,
+    odirouter_balance: float | None,
+) -> None:
+    """Run the local emulator of both providers (Rivya at /api/v1, OdiRouter at /model/v1/queue).
+
+    No keys, no network: any 'rvya_sk_...' key works for Rivya and any key for OdiRouter.
+    Admin routes at /_sandbox (ledger, stats, config, topup, reset).
+    """
+    from pydantic import ValidationError
+
+    from nbpro_pipeline.sandbox.config import SandboxConfig
+    from nbpro_pipeline.sandbox.server import serve
+
+    partial: dict[str, Any] = {}
+    _set(partial, "seed", seed)
+    _set(partial, "time_scale", time_scale)
+    _set(partial, "result_url_ttl_s", result_url_ttl)
+    if latency == "zero":
+        _set(partial, "*.latency.queued", {"dist": "fixed", "value": 0})
+        _set(partial, "*.latency.processing", {"dist": "fixed", "value": 0})
+    elif latency == "default":
+        _set(partial, "*.latency.queued", {"dist": "uniform", "low": 0.2, "high": 0.8})
+        _set(partial, "*.latency.processing", {"dist": "uniform", "low": 0.8, "high": 2.2})
+    _set(partial, "*.latency.queued", _dist(queued_latency))
+    _set(partial, "*.latency.processing", _dist(processing_latency))
+    _set(partial, "*.rate_limit.requests_per_s", rate_limit_rps)
+    _set(partial, "*.rate_limit.burst", rate_limit_burst)
+    _set(partial, "*.rate_limit.max_concurrent_tasks", max_concurrent_tasks)
+    _set(partial, "*.rate_limit.retry_after_s", retry_after)
+    _set(partial, "*.faults.http_5xx", fault_5xx)
+    _set(partial, "*.faults.drop_connection", fault_drop)
+    _set(partial, "*.faults.drop_after_processing", fault_drop_after_processing)
+    _set(partial, "*.faults.rate_limited", fault_rate_limited)
+    _set(partial, "*.faults.rate_limited_burst_s", fault_rate_limited_burst)
+    _set(partial, "*.faults.task_failed.INFERENCE_FAILURE", fault_task_failed)
+    for item in fault_task_failed_as:
+        kind, _, rate = item.partition("=")
+        if kind not in _FAILURE_TYPES:
+            raise click.BadParameter(
+                f"{kind!r} is not one of {', '.join(_FAILURE_TYPES)}", param_hint="--fault-task-failed-as"
+            )
+        try:
+            _set(partial, f"*.faults.task_failed.{kind}", float(rate))
+        except ValueError as exc:
+            raise click.BadParameter(f"{item!r}: use TYPE=RATE", param_hint="--fault-task-failed-as") from exc
+    _set(partial, "*.faults.corrupt_image", fault_corrupt_image)
+    _set(partial, "*.faults.wrong_size", fault_wrong_size)
+    _set(partial, "*.faults.expired_url", fault_expired_url)
+    _set(partial, "*.faults.stuck_task", fault_stuck)
+    _set(partial, "*.faults.drop_download", fault_drop_download)
+    _set(partial, "billing.rivya_initial_credits", rivya_credits)
+    _set(partial, "billing.odirouter_initial_usd", odirouter_balance)
+
+    try:
+        base = SandboxConfig.from_file(config_file) if config_file else SandboxConfig()
+        config = base.updated(partial)
+    except (ValidationError, ValueError, OSError) as exc:
+        raise click.ClickException(f"invalid sandbox configuration: {exc}") from exc
+
+    state = state_dir.resolve()
+
+    def announce(url: str) -> None:
+        click.echo(f"nbpro sandbox listening on {url} (state {state})")
+        sys.stdout.flush()
+
+    serve(host, port, state, config, on_ready=announce)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Assembles both provider APIs, the CDN and the admin routes into one Starlette app on one port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nbpro_pipeline.sandbox.admin_api import AdminApi
+from nbpro_pipeline.sandbox.cdn_api import CdnApi
+from nbpro_pipeline.sandbox.config import SandboxConfig
+from nbpro_pipeline.sandbox.odirouter_api import QUEUE_PATH, OdiRouterApi
+from nbpro_pipeline.sandbox.responses import DeliberateDisconnect, base_url, json_response
+from nbpro_pipeline.sandbox.rivya_api import RivyaApi
+from nbpro_pipeline.sandbox.runtime import ResponseCounters, SandboxRuntime
+
+
+def traffic_class(path: str) -> str:
+    if path.startswith("/api/"):
+        return "rivya"
+    if path.startswith("/model/"):
+        return "odirouter"
+    if path.startswith("/cdn/rivya/"):
+        return "rivya-cdn"
+    if path.startswith("/cdn/odirouter/"):
+        return "odirouter-cdn"
+    if path.startswith("/_sandbox"):
+        return "admin"
+    return "other"
+
+
+class ResponseCounterMiddleware:
+    """Counts every response by traffic class and status, and every deliberate connection cut.
+
+    Pure ASGI (not BaseHTTPMiddleware) because it sits on every request of a throughput benchmark.
+    """
+
+    def __init__(self, app: ASGIApp, counters: ResponseCounters) -> None:
+        self.app = app
+        self.counters = counters
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        traffic = traffic_class(scope["path"])
+        try:
+            await self.app(scope, receive, counting_send)
+        except DeliberateDisconnect:
+            self.counters.record_drop(traffic)
+            raise
+        self.counters.record(traffic, status)
+
+
+def create_app(config: SandboxConfig | None, state_dir: str | Path) -> Starlette:
+    """A sandbox app on ``state_dir``; the store opens on lifespan startup and closes on shutdown."""
+    runtime = SandboxRuntime(config or SandboxConfig(), state_dir)
+
+    async def index(request: Request) -> Response:
+        base = base_url(request)
+        return json_response(
+            {
+                "service": "nbpro sandbox: local emulator of Rivya and OdiRouter (Nano Banana Pro)",
+                "rivya_base_url": base,
+                "odirouter_base_url": base + "/model",
+                "odirouter_submit": base + QUEUE_PATH,
+                "admin": base + "/_sandbox/stats",
+            }
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await runtime.open()
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    routes = [
+        Route("/", index, methods=["GET"]),
+        *RivyaApi(runtime).routes(),
+        *OdiRouterApi(runtime).routes(),
+        *CdnApi(runtime).routes(),
+        *AdminApi(runtime).routes(),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(ResponseCounterMiddleware, counters=runtime.responses)],
+    )
+    app.state.runtime = runtime
+    return app
