@@ -56,10 +56,3 @@ __all__ = [
     "idempotency_key_for",
 ]
 
-
-def client_for(provider, base_url: str, api_key: str, **kw) -> ProviderClient:
-    """The client for ``provider``; keeps provider dispatch in one place."""
-    from nbpro_pipeline.models.common import Provider
-
-    cls = {Provider.RIVYA: RivyaClient, Provider.ODIROUTER: OdiRouterClient}[Provider(provider)]
-    return cls(base_url, api_key, **kw)

@@ -182,3 +182,32 @@ async def test_rate_limit_pauses_every_request_of_the_client(sandbox, odirouter_
         assert all(f.state is TaskState.SUCCEEDED for f in finals)
         assert client.counters["rate_limited"] > 0
     assert sandbox.stats()["odirouter"]["tasks_created"] == 6
+
+
+class _SlowCancel(httpx.AsyncHTTPTransport):
+    """Real HTTP to the sandbox, but a cancel leaves late: the task finishes while it is on its way."""
+
+    async def handle_async_request(self, request):
+        if request.method == "PUT":
+            await asyncio.sleep(0.5)
+        return await super().handle_async_request(request)
+
+
+async def test_deadline_keeps_a_result_that_finished_before_the_cancel(sandbox, odirouter_key):
+    configure(
+        sandbox,
+        "odirouter",
+        latency={"queued": {"dist": "fixed", "value": 0}, "processing": {"dist": "fixed", "value": 0.25}},
+    )
+    poll = PollPolicy(first_delay_s=0.05, factor=1, max_interval_s=0.05)
+    async with OdiRouterClient(
+        sandbox.odirouter_url, odirouter_key, retry=FAST_RETRY, poll=poll, transport=_SlowCancel()
+    ) as client:
+        submitted = await client.submit(GenerationRequest(prompt="finishes during the cancel"))
+        final = await client.wait(submitted.task_id, deadline_s=0.1)
+        assert client.counters["cancel_already_completed"] == 1
+        assert final.state is TaskState.SUCCEEDED and final.images  # paid for, so kept
+        buf = io.BytesIO()
+        await client.fetch_result(final, buf)
+    assert Image.open(io.BytesIO(buf.getvalue())).size == pixel_size("1:1", "1K")
+    assert [(e["task_id"], e["amount"]) for e in entries(sandbox, "odirouter")] == [(submitted.task_id, 0.15)]
