@@ -55,4 +55,3 @@ __all__ = [
     "UnsupportedOperationError",
     "idempotency_key_for",
 ]
-
