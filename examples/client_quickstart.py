@@ -62,10 +62,11 @@ async def run(out: Path) -> None:
     for provider, resolution, task_id, size, secs, path in rows:
         cost = f"{costs[task_id]:g} {units.get(task_id, '')}"
         print(f"{provider.value:<10} {resolution.value:<4} {task_id:<34} {size:>8} {secs:>5.1f} {cost:>12}  {path}")
+    ours = {task_id for _, _, task_id, *_ in rows}  # the state dir may hold earlier runs' tasks
     for provider in Provider:
-        total = sum(e["amount"] for e in ledger if e["provider"] == provider.value)
+        total = sum(e["amount"] for e in ledger if e["provider"] == provider.value and e["task_id"] in ours)
         unit = "credits" if provider is Provider.RIVYA else "usd"
-        print(f"total charged by {provider.value}: {total:g} {unit} (sandbox billing ledger)")
+        print(f"charged by {provider.value} for this run: {total:g} {unit} (sandbox billing ledger)")
 
 
 def main() -> None:
