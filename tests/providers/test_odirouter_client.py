@@ -189,7 +189,7 @@ class _SlowCancel(httpx.AsyncHTTPTransport):
 
     async def handle_async_request(self, request):
         if request.method == "PUT":
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(2.0)
         return await super().handle_async_request(request)
 
 
@@ -197,14 +197,14 @@ async def test_deadline_keeps_a_result_that_finished_before_the_cancel(sandbox, 
     configure(
         sandbox,
         "odirouter",
-        latency={"queued": {"dist": "fixed", "value": 0}, "processing": {"dist": "fixed", "value": 0.25}},
+        latency={"queued": {"dist": "fixed", "value": 0}, "processing": {"dist": "fixed", "value": 1.0}},
     )
-    poll = PollPolicy(first_delay_s=0.05, factor=1, max_interval_s=0.05)
+    poll = PollPolicy(first_delay_s=0.02, factor=1, max_interval_s=0.02)
     async with OdiRouterClient(
         sandbox.odirouter_url, odirouter_key, retry=FAST_RETRY, poll=poll, transport=_SlowCancel()
     ) as client:
         submitted = await client.submit(GenerationRequest(prompt="finishes during the cancel"))
-        final = await client.wait(submitted.task_id, deadline_s=0.1)
+        final = await client.wait(submitted.task_id, deadline_s=0.05)
         assert client.counters["cancel_already_completed"] == 1
         assert final.state is TaskState.SUCCEEDED and final.images  # paid for, so kept
         buf = io.BytesIO()
