@@ -21,9 +21,13 @@ import httpx
 from pydantic import SecretStr
 
 from nbpro_pipeline.models.common import Provider, TaskState
+from nbpro_pipeline.models.request import GenerationRequest
 from nbpro_pipeline.providers.base import DownloadedImage, ResultImage, TaskSnapshot
 from nbpro_pipeline.providers.errors import (
+    AuthError,
     DeadlineExceededError,
+    IdempotencyConflictError,
+    InsufficientFundsError,
     InvalidRequestError,
     NotFoundError,
     ProviderError,
@@ -41,6 +45,13 @@ _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _TOKEN_PATTERNS = (re.compile(r"rvya_sk_[A-Za-z0-9_\-]+"), re.compile(r"(?i)bearer\s+[A-Za-z0-9_\-.~+/=]+"))
 _CHUNK = 64 * 1024
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+_ERROR_BY_STATUS: dict[int, type[ProviderError]] = {
+    401: AuthError,
+    403: AuthError,
+    402: InsufficientFundsError,
+    404: NotFoundError,
+    409: IdempotencyConflictError,
+}
 
 
 def strip_query(url: str) -> str:
@@ -174,39 +185,52 @@ class HttpProviderClient:
                 if response.is_success:
                     return response, attempt
                 err = self._error_from_response(response)
-                if isinstance(err, RateLimitedError):
-                    self.counters["rate_limited"] += 1
-                    self._pause(self.retry.delay(attempt, err.retry_after, self._rng))
                 if not err.retryable:
                     raise err
+            delay = self.retry.delay(attempt, getattr(err, "retry_after", None), self._rng)
+            if isinstance(err, RateLimitedError):
+                self.counters["rate_limited"] += 1
+                self._pause(delay)  # every request of this client waits, not just this one
             if attempt == self.retry.max_attempts:
                 break
             self.counters["retries"] += 1
-            delay = self.retry.delay(attempt, getattr(err, "retry_after", None), self._rng)
             log.info("%s %s %s: %s; retry %d in %.2fs", self.provider.value, method, path, err, attempt, delay)
             await asyncio.sleep(delay)
         assert err is not None
         raise err
 
-    def _status_error(self, response: httpx.Response, code: str | None, message: str, request_id: str | None):
-        """Map an HTTP status (and a code when the envelope had one) onto the taxonomy."""
-        from nbpro_pipeline.providers import errors as e
-
+    def _status_error(
+        self,
+        response: httpx.Response,
+        code: str | None,
+        message: str,
+        request_id: str | None,
+        cls: type[ProviderError] | None = None,
+    ) -> ProviderError:
+        """Map an error answer onto the taxonomy: by ``cls`` when the provider's code names one (a code
+        is more specific than a status), else by HTTP status. Any rate-limit error carries Retry-After."""
         status = response.status_code
-        kw = {"status_code": status, "code": code, "request_id": request_id}
-        if status == 429:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return self._error(e.RateLimitedError, message, retry_after=retry_after, **kw)
-        if status >= 500:
-            return self._error(e.RetryableError, message, **kw)
-        cls = {
-            401: e.AuthError,
-            403: e.AuthError,
-            402: e.InsufficientFundsError,
-            404: e.NotFoundError,
-            409: e.IdempotencyConflictError,
-        }.get(status, e.InvalidRequestError)
+        if cls is None:
+            if status == 429:
+                cls = RateLimitedError
+            elif status >= 500:
+                cls = RetryableError
+            else:
+                cls = _ERROR_BY_STATUS.get(status, InvalidRequestError)
+        kw: dict[str, Any] = {"status_code": status, "code": code, "request_id": request_id}
+        if issubclass(cls, RateLimitedError):
+            kw["retry_after"] = parse_retry_after(response.headers.get("Retry-After"))
         return self._error(cls, message, **kw)
+
+    def _check_locally(self, request: GenerationRequest) -> None:
+        """Refuse, before any money moves, a request this provider would reject; every problem at once."""
+        problems = request.problems_for(self.provider)
+        if problems:
+            raise self._error(
+                InvalidRequestError,
+                "; ".join(f"{p.field}: {p.message}" for p in problems),
+                code="local_validation",
+            )
 
     def _parse(self, model, response: httpx.Response):
         """Validate a 2xx body into a wire model; a malformed answer says which call produced it."""

@@ -32,7 +32,6 @@ from nbpro_pipeline.providers.base import (
     TaskSnapshot,
 )
 from nbpro_pipeline.providers.errors import (
-    InvalidRequestError,
     ProviderError,
     UnsupportedOperationError,
 )
@@ -73,13 +72,7 @@ class OdiRouterClient(HttpProviderClient):
 
     # -- tasks --------------------------------------------------------------------------------------
     def wire_request(self, request: GenerationRequest) -> OdiSubmitRequest:
-        problems = request.problems_for(self.provider)
-        if problems:
-            raise self._error(
-                InvalidRequestError,
-                "; ".join(f"{p.field}: {p.message}" for p in problems),
-                code="local_validation",
-            )
+        self._check_locally(request)
         return OdiSubmitRequest(
             prompt=request.prompt,
             image_urls=[r.url for r in request.references] or None,

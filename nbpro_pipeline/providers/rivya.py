@@ -51,7 +51,6 @@ from nbpro_pipeline.providers.errors import (
     UnsupportedOperationError,
 )
 from nbpro_pipeline.providers.http import HttpProviderClient, json_or_none
-from nbpro_pipeline.providers.policies import parse_retry_after
 
 DEFAULT_RIVYA_URL = "https://rivya.ai"
 
@@ -90,24 +89,13 @@ class RivyaClient(HttpProviderClient):
             text = response.text[:300] if body is None else str(body)[:300]
             return self._status_error(response, None, f"HTTP {response.status_code}: {text}", None)
         err = envelope.error
-        cls = _CODE_TO_ERROR.get(err.code)
-        if cls is None:
-            return self._status_error(response, err.code, err.message, err.requestId)
-        kw = {"status_code": response.status_code, "code": err.code, "request_id": err.requestId}
-        if cls is RateLimitedError:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return self._error(cls, err.message, retry_after=retry_after, **kw)
-        return self._error(cls, err.message or err.code, **kw)
+        return self._status_error(
+            response, err.code, err.message or err.code, err.requestId, cls=_CODE_TO_ERROR.get(err.code)
+        )
 
     # -- tasks --------------------------------------------------------------------------------------
     def wire_request(self, request: GenerationRequest, client_request_id: str | None = None) -> RivyaCreateRequest:
-        problems = request.problems_for(self.provider)
-        if problems:
-            raise self._error(
-                InvalidRequestError,
-                "; ".join(f"{p.field}: {p.message}" for p in problems),
-                code="local_validation",
-            )
+        self._check_locally(request)
         refs = [
             RivyaReferenceMediaItem(url=r.url, kind="image", name=r.name, mimeType=r.mime_type)
             for r in request.references
@@ -168,11 +156,9 @@ class RivyaClient(HttpProviderClient):
 
     def _snapshot(self, task: RivyaTask) -> TaskSnapshot:
         urls: list[str] = []
-        if task.result is not None:
-            urls = list(task.result.urls) or [task.result.primary_url]
-            if task.result.primary_url in urls:  # primary first, no duplicates
-                urls.remove(task.result.primary_url)
-            urls.insert(0, task.result.primary_url)
+        if task.result is not None:  # primary first, then the others, no duplicates
+            primary = task.result.primary_url
+            urls = [primary, *(u for u in task.result.urls if u != primary)]
         return TaskSnapshot(
             provider=self.provider,
             task_id=task.id,
