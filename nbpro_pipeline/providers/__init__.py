@@ -26,6 +26,7 @@ from nbpro_pipeline.providers.errors import (
 )
 from nbpro_pipeline.providers.odirouter import OdiRouterClient
 from nbpro_pipeline.providers.policies import PollPolicy, RetryPolicy
+from nbpro_pipeline.providers.ratelimit import TokenBucket
 from nbpro_pipeline.providers.rivya import RivyaClient, idempotency_key_for
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "SubmitOutcomeUnknown",
     "SubmittedTask",
     "TaskSnapshot",
+    "TokenBucket",
     "UnsupportedOperationError",
     "idempotency_key_for",
 ]

@@ -99,9 +99,12 @@ class ResultExpiredError(ProviderError):
 class DeadlineExceededError(ProviderError):
     """The task did not finish within the caller's deadline (on OdiRouter a cancel was requested)."""
 
-    def __init__(self, message: str, *, task_id: str, cancel_status: str | None = None, **kw) -> None:
+    def __init__(
+        self, message: str, *, task_id: str, cancel_status: str | None = None, last_state: str | None = None, **kw
+    ) -> None:
         self.task_id = task_id
         self.cancel_status = cancel_status
+        self.last_state = last_state  # queued/running at the last poll: a cancelled running task is billed
         super().__init__(message, **kw)
 
 

@@ -37,6 +37,7 @@ from nbpro_pipeline.providers.errors import (
     SubmitOutcomeUnknown,
 )
 from nbpro_pipeline.providers.policies import PollPolicy, RetryPolicy, parse_retry_after
+from nbpro_pipeline.providers.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class HttpProviderClient:
         max_connections: int = 128,
         transport: httpx.AsyncBaseTransport | None = None,
         seed: int | None = None,
+        limiter: TokenBucket | None = None,
     ) -> None:
         self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
         self.base_url = base_url.rstrip("/")
@@ -95,6 +97,7 @@ class HttpProviderClient:
         self._rng = random.Random(seed)
         self._pause_until = 0.0
         self.counters: Counter[str] = Counter()
+        self.limiter = limiter  # API calls only; CDN downloads are not the provider's quota
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -165,6 +168,8 @@ class HttpProviderClient:
         err: ProviderError | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
             await self._respect_pause()
+            if self.limiter is not None:
+                await self.limiter.acquire()
             self.counters["requests"] += 1
             try:
                 response = await self._api.request(method, path, json=json, headers=headers, files=files, data=data)
@@ -273,6 +278,7 @@ class HttpProviderClient:
             f"task {task_id} still {last.state.value} after the deadline",
             task_id=task_id,
             cancel_status=getattr(final, "error_code", None) if final else None,
+            last_state=last.state.value,
         )
 
     # -- downloads ----------------------------------------------------------------------------------

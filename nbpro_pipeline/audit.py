@@ -1,0 +1,193 @@
+"""The invariants a cell run must satisfy, as plain functions over the ledger (Dagster asset checks
+call these; tests call them too): every eligible prompt accounted for, every stored image what was
+ordered, and the money in the ledger equal to what the provider says it charged."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, Field
+
+from nbpro_pipeline.costs.budget import BudgetGuard
+from nbpro_pipeline.costs.prices import PriceTable
+from nbpro_pipeline.engine.cell import CellRunner, charged_for
+from nbpro_pipeline.engine.report import CellReport
+from nbpro_pipeline.engine.settings import EngineSettings, RunInfo
+from nbpro_pipeline.image_files import ImageProblem, check_image, inspect_image
+from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Provider, Resolution
+from nbpro_pipeline.models.ledger import OutcomeStatus
+from nbpro_pipeline.models.prompt import PromptRow
+from nbpro_pipeline.providers.base import ProviderClient
+from nbpro_pipeline.providers.errors import ProviderError
+from nbpro_pipeline.storage.filesystem import Storage
+from nbpro_pipeline.storage.ledger import read_ledger
+
+
+class CheckOutcome(BaseModel):
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+def _latest_per_fingerprint(ledger: pa.Table) -> dict[str, dict[str, Any]]:
+    rows = ledger.select(["fingerprint", "status", "error_code", "recorded_at", "prompt_id"]).to_pylist()
+    latest: dict[str, dict[str, Any]] = {}
+    for r in sorted(rows, key=lambda r: r["recorded_at"]):
+        latest[r["fingerprint"]] = r
+    return latest
+
+
+def check_accounting(eligible: dict[str, str], cell_ledger: pa.Table) -> CheckOutcome:
+    """Every eligible fingerprint has a ledger outcome: succeeded, or failed/skipped with a reason."""
+    latest = _latest_per_fingerprint(cell_ledger)
+    missing = [pid for fp, pid in eligible.items() if fp not in latest]
+    reasonless = [
+        pid
+        for fp, pid in eligible.items()
+        if fp in latest and latest[fp]["status"] != OutcomeStatus.SUCCEEDED and not latest[fp]["error_code"]
+    ]
+    statuses = Counter(latest[fp]["status"] for fp in eligible if fp in latest)
+    ok = not missing and not reasonless
+    desc = (
+        f"all {len(eligible)} eligible prompts accounted for"
+        if ok
+        else f"{len(missing)} eligible prompts have no ledger row (e.g. {missing[:5]}); "
+        f"{len(reasonless)} failed without a reason (e.g. {reasonless[:5]})"
+    )
+    return CheckOutcome(
+        passed=ok,
+        description=desc,
+        metadata={"eligible": len(eligible), "missing": len(missing), "reasonless": len(reasonless), **statuses},
+    )
+
+
+def check_stored_images(run_rows: pa.Table, *, limit: int = 1000) -> CheckOutcome:
+    """Every image this run stored decodes, in the ordered format and at the table pixel size."""
+    succeeded = run_rows.filter(pc.equal(run_rows["status"], OutcomeStatus.SUCCEEDED.value))
+    rows = succeeded.select(["image_uri", "aspect_ratio", "output_format", "resolution", "prompt_id"]).to_pylist()
+    checked = rows[:limit]
+    bad: list[str] = []
+    for r in checked:
+        try:
+            info = inspect_image(r["image_uri"])
+            check_image(
+                info, OutputFormat(r["output_format"]), AspectRatio(r["aspect_ratio"]), Resolution(r["resolution"])
+            )
+        except (ImageProblem, OSError) as exc:
+            bad.append(f"{r['prompt_id']}: {getattr(exc, 'code', type(exc).__name__)}")
+    sampled = f" (first {limit} of {len(rows)})" if len(rows) > limit else ""
+    return CheckOutcome(
+        passed=not bad,
+        description=(
+            f"{len(checked)} stored images decode at the expected size and format{sampled}"
+            if not bad
+            else f"{len(bad)} stored images are not what was ordered: {bad[:5]}"
+        ),
+        metadata={"checked": len(checked), "bad": len(bad)},
+    )
+
+
+async def reconcile_with_provider(
+    client: ProviderClient, run_rows: pa.Table, cell_ledger: pa.Table, price: Decimal, *, sample: int = 50
+) -> CheckOutcome:
+    """Ask the provider about (a sample of) this run's tasks: the ledger's net total per task must equal
+    what the provider reports charged (Rivya: credits per task; OdiRouter: completed at table price)."""
+    task_ids = sorted({t for t in run_rows["task_id"].to_pylist() if t})[:sample]
+    totals: dict[str, Decimal] = {}
+    for t, cost in zip(cell_ledger["task_id"].to_pylist(), cell_ledger["final_cost"].to_pylist(), strict=True):
+        if t:
+            totals[t] = totals.get(t, Decimal(0)) + (cost or Decimal(0))
+    sem = asyncio.Semaphore(8)
+
+    async def one(task_id: str) -> tuple[str, Decimal | None]:
+        async with sem:
+            try:
+                return task_id, charged_for(await client.poll(task_id), price)
+            except ProviderError:
+                return task_id, None
+
+    answers = await asyncio.gather(*(one(t) for t in task_ids))
+    unreachable = [t for t, v in answers if v is None]
+    mismatched = [
+        f"{t}: ledger {totals.get(t, 0)} vs provider {v}" for t, v in answers if v is not None and v != totals.get(t, 0)
+    ]
+    ok = not mismatched
+    desc = (
+        f"{len(task_ids) - len(unreachable)} tasks reconcile with the provider"
+        + (f"; {len(unreachable)} could not be asked" if unreachable else "")
+        if ok
+        else f"{len(mismatched)} tasks disagree with the provider: {mismatched[:5]}"
+    )
+    return CheckOutcome(
+        passed=ok,
+        description=desc,
+        metadata={"tasks_checked": len(task_ids), "mismatched": len(mismatched), "unreachable": len(unreachable)},
+    )
+
+
+def check_rejections(rows_read: int, rejected: pa.Table) -> CheckOutcome:
+    """Rejected prompt rows are worth a warning, never a failure: the valid rows still run."""
+    n = rejected.num_rows
+    by_code = Counter(rejected["code"].to_pylist()) if n else Counter()
+    return CheckOutcome(
+        passed=n == 0,
+        description="no prompt rows rejected"
+        if n == 0
+        else f"{n} rejections over {rows_read} rows read: {dict(by_code)}",
+        metadata={"rejected": n, **{f"rejected_{k}": v for k, v in by_code.items()}},
+    )
+
+
+class AuditedCell(BaseModel):
+    report: CellReport
+    checks: dict[str, CheckOutcome]
+
+
+async def run_and_audit(
+    rows: list[PromptRow],
+    *,
+    client_factory: Callable[[], Any],
+    provider: Provider,
+    resolution: Resolution,
+    storage: Storage,
+    run: RunInfo,
+    settings: EngineSettings | None = None,
+    prices: PriceTable | None = None,
+    budget: BudgetGuard | None = None,
+    logger: Any = None,
+) -> AuditedCell:
+    """Run a cell, then check it: what a ``generated_images`` materialization does, minus Dagster.
+
+    The client is made inside the event loop (``client_factory``) because an async HTTP client belongs
+    to the loop that opened it.
+    """
+    prices = prices or PriceTable()
+    async with client_factory() as client:
+        runner = CellRunner(
+            provider=provider,
+            resolution=resolution,
+            client=client,
+            storage=storage,
+            run=run,
+            settings=settings,
+            prices=prices,
+            budget=budget,
+            logger=logger,
+        )
+        report = await runner.run(rows)
+        cell_ledger = read_ledger(storage, provider=provider, resolution=resolution)
+        run_rows = cell_ledger.filter(pc.equal(cell_ledger["run_id"], run.run_id))
+        checks = {
+            "all_rows_accounted": check_accounting(runner.eligible_fingerprints, cell_ledger),
+            "images_valid": await asyncio.to_thread(check_stored_images, run_rows),
+            "ledger_reconciles": await reconcile_with_provider(
+                client, run_rows, cell_ledger, prices.per_image(provider, resolution)
+            ),
+        }
+    return AuditedCell(report=report, checks=checks)

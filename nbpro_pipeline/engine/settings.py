@@ -1,0 +1,24 @@
+"""How hard one cell may push a provider, and who is running it; plain data the Dagster resources fill."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class EngineSettings(BaseModel):
+    max_in_flight: int = Field(default=32, ge=1, description="tasks submitted but not yet stored, per cell")
+    requests_per_s: float = Field(default=20.0, gt=0, description="token-bucket rate for API calls")
+    burst: int = Field(default=40, ge=1, description="token-bucket size")
+    task_deadline_s: float = Field(default=900.0, gt=0, description="submit-to-terminal limit per task")
+    progress_interval_s: float = Field(default=5.0, gt=0)
+    ledger_flush_rows: int = Field(default=250, ge=1)
+    ledger_flush_interval_s: float = Field(default=2.0, ge=0)
+    thumbnails: int = Field(default=12, ge=0, description="images kept in the report for a contact sheet")
+
+
+class RunInfo(BaseModel):
+    """Lineage of the run doing the work; written into every ledger row and image."""
+
+    run_id: str
+    partition_key: str
+    pipeline_version: str

@@ -1,0 +1,166 @@
+"""Checking a downloaded image against what was ordered, and embedding lineage into the file itself.
+
+A provider answering 1024x1024 for a 16:9 request, or a PNG for a JPEG, is a defect to record
+(``size_mismatch`` / ``format_mismatch``), not a success. Lineage goes into the file (a PNG ``tEXt``
+chunk, a JPEG ``COM`` segment) so it survives copying out of the storage root. Both edits are done at
+the byte level while copying: pixels are never decoded and re-encoded, so the image is bit-for-bit
+what the provider sent, plus one metadata block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import zlib
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from PIL import Image
+from pydantic import BaseModel
+
+from nbpro_pipeline.models.common import (
+    ASPECT_RATIOS_FIXED,
+    AspectRatio,
+    OutputFormat,
+    Resolution,
+    pixel_size,
+)
+
+LINEAGE_KEY = "nbpro:lineage"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_CHUNK = 1 << 20
+MAX_JPEG_COMMENT = 65_000
+
+
+class ImageInfo(BaseModel):
+    format: OutputFormat
+    width: int
+    height: int
+
+
+class ImageProblem(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def inspect_image(path: str | Path) -> ImageInfo:
+    """Format and size of a downloaded file, after a structural check that it is complete.
+
+    PNG: every chunk CRC up to IEND (Pillow's ``verify``); JPEG: the header parses and the stream ends
+    with EOI. Both catch truncated and garbled downloads without decoding millions of pixels.
+    """
+    try:
+        with Image.open(path) as img:
+            fmt, size = img.format, img.size
+            if fmt == "PNG":
+                img.verify()
+    except Exception as exc:  # Pillow raises many types for bad bytes; all mean the same here
+        raise ImageProblem("corrupt_image", f"the downloaded file does not decode as an image ({exc})") from None
+    if fmt == "JPEG":
+        with open(path, "rb") as fh:
+            fh.seek(-2, 2)
+            if fh.read(2) != b"\xff\xd9":
+                raise ImageProblem("corrupt_image", "the JPEG stream is truncated (no end-of-image marker)")
+    if fmt not in ("PNG", "JPEG"):
+        raise ImageProblem("format_mismatch", f"the provider sent a {fmt} image; expected PNG or JPEG")
+    return ImageInfo(format=OutputFormat.PNG if fmt == "PNG" else OutputFormat.JPG, width=size[0], height=size[1])
+
+
+def check_image(info: ImageInfo, output_format: OutputFormat, aspect: AspectRatio, resolution: Resolution) -> None:
+    """Raise ``ImageProblem`` when the image is not what was ordered."""
+    if info.format is not output_format:
+        raise ImageProblem("format_mismatch", f"asked for {output_format.value}, the provider sent {info.format.value}")
+    if aspect is AspectRatio.AUTO:  # the model picks the ratio; the size must still be a table size
+        allowed = {pixel_size(a, resolution) for a in ASPECT_RATIOS_FIXED}
+        if (info.width, info.height) not in allowed:
+            raise ImageProblem(
+                "size_mismatch",
+                f"{info.width}x{info.height} is not a {resolution.value} size of any aspect ratio",
+            )
+        return
+    expected = pixel_size(aspect, resolution)
+    if (info.width, info.height) != expected:
+        raise ImageProblem(
+            "size_mismatch",
+            f"{info.width}x{info.height} returned for {aspect.value} at {resolution.value}; "
+            f"expected {expected[0]}x{expected[1]}",
+        )
+
+
+def lineage_blob(lineage: dict[str, Any]) -> bytes:
+    return json.dumps(lineage, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def copy_with_lineage(src: BinaryIO, dst: BinaryIO, fmt: OutputFormat, lineage: dict[str, Any]) -> tuple[str, int]:
+    """Copy ``src`` to ``dst`` with lineage inserted after the header; returns (sha256, bytes) of ``dst``."""
+    blob = lineage_blob(lineage)
+    digest = hashlib.sha256()
+    size = 0
+
+    def out(data: bytes) -> None:
+        nonlocal size
+        dst.write(data)
+        digest.update(data)
+        size += len(data)
+
+    if fmt is OutputFormat.PNG:
+        head = src.read(8 + 25)  # signature + IHDR (length 13): lineage goes right after IHDR
+        if not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+            raise ImageProblem("corrupt_image", "not a PNG with a leading IHDR chunk")
+        data = LINEAGE_KEY.encode("latin-1") + b"\x00" + blob
+        chunk = struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data))
+        out(head + chunk)
+    else:
+        head = src.read(2)
+        if head != b"\xff\xd8":
+            raise ImageProblem("corrupt_image", "not a JPEG (no start-of-image marker)")
+        blob = blob[:MAX_JPEG_COMMENT]
+        out(head + b"\xff\xfe" + struct.pack(">H", len(blob) + 2) + blob)
+    while chunk_bytes := src.read(_CHUNK):
+        out(chunk_bytes)
+    return digest.hexdigest(), size
+
+
+def read_lineage(path: str | Path) -> dict[str, Any] | None:
+    """The lineage embedded by ``copy_with_lineage``, or None."""
+    with Image.open(path) as img:
+        raw = img.info.get(LINEAGE_KEY) if img.format == "PNG" else img.info.get("comment")
+    if raw is None:
+        return None
+    if isinstance(raw, bytes):
+        raw = raw.decode("ascii", "replace")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def thumbnail_data_uri(path: str | Path, size: int = 64, quality: int = 55) -> str:
+    """A tiny JPEG as a data URI: contact sheets live in the event log, so each stays ~1-2 KB."""
+    import base64
+    import io
+
+    with Image.open(path) as img:
+        img.thumbnail((size, size))
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, "JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def contact_sheet_markdown(images: list[tuple[str, str]], *, max_bytes: int = 40_000, size: int = 64) -> str:
+    """Markdown of small thumbnails for (label, path) pairs, stopping before ``max_bytes``."""
+    parts: list[str] = []
+    used = 0
+    for label, path in images:
+        try:
+            cell = f"![{label}]({thumbnail_data_uri(path, size)})"
+        except OSError:
+            continue
+        if used + len(cell) > max_bytes:
+            break
+        parts.append(cell)
+        used += len(cell)
+    return " ".join(parts) if parts else "_no images stored in this run_"

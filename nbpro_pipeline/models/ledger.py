@@ -1,0 +1,155 @@
+"""One ledger row per request outcome: what was asked, what came back, and what it cost.
+
+The ledger is a Parquet dataset hive-partitioned by provider and resolution, read as is by pandas,
+DuckDB and Spark, so its schema is fixed here once. ``final_cost`` is a decimal, not a float: report
+totals must equal the providers' billing to the last micro-dollar, and floats cannot promise that.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+from nbpro_pipeline.models.common import Provider, Resolution
+
+COST_TYPE = pa.decimal128(18, 6)
+LEDGER_PARTITION_COLUMNS = ("provider", "resolution")
+
+
+class OutcomeStatus(StrEnum):
+    SUCCEEDED = "succeeded"  # a valid image is stored
+    FAILED = "failed"  # the provider or validation said no; error_code says why
+    SKIPPED = "skipped"  # never submitted (budget, provider refused the account); nothing charged
+
+
+CostUnit = Literal["credits", "usd"]
+COST_UNIT: dict[Provider, CostUnit] = {Provider.RIVYA: "credits", Provider.ODIROUTER: "usd"}
+
+# Reasons the engine itself gives (provider error codes such as generation_failed or INFERENCE_FAILURE
+# are recorded verbatim next to these).
+ENGINE_ERROR_CODES = {
+    "size_mismatch": "the image decodes but its pixel size is not the table size for its aspect and resolution",
+    "format_mismatch": "the image is not in the requested output format",
+    "corrupt_image": "the downloaded bytes do not decode as an image",
+    "download_failed": "the result could not be downloaded after retries",
+    "deadline_exceeded": "the task did not finish before the per-task deadline",
+    "reference_unreadable": "a reference image could not be read or uploaded",
+    "invalid_request": "the provider rejected the request as invalid",
+    "budget_exceeded": "not submitted: the run or daily budget would have been exceeded",
+    "insufficient_funds": "not submitted: the provider account has too few credits",
+    "auth_failed": "not submitted: the provider refused the API key",
+    "submit_outcome_unknown": "the submit was sent but unanswered; a task may exist",
+    "provider_error": "the provider answered with an error after retries",
+}
+
+
+class LedgerRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    # what was asked
+    prompt_id: str
+    prompt_sha256: str
+    source_uri: str
+    source_sha256: str
+    row_number: int
+    provider: Provider
+    resolution: Resolution
+    aspect_ratio: str
+    output_format: str
+    model_requested: str
+    model_served: str | None = None
+    params: str  # JSON of the request's parameters (prompt excluded; it has its own hash)
+    fingerprint: str
+    idempotency_key: str | None = None
+    task_id: str | None = None
+    # what came back
+    status: OutcomeStatus
+    error_code: str | None = None
+    error_message: str | None = None
+    credits_reserved: int | None = None  # Rivya only
+    credits_final: int | None = None  # Rivya only
+    final_cost: Decimal  # net amount charged for this row, in cost_unit
+    cost_unit: CostUnit
+    cost_is_estimate: bool  # True where the provider publishes no price (OdiRouter: configured table)
+    estimated_usd: Decimal | None = None
+    submitted_at: datetime | None = None
+    finished_at: datetime | None = None
+    queue_s: float | None = None
+    run_s: float | None = None
+    latency_s: float | None = None  # submit to terminal state
+    attempts: int = 0
+    polls: int = 0
+    # what was stored
+    image_uri: str | None = None
+    image_sha256: str | None = None  # of the stored file (lineage embedded)
+    provider_sha256: str | None = None  # of the bytes as downloaded
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    # where it ran
+    run_id: str
+    partition_key: str
+    pipeline_version: str
+    recorded_at: datetime
+
+
+_TS = pa.timestamp("us", tz="UTC")
+
+LEDGER_SCHEMA = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("prompt_sha256", pa.string()),
+        ("source_uri", pa.string()),
+        ("source_sha256", pa.string()),
+        ("row_number", pa.int64()),
+        ("provider", pa.string()),
+        ("resolution", pa.string()),
+        ("aspect_ratio", pa.string()),
+        ("output_format", pa.string()),
+        ("model_requested", pa.string()),
+        ("model_served", pa.string()),
+        ("params", pa.string()),
+        ("fingerprint", pa.string()),
+        ("idempotency_key", pa.string()),
+        ("task_id", pa.string()),
+        ("status", pa.string()),
+        ("error_code", pa.string()),
+        ("error_message", pa.string()),
+        ("credits_reserved", pa.int64()),
+        ("credits_final", pa.int64()),
+        ("final_cost", COST_TYPE),
+        ("cost_unit", pa.string()),
+        ("cost_is_estimate", pa.bool_()),
+        ("estimated_usd", COST_TYPE),
+        ("submitted_at", _TS),
+        ("finished_at", _TS),
+        ("queue_s", pa.float64()),
+        ("run_s", pa.float64()),
+        ("latency_s", pa.float64()),
+        ("attempts", pa.int64()),
+        ("polls", pa.int64()),
+        ("image_uri", pa.string()),
+        ("image_sha256", pa.string()),
+        ("provider_sha256", pa.string()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("bytes", pa.int64()),
+        ("run_id", pa.string()),
+        ("partition_key", pa.string()),
+        ("pipeline_version", pa.string()),
+        ("recorded_at", _TS),
+    ]
+)
+
+
+def records_to_table(records: list[LedgerRecord]) -> pa.Table:
+    rows = [r.model_dump(mode="python") for r in records]
+    for row in rows:
+        for key in ("provider", "resolution", "status"):
+            row[key] = str(row[key].value if hasattr(row[key], "value") else row[key])
+    return pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA)

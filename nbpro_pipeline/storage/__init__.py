@@ -1,0 +1,20 @@
+"""Images, journal, ledger and reports under one storage root on any fsspec filesystem."""
+
+from nbpro_pipeline.storage.filesystem import Storage, cell_dir, safe_component
+from nbpro_pipeline.storage.journal import Journal, JournalState, read_journal
+from nbpro_pipeline.storage.ledger import LedgerWriter, read_ledger
+from nbpro_pipeline.storage.tables import read_table, table_path, write_table
+
+__all__ = [
+    "Journal",
+    "JournalState",
+    "LedgerWriter",
+    "Storage",
+    "cell_dir",
+    "read_journal",
+    "read_ledger",
+    "read_table",
+    "safe_component",
+    "table_path",
+    "write_table",
+]

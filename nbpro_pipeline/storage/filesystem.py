@@ -1,0 +1,163 @@
+"""Where the pipeline keeps images, journal, ledger and reports: one root, any fsspec filesystem.
+
+Every path the pipeline writes is built here from a fixed layout, so a value read from a prompt table
+(an ``id`` such as ``../../etc/passwd``) can never steer a write outside the root: table values only
+ever become one sanitised path component. Writes are atomic: a reader (or a crash) never sees a half
+file, locally through write-to-temp-then-rename, on object stores because a PUT is all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from nbpro_pipeline.models.common import Provider, Resolution
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_COMPONENT = 80
+
+
+def safe_component(value: str) -> str:
+    """One path component from any string: only ``[A-Za-z0-9._-]``, never empty, ``.`` or ``..``.
+
+    When anything had to change, a short hash of the original is appended, so two different ids that
+    sanitise alike (``a/b`` and ``a_b``) still get different files.
+    """
+    cleaned = _UNSAFE.sub("_", value).strip("._") or "x"
+    if cleaned == value and len(value) <= MAX_COMPONENT and not value.startswith("."):
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{cleaned[:MAX_COMPONENT]}-{digest}"
+
+
+def cell_dir(provider: Provider | str, resolution: Resolution | str) -> str:
+    return f"provider={Provider(provider).value}/resolution={Resolution(resolution).value}"
+
+
+class Storage:
+    """A root directory on a filesystem URI (a local path by default, ``s3://bucket/prefix`` etc.)."""
+
+    def __init__(self, root: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> None:
+        root = os.fspath(root)
+        self.fs, path = fsspec.core.url_to_fs(root, **(storage_options or {}))
+        self.is_local = isinstance(self.fs, LocalFileSystem)
+        if self.is_local:
+            path = str(Path(path).resolve())
+        self.root = path.rstrip("/") or "/"
+        self.storage_options = storage_options or {}
+
+    def __repr__(self) -> str:
+        return f"Storage({self.uri(self.root)!r})"
+
+    # -- layout -------------------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        """A path under the root from fixed layout parts; table values must go through safe_component."""
+        for part in parts:
+            if part in ("", ".", "..") or part.startswith("/") or "/../" in f"/{part}/":
+                raise ValueError(f"refusing path part {part!r}: it could leave the storage root")
+        return "/".join([self.root, *parts])
+
+    def image_path(self, provider: Provider, resolution: Resolution, prompt_id: str, fingerprint: str, ext: str) -> str:
+        name = f"{safe_component(prompt_id)}-{fingerprint[:8]}.{ext}"
+        return self.path("images", cell_dir(provider, resolution), name)
+
+    def quarantine_path(
+        self, provider: Provider, resolution: Resolution, prompt_id: str, fingerprint: str, ext: str
+    ) -> str:
+        """Paid-for images that failed validation: kept (never dropped), but apart from the good ones."""
+        name = f"{safe_component(prompt_id)}-{fingerprint[:8]}.{ext}"
+        return self.path("quarantine", cell_dir(provider, resolution), name)
+
+    def ledger_dir(self) -> str:
+        return self.path("ledger")
+
+    def journal_dir(self, provider: Provider, resolution: Resolution) -> str:
+        return self.path("journal", cell_dir(provider, resolution))
+
+    def tables_dir(self) -> str:
+        return self.path("tables")
+
+    def reports_dir(self) -> str:
+        return self.path("reports")
+
+    def uri(self, path: str) -> str:
+        """What users see and ledgers store: a plain path locally, ``proto://...`` elsewhere."""
+        return path if self.is_local else self.fs.unstrip_protocol(path)
+
+    def scratch_dir(self) -> str:
+        """A local directory for downloads in flight (always local: downloads stream to disk first)."""
+        import tempfile
+
+        base = Path(self.root) / ".scratch" if self.is_local else Path(tempfile.gettempdir()) / "nbpro-scratch"
+        base.mkdir(parents=True, exist_ok=True)
+        return str(base)
+
+    # -- reads --------------------------------------------------------------------------------------
+    def exists(self, path: str) -> bool:
+        return self.fs.exists(path)
+
+    def find(self, path: str) -> list[str]:
+        """Every file under ``path`` (recursively); empty when the directory does not exist."""
+        try:
+            return [p for p in self.fs.find(path) if not _hidden(p)]
+        except FileNotFoundError:
+            return []
+
+    def read_bytes(self, path: str) -> bytes:
+        return self.fs.cat_file(path)
+
+    # -- atomic writes ------------------------------------------------------------------------------
+    @contextmanager
+    def open_atomic(self, path: str) -> Iterator[BinaryIO]:
+        """A binary file that appears at ``path`` complete or not at all."""
+        parent = path.rsplit("/", 1)[0]
+        if self.is_local:
+            os.makedirs(parent, exist_ok=True)
+            tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{path.rsplit('/', 1)[1]}"
+            try:
+                with open(tmp, "wb") as fh:
+                    yield fh
+                os.replace(tmp, path)
+            except BaseException:
+                with _suppress():
+                    os.unlink(tmp)
+                raise
+        else:
+            with self.fs.open(path, "wb") as fh:  # object stores commit the object on close only
+                yield fh
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        with self.open_atomic(path) as fh:
+            fh.write(data)
+
+    def put_file(self, local_path: str, path: str) -> None:
+        """Copy a finished local file into place atomically."""
+        if self.is_local:
+            with open(local_path, "rb") as src, self.open_atomic(path) as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+        else:
+            self.fs.put_file(local_path, path)
+
+    def delete(self, path: str) -> None:
+        with _suppress():
+            self.fs.rm_file(path)
+
+
+def _hidden(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith((".", "_"))
+
+
+def _suppress() -> contextlib.suppress:
+    return contextlib.suppress(OSError)

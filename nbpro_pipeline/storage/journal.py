@@ -1,0 +1,145 @@
+"""The write-ahead journal of one cell: what was about to be submitted, and which task it became.
+
+A crash between "the provider created a task" and "the ledger recorded its outcome" must neither pay
+twice nor lose the result. So before a submit the engine journals an *intent* (fingerprint, the
+idempotency key, the request and its row), and the moment the provider answers, the *task id*. The
+next run reads every segment: a task id with no ledger row is polled again, never resubmitted; a
+Rivya intent without a task id is resubmitted with the same ``Idempotency-Key`` (the provider then
+returns the original task, uncharged). OdiRouter has no such key, so its submit window is kept short
+by flushing the task id at once, and measured.
+
+Object stores cannot append, so the journal is a series of small immutable segments. Concurrent
+coroutines share one flush (group commit): a burst of 64 submits costs one segment, not 64.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.storage.filesystem import Storage, safe_component
+
+log = logging.getLogger(__name__)
+
+EntryKind = Literal["intent", "task", "unknown"]
+
+
+class JournalEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: EntryKind
+    fingerprint: str
+    run_id: str
+    at: datetime
+    idempotency_key: str | None = None
+    task_id: str | None = None
+    # intent only: enough to finish the task without the prompt table (it may have changed since)
+    row: dict[str, Any] | None = None
+    request: dict[str, Any] | None = None
+
+
+class Journal:
+    """Appends entries for one (cell, run) and makes them durable in shared flushes."""
+
+    def __init__(self, storage: Storage, provider: Provider, resolution: Resolution, run_id: str) -> None:
+        self.storage = storage
+        self.dir = f"{storage.journal_dir(provider, resolution)}/{safe_component(run_id)}"
+        self.run_id = run_id
+        self._pending: list[str] = []
+        self._added = 0
+        self._durable = 0
+        self._seq = 0
+        self._flushing: asyncio.Future[None] | None = None
+        self.segments = 0
+
+    def add(self, kind: EntryKind, fingerprint: str, **fields: Any) -> int:
+        entry = JournalEntry(kind=kind, fingerprint=fingerprint, run_id=self.run_id, at=datetime.now(UTC), **fields)
+        self._pending.append(entry.model_dump_json(exclude_none=True))
+        self._added += 1
+        return self._added
+
+    async def sync(self, upto: int | None = None) -> None:
+        """Return once entry number ``upto`` (default: every entry added so far) is on storage."""
+        target = self._added if upto is None else upto
+        while self._durable < target:
+            if self._flushing is None:
+                self._flushing = asyncio.ensure_future(self._flush())
+            await asyncio.shield(self._flushing)
+
+    async def _flush(self) -> None:
+        try:
+            lines, self._pending = self._pending, []
+            if lines:
+                self._seq += 1
+                path = f"{self.dir}/seg-{self._seq:06d}.jsonl"
+                data = ("\n".join(lines) + "\n").encode()
+                if self.storage.is_local:  # a small local write is faster inline than via a thread
+                    self.storage.write_bytes(path, data)
+                else:
+                    await asyncio.to_thread(self.storage.write_bytes, path, data)
+                self.segments += 1
+            self._durable += len(lines)
+        finally:
+            self._flushing = None
+
+    def flush_now(self) -> None:
+        """Synchronous flush for shutdown paths outside the event loop."""
+        lines, self._pending = self._pending, []
+        if lines:
+            self._seq += 1
+            self.storage.write_bytes(f"{self.dir}/seg-{self._seq:06d}.jsonl", ("\n".join(lines) + "\n").encode())
+            self._durable += len(lines)
+
+
+@dataclass
+class JournalState:
+    """What every earlier run of a cell left behind, per request fingerprint."""
+
+    intents: dict[str, JournalEntry] = field(default_factory=dict)  # latest intent per fingerprint
+    tasks: dict[str, list[JournalEntry]] = field(default_factory=dict)  # task entries per fingerprint
+    unknown: dict[str, int] = field(default_factory=dict)  # submits whose outcome was never known
+    segments: int = 0
+    bad_lines: int = 0
+
+    def unresolved_tasks(self, resolved_task_ids: Iterable[str]) -> dict[str, JournalEntry]:
+        """Tasks the provider created whose outcome no ledger row holds: poll them, never resubmit."""
+        done = set(resolved_task_ids)
+        out: dict[str, JournalEntry] = {}
+        for fp, entries in self.tasks.items():
+            for entry in entries:
+                if entry.task_id not in done:
+                    out[fp] = entry  # the latest unresolved task of a fingerprint
+        return out
+
+
+def read_journal(storage: Storage, provider: Provider, resolution: Resolution) -> JournalState:
+    state = JournalState()
+    paths = sorted(p for p in storage.find(storage.journal_dir(provider, resolution)) if p.endswith(".jsonl"))
+    for path in paths:
+        state.segments += 1
+        for line in storage.read_bytes(path).decode("utf-8", "replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                entry = JournalEntry.model_validate(json.loads(line))
+            except ValueError:
+                state.bad_lines += 1
+                log.warning("journal %s: skipping an unreadable line", path)
+                continue
+            if entry.kind == "intent":
+                state.intents[entry.fingerprint] = entry
+            elif entry.kind == "task":
+                state.tasks.setdefault(entry.fingerprint, []).append(entry)
+            else:
+                state.unknown[entry.fingerprint] = state.unknown.get(entry.fingerprint, 0) + 1
+    for entries in state.tasks.values():
+        entries.sort(key=lambda e: e.at)
+    return state

@@ -1,0 +1,106 @@
+"""The ledger dataset: immutable Parquet parts under ``ledger/provider=…/resolution=…/``.
+
+Parts are never appended to or rewritten (object stores cannot append), so the writer buffers a few
+hundred outcomes or a few seconds' worth and writes a new part. A crash loses at most the unflushed
+buffer, and the journal brings those tasks back on the next run: they are polled again, not paid
+again. Readers get the union of all parts; tmp files are hidden (dot-prefixed) and never read.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.ledger import LEDGER_SCHEMA, LedgerRecord, records_to_table
+from nbpro_pipeline.storage.filesystem import Storage, cell_dir
+
+_HIVE = ds.partitioning(pa.schema([("provider", pa.string()), ("resolution", pa.string())]), flavor="hive")
+
+
+class LedgerWriter:
+    """Buffers one cell's outcomes and writes them as Parquet parts; ``flush`` before trusting them."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        provider: Provider,
+        resolution: Resolution,
+        run_id: str,
+        *,
+        flush_rows: int = 250,
+        flush_interval_s: float = 2.0,
+    ) -> None:
+        self.storage = storage
+        self.dir = storage.path("ledger", cell_dir(provider, resolution))
+        self.run_id = run_id
+        self.flush_rows = flush_rows
+        self.flush_interval_s = flush_interval_s
+        self._buffer: list[LedgerRecord] = []
+        self._last_flush = time.monotonic()
+        self._seq = 0
+        self.written = 0
+        self.parts: list[str] = []
+
+    def add(self, record: LedgerRecord) -> None:
+        self._buffer.append(record)
+        if len(self._buffer) >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._buffer:
+            return
+        records, self._buffer = self._buffer, []
+        # provider and resolution live in the directory names (hive), not in the file
+        table = records_to_table(records).drop_columns(["provider", "resolution"])
+        self._seq += 1
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        name = f"part-{stamp}-{_short(self.run_id)}-{self._seq:05d}-{uuid.uuid4().hex[:6]}.parquet"
+        path = f"{self.dir}/{name}"
+        with self.storage.open_atomic(path) as fh:
+            pq.write_table(table, fh, compression="zstd")
+        self.parts.append(path)
+        self.written += len(records)
+
+
+def _short(run_id: str) -> str:
+    return "".join(c for c in run_id if c.isalnum())[:12] or "run"
+
+
+def read_ledger(
+    storage: Storage | str,
+    *,
+    provider: Provider | str | None = None,
+    resolution: Resolution | str | None = None,
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """Every ledger row (optionally one cell's), in ``LEDGER_SCHEMA`` column order; empty if none yet."""
+    storage = storage if isinstance(storage, Storage) else Storage(storage)
+    root = storage.ledger_dir()
+    wanted = columns or LEDGER_SCHEMA.names
+    empty = LEDGER_SCHEMA.empty_table().select(wanted)
+    if not storage.exists(root):
+        return empty
+    files = [p for p in storage.find(root) if p.endswith(".parquet")]
+    if provider is not None:
+        files = [p for p in files if f"/provider={Provider(provider).value}/" in p]
+    if resolution is not None:
+        files = [p for p in files if f"/resolution={Resolution(resolution).value}/" in p]
+    if not files:
+        return empty
+    file_schema = pa.schema([f for f in LEDGER_SCHEMA if f.name not in ("provider", "resolution")])
+    dataset = ds.dataset(
+        files,
+        filesystem=storage.fs,
+        format="parquet",
+        partitioning=_HIVE,
+        partition_base_dir=root,
+        schema=pa.unify_schemas([file_schema, _HIVE.schema]),
+    )
+    return dataset.to_table(columns=wanted).cast(empty.schema)
