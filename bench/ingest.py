@@ -1,0 +1,160 @@
+"""How fast ``load_prompt_tables`` reads and validates a big prompt table, as Parquet and as CSV.
+
+Generates N rows (default 1,000,000; ~98% valid; the rest: empty prompts, unknown aspect ratios, prompts
+too long for OdiRouter, jpg rows that OdiRouter cannot serve, a few exact duplicates) with an extra
+column, writes them to a temp dir, and times one load of each file in a fresh subprocess so that the
+peak RSS is the loader's own.
+
+    .venv/bin/python bench/ingest.py [--rows 1000000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def generate(rows: int, directory: str) -> dict[str, str]:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(7)
+    subjects = pa.array(
+        [
+            "a red fox",
+            "a lighthouse",
+            "a glass of water",
+            "an old tram",
+            "a bowl of ramen",
+            "a paper crane",
+            "a desert road",
+            "a violin on a chair",
+        ]
+    )
+    settings = pa.array(
+        ["at dusk", "in heavy rain", "on a white table", "under neon light", "in fog", "at noon, hard shadows"]
+    )
+    styles = pa.array(["studio photo", "watercolor", "isometric 3D render", "35mm film still", "ink drawing"])
+    prompt = pc.binary_join_element_wise(
+        subjects.take(pa.array(rng.integers(0, len(subjects), rows))),
+        settings.take(pa.array(rng.integers(0, len(settings), rows))),
+        pc.binary_join_element_wise(
+            styles.take(pa.array(rng.integers(0, len(styles), rows))),
+            pc.cast(pa.array(np.arange(rows)), pa.string()),
+            ", variant ",
+        ),
+        " ",
+    )
+    kind = rng.random(rows)
+    prompt = pc.if_else(pa.array(kind < 0.005), "", prompt)
+    long_rows = (kind >= 0.005) & (kind < 0.01)  # > 2500 characters: too long for OdiRouter only
+    long_prompts = pc.binary_join_element_wise("a very detailed scene " * 120, prompt.filter(pa.array(long_rows)), "")
+    prompt = pc.replace_with_mask(prompt, pa.array(long_rows), long_prompts)
+    ratios = pa.array(["1:1", "16:9", "9:16", "4:3", "3:2", " 21:9 ", ""])
+    aspect = ratios.take(pa.array(rng.integers(0, len(ratios), rows)))
+    aspect = pc.if_else(pa.array((kind >= 0.01) & (kind < 0.015)), "17:9", aspect)
+    aspect = pc.if_else(pa.array((kind >= 0.02) & (kind < 0.025)), "auto", aspect)  # Rivya only
+    output_format = pc.if_else(pa.array((kind >= 0.015) & (kind < 0.02)), "JPEG", "png")
+    resolution = pc.if_else(pa.array(rng.random(rows) < 0.1), "2k", "")
+    campaign = pa.array(np.array(["spring", "summer", "autumn", "winter"])[rng.integers(0, 4, rows)])
+    table = pa.table(
+        {
+            "prompt": prompt,
+            "aspect_ratio": aspect,
+            "resolution": resolution,
+            "output_format": output_format,
+            "campaign": campaign,
+        }
+    )
+    duplicates = table.slice(0, max(1, rows // 1000))  # 0.1% exact repeats of earlier rows
+    table = pa.concat_tables([table.slice(0, rows - len(duplicates)), duplicates])
+    paths = {"parquet": os.path.join(directory, "prompts.parquet"), "csv": os.path.join(directory, "prompts.csv")}
+    pq.write_table(table, paths["parquet"])
+    pcsv.write_csv(table, paths["csv"])
+    return paths
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: reset by exec, unlike ru_maxrss, which a child inherits at fork)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+def load_once(path: str) -> dict:
+    from nbpro_pipeline.prompts import load_prompt_tables
+
+    base = peak_rss_mb()
+    start = time.perf_counter()
+    result = load_prompt_tables([path])
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": round(seconds, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "rss_before_mb": round(base, 1),
+        "rows_read": result.rows_read,
+        "accepted": result.accepted.num_rows,
+        "rejections": result.rejected.num_rows,
+        "rejected_by_reason": result.rejected_by_reason(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON line at the end")
+    parser.add_argument("--load", help=argparse.SUPPRESS)  # internal: time one load in this process
+    args = parser.parse_args()
+    if args.load:
+        print(json.dumps(load_once(args.load)))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="nbpro-ingest-") as directory:
+        t0 = time.perf_counter()
+        paths = generate(args.rows, directory)
+        sizes = {fmt: round(os.path.getsize(p) / 1e6, 1) for fmt, p in paths.items()}
+        print(
+            f"generated {args.rows} rows in {time.perf_counter() - t0:.1f} s: parquet {sizes['parquet']} MB, "
+            f"csv {sizes['csv']} MB"
+        )
+        runs = {}
+        for fmt, path in paths.items():
+            out = subprocess.run(
+                [sys.executable, __file__, "--load", path], check=True, capture_output=True, text=True
+            ).stdout
+            runs[fmt] = json.loads(out.strip().splitlines()[-1])
+            r = runs[fmt]
+            print(
+                f"{fmt}: {r['seconds']} s, peak RSS {r['peak_rss_mb']} MB (before load {r['rss_before_mb']} MB), "
+                f"{r['accepted']} accepted, rejections {r['rejected_by_reason']}"
+            )
+    figures = {
+        "rows": args.rows,
+        "parquet_s": runs["parquet"]["seconds"],
+        "csv_s": runs["csv"]["seconds"],
+        "peak_rss_mb": max(runs["parquet"]["peak_rss_mb"], runs["csv"]["peak_rss_mb"]),
+        "parquet_mb": sizes["parquet"],
+        "csv_mb": sizes["csv"],
+        "cpus": os.cpu_count(),
+    }
+    print(f"parquet_s={figures['parquet_s']} csv_s={figures['csv_s']} peak_rss_mb={figures['peak_rss_mb']}")
+    if args.json:
+        print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

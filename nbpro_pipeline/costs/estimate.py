@@ -1,0 +1,191 @@
+"""Pre-flight estimates: how many images each (provider, resolution) cell would generate, and at what cost.
+
+An estimate assumes every submitted request succeeds and is billed once: Rivya refunds failed tasks and
+OdiRouter bills only successes, so retries of failures cost nothing more, while a billed image rejected
+afterwards (e.g. a wrong pixel size) would cost more than estimated.
+
+"Already succeeded" cannot use the engine's request fingerprint (that needs the full request, with
+uploaded reference images), so a prompt row counts as done in a cell when the ledger holds a
+``succeeded`` row with the same ``(prompt_id, prompt_sha256, aspect_ratio, output_format)`` in that cell's
+provider and resolution. A row whose prompt text changed is therefore not done (its sha256 differs); a
+row whose reference images alone changed would be counted as done here although the engine, which
+compares fingerprints, would generate it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict
+
+from nbpro_pipeline.costs._ledger import LedgerLike, as_ledger_table, quantize_cost
+from nbpro_pipeline.costs.prices import PriceTable
+from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.ledger import CostUnit, OutcomeStatus
+
+Cell = tuple[Provider, Resolution]
+
+ALL_CELLS: tuple[Cell, ...] = tuple((p, r) for p in Provider for r in Resolution)
+
+# What identifies "the same image asked again" between an accepted prompt row and a ledger row of one cell.
+DONE_MATCH_COLUMNS = ("prompt_id", "prompt_sha256", "aspect_ratio", "output_format")
+
+
+class CellSpecError(ValueError):
+    """A ``--cells`` value that names no (provider, resolution) cell."""
+
+
+def cell_key(cell: Cell) -> str:
+    """The Dagster partition key of a cell, e.g. ``rivya|2K``."""
+    return f"{cell[0].value}|{cell[1].value}"
+
+
+def parse_cells(spec: str | Iterable[str]) -> list[Cell]:
+    """Cells from ``"rivya|2K,odirouter|4K"``; ``all`` means all six, ``*`` any provider or resolution.
+
+    Case and spaces do not matter (``Rivya | 2k``); duplicates are dropped, first order kept.
+    """
+    items = spec.split(",") if isinstance(spec, str) else [s for part in spec for s in part.split(",")]
+    items = [item.strip() for item in items if item.strip()]
+    if not items:
+        raise CellSpecError("no cells given; write e.g. 'rivya|2K,odirouter|4K' or 'all'")
+    providers = ", ".join(p.value for p in Provider)
+    resolutions = ", ".join(r.value for r in Resolution)
+    cells: list[Cell] = []
+    for item in items:
+        if item.lower() == "all":
+            cells.extend(ALL_CELLS)
+            continue
+        head, sep, tail = item.partition("|")
+        if not sep or "|" in tail:
+            raise CellSpecError(f"cell {item!r} is not PROVIDER|RESOLUTION; write e.g. 'rivya|2K' or 'all'")
+        head, tail = head.strip().lower(), tail.strip().upper()
+        try:
+            wanted_providers = list(Provider) if head == "*" else [Provider(head)]
+        except ValueError:
+            raise CellSpecError(f"cell {item!r}: unknown provider {head!r}; use one of {providers} or *") from None
+        try:
+            wanted_resolutions = list(Resolution) if tail == "*" else [Resolution(tail)]
+        except ValueError:
+            raise CellSpecError(f"cell {item!r}: unknown resolution {tail!r}; use one of {resolutions} or *") from None
+        cells.extend((p, r) for p in wanted_providers for r in wanted_resolutions)
+    return list(dict.fromkeys(cells))
+
+
+class CellEstimate(BaseModel):
+    """What generating one cell would take. Costs are in the provider's unit (credits or USD)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: Provider
+    resolution: Resolution
+    eligible: int  # accepted rows eligible for this cell
+    already_succeeded: int  # of those, rows the ledger shows as succeeded in this cell
+    to_generate: int
+    cost_unit: CostUnit
+    price_per_image: Decimal
+    cost: Decimal  # to_generate x price_per_image, in cost_unit
+    estimated_usd: Decimal  # Rivya: credits x the configured (assumed) USD per credit
+    is_estimate: bool  # the per-image price is not published by the provider (OdiRouter: configured table)
+
+    @property
+    def cell(self) -> str:
+        return cell_key((self.provider, self.resolution))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-ready, decimals as strings so nothing is rounded on the way."""
+        data = self.model_dump(mode="json")
+        data["cell"] = self.cell
+        return data
+
+
+ESTIMATE_SCHEMA = pa.schema(
+    [
+        ("provider", pa.string()),
+        ("resolution", pa.string()),
+        ("eligible", pa.int64()),
+        ("already_succeeded", pa.int64()),
+        ("to_generate", pa.int64()),
+        ("cost_unit", pa.string()),
+        ("price_per_image", pa.decimal128(18, 6)),
+        ("cost", pa.decimal128(18, 6)),
+        ("estimated_usd", pa.decimal128(18, 6)),
+        ("is_estimate", pa.bool_()),
+    ]
+)
+
+
+def eligible_mask(accepted: pa.Table, provider: Provider, resolution: Resolution) -> pa.ChunkedArray:
+    """Vectorised ``PromptRow.eligible_for``: valid for the provider and not restricted to another cell."""
+    flag = accepted["eligible_rivya" if provider is Provider.RIVYA else "eligible_odirouter"]
+    mask = pc.fill_null(flag, False)
+    for column, value in (("provider", provider.value), ("resolution", resolution.value)):
+        named = accepted[column]
+        mask = pc.and_(mask, pc.or_(pc.is_null(named), pc.fill_null(pc.equal(named, value), False)))
+    return mask
+
+
+def _succeeded_keys(ledger: pa.Table, provider: Provider, resolution: Resolution) -> pa.Table:
+    done = ledger.filter(
+        pc.and_(
+            pc.and_(pc.equal(ledger["provider"], provider.value), pc.equal(ledger["resolution"], resolution.value)),
+            pc.equal(ledger["status"], OutcomeStatus.SUCCEEDED.value),
+        )
+    ).select(list(DONE_MATCH_COLUMNS))
+    return done.group_by(list(DONE_MATCH_COLUMNS)).aggregate([])  # distinct keys: a semi join must not fan out
+
+
+def estimate_cells(
+    accepted: pa.Table,
+    cells: Sequence[Cell],
+    prices: PriceTable,
+    *,
+    ledger: LedgerLike | None = None,
+) -> list[CellEstimate]:
+    """One estimate per cell, in the order given.
+
+    ``accepted`` is a table in ``ACCEPTED_SCHEMA``; ``ledger`` (optional) holds ledger rows of any run.
+    """
+    ledger_table = as_ledger_table(ledger)
+    out: list[CellEstimate] = []
+    for provider, resolution in cells:
+        provider, resolution = Provider(provider), Resolution(resolution)
+        rows = accepted.filter(eligible_mask(accepted, provider, resolution))
+        done = 0
+        if rows.num_rows and ledger_table.num_rows:
+            keys = _succeeded_keys(ledger_table, provider, resolution)
+            if keys.num_rows:
+                done = rows.select(list(DONE_MATCH_COLUMNS)).join(keys, list(DONE_MATCH_COLUMNS), join_type="left semi")
+                done = done.num_rows
+        to_generate = rows.num_rows - done
+        price = prices.per_image(provider, resolution)
+        cost = price * to_generate
+        out.append(
+            CellEstimate(
+                provider=provider,
+                resolution=resolution,
+                eligible=rows.num_rows,
+                already_succeeded=done,
+                to_generate=to_generate,
+                cost_unit=prices.unit(provider),
+                price_per_image=price,
+                cost=cost,
+                estimated_usd=prices.to_usd(provider, cost),
+                is_estimate=prices.is_estimate(provider),
+            )
+        )
+    return out
+
+
+def estimates_to_table(estimates: Sequence[CellEstimate]) -> pa.Table:
+    """The estimates as an Arrow table (decimals exact), e.g. to store next to a run's metadata."""
+    rows = [e.model_dump(mode="python") for e in estimates]
+    for row in rows:
+        row["provider"], row["resolution"] = row["provider"].value, row["resolution"].value
+        for key in ("price_per_image", "cost", "estimated_usd"):
+            row[key] = quantize_cost(row[key])
+    return pa.Table.from_pylist(rows, schema=ESTIMATE_SCHEMA)

@@ -1,0 +1,574 @@
+"""Report tables over the ledger: what was spent, where, on what, and how the two providers compare.
+
+Money stays exact: sums are taken by Arrow over ``decimal128`` columns and every money column of a report
+holds ``decimal.Decimal`` values (pandas ``object`` dtype), written back to Parquet as ``decimal128(38, 6)``
+by ``write_report``. Only rates, shares and latencies are floats.
+
+Which ledger rows count:
+- Costs always sum **every** row: money spent on an attempt that failed, before a re-run succeeded, is real.
+- ``credit_cost_report`` counts **events**: every row is one request outcome recorded on its day, so a
+  failure on Monday and the success of its re-run on Tuesday both appear. Its ``failed_unresolved`` column
+  counts only failed rows that are still the latest outcome of their (provider, resolution, fingerprint).
+- ``provider_comparison`` counts attempts for the failure rate (failed / (succeeded + failed); skipped rows
+  were never submitted) and distinct fingerprints for ``images``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from nbpro_pipeline.costs._ledger import LedgerLike, as_ledger_table, quantize_cost
+from nbpro_pipeline.costs.prices import PriceTable
+from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.ledger import COST_UNIT, OutcomeStatus
+
+REPORT_COST_TYPE = pa.decimal128(38, 6)
+
+_ZERO = Decimal(0)
+_SUCCEEDED, _FAILED, _SKIPPED = (s.value for s in OutcomeStatus)
+_PROVIDER_ORDER = {p.value: i for i, p in enumerate(Provider)}
+_RESOLUTION_ORDER = {r.value: i for i, r in enumerate(Resolution)}
+
+CREDIT_COST_COLUMNS = [
+    "provider",
+    "resolution",
+    "day",  # UTC date of recorded_at
+    "source_uri",
+    "cost_unit",
+    "requests",  # ledger rows
+    "succeeded",
+    "failed",
+    "skipped",
+    "failed_unresolved",  # failed rows that are still the latest outcome of their fingerprint
+    "credits_reserved",  # Rivya only (null for OdiRouter)
+    "credits_final",  # Rivya only
+    "final_cost",  # Decimal, cost_unit, every row
+    "cost_lost_to_failures",  # Decimal: final_cost of failed rows (e.g. billed wrong-size images)
+    "cost_per_success",  # Decimal: final_cost / succeeded (failures' cost included); null without successes
+    "estimated_usd",  # Decimal: final_cost in USD through the price table
+    "cost_is_estimate",  # the cost is read from the configured price table, not reported by the provider
+    "expected_cost",  # Decimal: succeeded x table price
+    "cost_delta",  # Decimal: final_cost - expected_cost (positive: paid for more than the images kept)
+    "failures_by_reason",  # JSON object {error_code: failed rows}
+    "skips_by_reason",  # JSON object {error_code: skipped rows}
+]
+
+COMPARISON_COLUMNS = [
+    "provider",
+    "resolution",
+    "cost_unit",
+    "requests",
+    "succeeded",
+    "failed",
+    "skipped",
+    "images",  # distinct fingerprints with a succeeded row
+    "failure_rate",  # failed / (succeeded + failed), attempts
+    "size_mismatches",  # rows with error_code size_mismatch
+    "final_cost",  # Decimal, every row
+    "cost_per_image",  # Decimal: final_cost / images
+    "estimated_usd",
+    "cost_per_image_usd",
+    "price_per_image",  # the price table's figure, for comparison with cost_per_image
+    "cost_is_estimate",
+    "latency_p50_s",  # of succeeded rows, linear interpolation
+    "latency_p95_s",
+    "common_prompts",  # (prompt_id, prompt_sha256) that succeeded on every provider at this resolution
+    "common_cost",  # Decimal: every row of those prompts in this cell (their failed attempts included)
+    "common_cost_usd",
+    "common_cost_per_image_usd",
+]
+
+FAILURE_REASON_COLUMNS = ["provider", "resolution", "day", "source_uri", "status", "error_code", "rows", "cost"]
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+def _status_flag(table: pa.Table, status: str) -> pa.ChunkedArray:
+    return pc.cast(pc.fill_null(pc.equal(table["status"], status), False), pa.int64())
+
+
+def latest_mask(ledger: LedgerLike) -> pa.ChunkedArray | pa.Array:
+    """True for the latest row (by ``recorded_at``; ties: later in the table) of each
+    (provider, resolution, fingerprint)."""
+    table = as_ledger_table(ledger)
+    n = table.num_rows
+    if n == 0:
+        return pa.array([], pa.bool_())
+    recorded = table["recorded_at"]
+    recorded = pc.fill_null(recorded, pa.scalar(0, pa.int64()).cast(recorded.type))  # unknown time: oldest
+    order = pc.sort_indices(pa.table({"t": recorded}), sort_keys=[("t", "ascending")])  # stable
+    rank = np.empty(n, dtype=np.int64)
+    rank[order.to_numpy()] = np.arange(n)
+    keyed = pa.table(
+        {"p": table["provider"], "r": table["resolution"], "f": table["fingerprint"], "rank": pa.array(rank)}
+    )
+    latest = keyed.group_by(["p", "r", "f"]).aggregate([("rank", "max")])["rank_max"]
+    return pc.is_in(pa.array(rank), value_set=latest.combine_chunks())
+
+
+def _usd(prices: PriceTable, provider: str, amount: Decimal | None) -> Decimal | None:
+    return None if amount is None else quantize_cost(prices.to_usd(Provider(provider), amount))
+
+
+def _div(amount: Decimal | None, count: int) -> Decimal | None:
+    return None if amount is None or not count else quantize_cost(amount / count)
+
+
+def _dec(value: Any) -> Decimal:
+    return _ZERO if value is None else Decimal(value)
+
+
+def _sort_cells(df: pd.DataFrame, extra: Sequence[str] = (), *, resolution_first: bool = False) -> pd.DataFrame:
+    if df.empty:
+        return df.reset_index(drop=True)
+    keys = pd.DataFrame(
+        {
+            "_p": df["provider"].map(_PROVIDER_ORDER).fillna(99),
+            "_r": df["resolution"].map(_RESOLUTION_ORDER).fillna(99),
+        },
+        index=df.index,
+    )
+    order = ["_r", "_p"] if resolution_first else ["_p", "_r"]
+    for name in extra:
+        keys[name] = df[name]
+    by = list(extra[:1]) + order + list(extra[1:]) if extra else order
+    return df.loc[keys.sort_values(by, kind="stable").index].reset_index(drop=True)
+
+
+def _empty(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
+
+
+def _reason_counts(table: pa.Table, keys: list[str]) -> dict[tuple, dict[str, dict[str, int]]]:
+    """{group key: {status: {error_code: rows}}} for failed and skipped rows."""
+    bad = table.filter(pc.is_in(table["status"], value_set=pa.array([_FAILED, _SKIPPED])))
+    out: dict[tuple, dict[str, dict[str, int]]] = defaultdict(lambda: {_FAILED: {}, _SKIPPED: {}})
+    if bad.num_rows == 0:
+        return out
+    bad = bad.set_column(
+        bad.schema.get_field_index("error_code"), "error_code", pc.fill_null(bad["error_code"], "unknown")
+    )
+    counts = bad.group_by([*keys, "status", "error_code"]).aggregate([("status", "count")])
+    for row in counts.to_pylist():
+        out[tuple(row[k] for k in keys)][row["status"]][row["error_code"]] = row["status_count"]
+    return out
+
+
+# -- credit_cost_report -------------------------------------------------------------------------------
+def credit_cost_report(ledger: LedgerLike, prices: PriceTable) -> pd.DataFrame:
+    """One row per (provider, resolution, UTC day of ``recorded_at``, source_uri); columns in
+    ``CREDIT_COST_COLUMNS``. Counts are events (ledger rows); see the module docstring."""
+    table = as_ledger_table(ledger)
+    if table.num_rows == 0:
+        return _empty(CREDIT_COST_COLUMNS)
+    keys = ["provider", "resolution", "day", "source_uri"]
+    failed = pc.equal(table["status"], _FAILED)
+    cost = pc.fill_null(table["final_cost"], pa.scalar(_ZERO, table.schema.field("final_cost").type))
+    work = pa.table(
+        {
+            "provider": table["provider"],
+            "resolution": table["resolution"],
+            "day": pc.cast(table["recorded_at"], pa.date32()),
+            "source_uri": table["source_uri"],
+            "one": pa.array(np.ones(table.num_rows, dtype=np.int64)),
+            "succeeded": _status_flag(table, _SUCCEEDED),
+            "failed": _status_flag(table, _FAILED),
+            "skipped": _status_flag(table, _SKIPPED),
+            "failed_unresolved": pc.cast(pc.and_(pc.fill_null(failed, False), latest_mask(table)), pa.int64()),
+            "credits_reserved": table["credits_reserved"],
+            "credits_final": table["credits_final"],
+            "final_cost": cost,
+            "failed_cost": pc.if_else(pc.fill_null(failed, False), cost, pa.scalar(_ZERO, cost.type)),
+            "cost_is_estimate": pc.fill_null(table["cost_is_estimate"], False),
+        }
+    )
+    sums = ["one", "succeeded", "failed", "skipped", "failed_unresolved", "credits_reserved", "credits_final"]
+    aggregated = work.group_by(keys).aggregate(
+        [(c, "sum") for c in sums] + [("final_cost", "sum"), ("failed_cost", "sum"), ("cost_is_estimate", "any")]
+    )
+    reasons = _reason_counts(
+        work.append_column("status", table["status"]).append_column("error_code", table["error_code"]), keys
+    )
+
+    rows = []
+    for g in aggregated.to_pylist():
+        provider, resolution = g["provider"], g["resolution"]
+        final_cost, succeeded = _dec(g["final_cost_sum"]), g["succeeded_sum"]
+        known = provider in _PROVIDER_ORDER and resolution in _RESOLUTION_ORDER
+        expected = prices.per_image(Provider(provider), Resolution(resolution)) * succeeded if known else None
+        by_reason = reasons[tuple(g[k] for k in keys)]
+        rows.append(
+            {
+                "provider": provider,
+                "resolution": resolution,
+                "day": g["day"],
+                "source_uri": g["source_uri"],
+                "cost_unit": COST_UNIT[Provider(provider)] if provider in _PROVIDER_ORDER else None,
+                "requests": g["one_sum"],
+                "succeeded": succeeded,
+                "failed": g["failed_sum"],
+                "skipped": g["skipped_sum"],
+                "failed_unresolved": g["failed_unresolved_sum"],
+                "credits_reserved": g["credits_reserved_sum"],
+                "credits_final": g["credits_final_sum"],
+                "final_cost": final_cost,
+                "cost_lost_to_failures": _dec(g["failed_cost_sum"]),
+                "cost_per_success": _div(final_cost, succeeded),
+                "estimated_usd": _usd(prices, provider, final_cost) if known else None,
+                "cost_is_estimate": bool(g["cost_is_estimate_any"])
+                or (known and prices.is_estimate(Provider(provider))),
+                "expected_cost": None if expected is None else quantize_cost(expected),
+                "cost_delta": None if expected is None else quantize_cost(final_cost - expected),
+                "failures_by_reason": json.dumps(by_reason[_FAILED], sort_keys=True),
+                "skips_by_reason": json.dumps(by_reason[_SKIPPED], sort_keys=True),
+            }
+        )
+    df = pd.DataFrame(rows, columns=CREDIT_COST_COLUMNS)
+    for column in ("credits_reserved", "credits_final"):
+        df[column] = df[column].astype("Int64")
+    return _sort_cells(df, extra=["day", "source_uri"])
+
+
+def failure_reasons(ledger: LedgerLike) -> pd.DataFrame:
+    """Long form of failures by reason: one row per (provider, resolution, day, source_uri, status,
+    error_code) over failed and skipped rows, with the row count and their exact cost."""
+    table = as_ledger_table(ledger)
+    bad = table.filter(pc.fill_null(pc.is_in(table["status"], value_set=pa.array([_FAILED, _SKIPPED])), False))
+    if bad.num_rows == 0:
+        return _empty(FAILURE_REASON_COLUMNS)
+    work = pa.table(
+        {
+            "provider": bad["provider"],
+            "resolution": bad["resolution"],
+            "day": pc.cast(bad["recorded_at"], pa.date32()),
+            "source_uri": bad["source_uri"],
+            "status": bad["status"],
+            "error_code": pc.fill_null(bad["error_code"], "unknown"),
+            "cost": pc.fill_null(bad["final_cost"], pa.scalar(_ZERO, bad.schema.field("final_cost").type)),
+        }
+    )
+    keys = FAILURE_REASON_COLUMNS[:6]
+    agg = work.group_by(keys).aggregate([("status", "count"), ("cost", "sum")])
+    df = pd.DataFrame(
+        [{**{k: g[k] for k in keys}, "rows": g["status_count"], "cost": _dec(g["cost_sum"])} for g in agg.to_pylist()],
+        columns=FAILURE_REASON_COLUMNS,
+    )
+    return _sort_cells(df, extra=["day", "source_uri", "status", "error_code"])
+
+
+# -- provider_comparison ------------------------------------------------------------------------------
+def provider_comparison(ledger: LedgerLike, prices: PriceTable) -> pd.DataFrame:
+    """One row per (provider, resolution), resolutions grouped together; columns in ``COMPARISON_COLUMNS``.
+
+    ``common_*`` columns restrict both sides to the prompts (same ``prompt_id`` and ``prompt_sha256``)
+    that succeeded on every provider at that resolution, so the costs compare like with like.
+    """
+    table = as_ledger_table(ledger)
+    if table.num_rows == 0:
+        return _empty(COMPARISON_COLUMNS)
+    df = table.select(
+        [
+            "prompt_id",
+            "prompt_sha256",
+            "provider",
+            "resolution",
+            "fingerprint",
+            "status",
+            "error_code",
+            "final_cost",
+            "cost_is_estimate",
+            "latency_s",
+        ]
+    ).to_pandas()
+    df["final_cost"] = df["final_cost"].map(_dec)
+    df["prompt_key"] = list(zip(df["prompt_id"], df["prompt_sha256"], strict=True))
+    ok = df["status"] == _SUCCEEDED
+
+    # prompts that succeeded on every provider present at a resolution
+    common: dict[str, set] = {}
+    for resolution, group in df[ok].groupby("resolution", sort=False):
+        per_provider = [set(g["prompt_key"]) for _, g in group.groupby("provider", sort=False)]
+        n_providers = df.loc[df["resolution"] == resolution, "provider"].nunique()
+        common[resolution] = set.intersection(*per_provider) if len(per_provider) == n_providers > 1 else set()
+
+    rows = []
+    for (provider, resolution), g in df.groupby(["provider", "resolution"], sort=False):
+        g_ok = g["status"] == _SUCCEEDED
+        succeeded, failed = int(g_ok.sum()), int((g["status"] == _FAILED).sum())
+        images = int(g.loc[g_ok, "fingerprint"].nunique())
+        final_cost = sum(g["final_cost"], _ZERO)
+        latencies = g.loc[g_ok, "latency_s"].dropna().to_numpy(dtype=float)
+        p50, p95 = np.percentile(latencies, [50, 95]) if latencies.size else (np.nan, np.nan)
+        shared = common.get(resolution, set())
+        common_cost = sum(g.loc[g["prompt_key"].isin(shared), "final_cost"], _ZERO)
+        known = provider in _PROVIDER_ORDER and resolution in _RESOLUTION_ORDER
+        rows.append(
+            {
+                "provider": provider,
+                "resolution": resolution,
+                "cost_unit": COST_UNIT[Provider(provider)] if provider in _PROVIDER_ORDER else None,
+                "requests": len(g),
+                "succeeded": succeeded,
+                "failed": failed,
+                "skipped": int((g["status"] == _SKIPPED).sum()),
+                "images": images,
+                "failure_rate": failed / (succeeded + failed) if succeeded + failed else np.nan,
+                "size_mismatches": int((g["error_code"] == "size_mismatch").sum()),
+                "final_cost": final_cost,
+                "cost_per_image": _div(final_cost, images),
+                "estimated_usd": _usd(prices, provider, final_cost) if known else None,
+                "cost_per_image_usd": _usd(prices, provider, _div(final_cost, images)) if known else None,
+                "price_per_image": prices.per_image(Provider(provider), Resolution(resolution)) if known else None,
+                "cost_is_estimate": bool(g["cost_is_estimate"].fillna(False).any())
+                or (known and prices.is_estimate(Provider(provider))),
+                "latency_p50_s": float(p50),
+                "latency_p95_s": float(p95),
+                "common_prompts": len(shared),
+                "common_cost": common_cost,
+                "common_cost_usd": _usd(prices, provider, common_cost) if known else None,
+                "common_cost_per_image_usd": _usd(prices, provider, _div(common_cost, len(shared))) if known else None,
+            }
+        )
+    return _sort_cells(pd.DataFrame(rows, columns=COMPARISON_COLUMNS), resolution_first=True)
+
+
+# -- totals -------------------------------------------------------------------------------------------
+def totals_by_provider(ledger: LedgerLike) -> dict[str, Decimal]:
+    """Exact sum of ``final_cost`` of every row, per provider present in the ledger (credits for Rivya, USD
+    for OdiRouter), to reconcile with the provider's own billing."""
+    table = as_ledger_table(ledger)
+    if table.num_rows == 0:
+        return {}
+    agg = table.group_by("provider").aggregate([("final_cost", "sum")])
+    totals = {row["provider"]: _dec(row["final_cost_sum"]) for row in agg.to_pylist()}
+    return dict(sorted(totals.items(), key=lambda kv: (_PROVIDER_ORDER.get(kv[0], 99), kv[0])))
+
+
+# -- rendering ----------------------------------------------------------------------------------------
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and np.isnan(value)
+
+
+def format_value(value: Any) -> str:
+    """A cell as short text: decimals without trailing zeros, floats to 3 places, booleans yes/no."""
+    if _is_missing(value):
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f") if value else "0"
+        return text
+    if isinstance(value, float | np.floating):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.3f}".rstrip("0").rstrip(".") or "0"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def format_usd(amount: Decimal) -> str:
+    """``$1.20``, ``$0.1344``: cents always shown, further places only when they are not zero."""
+    amount = quantize_cost(Decimal(amount)).normalize()
+    if amount.as_tuple().exponent > -2:
+        amount = amount.quantize(Decimal("0.01"))
+    return f"${amount:f}"
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(series):
+        return False
+    if pd.api.types.is_numeric_dtype(series):
+        return True
+    values = [v for v in series if not _is_missing(v)]
+    return bool(values) and all(
+        isinstance(v, Decimal | int | float | np.integer | np.floating) and not isinstance(v, bool) for v in values
+    )
+
+
+def to_markdown(df: pd.DataFrame, max_rows: int = 50, *, columns: Sequence[str] | None = None) -> str:
+    """``df`` as a GitHub-flavoured markdown table (numbers right-aligned), at most ``max_rows`` rows.
+
+    Needs no ``tabulate``. Cells are escaped so a ``|`` or newline in a value cannot break the table.
+    """
+    return _render(df, max_rows, columns, markdown=True)
+
+
+def to_text(df: pd.DataFrame, max_rows: int = 50, *, columns: Sequence[str] | None = None) -> str:
+    """``df`` as an aligned plain-text table for a terminal (nothing escaped), at most ``max_rows`` rows."""
+    return _render(df, max_rows, columns, markdown=False)
+
+
+def _render(df: pd.DataFrame, max_rows: int, columns: Sequence[str] | None, *, markdown: bool) -> str:
+    if columns is not None:
+        df = df[list(columns)]
+    if len(df.columns) == 0:
+        return "_no columns_" if markdown else "(no columns)"
+    if df.empty:
+        return "_no rows_" if markdown else "(no rows)"
+    shown = df.head(max_rows)
+
+    def esc(text: str) -> str:
+        text = text.replace("\r", " ").replace("\n", " ")
+        return text.replace("\\", "\\\\").replace("|", "\\|") if markdown else text
+
+    header = [esc(str(c)) for c in shown.columns]
+    body = [[esc(format_value(v)) for v in row] for row in shown.itertuples(index=False, name=None)]
+    right = [_is_numeric(shown[c]) for c in shown.columns]
+    widths = [max(3, len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
+    left_edge, sep, right_edge = ("| ", " | ", " |") if markdown else ("", "  ", "")
+
+    def line(cells: list[str]) -> str:
+        padded = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)]
+        text = left_edge + sep.join(padded) + right_edge
+        return text if markdown else text.rstrip()
+
+    if markdown:
+        rule = [("-" * (w - 1) + ":") if r else "-" * w for w, r in zip(widths, right, strict=True)]
+    else:
+        rule = ["-" * w for w in widths]
+    out = [line(header), (left_edge + sep.join(rule) + right_edge), *(line(r) for r in body)]
+    if len(df) > max_rows:
+        more = len(df) - max_rows
+        out.append(f"\n_{more} more rows not shown_" if markdown else f"({more} more rows not shown)")
+    return "\n".join(out)
+
+
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+def _bar(value: Decimal, top: Decimal, width: int) -> str:
+    if top <= 0 or value <= 0:
+        return ""
+    eighths = int((value / top * width * 8).to_integral_value())
+    eighths = max(eighths, 1)  # anything spent shows
+    return "█" * (eighths // 8) + (_EIGHTHS[eighths % 8] if eighths % 8 else "")
+
+
+def cost_chart_markdown(
+    df: pd.DataFrame, *, value: str = "estimated_usd", width: int = 30, title: str | None = None
+) -> str:
+    """A unicode bar chart (markdown code block) of ``value`` summed per provider x resolution.
+
+    Takes a ``credit_cost_report`` or ``provider_comparison`` frame. The default value is USD, the only
+    unit both providers share; the native amount (e.g. credits) is shown beside each bar, and ``*`` marks
+    costs read from the price table rather than reported by the provider.
+    """
+    if df.empty or value not in df.columns:
+        return "_no costs recorded yet_"
+    totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    native: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    units: dict[tuple[str, str], str] = {}
+    estimate: dict[tuple[str, str], bool] = defaultdict(bool)
+    for row in df.to_dict("records"):
+        key = (str(row["provider"]), str(row["resolution"]))
+        totals[key] += _dec(None if _is_missing(row[value]) else row[value])
+        if "final_cost" in row and not _is_missing(row["final_cost"]):
+            native[key] += _dec(row["final_cost"])
+        if not _is_missing(row.get("cost_unit")):
+            units[key] = str(row["cost_unit"])
+        estimate[key] |= bool(row.get("cost_is_estimate")) and not _is_missing(row.get("cost_is_estimate"))
+    keys = sorted(totals, key=lambda k: (_PROVIDER_ORDER.get(k[0], 99), _RESOLUTION_ORDER.get(k[1], 99), k))
+    top = max(totals.values(), default=_ZERO)
+    usd = value.endswith("usd")
+    labels = {k: f"{k[0]}|{k[1]}" for k in keys}
+    label_width = max(len(v) for v in labels.values())
+    lines = []
+    for key in keys:
+        text = format_usd(totals[key]) if usd else format_value(totals[key])
+        unit = units.get(key)
+        if usd and unit and unit != "usd" and key in native:
+            text += f" ({format_value(native[key])} {unit})"
+        text += " *" if estimate[key] else ""
+        lines.append(f"{labels[key].ljust(label_width)} {_bar(totals[key], top, width).ljust(width)} {text}")
+    heading = f"**{title}**\n\n" if title else ""
+    notes = []
+    if any(estimate.values()):
+        notes.append("`*` estimate: the provider publishes no price; cost from the configured price table.")
+    if usd and any(u == "credits" for u in units.values()):
+        notes.append("USD for credits uses the configured USD per credit (an assumption).")
+    footer = ("\n\n" + " ".join(notes)) if notes else ""
+    return heading + "```\n" + "\n".join(lines) + "\n```" + footer
+
+
+# -- writing ------------------------------------------------------------------------------------------
+def report_to_arrow(df: pd.DataFrame) -> pa.Table:
+    """``df`` as an Arrow table: Decimal columns as decimal128(38, 6), date columns as date32."""
+    arrays, names = [], []
+    for name in df.columns:
+        series = df[name]
+        values = [None if _is_missing(v) else v for v in series.tolist()]
+        present = [v for v in values if v is not None]
+        if series.dtype == object and present and all(isinstance(v, Decimal) for v in present):
+            array = pa.array([None if v is None else quantize_cost(v) for v in values], REPORT_COST_TYPE)
+        elif series.dtype == object and present and all(type(v) is date for v in present):
+            array = pa.array(values, pa.date32())
+        elif series.dtype == object and not present and name in _DECIMAL_COLUMNS:
+            array = pa.array(values, REPORT_COST_TYPE)
+        else:
+            array = pa.Array.from_pandas(series)
+            if pa.types.is_large_string(array.type):
+                array = array.cast(pa.string())
+        arrays.append(array)
+        names.append(str(name))
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+_DECIMAL_COLUMNS = {
+    "final_cost",
+    "cost_lost_to_failures",
+    "cost_per_success",
+    "estimated_usd",
+    "expected_cost",
+    "cost_delta",
+    "cost_per_image",
+    "cost_per_image_usd",
+    "price_per_image",
+    "common_cost",
+    "common_cost_usd",
+    "common_cost_per_image_usd",
+    "cost",
+}
+
+
+def write_report(df: pd.DataFrame, uri_or_path: str | os.PathLike[str], *, storage_options: dict | None = None) -> str:
+    """Write ``df`` as one Parquet file (money as decimal128) to a local path or an fsspec URI
+    (``s3://…``, ``gs://…``, ``memory://…``); returns where it went. Local writes are atomic."""
+    table = report_to_arrow(df)
+    target = os.fspath(uri_or_path)
+    if "://" in target and not target.startswith("file://"):
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(target, **(storage_options or {}))
+        parent = path.rsplit("/", 1)[0] if "/" in path else ""
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        with fs.open(path, "wb") as fh:
+            pq.write_table(table, fh)
+        return target
+    path = Path(target.removeprefix("file://"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return str(path)

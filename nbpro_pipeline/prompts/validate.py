@@ -1,0 +1,537 @@
+"""The row rules, vectorized: staged rows in, ``ACCEPTED_SCHEMA`` and ``REJECTED_SCHEMA`` rows out.
+
+Every rule is a boolean mask computed with pyarrow.compute over the whole table. Each row gets at most
+one reason per provider: the first failing rule in ``REJECTION_CODES`` order. Rules that do not depend on
+the provider (``GLOBAL_CODES``) come first, so a row that breaks one of them has exactly one rejected
+entry, with ``provider`` null. Otherwise each provider the row can go to (both, or the one its
+``provider`` column names) is checked on its own: the row is accepted if at least one passes, and each
+provider that fails gets one entry naming it. When every provider fails with the same code, the entries
+merge into one with ``provider`` null.
+
+Python loops run only over rows with reference images, rows with a rejection, rows sharing an id, and
+the sha256 of each accepted prompt (pyarrow has no hash kernel).
+
+Duplicates (decided here, over all files of one load, in the order the files and rows were given):
+
+* ``duplicate_row``: the same ``prompt_id`` with the same prompt and parameters (aspect ratio, resolution,
+  output format, provider, references) as an earlier row: the first is kept, every later one is rejected,
+  naming the first, so the image is generated (and paid for) once. Extra columns of the later rows are
+  not kept. Rows without an ``id`` get an id derived from exactly that content, so identical rows
+  without ids are duplicates too.
+* ``duplicate_id_conflict``: one ``id`` on rows whose prompt or parameters differ: *every* row of that id
+  is rejected, each naming the others. Picking one would generate an image nobody can be sure was meant,
+  under an id that then means two things in the ledger; fixing the ids in the table is cheap.
+
+Only rows that pass every other rule take part, so a broken row never blocks or shadows a good one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from nbpro_pipeline.models.common import (
+    MAX_PROMPT_CHARS,
+    MAX_REFERENCES,
+    AspectRatio,
+    OutputFormat,
+    Provider,
+    Resolution,
+)
+from nbpro_pipeline.models.prompt import ACCEPTED_SCHEMA
+from nbpro_pipeline.prompts.references import ReferenceChecker
+
+PROVIDERS = (Provider.RIVYA, Provider.ODIROUTER)
+PROVIDER_NAMES = {Provider.RIVYA: "Rivya", Provider.ODIROUTER: "OdiRouter"}
+MAX_ID_CHARS = 200
+
+# Rules in priority order; the reference rule reports one of REFERENCE_CODES.
+REFERENCE_CODES = (
+    "reference_url_scheme",
+    "reference_url_invalid",
+    "reference_outside_roots",
+    "reference_unreadable",
+    "reference_too_large",
+    "reference_not_image",
+)
+GLOBAL_RULES = (
+    "encoding_invalid",
+    "id_invalid",
+    "prompt_empty",
+    "provider_unknown",
+    "aspect_ratio_unknown",
+    "resolution_unknown",
+    "output_format_unknown",
+    "reference",
+)
+PROVIDER_RULES = (
+    "prompt_too_long",
+    "aspect_ratio_unsupported",
+    "output_format_unsupported",
+    "too_many_references",
+    "reference_needs_url",
+)
+DUPLICATE_CODES = ("duplicate_row", "duplicate_id_conflict")
+FILE_CODES = (  # row_number null: the whole file
+    "unreadable_file",
+    "format_unknown",
+    "prompt_column_missing",
+    "column_duplicate",
+    "prompt_not_text",
+    "column_not_text",
+)
+ROW_CODES = ("row_malformed",)  # found by the reader: a CSV row with the wrong number of fields
+GLOBAL_CODES = (*GLOBAL_RULES[:-1], *REFERENCE_CODES, *DUPLICATE_CODES, *ROW_CODES)
+REJECTION_CODES = (*FILE_CODES, *ROW_CODES, *GLOBAL_RULES[:-1], *REFERENCE_CODES, *PROVIDER_RULES, *DUPLICATE_CODES)
+
+RULE_COLUMN = {
+    "id_invalid": "id",
+    "prompt_empty": "prompt",
+    "provider_unknown": "provider",
+    "aspect_ratio_unknown": "aspect_ratio",
+    "resolution_unknown": "resolution",
+    "output_format_unknown": "output_format",
+    "reference": "reference_images",
+    "prompt_too_long": "prompt",
+    "aspect_ratio_unsupported": "aspect_ratio",
+    "output_format_unsupported": "output_format",
+    "too_many_references": "reference_images",
+    "reference_needs_url": "reference_images",
+}
+_SEP, _REF_SEP = "\x1f", "\x1e"  # field and reference separators of the canonical string behind derived ids
+_CONTROL = r"[\x00-\x1f\x7f\x{80}-\x{9f}]"
+
+
+@dataclass(frozen=True)
+class FileContext:
+    uri: str
+    sha256: str
+    base_dir: str | None  # relative reference paths resolve here; None for remote tables
+
+
+@dataclass
+class Validated:
+    accepted: pa.Table  # ACCEPTED_SCHEMA
+    entries: list[dict[str, Any]]  # REJECTED_SCHEMA rows (with a private "_order" sort key)
+    accepted_per_file: np.ndarray  # int64, one count per file
+
+
+def _mask(arr: Any) -> np.ndarray:
+    """A (chunked) boolean array as numpy, null as False."""
+    filled = pc.fill_null(arr, False)
+    if isinstance(filled, pa.ChunkedArray):
+        if filled.num_chunks == 0:
+            return np.zeros(0, dtype=bool)
+        filled = filled.combine_chunks()
+    return filled.to_numpy(zero_copy_only=False)
+
+
+def _blank(arr: Any) -> np.ndarray:
+    return _mask(pc.or_kleene(pc.is_null(arr), pc.equal(arr, "")))
+
+
+def _set_null(arr: Any, where: np.ndarray) -> Any:
+    return pc.if_else(pa.array(where), pa.scalar(None, pa.string()), arr)
+
+
+def _values_of(enum: Any) -> pa.Array:
+    return pa.array([m.value for m in enum], pa.string())
+
+
+def sha256_column(values: Any, hex_chars: int = 64, prefix: str = "", batch: int = 1 << 16) -> pa.ChunkedArray:
+    """``prefix + sha256(value).hexdigest()[:hex_chars]`` for every value of a string or binary array (null
+    hashes like empty). pyarrow has no hash kernel, so the loop is one C call per value over slices of the
+    Arrow buffer (no Python object per value besides the digest), and the hex text is built per batch."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    out = [
+        _sha256_batch(chunk.slice(start, batch), hex_chars, prefix)
+        for chunk in chunks
+        for start in range(0, len(chunk), batch)
+    ]
+    return pa.chunked_array(out, type=pa.string())
+
+
+def _sha256_batch(values: pa.Array, hex_chars: int, prefix: str) -> pa.Array:
+    if pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type):
+        values = values.cast(pa.binary())
+    n = len(values)
+    sha = hashlib.sha256
+    _, offsets_buf, data_buf = values.buffers()[:3]
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=n + 1, offset=values.offset * 4)
+    data = memoryview(data_buf) if data_buf is not None else memoryview(b"")
+    digests = [sha(data[a:b]).digest() for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)]
+    text = np.frombuffer(b"".join(digests).hex().encode("ascii"), dtype=np.uint8).reshape(n, 64)[:, :hex_chars]
+    if prefix:
+        head = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
+        text = np.concatenate([np.broadcast_to(head, (n, len(head))), text], axis=1)
+    width = len(prefix) + hex_chars
+    out_offsets = np.arange(0, width * (n + 1), width, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(out_offsets), pa.py_buffer(np.ascontiguousarray(text).tobytes()))
+
+
+def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], checker: ReferenceChecker) -> Validated:
+    n = table.num_rows
+    col = table.column
+
+    # --- normalize -------------------------------------------------------------------------------------------
+    prompt = pc.utf8_trim_whitespace(col("prompt"))
+    prompt_len = pc.fill_null(pc.utf8_length(prompt), 0).to_numpy()
+    id_raw = col("id")
+    id_trim = pc.utf8_trim_whitespace(id_raw)
+    id_given = ~_blank(id_raw)
+    id_only_space = id_given & _blank(id_trim)
+    id_control = id_given & _mask(pc.match_substring_regex(id_trim, _CONTROL))
+    id_long = id_given & (pc.fill_null(pc.utf8_length(id_trim), 0).to_numpy() > MAX_ID_CHARS)
+
+    aspect = pc.utf8_lower(pc.replace_substring(pc.utf8_trim_whitespace(col("aspect_ratio")), " ", ""))
+    aspect = pc.if_else(pa.array(_blank(aspect)), AspectRatio.R1_1.value, aspect)
+    resolution = pc.utf8_upper(pc.utf8_trim_whitespace(col("resolution")))
+    resolution_blank = _blank(resolution)
+    resolution = _set_null(resolution, resolution_blank)
+    output_format = pc.utf8_lower(pc.utf8_trim_whitespace(col("output_format")))
+    output_format = pc.if_else(pa.array(_blank(output_format)), OutputFormat.PNG.value, output_format)
+    output_format = pc.if_else(pc.equal(output_format, "jpeg"), OutputFormat.JPG.value, output_format)
+    provider = pc.utf8_lower(pc.utf8_trim_whitespace(col("provider")))
+    provider_blank = _blank(provider)
+    provider = _set_null(provider, provider_blank)
+
+    # --- rules that hold for every provider ------------------------------------------------------------------
+    global_masks = {
+        "encoding_invalid": ~_mask(pc.is_null(col("pre_code"))),
+        "id_invalid": id_only_space | id_control | id_long,
+        "prompt_empty": prompt_len == 0,
+        "provider_unknown": ~provider_blank & ~_mask(pc.is_in(provider, value_set=_values_of(Provider))),
+        "aspect_ratio_unknown": ~_mask(pc.is_in(aspect, value_set=_values_of(AspectRatio))),
+        "resolution_unknown": ~resolution_blank & ~_mask(pc.is_in(resolution, value_set=_values_of(Resolution))),
+        "output_format_unknown": ~_mask(pc.is_in(output_format, value_set=_values_of(OutputFormat))),
+    }
+    global_rule = np.full(n, -1, dtype=np.int8)
+    for k, rule in enumerate(GLOBAL_RULES[:-1]):
+        global_rule[(global_rule == -1) & global_masks[rule]] = k
+
+    # --- references: only rows that have some and are still in the running ---------------------------------
+    entry_count = pc.fill_null(pc.list_value_length(col("reference_images")), 0).to_numpy()
+    ref_rows = np.nonzero((entry_count > 0) & (global_rule == -1))[0]
+    ref_count = np.zeros(n, dtype=np.int64)
+    has_local = np.zeros(n, dtype=bool)
+    ref_issue: dict[int, tuple[str, str]] = {}
+    ref_first_local: dict[int, str] = {}
+    ref_resolved: list[tuple[str, ...]] = []
+    ref_keys: dict[int, str] = {}
+    if len(ref_rows):
+        raw_lists = col("reference_images").take(pa.array(ref_rows)).to_pylist()
+        reference_rule = GLOBAL_RULES.index("reference")
+        for i, entries in zip(ref_rows.tolist(), raw_lists, strict=True):
+            ctx = files[file_index[i]]
+            refs = checker.check_row(entries or [], ctx.base_dir, ctx.uri)
+            ref_resolved.append(refs.resolved)
+            ref_count[i] = len(refs.resolved)
+            ref_keys[i] = _REF_SEP.join(refs.keys)
+            if refs.local:
+                has_local[i] = True
+                ref_first_local[i] = refs.local[0]
+            if refs.issue:
+                ref_issue[i] = (refs.issue.code, refs.issue.message)
+                global_rule[i] = reference_rule
+
+    # --- per-provider rules -----------------------------------------------------------------------------------
+    alive = global_rule == -1
+    is_auto = _mask(pc.equal(aspect, AspectRatio.AUTO.value))
+    is_jpg = _mask(pc.equal(output_format, OutputFormat.JPG.value))
+    none = np.zeros(n, dtype=bool)
+    target: dict[Provider, np.ndarray] = {}
+    provider_rule: dict[Provider, np.ndarray] = {}
+    for p in PROVIDERS:
+        target[p] = provider_blank | _mask(pc.equal(provider, p.value))
+        odi = p is Provider.ODIROUTER
+        masks = {
+            "prompt_too_long": prompt_len > MAX_PROMPT_CHARS[p],
+            "aspect_ratio_unsupported": is_auto if odi else none,
+            "output_format_unsupported": is_jpg if odi else none,
+            "too_many_references": ref_count > MAX_REFERENCES[p],
+            "reference_needs_url": has_local if odi else none,
+        }
+        rule = np.full(n, -1, dtype=np.int8)
+        live = alive & target[p]
+        for k, name in enumerate(PROVIDER_RULES):
+            rule[live & (rule == -1) & masks[name]] = k
+        provider_rule[p] = rule
+    eligible = {p: alive & target[p] & (provider_rule[p] == -1) for p in PROVIDERS}
+    accepted = eligible[Provider.RIVYA] | eligible[Provider.ODIROUTER]
+
+    # --- prompt ids ---------------------------------------------------------------------------------------------
+    ref_key_arr = np.empty(n, dtype=object)
+    for i, key in ref_keys.items():
+        ref_key_arr[i] = key
+    ref_key_col = pa.array(ref_key_arr, pa.string()) if ref_keys else None
+
+    def canonical(select: pa.Array) -> Any:
+        """What a derived id hashes (and duplicates compare), for the selected rows (mask or indices)."""
+        pick = (lambda a: a.filter(select)) if pa.types.is_boolean(select.type) else (lambda a: a.take(select))
+        return pc.binary_join_element_wise(
+            pick(prompt),
+            pick(aspect),
+            pc.fill_null(pick(resolution), ""),
+            pick(output_format),
+            pc.fill_null(pick(provider), ""),
+            pc.fill_null(pick(ref_key_col), "") if ref_key_col is not None else "",
+            _SEP,
+        )
+
+    derive = alive & ~id_given
+    derived = pa.nulls(n, pa.string())
+    if derive.any():
+        hashes = sha256_column(canonical(pa.array(derive)), hex_chars=16, prefix="p-")
+        derived = pc.replace_with_mask(derived, pa.array(derive), hashes.combine_chunks())
+    usable_id = id_given & ~global_masks["id_invalid"]
+    prompt_id = pc.if_else(pa.array(usable_id), id_trim, derived)
+
+    # --- duplicates among rows that would be accepted ---------------------------------------------------------------
+    duplicate: dict[int, tuple[str, str]] = {}
+    if accepted.any():
+        candidates = prompt_id.filter(pa.array(accepted))
+        counts = pc.value_counts(candidates)
+        repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+        if len(repeated):
+            rows = np.nonzero(accepted & _mask(pc.is_in(prompt_id, value_set=repeated)))[0]
+            picked = table.select(["row_number"]).take(pa.array(rows)).column(0).to_pylist()
+            ids = prompt_id.take(pa.array(rows)).to_pylist()
+            contents = canonical(pa.array(rows)).to_pylist()
+            groups: dict[str, list[tuple[int, int, str]]] = {}
+            for i, row_number, pid, content in zip(rows.tolist(), picked, ids, contents, strict=True):
+                groups.setdefault(pid, []).append((i, row_number, content))
+            for pid, members in groups.items():
+                where = {i: f"row {row_number} of {files[file_index[i]].uri}" for i, row_number, _ in members}
+                if len({content for *_, content in members}) == 1:
+                    first = members[0][0]
+                    for i, *_ in members[1:]:
+                        duplicate[i] = (
+                            "duplicate_row",
+                            f"id {pid!r} with the same prompt and parameters as {where[first]}; it is generated "
+                            "once, from that row (this row's extra columns are not kept); delete this row",
+                        )
+                else:
+                    for i, *_ in members:
+                        named = [w for j, w in where.items() if j != i]
+                        others = ", ".join(named[:5]) + (f" and {len(named) - 5} more rows" if len(named) > 5 else "")
+                        duplicate[i] = (
+                            "duplicate_id_conflict",
+                            f"id {pid!r} is also used by {others} with a different prompt or parameters; none of "
+                            "these rows is generated until each prompt has its own id",
+                        )
+            dup_rows = np.fromiter(duplicate.keys(), dtype=np.int64, count=len(duplicate))
+            accepted[dup_rows] = False
+            for p in PROVIDERS:
+                eligible[p][dup_rows] = False
+
+    # --- rejected entries -----------------------------------------------------------------------------------------
+    failing = (global_rule != -1) | np.logical_or.reduce([provider_rule[p] != -1 for p in PROVIDERS])
+    failing[list(duplicate)] = True
+    entries = _entries(
+        np.nonzero(failing)[0],
+        table,
+        files,
+        file_index,
+        global_rule=global_rule,
+        provider_rule=provider_rule,
+        target=target,
+        accepted=accepted,
+        ref_issue=ref_issue,
+        ref_first_local=ref_first_local,
+        ref_count=ref_count,
+        prompt_len=prompt_len,
+        prompt_id=prompt_id,
+        usable_id=usable_id,
+        id_flags=(id_only_space, id_control, id_long),
+        normalized={"aspect_ratio": aspect, "provider": provider},
+        duplicate=duplicate,
+    )
+
+    # --- accepted table --------------------------------------------------------------------------------------------
+    lengths = np.zeros(n, dtype=np.int32)
+    lengths[ref_rows] = [len(r) for r in ref_resolved]
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = [path for resolved in ref_resolved for path in resolved]
+    references = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.string()))
+    keep = pa.array(accepted)
+    kept_files = pa.array(file_index, pa.int32()).filter(keep)
+    columns = {
+        "prompt_id": prompt_id,
+        "prompt": prompt,
+        "aspect_ratio": aspect,
+        "resolution": resolution,
+        "output_format": output_format,
+        "provider": provider,
+        "reference_images": references,
+        "row_number": col("row_number"),
+        "eligible_rivya": pa.array(eligible[Provider.RIVYA]),
+        "eligible_odirouter": pa.array(eligible[Provider.ODIROUTER]),
+        "extra": col("extra"),
+    }
+    kept = {name: values.filter(keep) for name, values in columns.items()}
+    kept["prompt_sha256"] = sha256_column(kept["prompt"])
+    kept["source_uri"] = pa.array([f.uri for f in files], pa.string()).take(kept_files)
+    kept["source_sha256"] = pa.array([f.sha256 for f in files], pa.string()).take(kept_files)
+    accepted_table = pa.Table.from_arrays([kept[f.name] for f in ACCEPTED_SCHEMA], schema=ACCEPTED_SCHEMA)
+    per_file = np.bincount(file_index[accepted], minlength=len(files)).astype(np.int64)
+    return Validated(accepted=accepted_table, entries=entries, accepted_per_file=per_file)
+
+
+def _entries(
+    rows: np.ndarray,
+    table: pa.Table,
+    files: list[FileContext],
+    file_index: np.ndarray,
+    *,
+    global_rule: np.ndarray,
+    provider_rule: dict[Provider, np.ndarray],
+    target: dict[Provider, np.ndarray],
+    accepted: np.ndarray,
+    ref_issue: dict[int, tuple[str, str]],
+    ref_first_local: dict[int, str],
+    ref_count: np.ndarray,
+    prompt_len: np.ndarray,
+    prompt_id: Any,
+    usable_id: np.ndarray,
+    id_flags: tuple[np.ndarray, np.ndarray, np.ndarray],
+    normalized: dict[str, Any],
+    duplicate: dict[int, tuple[str, str]],
+) -> list[dict[str, Any]]:
+    """One rejected entry per failing (row, provider), merged when every provider fails the same way."""
+    if not len(rows):
+        return []
+    take = pa.array(rows)
+    raw = table.select(
+        ["id", "aspect_ratio", "resolution", "output_format", "provider", "row_number", "pre_column", "pre_detail"]
+    ).take(take)
+    raw_rows = raw.to_pylist()
+    ids = prompt_id.take(take).to_pylist()
+    aspect = normalized["aspect_ratio"].take(take).to_pylist()
+    provider = normalized["provider"].take(take).to_pylist()
+    out: list[dict[str, Any]] = []
+    for k, i in enumerate(rows.tolist()):
+        values = raw_rows[k]
+        ctx = files[file_index[i]]
+        base = {
+            "source_uri": ctx.uri,
+            "row_number": values["row_number"],
+            "prompt_id": ids[k] if (usable_id[i] or global_rule[i] == -1) else None,
+            "_order": (int(file_index[i]), values["row_number"]),
+        }
+
+        def add(code: str, column: str | None, message: str, scope: Provider | None, base: dict = base) -> None:
+            scoped = {"provider": scope.value if scope else None, "column": column, "code": code, "message": message}
+            out.append({**base, **scoped})
+
+        if i in duplicate:
+            code, message = duplicate[i]
+            add(code, "id" if usable_id[i] else None, message, None)
+            continue
+        g = global_rule[i]
+        if g != -1:
+            rule = GLOBAL_RULES[g]
+            if rule == "encoding_invalid":
+                column = values["pre_column"]
+                add(
+                    rule,
+                    column,
+                    f"the {column!r} value is not valid UTF-8 (it reads as {values['pre_detail']!r}); save the "
+                    "table as UTF-8 (in Excel: 'CSV UTF-8') and load it again",
+                    None,
+                )
+            elif rule == "reference":
+                code, message = ref_issue[i]
+                add(code, "reference_images", message, None)
+            else:
+                add(rule, RULE_COLUMN[rule], _global_message(rule, values, id_flags, i), None)
+            continue
+        failed = [p for p in PROVIDERS if target[p][i] and provider_rule[p][i] != -1]
+        codes = {PROVIDER_RULES[provider_rule[p][i]] for p in failed}
+        context = {
+            "prompt_len": int(prompt_len[i]),
+            "ref_count": int(ref_count[i]),
+            "first_local": ref_first_local.get(i),
+            "restricted": provider[k] is not None,
+            "aspect": aspect[k],
+        }
+        if not accepted[i] and len(failed) > 1 and len(codes) == 1:
+            rule = codes.pop()
+            add(rule, RULE_COLUMN[rule], _provider_message(rule, failed, context), None)
+            continue
+        for p in failed:
+            rule = PROVIDER_RULES[provider_rule[p][i]]
+            add(rule, RULE_COLUMN[rule], _provider_message(rule, [p], context), p)
+    return out
+
+
+def _allowed(enum: Any) -> str:
+    return ", ".join(m.value for m in enum)
+
+
+def _global_message(rule: str, values: dict[str, Any], id_flags: tuple[np.ndarray, ...], i: int) -> str:
+    only_space, control, long = id_flags
+    if rule == "id_invalid":
+        if only_space[i]:
+            return "the id is only whitespace; leave the cell empty to derive an id from the prompt, or write an id"
+        if control[i]:
+            return "the id contains control characters (tab, newline, NUL, ...); use printable characters only"
+        if long[i]:
+            return f"the id has {len(values['id'].strip())} characters; use at most {MAX_ID_CHARS}"
+    if rule == "prompt_empty":
+        return "the prompt is empty; write what the image should show, or delete the row"
+    if rule == "provider_unknown":
+        return (
+            f"provider {values['provider']!r} is not one of {_allowed(Provider)}; use one of them, or leave it "
+            "empty to run the row on both"
+        )
+    if rule == "aspect_ratio_unknown":
+        return (
+            f"aspect ratio {values['aspect_ratio']!r} is not one of {_allowed(AspectRatio)}; use one of them, or "
+            "leave it empty for 1:1"
+        )
+    if rule == "resolution_unknown":
+        return (
+            f"resolution {values['resolution']!r} is not one of {_allowed(Resolution)}; use one of them, or leave it "
+            "empty to run the row at every resolution"
+        )
+    if rule == "output_format_unknown":
+        return (
+            f"output format {values['output_format']!r} is not one of png, jpg (or jpeg); use one of them, or "
+            "leave it empty for png"
+        )
+    raise AssertionError(rule)
+
+
+def _provider_message(rule: str, providers: list[Provider], ctx: dict[str, Any]) -> str:
+    names = " and ".join(PROVIDER_NAMES[p] for p in providers)
+    only_odi = providers == [Provider.ODIROUTER]
+    rest = "" if ctx["restricted"] or not only_odi else " to run it on OdiRouter too"
+    if rule == "prompt_too_long":
+        n = ctx["prompt_len"]
+        limits = " and ".join(f"{PROVIDER_NAMES[p]} accepts at most {MAX_PROMPT_CHARS[p]}" for p in providers)
+        cut = min(n - MAX_PROMPT_CHARS[p] for p in providers)
+        return f"the prompt has {n} characters; {limits}; shorten it by at least {cut}{rest}"
+    if rule == "aspect_ratio_unsupported":
+        return "aspect ratio 'auto' exists only on Rivya; name a ratio such as 1:1 or 16:9" + (
+            rest or " (or set provider to rivya)"
+        )
+    if rule == "output_format_unsupported":
+        return "OdiRouter has no output_format and always answers PNG; use png" + (
+            rest or " (or set provider to rivya for jpg)"
+        )
+    if rule == "too_many_references":
+        k = ctx["ref_count"]
+        limits = " and ".join(f"{PROVIDER_NAMES[p]} accepts at most {MAX_REFERENCES[p]}" for p in providers)
+        return f"{k} reference images; {limits}; drop {min(k - MAX_REFERENCES[p] for p in providers)} or more{rest}"
+    if rule == "reference_needs_url":
+        return (
+            f"reference {ctx['first_local']!r} is a local file and {names} cannot receive uploads; host it at an "
+            f"http(s) URL{rest} (Rivya uploads local files itself)"
+        )
+    raise AssertionError(rule)
