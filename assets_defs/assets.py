@@ -1,0 +1,179 @@
+"""The assets: prompt_table → generated_images[provider × resolution] → cost reports.
+
+Each body reads config, calls the library, and turns its result into metadata; nothing here that a
+test without Dagster could not cover through ``nbpro_pipeline``.
+"""
+
+import asyncio
+from datetime import UTC, datetime
+
+import dagster as dg
+
+import nbpro_pipeline
+from assets_defs.checks import CELL_CHECKS, PROMPT_TABLE_CHECKS, check_result
+from assets_defs.partitions import cell_of, cell_partitions
+from assets_defs.resources import BudgetResource, OdiRouterResource, PipelineResource, RivyaResource, StorageResource
+from nbpro_pipeline.audit import check_rejections, run_and_audit
+from nbpro_pipeline.costs import reports, spent_today_from_ledger
+from nbpro_pipeline.engine import RunInfo, rows_for_cell
+from nbpro_pipeline.image_files import contact_sheet_markdown
+from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.models.prompt import RejectedRow
+from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
+from nbpro_pipeline.storage import read_ledger, read_table, table_path, write_table
+
+
+def _md_counts(counts: dict[str, int], header: str) -> str:
+    if not counts:
+        return "_none_"
+    rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"| {header} | rows |\n|---|---|\n{rows}"
+
+
+@dg.asset(group_name="prompts", kinds={"parquet"}, check_specs=PROMPT_TABLE_CHECKS)
+def prompt_table(pipeline: PipelineResource, storage: StorageResource) -> dg.MaterializeResult:
+    """Every configured prompt source, validated: accepted rows (one Parquet table) and rejected rows
+    with one reason each."""
+    try:
+        result = load_prompt_tables(pipeline.prompt_sources, reference_roots=pipeline.reference_roots)
+    except PromptTableError as exc:
+        raise dg.Failure(description=str(exc)) from None
+    st = storage.storage()
+    accepted_uri = write_table(st, "prompt_table/accepted", result.accepted)
+    rejected_uri = write_table(st, "prompt_table/rejected", result.rejected)
+    rejections = [RejectedRow.model_validate(r).describe() for r in result.rejected.slice(0, 20).to_pylist()]
+    sources = "\n".join(
+        f"| {s.uri} | {s.format} | {s.rows_read} | {(s.sha256 or 'unreadable')[:16]} |" for s in result.sources
+    )
+    outcome = check_rejections(result.rows_read, result.rejected)
+    return dg.MaterializeResult(
+        metadata={
+            "rows_read": result.rows_read,
+            "accepted": result.accepted.num_rows,
+            "rejected": result.rejected.num_rows,
+            "rejected_by_reason": dg.MetadataValue.md(_md_counts(result.rejected_by_reason(), "reason")),
+            "rejections": dg.MetadataValue.md("\n".join(f"- {r}" for r in rejections) or "_none_"),
+            "sources": dg.MetadataValue.md(f"| file | format | rows | sha256 |\n|---|---|---|---|\n{sources}"),
+            "accepted_table": dg.MetadataValue.path(accepted_uri),
+            "rejected_table": dg.MetadataValue.path(rejected_uri),
+        },
+        check_results=[check_result("no_rejected_rows", outcome, dg.AssetCheckSeverity.WARN)],
+    )
+
+
+@dg.asset(
+    group_name="generation",
+    kinds={"image"},
+    partitions_def=cell_partitions,
+    deps=[prompt_table],
+    check_specs=CELL_CHECKS,
+)
+def generated_images(
+    context: dg.AssetExecutionContext,
+    rivya: RivyaResource,
+    odirouter: OdiRouterResource,
+    storage: StorageResource,
+    budget: BudgetResource,
+) -> dg.MaterializeResult:
+    """One valid image per eligible prompt of this cell; already-stored fingerprints are skipped, so a
+    re-run pays only for gaps. Images, journal and ledger are written by the engine, not an IO manager."""
+    provider, resolution = cell_of(context.partition_key)
+    st = storage.storage()
+    try:
+        accepted = read_table(st, "prompt_table/accepted")
+    except FileNotFoundError:
+        raise dg.Failure(
+            description=f"{st.uri(table_path(st, 'prompt_table/accepted'))} is missing: materialize prompt_table first"
+        ) from None
+    rows = rows_for_cell(accepted, provider, resolution)
+    resource = rivya if provider is Provider.RIVYA else odirouter
+    today = datetime.now(UTC).date()
+    guard = budget.guard(provider, spent_today_from_ledger(read_ledger(st, provider=provider), provider, today))
+    audited = asyncio.run(
+        run_and_audit(
+            rows,
+            client_factory=resource.client,
+            provider=provider,
+            resolution=resolution,
+            storage=st,
+            run=RunInfo(
+                run_id=context.run_id,
+                partition_key=str(context.partition_key),
+                pipeline_version=nbpro_pipeline.__version__,
+            ),
+            settings=resource.engine_settings(),
+            prices=budget.prices(),
+            budget=guard,
+            logger=context.log,
+        )
+    )
+    rep = audited.report
+    context.log.info(rep.summary())
+    metadata = {
+        "images": rep.succeeded,
+        "failed": rep.failed,
+        "skipped": rep.skipped,
+        "already_done": rep.already_done,
+        "eligible": rep.eligible,
+        "resumed": rep.resumed,
+        "cost": float(rep.final_cost),
+        "cost_unit": rep.cost_unit,
+        "cost_is_estimate": rep.cost_is_estimate,
+        "cost_per_image": float(rep.cost_per_image) if rep.cost_per_image is not None else 0.0,
+        "estimated_usd": float(rep.estimated_usd),
+        "polls_per_task": round(rep.polls / rep.submitted, 2) if rep.submitted else 0.0,
+        "wall_s": round(rep.wall_s, 2),
+        "failures_by_reason": dg.MetadataValue.md(_md_counts(rep.failures_by_reason, "reason")),
+        "contact_sheet": dg.MetadataValue.md(contact_sheet_markdown([(i.prompt_id, i.uri) for i in rep.images])),
+        "image_dir": dg.MetadataValue.path(rep.image_dir),
+        "ledger": dg.MetadataValue.path(st.uri(st.ledger_dir())),
+        "summary": rep.summary(),
+    }
+    if rep.stop_reason:
+        metadata["stop_reason"] = rep.stop_reason
+    if rep.failures_by_reason.get("auth_failed"):
+        raise dg.Failure(description=rep.stop_reason or "the provider refused the API key", metadata=metadata)
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[check_result(name, outcome) for name, outcome in audited.checks.items()],
+    )
+
+
+# The reports run when any cell changed; they read the ledger dataset, so a missing cell is no reason
+# to wait (eager() alone would wait for all six partitions to exist).
+REPORT_AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+
+
+def _write_report(name: str, df, st, title_md: str) -> dg.MaterializeResult:
+    target = st.uri(st.path("reports", f"{name}.parquet"))
+    uri = reports.write_report(df, target, storage_options=st.storage_options or None)
+    return dg.MaterializeResult(
+        metadata={
+            "rows": len(df),
+            "table": dg.MetadataValue.md(reports.to_markdown(df, max_rows=40)),
+            "chart": dg.MetadataValue.md(title_md),
+            "path": dg.MetadataValue.path(uri),
+        }
+    )
+
+
+@dg.asset(group_name="costs", kinds={"parquet"}, deps=[generated_images], automation_condition=REPORT_AUTOMATION)
+def credit_cost_report(storage: StorageResource, budget: BudgetResource) -> dg.MaterializeResult:
+    """Cost by provider, resolution, day and source table: reserved vs final, successes, failures by
+    reason, cost lost to failures, cost per successful image, estimate vs actual."""
+    st = storage.storage()
+    ledger = read_ledger(st)
+    df = reports.credit_cost_report(ledger, budget.prices())
+    result = _write_report("credit_cost_report", df, st, reports.cost_chart_markdown(df))
+    totals = reports.totals_by_provider(ledger)
+    result.metadata.update({f"total_{p}": float(v) for p, v in totals.items()})  # type: ignore[union-attr]
+    return result
+
+
+@dg.asset(group_name="costs", kinds={"parquet"}, deps=[generated_images], automation_condition=REPORT_AUTOMATION)
+def provider_comparison(storage: StorageResource, budget: BudgetResource) -> dg.MaterializeResult:
+    """The same prompts across providers: cost per image (unit and USD), latency p50/p95, failure rate,
+    size mismatches."""
+    st = storage.storage()
+    df = reports.provider_comparison(read_ledger(st), budget.prices())
+    return _write_report("provider_comparison", df, st, reports.cost_chart_markdown(df))

@@ -1,0 +1,78 @@
+"""The code location: one ``defs`` (``dagster dev -w workspace.yaml`` and Dagster+ load it).
+
+Keys come from the environment through ``EnvVar`` (resolved at launch, never stored in run config);
+base URLs, the storage root and the prompt sources are ordinary settings with local defaults, so the
+location runs against the sandbox out of the box. For the real providers set ``RIVYA_BASE_URL`` and
+``ODIROUTER_BASE_URL`` (see the README).
+"""
+
+import os
+
+import dagster as dg
+
+from assets_defs.assets import credit_cost_report, generated_images, prompt_table, provider_comparison
+from assets_defs.jobs import cells_job, prompt_table_job, reports_job
+from assets_defs.resources import (
+    SANDBOX_URL,
+    BudgetResource,
+    OdiRouterResource,
+    PipelineResource,
+    RivyaResource,
+    StorageResource,
+)
+from assets_defs.schedules import nightly_cells
+from assets_defs.sensors import cells_after_prompt_table, prompt_sources_changed
+
+
+def _float(name: str) -> float | None:
+    value = os.environ.get(name)
+    return float(value) if value else None
+
+
+def _sources() -> list[str]:
+    raw = os.environ.get("NBPRO_PROMPT_SOURCES", "examples/prompts")
+    return [s.strip() for s in raw.split(",") if s.strip()]
+
+
+def build_resources() -> dict:
+    poll_first = float(os.environ.get("NBPRO_POLL_FIRST_DELAY_S", "2.0"))
+    return {
+        "rivya": RivyaResource(
+            api_key=dg.EnvVar("RIVYA_API_KEY"),
+            base_url=os.environ.get("RIVYA_BASE_URL", SANDBOX_URL),
+            poll_first_delay_s=poll_first,
+        ),
+        "odirouter": OdiRouterResource(
+            api_key=dg.EnvVar("ODIROUTER_API_KEY"),
+            base_url=os.environ.get("ODIROUTER_BASE_URL", SANDBOX_URL + "/model"),
+            poll_first_delay_s=poll_first,
+        ),
+        "storage": StorageResource(root=os.environ.get("NBPRO_STORAGE_ROOT", ".nbpro/storage")),
+        "budget": BudgetResource(
+            rivya_max_credits_per_run=_float("NBPRO_RIVYA_MAX_CREDITS_PER_RUN"),
+            rivya_max_credits_per_day=_float("NBPRO_RIVYA_MAX_CREDITS_PER_DAY"),
+            odirouter_max_usd_per_run=_float("NBPRO_ODIROUTER_MAX_USD_PER_RUN"),
+            odirouter_max_usd_per_day=_float("NBPRO_ODIROUTER_MAX_USD_PER_DAY"),
+        ),
+        "pipeline": PipelineResource(
+            prompt_sources=_sources(),
+            cells=os.environ.get("NBPRO_CELLS", "all"),
+        ),
+    }
+
+
+defs = dg.Definitions(
+    assets=[prompt_table, generated_images, credit_cost_report, provider_comparison],
+    jobs=[prompt_table_job, cells_job, reports_job],
+    schedules=[nightly_cells],
+    sensors=[
+        prompt_sources_changed,
+        cells_after_prompt_table,
+        dg.AutomationConditionSensorDefinition(
+            "reports_automation",
+            target=[credit_cost_report, provider_comparison],
+            default_status=dg.DefaultSensorStatus.RUNNING,
+        ),
+    ],
+    resources=build_resources(),
+)

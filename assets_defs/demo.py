@@ -1,0 +1,133 @@
+"""``make demo``: the whole pipeline on a real Dagster instance against the local sandbox, no keys.
+
+    python -m assets_defs.demo [--home .nbpro] [--sources examples/prompts]
+
+Starts the sandbox (state in ``.nbpro/sandbox``), points the code location at it, materializes
+``prompt_table``, all six cells and both reports through the same jobs the UI launches (instance in
+``.nbpro/dagster_home``), then prints where everything is and what it cost, reconciled against the
+sandbox's own billing ledger. Running it again pays nothing new: every cell is already complete.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+DEMO_KEYS = {"RIVYA_API_KEY": "rvya_sk_sandbox_demo_key", "ODIROUTER_API_KEY": "odr_sandbox_demo_key"}
+
+
+def _prepare_env(home: Path, sources: list[str], sandbox_url: str) -> None:
+    dagster_home = home / "dagster_home"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(__file__).resolve().parent.parent / "dagster.yaml", dagster_home / "dagster.yaml")
+    os.environ.update(DEMO_KEYS)  # sandbox keys only: the demo never sends a real key anywhere
+    os.environ.update(
+        {
+            "DAGSTER_HOME": str(dagster_home.resolve()),
+            "RIVYA_BASE_URL": sandbox_url,
+            "ODIROUTER_BASE_URL": sandbox_url + "/model",
+            "NBPRO_STORAGE_ROOT": str((home / "storage").resolve()),
+            "NBPRO_PROMPT_SOURCES": ",".join(sources),
+            "NBPRO_POLL_FIRST_DELAY_S": "1.0",  # the sandbox answers in 1-3 s; Rivya's own advice is 2 s
+        }
+    )
+
+
+def _run(defs, instance, job_name: str, label: str, partition_key=None) -> bool:
+    started = time.monotonic()
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance,
+        partition_key=partition_key,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    )
+    status = "ok" if result.success else "FAILED"
+    detail = ""
+    for event in result.get_asset_materialization_events():
+        summary = event.materialization.metadata.get("summary")
+        if summary is not None:
+            detail = f"  {summary.value}"
+    print(f"  {label:<16} {status:<6} {time.monotonic() - started:5.1f}s{detail}", flush=True)
+    return result.success
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", default=".nbpro", help="where storage, sandbox and Dagster state live")
+    parser.add_argument("--sources", default="examples/prompts", help="comma-separated prompt sources")
+    args = parser.parse_args(argv)
+    home = Path(args.home)
+    started = time.monotonic()
+
+    from nbpro_pipeline.sandbox import SandboxServer
+
+    with SandboxServer(home / "sandbox") as sandbox:
+        _prepare_env(home, args.sources.split(","), sandbox.base_url)
+        import dagster as dg
+
+        from assets_defs.definitions import defs
+        from assets_defs.partitions import cell_key
+        from nbpro_pipeline.costs import ALL_CELLS, PriceTable
+        from nbpro_pipeline.costs.reports import provider_comparison, to_text, totals_by_provider
+        from nbpro_pipeline.storage import Storage, read_ledger
+
+        instance = dg.DagsterInstance.get()
+        print(
+            f"sandbox at {sandbox.base_url} (state {home / 'sandbox'}); Dagster instance {os.environ['DAGSTER_HOME']}"
+        )
+        ok = _run(defs, instance, "prompt_table_job", "prompt_table")
+        for provider, resolution in ALL_CELLS if ok else []:
+            key = cell_key(provider, resolution)
+            ok &= _run(defs, instance, "cells_job", f"{provider.value}|{resolution.value}", partition_key=key)
+        ok &= _run(defs, instance, "reports_job", "reports")
+
+        storage = Storage(os.environ["NBPRO_STORAGE_ROOT"])
+        ledger = read_ledger(storage)
+        ours = totals_by_provider(ledger)
+        comparison = provider_comparison(ledger, PriceTable())
+        billed: dict[str, Decimal] = defaultdict(Decimal)
+        for entry in sandbox.ledger():
+            billed[entry["provider"]] += Decimal(str(entry["amount"]))
+        wallets = sandbox.wallets()
+
+    print("\nwhere things are")
+    print(f"  images    {storage.uri(storage.path('images'))}/provider=*/resolution=*/")
+    print(f"  ledger    {storage.uri(storage.ledger_dir())}/ (Parquet, hive-partitioned)")
+    print(f"  reports   {storage.uri(storage.reports_dir())}/credit_cost_report.parquet, provider_comparison.parquet")
+    print(f"  prompts   {storage.uri(storage.tables_dir())}/prompt_table/accepted.parquet, rejected.parquet")
+    print(f"  dagster   {os.environ['DAGSTER_HOME']}  (make dev opens it in the UI)")
+    print("\ncost per cell (all runs so far; OdiRouter amounts come from its price table: estimates)")
+    columns = [
+        "provider",
+        "resolution",
+        "images",
+        "failed",
+        "final_cost",
+        "cost_unit",
+        "cost_per_image",
+        "estimated_usd",
+    ]
+    print("  " + to_text(comparison, columns=columns).replace("\n", "\n  "))
+    print("\ntotals: the ledger vs the sandbox's own billing ledger")
+    status = ledger["status"].to_pylist()
+    for provider in sorted(set(ours) | set(billed)):
+        unit = "credits" if provider == "rivya" else "USD (estimate: OdiRouter publishes no price)"
+        n_ok = sum(
+            1 for p, s in zip(ledger["provider"].to_pylist(), status, strict=True) if p == provider and s == "succeeded"
+        )
+        match = "reconciled" if ours.get(provider, Decimal(0)) == billed.get(provider, Decimal(0)) else "MISMATCH"
+        print(
+            f"  {provider:<10} ledger {ours.get(provider, Decimal(0)).normalize():f}  sandbox "
+            f"{billed.get(provider, Decimal(0)).normalize():f}  {unit}; {n_ok} images; {match}"
+        )
+    print(f"  wallets left: {wallets}")
+    print(f"\ndemo {'finished' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Typed resources over the library: provider clients (keys from the environment), storage, budget and
+the pipeline's own settings. Defaults point at the local sandbox (``make sandbox``/``make dev``), so the
+code location runs with no real keys; moving to the real providers is one env var per key plus URLs."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+import dagster as dg
+from pydantic import Field
+
+from nbpro_pipeline.costs import BudgetGuard, BudgetLimits, PriceTable, parse_cells
+from nbpro_pipeline.engine import EngineSettings
+from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.providers import OdiRouterClient, PollPolicy, RetryPolicy, RivyaClient, TokenBucket
+from nbpro_pipeline.storage import Storage
+
+SANDBOX_URL = "http://127.0.0.1:8787"
+
+# Request logs carry signed result URLs; keep them out of run logs.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class _ProviderResource(dg.ConfigurableResource):
+    api_key: str = Field(description="API key; set through EnvVar, never inline")
+    base_url: str
+    max_in_flight: int = Field(default=32, ge=1, description="tasks in flight per run")
+    requests_per_s: float = Field(default=20.0, gt=0, description="API calls per second per run")
+    burst: int = Field(default=40, ge=1)
+    poll_first_delay_s: float = Field(default=2.0, ge=0)
+    poll_max_interval_s: float = Field(default=8.0, gt=0)
+    task_deadline_s: float = Field(default=900.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1, description="HTTP attempts per call (retries + 1)")
+
+    def engine_settings(self) -> EngineSettings:
+        return EngineSettings(
+            max_in_flight=self.max_in_flight,
+            requests_per_s=self.requests_per_s,
+            burst=self.burst,
+            task_deadline_s=self.task_deadline_s,
+        )
+
+    def _kwargs(self) -> dict:
+        return {
+            "api_key": self.api_key,
+            "poll": PollPolicy(
+                first_delay_s=self.poll_first_delay_s,
+                max_interval_s=self.poll_max_interval_s,
+                deadline_s=self.task_deadline_s,
+            ),
+            "retry": RetryPolicy(max_attempts=self.max_attempts),
+            "limiter": TokenBucket(self.requests_per_s, self.burst),
+            "max_connections": max(16, self.max_in_flight * 2),
+        }
+
+
+class RivyaResource(_ProviderResource):
+    base_url: str = Field(default=SANDBOX_URL, description="https://rivya.ai for the real API")
+
+    def client(self) -> RivyaClient:
+        return RivyaClient(self.base_url, **self._kwargs())
+
+
+class OdiRouterResource(_ProviderResource):
+    base_url: str = Field(default=SANDBOX_URL + "/model", description="https://odirouter.ai/model for the real API")
+
+    def client(self) -> OdiRouterClient:
+        return OdiRouterClient(self.base_url, **self._kwargs())
+
+
+class StorageResource(dg.ConfigurableResource):
+    root: str = Field(default=".nbpro/storage", description="local path or fsspec URI (s3://bucket/prefix)")
+
+    def storage(self) -> Storage:
+        return Storage(self.root)
+
+
+class BudgetResource(dg.ConfigurableResource):
+    """Spending limits in each provider's unit; unset means unlimited. Reserved amounts count."""
+
+    rivya_max_credits_per_run: float | None = None
+    rivya_max_credits_per_day: float | None = None
+    odirouter_max_usd_per_run: float | None = None
+    odirouter_max_usd_per_day: float | None = None
+    rivya_usd_per_credit: float = Field(default=0.0168, description="assumed USD price of a credit, for reports")
+
+    def limits(self, provider: Provider) -> BudgetLimits:
+        if provider is Provider.RIVYA:
+            run, day = self.rivya_max_credits_per_run, self.rivya_max_credits_per_day
+        else:
+            run, day = self.odirouter_max_usd_per_run, self.odirouter_max_usd_per_day
+        return BudgetLimits(
+            max_per_run=None if run is None else Decimal(str(run)),
+            max_per_day=None if day is None else Decimal(str(day)),
+        )
+
+    def guard(self, provider: Provider, spent_today: Decimal) -> BudgetGuard:
+        return BudgetGuard(self.limits(provider), spent_today=spent_today, unit=PriceTable().unit(provider))
+
+    def prices(self) -> PriceTable:
+        return PriceTable(rivya_usd_per_credit=Decimal(str(self.rivya_usd_per_credit)))
+
+
+class PipelineResource(dg.ConfigurableResource):
+    """Where prompt tables come from and which cells the schedule and sensor run."""
+
+    prompt_sources: list[str] = Field(default_factory=lambda: ["examples/prompts"])
+    reference_roots: list[str] | None = Field(default=None, description="local reference images must be under these")
+    cells: str = Field(default="all", description="cells to run on schedule/sensor, e.g. 'rivya|2K,odirouter|4K'")
+
+    def cell_list(self) -> list[tuple[Provider, Resolution]]:
+        return parse_cells(self.cells)
