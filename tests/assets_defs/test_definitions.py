@@ -42,3 +42,24 @@ def test_report_automation_does_not_wait_for_missing_cells():
     labels = str(REPORT_AUTOMATION)
     assert "any_deps_missing" not in labels
     assert "any_deps_in_progress" in labels
+
+
+def test_dagster_cli_validates_the_workspace(tmp_path):
+    """What `dagster dev -w workspace.yaml` and Dagster+ load: checked through the real CLI."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "RIVYA_API_KEY": "x", "ODIROUTER_API_KEY": "y"}
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Validation successful" in done.stdout + done.stderr
