@@ -97,7 +97,7 @@ def generated_images(
             resolution=resolution,
             storage=st,
             run=RunInfo(
-                run_id=context.run_id,
+                run_id=context.run.run_id,
                 partition_key=str(context.partition_key),
                 pipeline_version=nbpro_pipeline.__version__,
             ),

@@ -67,20 +67,27 @@ def check_accounting(eligible: dict[str, str], cell_ledger: pa.Table) -> CheckOu
     )
 
 
-def check_stored_images(run_rows: pa.Table, *, limit: int = 1000) -> CheckOutcome:
-    """Every image this run stored decodes, in the ordered format and at the table pixel size."""
+def check_stored_images(run_rows: pa.Table, storage: Storage | None = None, *, limit: int = 1000) -> CheckOutcome:
+    """Every image this run stored decodes, in the ordered format and at the table pixel size; images
+    are read through the storage's filesystem, so this works on object stores too."""
     succeeded = run_rows.filter(pc.equal(run_rows["status"], OutcomeStatus.SUCCEEDED.value))
     rows = succeeded.select(["image_uri", "aspect_ratio", "output_format", "resolution", "prompt_id"]).to_pylist()
     checked = rows[:limit]
     bad: list[str] = []
     for r in checked:
         try:
-            info = inspect_image(r["image_uri"])
+            if storage is None:
+                info = inspect_image(r["image_uri"])
+            else:
+                with storage.fs.open(r["image_uri"], "rb") as fh:
+                    info = inspect_image(fh)
             check_image(
                 info, OutputFormat(r["output_format"]), AspectRatio(r["aspect_ratio"]), Resolution(r["resolution"])
             )
-        except (ImageProblem, OSError) as exc:
-            bad.append(f"{r['prompt_id']}: {getattr(exc, 'code', type(exc).__name__)}")
+        except ImageProblem as exc:
+            bad.append(f"{r['prompt_id']}: {exc.code}")
+        except OSError as exc:  # FileNotFoundError and friends: the file is gone, not corrupt
+            bad.append(f"{r['prompt_id']}: missing or unreadable ({type(exc).__name__})")
     sampled = f" (first {limit} of {len(rows)})" if len(rows) > limit else ""
     return CheckOutcome(
         passed=not bad,
@@ -105,29 +112,42 @@ async def reconcile_with_provider(
             totals[t] = totals.get(t, Decimal(0)) + (cost or Decimal(0))
     sem = asyncio.Semaphore(8)
 
-    async def one(task_id: str) -> tuple[str, Decimal | None]:
+    async def one(task_id: str) -> tuple[str, Decimal | None | str]:
         async with sem:
             try:
-                return task_id, charged_for(await client.poll(task_id), price)
+                snap = await client.poll(task_id)
             except ProviderError:
                 return task_id, None
+            if snap.error_code == "CANCELED":
+                # OdiRouter bills a task cancelled while processing but not one cancelled in the queue, and
+                # a poll cannot tell which it was: the amount cannot be verified from the provider's side.
+                return task_id, "unverifiable"
+            return task_id, charged_for(snap, price)
 
     answers = await asyncio.gather(*(one(t) for t in task_ids))
     unreachable = [t for t, v in answers if v is None]
+    unverifiable = [t for t, v in answers if v == "unverifiable"]
+    answers = [(t, v) for t, v in answers if isinstance(v, Decimal)]
     mismatched = [
         f"{t}: ledger {totals.get(t, 0)} vs provider {v}" for t, v in answers if v is not None and v != totals.get(t, 0)
     ]
     ok = not mismatched
     desc = (
-        f"{len(task_ids) - len(unreachable)} tasks reconcile with the provider"
+        f"{len(answers)} tasks reconcile with the provider"
         + (f"; {len(unreachable)} could not be asked" if unreachable else "")
+        + (f"; {len(unverifiable)} cancelled tasks cannot be verified" if unverifiable else "")
         if ok
         else f"{len(mismatched)} tasks disagree with the provider: {mismatched[:5]}"
     )
     return CheckOutcome(
         passed=ok,
         description=desc,
-        metadata={"tasks_checked": len(task_ids), "mismatched": len(mismatched), "unreachable": len(unreachable)},
+        metadata={
+            "tasks_checked": len(task_ids),
+            "mismatched": len(mismatched),
+            "unreachable": len(unreachable),
+            "unverifiable": len(unverifiable),
+        },
     )
 
 
@@ -185,7 +205,7 @@ async def run_and_audit(
         run_rows = cell_ledger.filter(pc.equal(cell_ledger["run_id"], run.run_id))
         checks = {
             "all_rows_accounted": check_accounting(runner.eligible_fingerprints, cell_ledger),
-            "images_valid": await asyncio.to_thread(check_stored_images, run_rows),
+            "images_valid": await asyncio.to_thread(check_stored_images, run_rows, storage),
             "ledger_reconciles": await reconcile_with_provider(
                 client, run_rows, cell_ledger, prices.per_image(provider, resolution)
             ),

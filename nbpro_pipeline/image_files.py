@@ -46,24 +46,31 @@ class ImageProblem(Exception):
         self.message = message
 
 
-def inspect_image(path: str | Path) -> ImageInfo:
-    """Format and size of a downloaded file, after a structural check that it is complete.
+def inspect_image(path: str | Path | BinaryIO) -> ImageInfo:
+    """Format and size of a downloaded file (a path or a seekable binary file), after a structural check
+    that it is complete.
 
     PNG: every chunk CRC up to IEND (Pillow's ``verify``); JPEG: the header parses and the stream ends
     with EOI. Both catch truncated and garbled downloads without decoding millions of pixels.
     """
+    if not isinstance(path, str | Path):
+        return _inspect_file(path)
+    with open(path, "rb") as fh:
+        return _inspect_file(fh)
+
+
+def _inspect_file(fh: BinaryIO) -> ImageInfo:
     try:
-        with Image.open(path) as img:
+        with Image.open(fh) as img:
             fmt, size = img.format, img.size
             if fmt == "PNG":
                 img.verify()
     except Exception as exc:  # Pillow raises many types for bad bytes; all mean the same here
         raise ImageProblem("corrupt_image", f"the downloaded file does not decode as an image ({exc})") from None
     if fmt == "JPEG":
-        with open(path, "rb") as fh:
-            fh.seek(-2, 2)
-            if fh.read(2) != b"\xff\xd9":
-                raise ImageProblem("corrupt_image", "the JPEG stream is truncated (no end-of-image marker)")
+        fh.seek(-2, 2)
+        if fh.read(2) != b"\xff\xd9":
+            raise ImageProblem("corrupt_image", "the JPEG stream is truncated (no end-of-image marker)")
     if fmt not in ("PNG", "JPEG"):
         raise ImageProblem("format_mismatch", f"the provider sent a {fmt} image; expected PNG or JPEG")
     return ImageInfo(format=OutputFormat.PNG if fmt == "PNG" else OutputFormat.JPG, width=size[0], height=size[1])
@@ -159,8 +166,9 @@ def contact_sheet_markdown(images: list[tuple[str, str]], *, max_bytes: int = 40
             cell = f"![{label}]({thumbnail_data_uri(path, size)})"
         except OSError:
             continue
-        if used + len(cell) > max_bytes:
+        cost = len(cell.encode()) + (1 if parts else 0)  # UTF-8 bytes, plus the joining space
+        if used + cost > max_bytes:
             break
         parts.append(cell)
-        used += len(cell)
+        used += cost
     return " ".join(parts) if parts else "_no images stored in this run_"

@@ -122,6 +122,7 @@ class CellRunner:
         self.journal = Journal(storage, provider, resolution, run.run_id)
         self.references = ReferenceResolver(provider, client, storage)
         self._seen: set[str] = set()
+        self._in_hand: dict[int, tuple[GenerationRequest, str]] = {}  # id(row) -> its request, while handled
         self.eligible_fingerprints: dict[str, str] = {}  # fingerprint -> prompt id, for the accounting check
         self._stop: tuple[str, str] | None = None  # (code, message) once submitting must stop
         self._window_ms: list[float] = []
@@ -148,7 +149,7 @@ class CellRunner:
                     self.failed_generations.setdefault(fp, set()).add(task)
         resolved = {t for t, code in latest_code.items() if code not in RESUMABLE_CODES}
         for tasks in self.failed_generations.values():
-            tasks.difference_update(t for t in tasks if latest_code.get(t) in RESUMABLE_CODES)
+            tasks.difference_update([t for t in tasks if latest_code.get(t) in RESUMABLE_CODES])
         self.prior_rows = prev.num_rows
         state = read_journal(self.storage, self.provider, self.resolution)
         self.intents = state.intents
@@ -218,8 +219,9 @@ class CellRunner:
         except Exception as exc:  # noqa: BLE001 - anything unexpected becomes a failed ledger row
             self.log.exception("unexpected error on %s", row.prompt_id if row else "a resumed task")
             if row is not None:
-                request = self._request(row, ())
-                fp = request.fingerprint(self.provider)
+                # the request as fingerprinted (references by content hash), when it got that far
+                request, fp = self._in_hand.get(id(row)) or (self._request(row, ()), "")
+                fp = fp or request.fingerprint(self.provider)
                 self.eligible_fingerprints.setdefault(fp, row.prompt_id)
                 self._record(
                     row,
@@ -229,6 +231,9 @@ class CellRunner:
                     error_code="internal_error",
                     error_message=f"{type(exc).__name__}: {exc}",
                 )
+        finally:
+            if row is not None:
+                self._in_hand.pop(id(row), None)
 
     # -- one prompt -----------------------------------------------------------------------------------
     def _request(self, row: PromptRow, refs) -> GenerationRequest:
@@ -252,6 +257,7 @@ class CellRunner:
             return
         request = self._request(row, refs)
         fp = request.fingerprint(self.provider)
+        self._in_hand[id(row)] = (request, fp)
         if fp in self.succeeded or fp in self._seen:
             self.eligible_fingerprints.setdefault(fp, row.prompt_id)
             self.report.already_done += 1

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.spec import AbstractBufferedFile
 
 from nbpro_pipeline.models.common import Provider, Resolution
 
@@ -133,8 +134,13 @@ class Storage:
                     os.unlink(tmp)
                 raise
         else:
-            with self.fs.open(path, "wb") as fh:  # object stores commit the object on close only
+            fh = self.fs.open(path, "wb")  # object stores commit the object on close only
+            try:
                 yield fh
+            except BaseException:
+                _abandon(self.fs, fh, path)  # closing would commit the half-written object
+                raise
+            fh.close()
 
     def write_bytes(self, path: str, data: bytes) -> None:
         with self.open_atomic(path) as fh:
@@ -152,6 +158,19 @@ class Storage:
     def delete(self, path: str) -> None:
         with _suppress():
             self.fs.rm_file(path)
+
+
+def _abandon(fs: Any, fh: Any, path: str) -> None:
+    """Drop a half-written non-local file instead of closing it (``close`` would PUT the partial object)."""
+    if isinstance(fh, AbstractBufferedFile):
+        with contextlib.suppress(Exception):
+            fh.discard()  # e.g. abort a multipart upload
+        fh.closed = True  # neither close() nor __del__ may upload the buffer now
+    else:  # written in place (memory, sftp, ...): the partial file already exists
+        with contextlib.suppress(Exception):
+            fh.close()
+        with contextlib.suppress(Exception):
+            fs.rm_file(path)
 
 
 def _hidden(path: str) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,6 +58,7 @@ class Journal:
         self._added = 0
         self._durable = 0
         self._seq = 0
+        self._token = uuid.uuid4().hex[:8]
         self._flushing: asyncio.Future[None] | None = None
         self.segments = 0
 
@@ -74,12 +76,16 @@ class Journal:
                 self._flushing = asyncio.ensure_future(self._flush())
             await asyncio.shield(self._flushing)
 
+    def _segment_path(self) -> str:
+        # the per-writer token keeps a second writer under the same run id from overwriting segments
+        self._seq += 1
+        return f"{self.dir}/seg-{self._seq:06d}-{self._token}.jsonl"
+
     async def _flush(self) -> None:
+        lines, self._pending = self._pending, []
         try:
-            lines, self._pending = self._pending, []
             if lines:
-                self._seq += 1
-                path = f"{self.dir}/seg-{self._seq:06d}.jsonl"
+                path = self._segment_path()
                 data = ("\n".join(lines) + "\n").encode()
                 if self.storage.is_local:  # a small local write is faster inline than via a thread
                     self.storage.write_bytes(path, data)
@@ -87,6 +93,9 @@ class Journal:
                     await asyncio.to_thread(self.storage.write_bytes, path, data)
                 self.segments += 1
             self._durable += len(lines)
+        except BaseException:
+            self._pending[:0] = lines  # not durable: the next sync must write them, not forget them
+            raise
         finally:
             self._flushing = None
 
@@ -94,8 +103,12 @@ class Journal:
         """Synchronous flush for shutdown paths outside the event loop."""
         lines, self._pending = self._pending, []
         if lines:
-            self._seq += 1
-            self.storage.write_bytes(f"{self.dir}/seg-{self._seq:06d}.jsonl", ("\n".join(lines) + "\n").encode())
+            try:
+                self.storage.write_bytes(self._segment_path(), ("\n".join(lines) + "\n").encode())
+            except BaseException:
+                self._pending[:0] = lines
+                raise
+            self.segments += 1
             self._durable += len(lines)
 
 

@@ -1,0 +1,202 @@
+"""Image checks and byte-level lineage embedding: pixels untouched, defects named, contact sheets bounded."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from nbpro_pipeline.image_files import (
+    LINEAGE_KEY,
+    ImageInfo,
+    ImageProblem,
+    check_image,
+    contact_sheet_markdown,
+    copy_with_lineage,
+    inspect_image,
+    read_lineage,
+)
+from nbpro_pipeline.models.common import ASPECT_RATIOS_FIXED, AspectRatio, OutputFormat, Resolution, pixel_size
+
+LINEAGE = {
+    "prompt_id": "p-001",
+    "task_id": "gen_abc",
+    "run_id": "run-1",
+    "prompt": "a lighthouse — at dusk, «quoted» ünïcødé 名前",
+    "params": {"aspect_ratio": "16:9", "references": []},
+}
+
+
+def picture(w: int = 96, h: int = 64) -> Image.Image:
+    img = Image.new("RGB", (w, h))
+    img.putdata([((x * 7) % 256, (y * 11) % 256, (x * y) % 256) for y in range(h) for x in range(w)])
+    return img
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(("fmt", "pil"), [(OutputFormat.PNG, "PNG"), (OutputFormat.JPG, "JPEG")])
+def test_lineage_round_trip_keeps_pixels_bit_for_bit(tmp_path, fmt, pil):
+    original = encode(picture(), pil)
+    src = write(tmp_path, f"src.{fmt.value}", original)
+    dst = tmp_path / f"dst.{fmt.value}"
+    with open(src, "rb") as s, open(dst, "wb") as d:
+        sha, size = copy_with_lineage(s, d, fmt, LINEAGE)
+    data = dst.read_bytes()
+    assert sha == hashlib.sha256(data).hexdigest() and size == len(data)
+    assert len(data) > len(original)
+    assert read_lineage(dst) == LINEAGE
+    assert read_lineage(src) is None
+    with Image.open(src) as a, Image.open(dst) as b:
+        assert a.format == b.format == pil and a.size == b.size
+        assert a.tobytes() == b.tobytes()  # decoded pixels identical: nothing was re-encoded
+    # the annotated file still passes the structural check (a PNG's CRCs, a JPEG's EOI)
+    assert inspect_image(dst) == ImageInfo(format=fmt, width=96, height=64)
+
+
+def test_png_lineage_is_a_text_chunk_right_after_ihdr(tmp_path):
+    src = write(tmp_path, "a.png", encode(picture(8, 8), "PNG"))
+    out = io.BytesIO()
+    with open(src, "rb") as s:
+        copy_with_lineage(s, out, OutputFormat.PNG, {"k": "v"})
+    data = out.getvalue()
+    assert data[33 + 4 : 33 + 8] == b"tEXt"
+    assert data[33 + 8 :].startswith(LINEAGE_KEY.encode() + b"\x00")
+    assert data[:33] == src.read_bytes()[:33] and data.endswith(src.read_bytes()[33:])
+
+
+def test_huge_jpeg_lineage_is_bounded_to_one_comment_segment(tmp_path):
+    src = write(tmp_path, "a.jpg", encode(picture(16, 16), "JPEG"))
+    out = tmp_path / "out.jpg"
+    with open(src, "rb") as s, open(out, "wb") as d:
+        copy_with_lineage(s, d, OutputFormat.JPG, {"prompt": "x" * 100_000})
+    with Image.open(out) as im:
+        assert im.size == (16, 16)
+        im.load()
+
+
+@pytest.mark.parametrize("fmt", [OutputFormat.PNG, OutputFormat.JPG])
+def test_copy_refuses_bytes_that_are_not_the_format(tmp_path, fmt):
+    with pytest.raises(ImageProblem) as exc:
+        copy_with_lineage(io.BytesIO(b"GIF89a" + b"\x00" * 64), io.BytesIO(), fmt, LINEAGE)
+    assert exc.value.code == "corrupt_image"
+
+
+@pytest.mark.parametrize("pil", ["PNG", "JPEG"])
+@pytest.mark.parametrize("keep", [0.0, 0.1, 0.5, 0.9])
+def test_truncated_files_are_corrupt(tmp_path, pil, keep):
+    data = encode(picture(), pil)
+    path = write(tmp_path, "t.img", data[: max(1, int(len(data) * keep))] if keep else b"")
+    with pytest.raises(ImageProblem) as exc:
+        inspect_image(path)
+    assert exc.value.code == "corrupt_image"
+
+
+def test_png_with_a_flipped_byte_is_corrupt(tmp_path):
+    data = bytearray(encode(picture(), "PNG"))
+    data[len(data) // 2] ^= 0xFF
+    with pytest.raises(ImageProblem) as exc:
+        inspect_image(write(tmp_path, "x.png", bytes(data)))
+    assert exc.value.code == "corrupt_image"
+
+
+@pytest.mark.parametrize("pil", ["GIF", "WEBP", "BMP"])
+def test_other_formats_are_format_mismatch(tmp_path, pil):
+    path = write(tmp_path, "x.img", encode(picture(), pil))
+    with pytest.raises(ImageProblem) as exc:
+        inspect_image(path)
+    assert exc.value.code == "format_mismatch"
+
+
+def test_format_mismatch_against_the_order():
+    png = ImageInfo(format=OutputFormat.PNG, width=1024, height=1024)
+    with pytest.raises(ImageProblem) as exc:
+        check_image(png, OutputFormat.JPG, AspectRatio.R1_1, Resolution.R1K)
+    assert exc.value.code == "format_mismatch"
+    check_image(png, OutputFormat.PNG, AspectRatio.R1_1, Resolution.R1K)
+
+
+@pytest.mark.parametrize("aspect", ASPECT_RATIOS_FIXED)
+@pytest.mark.parametrize("resolution", list(Resolution))
+def test_size_must_be_the_table_size(aspect, resolution):
+    w, h = pixel_size(aspect, resolution)
+    check_image(ImageInfo(format=OutputFormat.PNG, width=w, height=h), OutputFormat.PNG, aspect, resolution)
+    for bad in ((h, w) if w != h else (w + 1, h), (w, h - 1), (1024, 1024) if (w, h) != (1024, 1024) else (2048, 2048)):
+        with pytest.raises(ImageProblem) as exc:
+            check_image(
+                ImageInfo(format=OutputFormat.PNG, width=bad[0], height=bad[1]), OutputFormat.PNG, aspect, resolution
+            )
+        assert exc.value.code == "size_mismatch"
+        assert f"{bad[0]}x{bad[1]}" in exc.value.message
+
+
+@pytest.mark.parametrize("resolution", list(Resolution))
+def test_auto_accepts_any_table_size_at_the_resolution_only(resolution):
+    for aspect in ASPECT_RATIOS_FIXED:
+        w, h = pixel_size(aspect, resolution)
+        check_image(
+            ImageInfo(format=OutputFormat.JPG, width=w, height=h), OutputFormat.JPG, AspectRatio.AUTO, resolution
+        )
+    other = next(r for r in Resolution if r is not resolution)
+    w, h = pixel_size(AspectRatio.R1_1, other)
+    for size in ((w, h), (1000, 1000), (1, 1)):
+        with pytest.raises(ImageProblem) as exc:
+            check_image(
+                ImageInfo(format=OutputFormat.PNG, width=size[0], height=size[1]),
+                OutputFormat.PNG,
+                AspectRatio.AUTO,
+                resolution,
+            )
+        assert exc.value.code == "size_mismatch"
+
+
+def test_read_lineage_tolerates_a_foreign_comment(tmp_path):
+    path = tmp_path / "c.jpg"
+    picture(8, 8).save(path, "JPEG", comment=b"not json")
+    assert read_lineage(path) is None
+
+
+def test_contact_sheet_stays_under_max_bytes(tmp_path):
+    paths = []
+    for i in range(12):
+        p = tmp_path / f"i{i}.png"
+        picture(200 + i, 120).save(p, "PNG")
+        paths.append(("p", str(p)))
+    full = contact_sheet_markdown(paths, max_bytes=10**7)
+    cells = full.split(" ")
+    assert len(cells) == 12 and all(c.startswith("![p](data:image/jpeg;base64,") for c in cells)
+    for limit in (len(cells[0]), sum(map(len, cells[:3])), sum(map(len, cells[:3])) + 1, 5_000, 10_000):
+        sheet = contact_sheet_markdown(paths, max_bytes=limit)
+        assert len(sheet.encode()) <= limit, limit
+        assert sheet.count("![") >= 1
+
+
+def test_contact_sheet_counts_bytes_not_characters(tmp_path):
+    p = tmp_path / "i.png"
+    picture(50, 50).save(p, "PNG")
+    label = "名前" * 200  # 3 bytes per character in UTF-8
+    one = contact_sheet_markdown([(label, str(p))], max_bytes=10**6)
+    sheet = contact_sheet_markdown([(label, str(p))] * 5, max_bytes=len(one) * 2)
+    assert len(sheet.encode()) <= len(one) * 2
+
+
+def test_contact_sheet_skips_unreadable_files(tmp_path):
+    good = tmp_path / "g.png"
+    picture(10, 10).save(good, "PNG")
+    bad = write(tmp_path, "b.png", b"\x89PNG\r\n\x1a\n garbage")
+    sheet = contact_sheet_markdown([("bad", str(bad)), ("missing", str(tmp_path / "nope.png")), ("good", str(good))])
+    assert sheet.startswith("![good](data:image/jpeg;base64,") and "bad" not in sheet
+    assert contact_sheet_markdown([]) == "_no images stored in this run_"
