@@ -9,7 +9,6 @@ from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pytest
 from PIL import Image
 
 from nbpro_pipeline.audit import (
@@ -24,20 +23,6 @@ from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.prompt import REJECTED_SCHEMA
 from nbpro_pipeline.storage import Storage
 from tests.engine.conftest import R1K, SETTINGS, Harness, fingerprint, price, prompt_rows
-
-
-@pytest.fixture
-def harness(sandbox, tmp_path, rivya_key, odirouter_key) -> Harness:
-    return Harness(
-        sandbox=sandbox,
-        storage=Storage(tmp_path / "store"),
-        keys={Provider.RIVYA: rivya_key, Provider.ODIROUTER: odirouter_key},
-    )
-
-
-@pytest.fixture(params=list(Provider), ids=lambda p: p.value)
-def provider(request) -> Provider:
-    return request.param
 
 
 async def audit(harness: Harness, provider: Provider, rows, run_id: str = "run-1"):
