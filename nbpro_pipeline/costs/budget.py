@@ -30,11 +30,11 @@ Amount = Decimal | int | str
 _ZERO = Decimal(0)
 
 
-def _amount(value: Amount, what: str) -> Decimal:
+def _amount(value: Amount, what: str, *, refund_ok: bool = False) -> Decimal:
     if isinstance(value, float):
         raise TypeError(f"{what} must be a Decimal, int or str, not a float (floats are not exact money)")
     amount = Decimal(value)
-    if not amount.is_finite() or amount < 0:
+    if not amount.is_finite() or (amount < 0 and not refund_ok):
         raise ValueError(f"{what} must be a finite amount >= 0, got {value!r}")
     return amount
 
@@ -133,8 +133,9 @@ class BudgetGuard:
             return True
 
     def settle(self, reserved: Amount, actual: Amount) -> None:
-        """The request behind a reservation of ``reserved`` finished and cost ``actual`` (0 if refunded)."""
-        reserved, actual = _amount(reserved, "reserved"), _amount(actual, "actual")
+        """The request behind a reservation of ``reserved`` finished and cost ``actual`` (0 if refunded;
+        negative when a resumed task's earlier charge was refunded, which lowers what the run spent)."""
+        reserved, actual = _amount(reserved, "reserved"), _amount(actual, "actual", refund_ok=True)
         with self._lock:
             self._take_back(reserved)
             self._spent_run += actual

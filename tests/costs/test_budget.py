@@ -67,6 +67,17 @@ def test_actual_above_reservation_is_recorded_and_blocks_further_spending():
     assert not guard.try_reserve(1)
 
 
+def test_a_refund_of_an_earlier_charge_lowers_what_the_run_spent():
+    """A resumed Rivya task recorded at its 8-credit reservation that then fails is refunded: net -8."""
+    guard = BudgetGuard(BudgetLimits(max_per_run=D(16)))
+    assert guard.try_reserve(8) and guard.try_reserve(8)
+    guard.settle(8, 8)
+    guard.settle(8, 8)
+    assert not guard.try_reserve(8)
+    guard.settle(0, -8)
+    assert guard.spent_run == 8 and guard.try_reserve(8)
+
+
 def test_bad_amounts_are_rejected():
     guard = BudgetGuard(BudgetLimits(max_per_run=D(10)))
     with pytest.raises(ValueError):
