@@ -11,15 +11,11 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from nbpro_pipeline.costs._ledger import quantize_cost
 from nbpro_pipeline.costs.estimate import CellEstimate
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.models.common import Provider
-from nbpro_pipeline.models.ledger import LEDGER_PARTITION_COLUMNS, LEDGER_SCHEMA
-
-_HIVE = ds.partitioning(pa.schema([LEDGER_SCHEMA.field(c) for c in LEDGER_PARTITION_COLUMNS]), flavor="hive")
 
 
 def read_ledger_dataset(storage_root: str, *, storage_options: dict[str, Any] | None = None) -> pa.Table | None:

@@ -150,7 +150,6 @@ class CellRunner:
         resolved = {t for t, code in latest_code.items() if code not in RESUMABLE_CODES}
         for tasks in self.failed_generations.values():
             tasks.difference_update([t for t in tasks if latest_code.get(t) in RESUMABLE_CODES])
-        self.prior_rows = prev.num_rows
         state = read_journal(self.storage, self.provider, self.resolution)
         self.intents = state.intents
         self.unresolved: dict[str, JournalEntry] = state.unresolved_tasks(resolved)
@@ -632,8 +631,3 @@ class CellRunner:
             if rep.stop_reason is None and record.error_code in _STOP_CODES:
                 rep.stop_reason = record.error_message
         self.progress.done += 1
-
-
-async def run_cell(rows: Iterable[PromptRow], **kwargs: Any) -> CellReport:
-    """Run one (provider, resolution) cell over the accepted prompt rows; see ``CellRunner``."""
-    return await CellRunner(**kwargs).run(rows)

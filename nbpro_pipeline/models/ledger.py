@@ -30,23 +30,6 @@ class OutcomeStatus(StrEnum):
 CostUnit = Literal["credits", "usd"]
 COST_UNIT: dict[Provider, CostUnit] = {Provider.RIVYA: "credits", Provider.ODIROUTER: "usd"}
 
-# Reasons the engine itself gives (provider error codes such as generation_failed or INFERENCE_FAILURE
-# are recorded verbatim next to these).
-ENGINE_ERROR_CODES = {
-    "size_mismatch": "the image decodes but its pixel size is not the table size for its aspect and resolution",
-    "format_mismatch": "the image is not in the requested output format",
-    "corrupt_image": "the downloaded bytes do not decode as an image",
-    "download_failed": "the result could not be downloaded after retries",
-    "deadline_exceeded": "the task did not finish before the per-task deadline",
-    "reference_unreadable": "a reference image could not be read or uploaded",
-    "invalid_request": "the provider rejected the request as invalid",
-    "budget_exceeded": "not submitted: the run or daily budget would have been exceeded",
-    "insufficient_funds": "not submitted: the provider account has too few credits",
-    "auth_failed": "not submitted: the provider refused the API key",
-    "submit_outcome_unknown": "the submit was sent but unanswered; a task may exist",
-    "provider_error": "the provider answered with an error after retries",
-}
-
 
 class LedgerRecord(BaseModel):
     model_config = ConfigDict(frozen=True)

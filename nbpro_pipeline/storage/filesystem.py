@@ -130,7 +130,7 @@ class Storage:
                     yield fh
                 os.replace(tmp, path)
             except BaseException:
-                with _suppress():
+                with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
         else:
@@ -155,10 +155,6 @@ class Storage:
         else:
             self.fs.put_file(local_path, path)
 
-    def delete(self, path: str) -> None:
-        with _suppress():
-            self.fs.rm_file(path)
-
 
 def _abandon(fs: Any, fh: Any, path: str) -> None:
     """Drop a half-written non-local file instead of closing it (``close`` would PUT the partial object)."""
@@ -176,7 +172,3 @@ def _abandon(fs: Any, fh: Any, path: str) -> None:
 def _hidden(path: str) -> bool:
     name = path.rsplit("/", 1)[-1]
     return name.startswith((".", "_"))
-
-
-def _suppress() -> contextlib.suppress:
-    return contextlib.suppress(OSError)

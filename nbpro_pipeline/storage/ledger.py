@@ -17,10 +17,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from nbpro_pipeline.models.common import Provider, Resolution
-from nbpro_pipeline.models.ledger import LEDGER_SCHEMA, LedgerRecord, records_to_table
+from nbpro_pipeline.models.ledger import LEDGER_PARTITION_COLUMNS, LEDGER_SCHEMA, LedgerRecord, records_to_table
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
 
-_HIVE = ds.partitioning(pa.schema([("provider", pa.string()), ("resolution", pa.string())]), flavor="hive")
+_HIVE = ds.partitioning(pa.schema([LEDGER_SCHEMA.field(c) for c in LEDGER_PARTITION_COLUMNS]), flavor="hive")
 
 
 class LedgerWriter:
@@ -58,7 +58,7 @@ class LedgerWriter:
             return
         records, self._buffer = self._buffer, []
         # provider and resolution live in the directory names (hive), not in the file
-        table = records_to_table(records).drop_columns(["provider", "resolution"])
+        table = records_to_table(records).drop_columns(list(LEDGER_PARTITION_COLUMNS))
         self._seq += 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         name = f"part-{stamp}-{_short(self.run_id)}-{self._seq:05d}-{uuid.uuid4().hex[:6]}.parquet"
@@ -94,7 +94,7 @@ def read_ledger(
         files = [p for p in files if f"/resolution={Resolution(resolution).value}/" in p]
     if not files:
         return empty
-    file_schema = pa.schema([f for f in LEDGER_SCHEMA if f.name not in ("provider", "resolution")])
+    file_schema = pa.schema([f for f in LEDGER_SCHEMA if f.name not in LEDGER_PARTITION_COLUMNS])
     dataset = ds.dataset(
         files,
         filesystem=storage.fs,
