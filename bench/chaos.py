@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import re
@@ -48,6 +49,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import chaos_cell  # bench/ is on sys.path when this file runs as a script
 import httpx
 import pyarrow.parquet as pq
 
@@ -60,7 +62,6 @@ from nbpro_pipeline.models.request import GenerationRequest
 from nbpro_pipeline.storage import Storage, read_journal, read_ledger
 from nbpro_pipeline.storage.filesystem import cell_dir
 
-HERE = Path(__file__).resolve().parent
 KEYS = {"RIVYA_API_KEY": "rvya_sk_chaos_0123456789", "ODIROUTER_API_KEY": "odr_chaos_key_0123456789"}
 RESOLUTION = Resolution.R1K
 RATIOS = ["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9"]
@@ -145,29 +146,37 @@ class RunOutcome:
     seconds: float
 
 
+_FORKS = multiprocessing.get_context("forkserver")
+
+
 def run_child(
     table: Path, provider: Provider, storage: Path, url: str, run_id: str, aim: Aim | None, error_rate: float = 0.0
 ) -> RunOutcome:
+    """One real run of the cell in its own process (forked from a server that has the pipeline imported)."""
     base = url if provider is Provider.RIVYA else f"{url}/model"
-    cmd = [
-        sys.executable, str(HERE / "chaos_cell.py"), str(table), "--cell", f"{provider.value}|{RESOLUTION.value}",
+    argv = [
+        str(table), "--cell", f"{provider.value}|{RESOLUTION.value}",
         "--storage", str(storage), "--base-url", base, "--run-id", run_id, "--max-in-flight", "10",
         "--poll-first-delay", "0.1", "--poll-max-interval", "0.3", "--ledger-flush-rows", "4", "--json",
     ]  # fmt: skip
-    env = {**os.environ, **KEYS, "PYTHONUNBUFFERED": "1"}
-    env.update(CHAOS_ERROR_RATE=str(error_rate), CHAOS_ERROR_SEED=run_id)
+    env = {**KEYS, "CHAOS_ERROR_RATE": str(error_rate), "CHAOS_ERROR_SEED": run_id, "CHAOS_TARGET": ""}
     has_mid = aim is not None and PHASES[aim.phase][0]
     if aim is not None and has_mid:
         env.update(CHAOS_TARGET=aim.phase, CHAOS_NTH=str(aim.nth), CHAOS_PAUSE_MS=str(PAUSE_MS))
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    assert proc.stdout is not None
+    reader, writer = _FORKS.Pipe(duplex=False)
+    proc = _FORKS.Process(target=chaos_cell.child_main, args=(argv, env, writer), daemon=True)
+    proc.start()
+    writer.close()
     killed: list[str] = []
+    lock = threading.Lock()
 
     def kill(why: str) -> None:
-        if proc.poll() is None and not killed:
-            killed.append(why)
-            os.kill(proc.pid, signal.SIGKILL)
+        with lock:
+            if proc.exitcode is None and not killed:
+                killed.append(why)
+                assert proc.pid is not None
+                os.kill(proc.pid, signal.SIGKILL)
 
     timer = None
     if aim is not None and aim.phase == "timer":
@@ -175,7 +184,7 @@ def run_child(
         timer.start()
     seen: Counter[str] = Counter()
     last = ""
-    for line in proc.stdout:
+    for line in _lines(reader, proc):
         line = line.strip()
         if not line.startswith("@@chaos "):
             last = line or last
@@ -188,13 +197,33 @@ def run_child(
         at_nth = not has_mid and phase == aim.phase and seen[phase] == aim.nth
         if at_mid or at_nth:
             kill(aim.phase)
-    proc.wait()
+    proc.join()
+    reader.close()
     if timer is not None:
         timer.cancel()
     report = None
     if not killed and last.startswith("{"):
         report = json.loads(last)
-    return RunOutcome(killed[0] if killed else None, proc.returncode, report, time.monotonic() - started)
+    assert proc.exitcode is not None
+    return RunOutcome(killed[0] if killed else None, proc.exitcode, report, time.monotonic() - started)
+
+
+def _lines(reader: Any, proc: Any) -> Any:
+    """The child's stdout, line by line, until it exits (or is killed) and the pipe is drained."""
+    buf = b""
+    while True:
+        if reader.poll(0.05):
+            try:
+                buf += reader.recv_bytes()
+            except EOFError:
+                break
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                yield line.decode()
+        elif not proc.is_alive() and not reader.poll(0):
+            break
+    if buf:
+        yield buf.decode()
 
 
 # -- one trial of one provider -----------------------------------------------------------------------
@@ -253,7 +282,7 @@ class ProviderTotals:
         out: dict[str, Any] = {}
         for k, v in self.__dict__.items():
             if isinstance(v, Decimal):
-                out[k] = str(v.normalize()) if v else "0"
+                out[k] = f"{v.normalize():f}"
             elif isinstance(v, Counter):
                 out[k] = dict(sorted(v.items()))
             elif isinstance(v, float):
@@ -484,6 +513,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    _FORKS.set_forkserver_preload(["chaos_cell"])
     providers = list(Provider) if args.provider == "both" else [Provider(args.provider)]
     totals = {p: ProviderTotals() for p in providers}
     work_root = Path(tempfile.mkdtemp(prefix="nbpro-chaos-"))
@@ -502,12 +532,12 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 proc.kill()
                 proc.wait()
-            if not args.json:
-                line = "  ".join(
-                    f"{p.value}: runs {totals[p].runs} kills {totals[p].kills} violations {totals[p].violations(p)}"
-                    for p in providers
-                )
-                print(f"trial {trial + 1}/{args.trials}  {line}", flush=True)
+            line = "  ".join(
+                f"{p.value}: runs {totals[p].runs} kills {totals[p].kills} violations {totals[p].violations(p)}"
+                for p in providers
+            )
+            progress = sys.stderr if args.json else sys.stdout  # stdout's last line is the JSON
+            print(f"trial {trial + 1}/{args.trials}  {line}", flush=True, file=progress)
     finally:
         if not args.keep:
             shutil.rmtree(work_root, ignore_errors=True)

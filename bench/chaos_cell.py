@@ -15,6 +15,10 @@ task was submitted and paid (a stand-in for a bug or a disk error while placing 
 ``CHAOS_ERROR_SEED``.
 
     python bench/chaos_cell.py TABLE --cell 'rivya|1K' --storage DIR --json   (same options as run-cell)
+
+``bench/chaos.py`` starts it through ``child_main`` from a multiprocessing fork server that has already
+imported the pipeline: each run is still a separate process, killed with SIGKILL, but it starts in
+milliseconds instead of the seconds an interpreter needs to import pyarrow and friends.
 """
 
 from __future__ import annotations
@@ -28,17 +32,30 @@ import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+import nbpro_pipeline.costs.estimate  # noqa: F401 - imported here so a fork server preloads them
+import nbpro_pipeline.engine.standalone  # noqa: F401
+import nbpro_pipeline.prompts  # noqa: F401
 from nbpro_pipeline.cli import main
 from nbpro_pipeline.engine.cell import CellRunner
 from nbpro_pipeline.providers import OdiRouterClient, RivyaClient
 from nbpro_pipeline.storage.filesystem import Storage
 
-TARGET = os.environ.get("CHAOS_TARGET", "")
-NTH = int(os.environ.get("CHAOS_NTH", "1"))  # pause at this occurrence of the target phase only
-PAUSE_S = float(os.environ.get("CHAOS_PAUSE_MS", "0")) / 1000
-ERROR_RATE = float(os.environ.get("CHAOS_ERROR_RATE", "0"))
-_errors = random.Random(os.environ.get("CHAOS_ERROR_SEED", "0"))
+TARGET = ""
+NTH = 1  # pause at this occurrence of the target phase only
+PAUSE_S = 0.0
+ERROR_RATE = 0.0
+_errors = random.Random(0)
 _seen: dict[str, int] = {}
+
+
+def configure() -> None:
+    """Read the CHAOS_* settings now (not at import: a fork server imports this module once, early)."""
+    global TARGET, NTH, PAUSE_S, ERROR_RATE, _errors
+    TARGET = os.environ.get("CHAOS_TARGET", "")
+    NTH = int(os.environ.get("CHAOS_NTH", "1"))
+    PAUSE_S = float(os.environ.get("CHAOS_PAUSE_MS", "0")) / 1000
+    ERROR_RATE = float(os.environ.get("CHAOS_ERROR_RATE", "0"))
+    _errors = random.Random(os.environ.get("CHAOS_ERROR_SEED", "0"))
 
 
 def mark(phase: str) -> None:
@@ -84,6 +101,7 @@ def _write_phase(path: str) -> str:
 
 
 def install_hooks() -> None:
+    configure()
     real_open_atomic = Storage.open_atomic
 
     @contextlib.contextmanager
@@ -129,6 +147,32 @@ def install_hooks() -> None:
             return await _real(self, snapshot, _MidWrite(sink, "download"), index=index)
 
         cls.submit, cls.poll, cls.fetch_result = submit, poll, fetch_result  # type: ignore[method-assign]
+
+
+class _ConnWriter:
+    """stdout for a forked run: every write goes to the parent through a multiprocessing pipe."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def write(self, text: str) -> int:
+        self._conn.send_bytes(text.encode())
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def child_main(argv: list[str], env: dict[str, str], conn: Any) -> None:
+    os.environ.update(env)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)  # log lines and tracebacks of the run: not the chaos report's business
+    sys.stdout = _ConnWriter(conn)  # type: ignore[assignment]
+    install_hooks()
+    main(["run-cell", *argv])
 
 
 if __name__ == "__main__":

@@ -13,20 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_chaos_short_form_meets_the_money_goals():
+    args = ["--trials", "1", "--n", "12", "--kills", "3", "--seed", "7", "--json"]
     proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "chaos.py"),
-            "--trials",
-            "2",
-            "--n",
-            "12",
-            "--kills",
-            "2",
-            "--seed",
-            "7",
-            "--json",
-        ],
+        [sys.executable, str(ROOT / "bench" / "chaos.py"), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -35,9 +24,9 @@ def test_chaos_short_form_meets_the_money_goals():
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     rivya, odi = result["rivya"], result["odirouter"]
     for name, figures in result.items():
-        assert figures["trials"] == 2, name
-        assert figures["kills"] >= 2, name  # the runs really were killed, and recovered
-        assert figures["rows"] == 24, name
+        assert figures["trials"] == 1, name
+        assert figures["kills"] >= 1, name  # the runs really were killed, and recovered
+        assert figures["rows"] == 12, name
         assert figures["lost_paid_results"] == 0, (name, figures["examples"])
         assert figures["unaccounted_rows"] == 0, (name, figures["examples"])
         assert figures["cost_mismatches"] == 0, (name, figures["examples"])
