@@ -74,6 +74,7 @@ def generated_images(
     odirouter: OdiRouterResource,
     storage: StorageResource,
     budget: BudgetResource,
+    pipeline: PipelineResource,
 ) -> dg.MaterializeResult:
     """One valid image per eligible prompt of this cell; already-stored fingerprints are skipped, so a
     re-run pays only for gaps. Images, journal and ledger are written by the engine, not an IO manager."""
@@ -101,7 +102,7 @@ def generated_images(
                 partition_key=str(context.partition_key),
                 pipeline_version=nbpro_pipeline.__version__,
             ),
-            settings=resource.engine_settings(),
+            settings=resource.engine_settings().model_copy(update={"reference_roots": pipeline.reference_roots}),
             prices=budget.prices(),
             budget=guard,
             logger=context.log,

@@ -120,7 +120,7 @@ class CellRunner:
             flush_interval_s=self.settings.ledger_flush_interval_s,
         )
         self.journal = Journal(storage, provider, resolution, run.run_id)
-        self.references = ReferenceResolver(provider, client, storage)
+        self.references = ReferenceResolver(provider, client, storage, self.settings.reference_roots)
         self._seen: set[str] = set()
         self._in_hand: dict[int, tuple[GenerationRequest, str]] = {}  # id(row) -> its request, while handled
         self.eligible_fingerprints: dict[str, str] = {}  # fingerprint -> prompt id, for the accounting check
@@ -246,7 +246,7 @@ class CellRunner:
 
     async def _handle(self, row: PromptRow) -> None:
         try:
-            refs = await self.references.for_fingerprint(row.reference_images)
+            refs = await self.references.for_fingerprint(row.reference_images, row.source_uri)
         except ReferenceProblem as exc:
             request = self._request(row, ())
             fp = request.fingerprint(self.provider)
