@@ -50,7 +50,13 @@ class Storage:
 
     def __init__(self, root: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> None:
         root = os.fspath(root)
-        self.fs, path = fsspec.core.url_to_fs(root, **(storage_options or {}))
+        options = dict(storage_options or {})
+        if fsspec.utils.get_protocol(root) not in ("file", "local"):
+            # Listings must be fresh: other processes (a parallel cell, the run after a crash, the reports)
+            # add ledger parts and journal segments, and a cached listing would hide them, or make
+            # ``exists`` deny a file another process just wrote.
+            options.setdefault("use_listings_cache", False)
+        self.fs, path = fsspec.core.url_to_fs(root, **options)
         self.is_local = isinstance(self.fs, LocalFileSystem)
         if self.is_local:
             path = str(Path(path).resolve())
