@@ -140,11 +140,12 @@ def resolve_sources(sources: list[str], storage_options: dict | None = None) -> 
 
 
 def _expand(source: str, storage_options: dict | None) -> list[SourceRef]:
-    from fsspec.core import url_to_fs
     from fsspec.implementations.local import LocalFileSystem
 
+    from nbpro_pipeline.storage.filesystem import url_to_fs  # fresh listings: the sensor asks every tick
+
     if _URI.match(source):
-        fs, path = url_to_fs(source, **(storage_options or {}))
+        fs, path = url_to_fs(source, storage_options)
         local = bool({"file", "local"} & set(_protocols(fs)))
         path = os.path.abspath(path) if local else path
     else:

@@ -93,4 +93,3 @@ def test_a_killed_cell_on_s3_resumes_without_paying_twice(sandbox, bucket, s3_cl
     assert sorted(r["fingerprint"] for r in ledger) == sorted(fingerprint(r, Provider.RIVYA) for r in rows)
     assert all(r["status"] == "succeeded" for r in ledger)
     harness.assert_reconciles(Provider.RIVYA)
-
