@@ -18,8 +18,9 @@ import httpx
 from nbpro_pipeline.media import sniff_image_mime
 from nbpro_pipeline.models.common import RIVYA_MAX_FILE_BYTES, Provider
 from nbpro_pipeline.models.request import ReferenceImage
+from nbpro_pipeline.prompts.references import is_object_uri
 from nbpro_pipeline.providers.base import ProviderClient
-from nbpro_pipeline.storage.filesystem import Storage
+from nbpro_pipeline.storage.filesystem import Storage, url_to_fs
 
 
 class ReferenceProblem(Exception):
@@ -28,6 +29,18 @@ class ReferenceProblem(Exception):
 
 def _is_url(value: str) -> bool:
     return value.startswith(("http://", "https://"))
+
+
+class _ObjectReadError(Exception):
+    """Any failure reading a reference from an object store (botocore errors are not all OSErrors)."""
+
+
+def _read_object(uri: str) -> bytes:
+    try:
+        fs, path = url_to_fs(uri)
+        return fs.cat_file(path)
+    except Exception as exc:
+        raise _ObjectReadError(f"{type(exc).__name__}: {exc}") from None
 
 
 class ReferenceResolver:
@@ -74,9 +87,11 @@ class ReferenceResolver:
                 response = await self._http.get(source)
                 response.raise_for_status()
                 data = response.content
+            elif is_object_uri(source):  # s3://, gs://: read with the environment's credentials
+                data = await asyncio.to_thread(_read_object, source)
             else:
                 data = await asyncio.to_thread(Path(source).read_bytes)
-        except (OSError, httpx.HTTPError) as exc:
+        except (OSError, httpx.HTTPError, _ObjectReadError) as exc:
             raise ReferenceProblem(f"{source}: cannot be read ({type(exc).__name__}: {exc})") from None
         if len(data) > RIVYA_MAX_FILE_BYTES:
             raise ReferenceProblem(f"{source}: {len(data)} bytes; Rivya accepts at most {RIVYA_MAX_FILE_BYTES}")

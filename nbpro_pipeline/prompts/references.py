@@ -1,5 +1,7 @@
 """Checking a row's reference images: http(s) URLs are kept as written (never fetched here); local paths
-are resolved, confined to the allowed roots, and opened to check they are JPEG, PNG or WebP under 30 MB.
+and object-store URIs (``s3://``, ``gs://``, ...) are resolved, confined to the allowed roots, and opened
+to check they are JPEG, PNG or WebP under 30 MB. A relative path in a table read from an object store
+resolves against the table's own prefix, so a bucket holds tables and their ``refs/`` like a folder does.
 
 Only rows that have references come here, one Python call per row; files are looked at once per path.
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +22,28 @@ from nbpro_pipeline.models.common import RIVYA_MAX_FILE_BYTES
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 _MB = 1024 * 1024
+
+# Object stores a reference file may live on: read with the environment's credentials and uploaded to
+# Rivya like a local file. Other schemes (ftp:, data:, memory:) stay rejected.
+OBJECT_STORE_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+
+
+def is_object_uri(value: str) -> bool:
+    scheme, sep, _ = value.partition("://")
+    return bool(sep) and scheme.lower() in OBJECT_STORE_SCHEMES
+
+
+def _normalize_uri(uri: str) -> str:
+    scheme, _, rest = uri.partition("://")
+    return f"{scheme.lower()}://{posixpath.normpath(rest)}"
+
+
+def _join_uri(base: str, relative: str) -> str | None:
+    """``relative`` under the prefix ``base`` (``s3://bucket/dir``); None if it climbs out of the bucket."""
+    scheme, _, rest = base.partition("://")
+    bucket = rest.split("/", 1)[0]
+    joined = posixpath.normpath(f"{rest}/{relative}")
+    return f"{scheme.lower()}://{joined}" if joined.startswith(bucket + "/") else None
 
 
 @dataclass(frozen=True)
@@ -45,7 +70,11 @@ class ReferenceChecker:
     """Resolves and checks reference entries; ``roots`` (if given) confine local paths, symlinks included."""
 
     def __init__(self, roots: Sequence[str] | None = None) -> None:
-        self.roots = [os.path.realpath(os.path.expanduser(r)) for r in roots] if roots is not None else None
+        self.roots = (
+            [_normalize_uri(r) if is_object_uri(r) else os.path.realpath(os.path.expanduser(r)) for r in roots]
+            if roots is not None
+            else None
+        )
         self._files: dict[str, _LocalFile] = {}
 
     def check_row(self, entries: Sequence[str | None], base_dir: str | None, source_uri: str) -> RowReferences:
@@ -62,6 +91,29 @@ class ReferenceChecker:
                     )
                 resolved.append(raw)
                 keys.append(raw)
+                continue
+            in_bucket = (
+                base_dir is not None
+                and is_object_uri(base_dir)
+                and not _SCHEME.match(raw)
+                and not os.path.isabs(os.path.expanduser(raw))
+            )
+            if is_object_uri(raw) or in_bucket:
+                uri = _normalize_uri(raw) if is_object_uri(raw) else _join_uri(base_dir or "", raw)
+                resolved.append(uri or raw)
+                local.append(raw)
+                if uri is None:
+                    keys.append(raw)
+                    issue = issue or ReferenceIssue(
+                        "reference_outside_roots",
+                        f"{label} climbs out of the bucket of {source_uri}; keep references under the table's "
+                        "bucket or write the full URI",
+                    )
+                    continue
+                checked = self._check_file(uri)
+                keys.append(checked.key or uri)
+                if checked.issue and not issue:
+                    issue = ReferenceIssue(checked.issue.code, f"{label}: {checked.issue.message}")
                 continue
             scheme = _SCHEME.match(raw)
             if scheme and not _WINDOWS_DRIVE.match(raw):
@@ -98,7 +150,7 @@ class ReferenceChecker:
 
     def _check_file(self, path: str) -> _LocalFile:
         if path not in self._files:
-            self._files[path] = self._inspect(path)
+            self._files[path] = self._inspect_object(path) if is_object_uri(path) else self._inspect(path)
         return self._files[path]
 
     @staticmethod
@@ -141,6 +193,43 @@ class ReferenceChecker:
                 "formats",
             )
         return _LocalFile("sha256:" + digest.hexdigest(), None)
+
+    def _inspect_object(self, uri: str) -> _LocalFile:
+        """Like ``_inspect`` for a file on an object store (one HEAD, one GET)."""
+        if self.roots is not None and not any(uri.startswith(root.rstrip("/") + "/") for root in self.roots):
+            return self._issue(
+                "reference_outside_roots",
+                f"{uri} is outside the allowed reference roots ({', '.join(self.roots) or 'none'}); move the "
+                "image under one of them or add its prefix as a reference root",
+            )
+        from nbpro_pipeline.storage.filesystem import url_to_fs
+
+        try:
+            fs, path = url_to_fs(uri)
+            info = fs.info(path)
+            if info.get("type") != "file":
+                return self._issue("reference_unreadable", f"{uri} is not a file; name an image file")
+            size = int(info.get("size") or 0)
+            if size > RIVYA_MAX_FILE_BYTES:
+                return self._issue(
+                    "reference_too_large",
+                    f"{uri} has {size / _MB:.1f} MB; a reference image may have at most "
+                    f"{RIVYA_MAX_FILE_BYTES // _MB} MB; shrink or recompress it",
+                )
+            data = fs.cat_file(path)
+        except FileNotFoundError:
+            return self._issue("reference_unreadable", f"no object at {uri}; check the path")
+        except ImportError as exc:
+            return self._issue("reference_unreadable", f"cannot open {uri}: {exc}; install nbpro-pipeline[s3] or [gcs]")
+        except Exception as exc:  # credentials, permissions, an unreachable store: this reference only
+            return self._issue("reference_unreadable", f"cannot read {uri} ({type(exc).__name__}: {exc})")
+        if sniff_image_mime(data[:16]) is None:
+            return self._issue(
+                "reference_not_image",
+                f"{uri} is not a JPEG, PNG or WebP image (judged by its first bytes); export it in one of those "
+                "formats",
+            )
+        return _LocalFile("sha256:" + hashlib.sha256(data).hexdigest(), None)
 
 
 def _within(path: str, root: str) -> bool:

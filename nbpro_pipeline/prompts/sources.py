@@ -82,8 +82,13 @@ class SourceRef:
 
     @property
     def base_dir(self) -> str | None:
-        """Directory that relative local reference paths resolve against; None for remote tables."""
-        return os.path.dirname(self.uri) if self.local else None
+        """Directory that relative reference paths resolve against: the folder of a local table, the prefix
+        of a table on an object store; None for other remote tables (http, memory, ...)."""
+        from nbpro_pipeline.prompts.references import is_object_uri
+
+        if self.local:
+            return os.path.dirname(self.uri)
+        return self.uri.rsplit("/", 1)[0] if is_object_uri(self.uri) else None
 
 
 @dataclass

@@ -15,6 +15,7 @@ import pytest
 
 from assets_defs.assets import credit_cost_report, generated_images, prompt_table, provider_comparison
 from assets_defs.definitions import build_resources
+from nbpro_pipeline.storage import Storage, read_ledger
 from tests.s3.conftest import keys
 
 pytestmark = pytest.mark.s3
@@ -69,6 +70,11 @@ def test_a_cell_and_the_reports_materialize_with_the_storage_root_in_s3(sandbox,
     assert any(k.startswith("nbpro/ledger/provider=rivya/resolution=1K/part-") for k in objects)
     assert any(k.startswith("nbpro/journal/provider=rivya/resolution=1K/") for k in objects)
     assert "nbpro/tables/prompt_table/accepted.parquet" in objects
+    # the catalog's cushion row references refs/swatch.png next to the table in the bucket: read from S3,
+    # uploaded to Rivya's Files API once, the upload remembered in the bucket
+    assert len([k for k in objects if k.startswith("nbpro/references/rivya/")]) == 1
+    cushion = [r for r in read_ledger(Storage(root)).to_pylist() if r["prompt_id"] == "cat-cushion"]
+    assert [r["status"] for r in cushion] == ["succeeded"]
 
     report_meta = _metadata(reports, "credit_cost_report")
     assert report_meta["path"] == f"{root}/reports/credit_cost_report.parquet"
