@@ -132,7 +132,7 @@ def copy_with_lineage(src: BinaryIO, dst: BinaryIO, fmt: OutputFormat, lineage: 
     return digest.hexdigest(), size
 
 
-def read_lineage(path: str | Path) -> dict[str, Any] | None:
+def read_lineage(path: str | Path | BinaryIO) -> dict[str, Any] | None:
     """The lineage embedded by ``copy_with_lineage``, or None."""
     with Image.open(path) as img:
         raw = img.info.get(LINEAGE_KEY) if img.format == "PNG" else img.info.get("comment")

@@ -16,7 +16,7 @@ import pytest
 from assets_defs.assets import credit_cost_report, generated_images, prompt_table, provider_comparison
 from assets_defs.definitions import build_resources
 from nbpro_pipeline.storage import Storage, read_ledger
-from tests.s3.conftest import keys
+from tests.s3.conftest import FAKE_CREDENTIALS, keys
 
 pytestmark = pytest.mark.s3
 
@@ -83,4 +83,6 @@ def test_a_cell_and_the_reports_materialize_with_the_storage_root_in_s3(sandbox,
     billed = sum((Decimal(str(e["amount"])) for e in sandbox.ledger("rivya")), Decimal(0))
     assert total == billed == 8 * meta["images"]
     assert "nbpro/reports/provider_comparison.parquet" in objects
-    assert not any(SECRET in line for line in logs)
+    aws_secret = FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+    assert not any(SECRET in line or aws_secret in line for line in logs)
+    assert not any(aws_secret in str(v) for v in (*meta.values(), *report_meta.values()))
