@@ -27,7 +27,7 @@ from tests.s3.conftest import keys
 pytestmark = pytest.mark.s3
 
 REPO = Path(__file__).resolve().parents[2]
-ROWS = 16
+ROWS = 24  # 6 rounds of 4 at 0.5 s: the kill lands well before the end, even on a loaded machine
 SLOW = {"latency": {"processing": {"dist": "fixed", "value": 0.5}}}
 FAST = {"latency": {"processing": {"dist": "fixed", "value": 0}}}
 
@@ -78,7 +78,7 @@ def test_a_killed_cell_on_s3_resumes_without_paying_twice(sandbox, bucket, s3_cl
     sandbox.set_config({"rivya": FAST})
     harness = Harness(sandbox=sandbox, storage=Storage(root), keys={Provider.RIVYA: rivya_key})
     rows = prompt_rows(ROWS)
-    settings = EngineSettings(max_in_flight=16, progress_interval_s=60, ledger_flush_interval_s=60)
+    settings = EngineSettings(max_in_flight=24, progress_interval_s=60, ledger_flush_interval_s=60)
     report = asyncio.run(harness.run(Provider.RIVYA, rows, run_id="run-after-kill", settings=settings))
     print(f"after the kill: resumed {report.resumed}, submitted {report.submitted}")
 
