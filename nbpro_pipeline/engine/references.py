@@ -2,7 +2,7 @@
 
 The fingerprint of a request counts a reference by its content hash, so the same picture referenced by
 two rows (or re-uploaded in a later run) never makes a request look new. Rivya only accepts references
-from its Files API: local files and http(s) images are uploaded; the upload is remembered under the
+from its Files API: local files, object-store files and http(s) images are uploaded; the upload is remembered under the
 storage root (``references/rivya/<sha256>.json``). OdiRouter fetches http(s) URLs itself. What a
 reference may be (schemes, roots, size, content) is ``nbpro_pipeline.references_policy``.
 """
@@ -25,10 +25,9 @@ from nbpro_pipeline.references_policy import (
     ReferenceRefused,
     allowed_roots,
     check_image,
-    check_scheme,
     check_size,
-    is_http_url,
-    read_local,
+    read_reference,
+    reference_kind,
 )
 from nbpro_pipeline.storage.filesystem import Storage
 
@@ -67,7 +66,7 @@ class ReferenceResolver:
         kinds = []
         for s in sources:
             try:
-                kinds.append(check_scheme(s))
+                kinds.append(reference_kind(s) == "url")
             except ReferenceRefused as exc:
                 raise ReferenceProblem(f"{s}: {exc.message}") from None
         if self.provider is Provider.ODIROUTER:
@@ -93,14 +92,14 @@ class ReferenceResolver:
         if key in self._content:
             return self._content[key]
         try:
-            if is_http_url(source):
+            if reference_kind(source) == "url":
                 data = await self._download(source)
                 check_image(data, source)
                 sha = hashlib.sha256(data).hexdigest()
             else:
-                if not os.path.isabs(source):
+                if reference_kind(source) == "local" and not os.path.isabs(source):
                     raise ReferenceProblem(f"{source}: not an absolute path; validation resolves local references")
-                sha, data = await asyncio.to_thread(read_local, source, roots, keep=True)
+                sha, data = await asyncio.to_thread(read_reference, source, roots, keep=True)
         except ReferenceRefused as exc:
             raise ReferenceProblem(f"{source}: {exc.message}") from None
         except (OSError, httpx.HTTPError) as exc:

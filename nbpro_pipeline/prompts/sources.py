@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nbpro_pipeline.prompts.result import PromptTableError
+from nbpro_pipeline.references_policy import is_object_uri
 
 FORMATS: dict[str, str] = {
     ".csv.gz": "csv.gz",
@@ -85,8 +86,11 @@ class SourceRef:
 
     @property
     def base_dir(self) -> str | None:
-        """Directory that relative local reference paths resolve against; None for remote tables."""
-        return os.path.dirname(self.uri) if self.local else None
+        """Directory that relative reference paths resolve against: the folder of a local table, the prefix
+        of a table on an object store; None for other remote tables (http, memory, ...)."""
+        if self.local:
+            return os.path.dirname(self.uri)
+        return self.uri.rsplit("/", 1)[0] if is_object_uri(self.uri) else None
 
 
 @dataclass
@@ -143,11 +147,12 @@ def resolve_sources(sources: list[str], storage_options: dict | None = None) -> 
 
 
 def _expand(source: str, storage_options: dict | None) -> list[SourceRef]:
-    from fsspec.core import url_to_fs
     from fsspec.implementations.local import LocalFileSystem
 
+    from nbpro_pipeline.storage.filesystem import url_to_fs  # fresh listings: the sensor asks every tick
+
     if _URI.match(source):
-        fs, path = url_to_fs(source, **(storage_options or {}))
+        fs, path = url_to_fs(source, storage_options)
         local = bool({"file", "local"} & set(_protocols(fs)))
         path = os.path.abspath(path) if local else path
     else:

@@ -547,7 +547,7 @@ def _provider_message(rule: str, providers: list[Provider], ctx: dict[str, Any])
         return f"{k} reference images; {limits}; drop {min(k - MAX_REFERENCES[p] for p in providers)} or more{rest}"
     if rule == "reference_needs_url":
         return (
-            f"reference {ctx['first_local']!r} is a local file and {names} cannot receive uploads; host it at an "
+            f"reference {ctx['first_local']!r} is a file, not a URL, and {names} cannot receive uploads; host it at an "
             f"http(s) URL{rest} (Rivya uploads local files itself)"
         )
     raise AssertionError(rule)

@@ -54,7 +54,7 @@ def test_other_schemes_are_rejected_for_all(write, load):
             "a,file:///tmp/x.png\n"
             "b,ftp://host/x.png\n"
             'c,"data:image/png;base64,AAAA"\n'
-            "d,s3://bucket/x.png\n"
+            "d,gopher://bucket/x.png\n"
             "e,https://\n",
         )
     )
