@@ -408,7 +408,9 @@ class CellRunner:
                 **common,
             )
         except ProviderError as exc:
-            charged = self.price if self.provider is Provider.RIVYA else Decimal(0)  # Rivya holds a reservation
+            # Rivya holds a reservation; on OdiRouter nothing new is known, so what earlier rows of a
+            # resumed task already hold stays (0 would write a refund the provider never made)
+            charged = self.price if self.provider is Provider.RIVYA else self.charged_by_task.get(task_id, Decimal(0))
             return self._record(
                 row,
                 request,
