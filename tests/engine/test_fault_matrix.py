@@ -89,7 +89,11 @@ async def run_matrix(harness: Harness, provider: Provider, resolution: Resolutio
     )
     async with cls(url, harness.keys[provider], retry=RETRY, poll=POLL, seed=7) as client:
         runner = harness.runner(provider, client, run_id=run_id, resolution=resolution, settings=SETTINGS)
-        return await runner.run(rows)
+        report = await runner.run(rows)
+    # Orphan tasks (nobody polls them) are billed by the sandbox's settlement tick once their latency is
+    # over; give it that long so the billing read next is final. A wait for the emulator, not an assertion.
+    await asyncio.sleep(0.25)
+    return report
 
 
 def sandbox_tasks(harness: Harness, provider: Provider) -> dict[str, dict]:
@@ -150,16 +154,16 @@ def assert_cell_accounted(
 
 
 def open_tasks(harness: Harness, provider: Provider) -> set[str]:
-    """OdiRouter tasks whose latest row is poll_failed: retries ran out before the outcome was known, so
-    the row holds 0 and the next run polls the task again and records what it cost (not a loss: a
-    deferral). At the matrix's rates this needs 12 failed attempts in a row and is normally empty."""
-    if provider is not Provider.ODIROUTER:
-        return set()
+    """Tasks whose latest row is poll_failed or deadline_exceeded: their outcome was not known when the
+    row was written, so its cost is provisional (Rivya: the reservation; OdiRouter: what earlier rows
+    hold) and the next run polls the task again and settles the difference. At the matrix's rates a
+    poll_failed needs 12 failed attempts in a row; deadline_exceeded is a Rivya stuck task (still
+    reserved, so exact while it stays stuck)."""
     latest: dict[str, str] = {}
     for r in sorted(harness.rows(provider), key=lambda r: r["recorded_at"]):
         if r["task_id"]:
             latest[r["task_id"]] = r["error_code"]
-    return {t for t, code in latest.items() if code == "poll_failed"}
+    return {t for t, code in latest.items() if code in ("poll_failed", "deadline_exceeded")}
 
 
 def assert_money(harness: Harness, provider: Provider) -> dict[str, Decimal]:
@@ -168,21 +172,32 @@ def assert_money(harness: Harness, provider: Provider) -> dict[str, Decimal]:
     recorded = {t: a for t, a in harness.ledger_by_task(provider).items() if a}
     lost = orphans(harness, provider)
     pending = open_tasks(harness, provider)
-    assert recorded == {t: a for t, a in billed.items() if t not in lost and t not in pending}
-    deferred = sum((billed.get(t, Decimal(0)) - recorded.get(t, Decimal(0)) for t in pending), Decimal(0))
+    assert {t: a for t, a in recorded.items() if t not in pending} == {
+        t: a for t, a in billed.items() if t not in lost and t not in pending
+    }
+    gaps = {t: billed.get(t, Decimal(0)) - recorded.get(t, Decimal(0)) for t in pending}
+    assert all(abs(gap) <= max(billed.get(t, 0), recorded.get(t, 0)) for t, gap in gaps.items())
+    deferred = sum(gaps.values(), Decimal(0))
     assert harness.ledger_total(provider) + sum(lost.values(), Decimal(0)) + deferred == harness.sandbox_total(provider)
     ledger = harness.rows(provider)
     if provider is Provider.RIVYA:
-        assert lost == {}  # the Idempotency-Key turns every cut-off create into a replay
+        # The Idempotency-Key turns every cut-off create into a replay. The only task the ledger may not
+        # name yet is one whose create went through while every retry of it failed (provider_error, no
+        # task id): the next run resubmits the journaled key and the provider replays that very task.
+        tasks = sandbox_tasks(harness, provider)
+        replayable = {r["idempotency_key"] for r in ledger if r["error_code"] == "provider_error" and not r["task_id"]}
+        assert all(tasks[t]["idempotency_key"] in replayable for t in lost), lost
         # No fingerprint charged twice: one charge per (fingerprint, Idempotency-Key), and a second
         # charged attempt of a fingerprint only after the first delivered a paid-for but unusable image
         # (quarantined): that is a deliberate new purchase under a new key, never a replayed one.
         by_task = {r["task_id"]: r for r in sorted(ledger, key=lambda r: r["recorded_at"]) if r["task_id"]}
-        assert set(sandbox_tasks(harness, provider)) == set(by_task)  # no task the ledger does not know
-        per_key = Counter((by_task[t]["fingerprint"], by_task[t]["idempotency_key"]) for t in billed)
+        unnamed = {t for t in tasks if t not in by_task}
+        assert all(tasks[t]["idempotency_key"] in replayable for t in unnamed)  # no task the ledger cannot find
+        assert len({tasks[t]["idempotency_key"] for t in tasks}) == len(tasks)  # one task per key, ever
+        per_key = Counter((by_task[t]["fingerprint"], by_task[t]["idempotency_key"]) for t in billed if t in by_task)
         assert [k for k, n in per_key.items() if n > 1] == []
         per_fp: dict[str, list[dict]] = {}
-        for t in billed:
+        for t in billed.keys() - lost.keys():
             per_fp.setdefault(by_task[t]["fingerprint"], []).append(by_task[t])
         for attempts in per_fp.values():
             attempts.sort(key=lambda r: r["recorded_at"])
@@ -194,9 +209,7 @@ def assert_money(harness: Harness, provider: Provider) -> dict[str, Decimal]:
         for task_id in lost:
             sha = hashlib.sha256(tasks[task_id]["prompt"].encode()).hexdigest()
             assert unknown[sha] >= 1, f"orphan {task_id} has no submit_outcome_unknown row"
-            unknown[sha] -= 1  # one row per orphan, never two orphans for one row
-        orphan_prompts = Counter(hashlib.sha256(tasks[t]["prompt"].encode()).hexdigest() for t in lost)
-        assert all(n == 1 for n in orphan_prompts.values())
+            unknown[sha] -= 1  # one row per orphan: never two orphans behind one unknown outcome
     return lost
 
 
@@ -222,8 +235,11 @@ async def test_every_fault_at_once_loses_nothing_and_bills_exactly(harness, prov
     else:
         assert set(TASK_FAILURE_TYPES) | {"deadline_cancelled", "submit_outcome_unknown"} <= reasons
     assert set(stats["failures_by_type"]) == set(TASK_FAILURE_TYPES)
+    created = sandbox_tasks(harness, provider)
+    unnamed = len(created.keys() - {r["task_id"] for r in harness.rows(provider)})
     print(
-        f"\n{provider.value}|{resolution.value}: {report.succeeded} ok, {report.failed} failed "
+        f"\n{provider.value}|{resolution.value}: {len(created)} tasks, {unnamed} unknown to the ledger; "
+        f"{report.succeeded} ok, {report.failed} failed "
         f"{dict(sorted(report.failures_by_reason.items()))}; ledger {harness.ledger_total(provider)} "
         f"+ orphans {sum(lost.values(), Decimal(0))} ({len(lost)}) == billed {harness.sandbox_total(provider)}; "
         f"429s {stats['rate_limited_429']}, dropped {stats['dropped_connections']}+{stats['dropped_downloads']}"
