@@ -70,6 +70,8 @@ def charged_for(snap: TaskSnapshot, price: Decimal) -> Decimal:
         if snap.credits_final is not None:
             return Decimal(snap.credits_final)
         return Decimal(snap.credits_reserved if snap.credits_reserved is not None else price)
+    if snap.billed is not None:  # the provider's own answer (a cancelled task that had started)
+        return price if snap.billed else Decimal(0)
     return price if snap.state is TaskState.SUCCEEDED else Decimal(0)
 
 
@@ -393,6 +395,8 @@ class CellRunner:
                     **common,
                 )
             cancelled = exc.cancel_status is not None
+            # the status read after the cancel decides; the last poll before it is only a fallback
+            billed = exc.billed if exc.billed is not None else (running and cancelled)
             return self._record(
                 row,
                 request,
@@ -400,11 +404,13 @@ class CellRunner:
                 OutcomeStatus.FAILED,
                 error_code="deadline_cancelled" if cancelled else "deadline_exceeded",
                 error_message=str(exc),
-                charged=self.price if (running and cancelled) else Decimal(0),
+                charged=self.price if billed else Decimal(0),
                 **common,
             )
         except ProviderError as exc:
-            charged = self.price if self.provider is Provider.RIVYA else Decimal(0)  # Rivya holds a reservation
+            # Rivya holds a reservation; on OdiRouter nothing new is known, so what earlier rows of a
+            # resumed task already hold stays (0 would write a refund the provider never made)
+            charged = self.price if self.provider is Provider.RIVYA else self.charged_by_task.get(task_id, Decimal(0))
             return self._record(
                 row,
                 request,
