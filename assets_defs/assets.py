@@ -74,6 +74,7 @@ def generated_images(
     odirouter: OdiRouterResource,
     storage: StorageResource,
     budget: BudgetResource,
+    pipeline: PipelineResource,
 ) -> dg.MaterializeResult:
     """One valid image per eligible prompt of this cell; already-stored fingerprints are skipped, so a
     re-run pays only for gaps. Images, journal and ledger are written by the engine, not an IO manager."""
@@ -101,7 +102,7 @@ def generated_images(
                 partition_key=str(context.partition_key),
                 pipeline_version=nbpro_pipeline.__version__,
             ),
-            settings=resource.engine_settings(),
+            settings=resource.engine_settings().model_copy(update={"reference_roots": pipeline.reference_roots}),
             prices=budget.prices(),
             budget=guard,
             logger=context.log,
@@ -124,7 +125,11 @@ def generated_images(
         "polls_per_task": round(rep.polls / rep.submitted, 2) if rep.submitted else 0.0,
         "wall_s": round(rep.wall_s, 2),
         "failures_by_reason": dg.MetadataValue.md(_md_counts(rep.failures_by_reason, "reason")),
-        "contact_sheet": dg.MetadataValue.md(contact_sheet_markdown([(i.prompt_id, i.uri) for i in rep.images])),
+        "contact_sheet": dg.MetadataValue.md(
+            contact_sheet_markdown(
+                [(i.prompt_id, i.uri) for i in rep.images], open_file=lambda uri: st.fs.open(uri, "rb")
+            )
+        ),
         "image_dir": dg.MetadataValue.path(rep.image_dir),
         "ledger": dg.MetadataValue.path(st.uri(st.ledger_dir())),
         "summary": rep.summary(),

@@ -106,7 +106,9 @@ class PipelineResource(dg.ConfigurableResource):
     """Where prompt tables come from and which cells the schedule and sensor run."""
 
     prompt_sources: list[str] = Field(default_factory=lambda: ["examples/prompts"])
-    reference_roots: list[str] | None = Field(default=None, description="local reference images must be under these")
+    reference_roots: list[str] | None = Field(
+        default=None, description="reference images (local paths or s3://, gs:// objects) must be under these"
+    )
     cells: str = Field(default="all", description="cells to run on schedule/sensor, e.g. 'rivya|2K,odirouter|4K'")
 
     def cell_list(self) -> list[tuple[Provider, Resolution]]:

@@ -294,7 +294,8 @@ def estimate(tables: tuple[str, ...], cells: str, ledger_root: str | None, as_js
     "reference_roots",
     multiple=True,
     metavar="DIR",
-    help="Local reference images must lie under one of these directories (repeatable). Default: anywhere.",
+    help="Local reference images must lie under one of these directories (repeatable). "
+    "Default: the folder of the table naming them.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
 @click.option(

@@ -13,6 +13,7 @@ import hashlib
 import json
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -131,7 +132,7 @@ def copy_with_lineage(src: BinaryIO, dst: BinaryIO, fmt: OutputFormat, lineage: 
     return digest.hexdigest(), size
 
 
-def read_lineage(path: str | Path) -> dict[str, Any] | None:
+def read_lineage(path: str | Path | BinaryIO) -> dict[str, Any] | None:
     """The lineage embedded by ``copy_with_lineage``, or None."""
     with Image.open(path) as img:
         raw = img.info.get(LINEAGE_KEY) if img.format == "PNG" else img.info.get("comment")
@@ -145,7 +146,7 @@ def read_lineage(path: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def thumbnail_data_uri(path: str | Path, size: int = 64, quality: int = 55) -> str:
+def thumbnail_data_uri(path: str | Path | BinaryIO, size: int = 64, quality: int = 55) -> str:
     """A tiny JPEG as a data URI: contact sheets live in the event log, so each stays ~1-2 KB."""
     import base64
     import io
@@ -157,13 +158,28 @@ def thumbnail_data_uri(path: str | Path, size: int = 64, quality: int = 55) -> s
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def contact_sheet_markdown(images: list[tuple[str, str]], *, max_bytes: int = 40_000, size: int = 64) -> str:
-    """Markdown of small thumbnails for (label, path) pairs, stopping before ``max_bytes``."""
+def contact_sheet_markdown(
+    images: list[tuple[str, str]],
+    *,
+    max_bytes: int = 40_000,
+    size: int = 64,
+    open_file: Callable[[str], BinaryIO] | None = None,
+) -> str:
+    """Markdown of small thumbnails for (label, path) pairs, stopping before ``max_bytes``.
+
+    ``open_file`` opens a path for reading (``Storage.fs.open``), so images on an object store
+    (``s3://…``) get thumbnails too; without it paths are local files.
+    """
     parts: list[str] = []
     used = 0
     for label, path in images:
         try:
-            cell = f"![{label}]({thumbnail_data_uri(path, size)})"
+            if open_file is None:
+                thumb = thumbnail_data_uri(path, size)
+            else:
+                with open_file(path) as fh:
+                    thumb = thumbnail_data_uri(fh, size)
+            cell = f"![{label}]({thumb})"
         except OSError:
             continue
         cost = len(cell.encode()) + (1 if parts else 0)  # UTF-8 bytes, plus the joining space

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -550,25 +548,20 @@ _DECIMAL_COLUMNS = {
 
 def write_report(df: pd.DataFrame, uri_or_path: str | os.PathLike[str], *, storage_options: dict | None = None) -> str:
     """Write ``df`` as one Parquet file (money as decimal128) to a local path or an fsspec URI
-    (``s3://…``, ``gs://…``, ``memory://…``); returns where it went. Local writes are atomic."""
+    (``s3://…``, ``gs://…``, ``memory://…``); returns where it went.
+
+    Atomic everywhere (through ``Storage.open_atomic``): a report that fails half-way, locally or on an
+    object store, leaves the previous report in place rather than a truncated Parquet file.
+    """
+    from nbpro_pipeline.storage.filesystem import Storage
+
     table = report_to_arrow(df)
     target = os.fspath(uri_or_path)
-    if "://" in target and not target.startswith("file://"):
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(target, **(storage_options or {}))
-        parent = path.rsplit("/", 1)[0] if "/" in path else ""
-        if parent:
-            fs.makedirs(parent, exist_ok=True)
-        with fs.open(path, "wb") as fh:
-            pq.write_table(table, fh)
-        return target
-    path = Path(target.removeprefix("file://"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return str(path)
+    parent, _, name = target.rstrip("/").rpartition("/")
+    if not name:
+        raise ValueError(f"{target!r} names no file; pass a path or URI ending in a file name")
+    storage = Storage(parent or ".", storage_options)
+    path = f"{storage.root.rstrip('/')}/{name}"
+    with storage.open_atomic(path) as fh:
+        pq.write_table(table, fh)
+    return storage.uri(path) if storage.is_local else target

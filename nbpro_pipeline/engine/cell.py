@@ -71,6 +71,8 @@ def charged_for(snap: TaskSnapshot, price: Decimal) -> Decimal:
         if snap.credits_final is not None:
             return Decimal(snap.credits_final)
         return Decimal(snap.credits_reserved if snap.credits_reserved is not None else price)
+    if snap.billed is not None:  # the provider's own answer (a cancelled task that had started)
+        return price if snap.billed else Decimal(0)
     return price if snap.state is TaskState.SUCCEEDED else Decimal(0)
 
 
@@ -121,7 +123,7 @@ class CellRunner:
             flush_interval_s=self.settings.ledger_flush_interval_s,
         )
         self.journal = Journal(storage, provider, resolution, run.run_id)
-        self.references = ReferenceResolver(provider, client, storage)
+        self.references = ReferenceResolver(provider, client, storage, self.settings.reference_roots)
         self._seen: set[str] = set()
         self._in_hand: dict[int, tuple[GenerationRequest, str]] = {}  # id(row) -> its request, while handled
         self._stage: dict[int, dict[str, Any]] = {}  # id(row) -> its task so far / whether recorded, while handled
@@ -271,7 +273,7 @@ class CellRunner:
 
     async def _handle(self, row: PromptRow) -> None:
         try:
-            refs = await self.references.for_fingerprint(row.reference_images)
+            refs = await self.references.for_fingerprint(row.reference_images, row.source_uri)
         except ReferenceProblem as exc:
             request = self._request(row, ())
             fp = request.fingerprint(self.provider)
@@ -430,6 +432,8 @@ class CellRunner:
                     **common,
                 )
             cancelled = exc.cancel_status is not None
+            # the status read after the cancel decides; the last poll before it is only a fallback
+            billed = exc.billed if exc.billed is not None else (running and cancelled)
             return self._record(
                 row,
                 request,
@@ -437,11 +441,13 @@ class CellRunner:
                 OutcomeStatus.FAILED,
                 error_code="deadline_cancelled" if cancelled else "deadline_exceeded",
                 error_message=str(exc),
-                charged=self.price if (running and cancelled) else Decimal(0),
+                charged=self.price if billed else Decimal(0),
                 **common,
             )
         except ProviderError as exc:
-            charged = self.price if self.provider is Provider.RIVYA else Decimal(0)  # Rivya holds a reservation
+            # Rivya holds a reservation; on OdiRouter nothing new is known, so what earlier rows of a
+            # resumed task already hold stays (0 would write a refund the provider never made)
+            charged = self.price if self.provider is Provider.RIVYA else self.charged_by_task.get(task_id, Decimal(0))
             return self._record(
                 row,
                 request,

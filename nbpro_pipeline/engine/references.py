@@ -2,8 +2,9 @@
 
 The fingerprint of a request counts a reference by its content hash, so the same picture referenced by
 two rows (or re-uploaded in a later run) never makes a request look new. Rivya only accepts references
-from its Files API: local files and http(s) images are uploaded; the upload is remembered under the
-storage root (``references/rivya/<sha256>.json``). OdiRouter fetches http(s) URLs itself.
+from its Files API: local files, object-store files and http(s) images are uploaded; the upload is remembered under the
+storage root (``references/rivya/<sha256>.json``). OdiRouter fetches http(s) URLs itself. What a
+reference may be (schemes, roots, size, content) is ``nbpro_pipeline.references_policy``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 
-from nbpro_pipeline.media import sniff_image_mime
-from nbpro_pipeline.models.common import RIVYA_MAX_FILE_BYTES, Provider
+from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.request import ReferenceImage
 from nbpro_pipeline.providers.base import ProviderClient
+from nbpro_pipeline.references_policy import (
+    ReferenceRefused,
+    allowed_roots,
+    check_image,
+    check_size,
+    read_reference,
+    reference_kind,
+)
 from nbpro_pipeline.storage.filesystem import Storage
 
 
@@ -26,16 +36,21 @@ class ReferenceProblem(Exception):
     """A reference could not be read or uploaded; the row fails with ``reference_unreadable``."""
 
 
-def _is_url(value: str) -> bool:
-    return value.startswith(("http://", "https://"))
-
-
 class ReferenceResolver:
-    def __init__(self, provider: Provider, client: ProviderClient, storage: Storage) -> None:
+    """Reads, checks and uploads references. Every source is checked here again against
+    ``references_policy`` (scheme, roots, size, content), whatever validation said: the accepted table
+    is a file anyone could have edited, and the engine is what opens files and sends them out.
+    ``roots``: the configured reference roots; None means each row's own table folder."""
+
+    def __init__(
+        self, provider: Provider, client: ProviderClient, storage: Storage, roots: Sequence[str] | None = None
+    ) -> None:
         self.provider = provider
         self.client = client
         self.storage = storage
-        self._content: dict[str, tuple[str, bytes]] = {}  # source -> (sha256, bytes) for Rivya uploads
+        self.roots = list(roots) if roots is not None else None
+        self._content: dict[tuple[str, tuple[str, ...]], str] = {}  # (source, allowed roots) -> sha256
+        self._bytes: dict[str, bytes] = {}  # sha256 -> content, for Rivya uploads
         self._uploads: dict[str, asyncio.Future[ReferenceImage]] = {}
         self._http: httpx.AsyncClient | None = None
         self.uploaded = 0
@@ -45,16 +60,24 @@ class ReferenceResolver:
         if self._http is not None:
             await self._http.aclose()
 
-    async def for_fingerprint(self, sources: tuple[str, ...]) -> tuple[ReferenceImage, ...]:
-        """References carrying content hashes, before any upload: enough to fingerprint the request."""
+    async def for_fingerprint(self, sources: tuple[str, ...], source_uri: str = "") -> tuple[ReferenceImage, ...]:
+        """References carrying content hashes, before any upload: enough to fingerprint the request.
+        ``source_uri``: the table the row came from (its folder is the root when none is configured)."""
+        kinds = []
+        for s in sources:
+            try:
+                kinds.append(reference_kind(s) == "url")
+            except ReferenceRefused as exc:
+                raise ReferenceProblem(f"{s}: {exc.message}") from None
         if self.provider is Provider.ODIROUTER:
-            for s in sources:
-                if not _is_url(s):
+            for s, is_url in zip(sources, kinds, strict=True):
+                if not is_url:
                     raise ReferenceProblem(f"{s}: OdiRouter needs an http(s) URL; host the file and use its URL")
             return tuple(ReferenceImage(url=s) for s in sources)
+        roots = allowed_roots(self.roots, source_uri)
         refs = []
-        for source in sources:
-            sha, _ = await self._read(source)
+        for source, is_url in zip(sources, kinds, strict=True):
+            sha = await self._read(source, () if is_url else roots)
             refs.append(ReferenceImage(url=source, sha256=sha))
         return tuple(refs)
 
@@ -64,27 +87,44 @@ class ReferenceResolver:
             return refs
         return tuple([await self._upload(r) for r in refs])
 
-    async def _read(self, source: str) -> tuple[str, bytes]:
-        if source in self._content:
-            return self._content[source]
+    async def _read(self, source: str, roots: tuple[str, ...]) -> str:
+        key = (source, roots)
+        if key in self._content:
+            return self._content[key]
         try:
-            if _is_url(source):
-                if self._http is None:
-                    self._http = httpx.AsyncClient(timeout=60, follow_redirects=True)
-                response = await self._http.get(source)
-                response.raise_for_status()
-                data = response.content
+            if reference_kind(source) == "url":
+                data = await self._download(source)
+                check_image(data, source)
+                sha = hashlib.sha256(data).hexdigest()
             else:
-                data = await asyncio.to_thread(Path(source).read_bytes)
+                if reference_kind(source) == "local" and not os.path.isabs(source):
+                    raise ReferenceProblem(f"{source}: not an absolute path; validation resolves local references")
+                sha, data = await asyncio.to_thread(read_reference, source, roots, keep=True)
+        except ReferenceRefused as exc:
+            raise ReferenceProblem(f"{source}: {exc.message}") from None
         except (OSError, httpx.HTTPError) as exc:
             raise ReferenceProblem(f"{source}: cannot be read ({type(exc).__name__}: {exc})") from None
-        if len(data) > RIVYA_MAX_FILE_BYTES:
-            raise ReferenceProblem(f"{source}: {len(data)} bytes; Rivya accepts at most {RIVYA_MAX_FILE_BYTES}")
-        if sniff_image_mime(data[:16]) is None:
-            raise ReferenceProblem(f"{source}: not a JPEG, PNG or WebP image")
-        entry = (hashlib.sha256(data).hexdigest(), data)
-        self._content[source] = entry
-        return entry
+        assert data is not None
+        self._bytes[sha] = data
+        self._content[key] = sha
+        return sha
+
+    async def _download(self, url: str) -> bytes:
+        """The body of ``url``, refused as soon as it passes the size limit (never held whole if larger)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=60, follow_redirects=True)
+        async with self._http.stream("GET", url) as response:
+            response.raise_for_status()
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit():
+                check_size(int(declared), url)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                check_size(size, url)
+                chunks.append(chunk)
+        return b"".join(chunks)
 
     async def _upload(self, ref: ReferenceImage) -> ReferenceImage:
         assert ref.sha256 is not None
@@ -95,6 +135,7 @@ class ReferenceResolver:
         return await asyncio.shield(self._uploads[ref.sha256])
 
     async def _upload_once(self, ref: ReferenceImage) -> ReferenceImage:
+        assert ref.sha256 is not None
         cache = self.storage.path("references", self.provider.value, f"{ref.sha256}.json")
         if self.storage.exists(cache):
             try:
@@ -102,7 +143,9 @@ class ReferenceResolver:
                 return ReferenceImage.model_validate_json(self.storage.read_bytes(cache))
             except ValueError:
                 pass  # a damaged cache entry: upload again
-        _, data = await self._read(ref.url)
+        data = self._bytes.get(ref.sha256)
+        if data is None:  # only references checked by for_fingerprint are ever uploaded
+            raise ReferenceProblem(f"{ref.url}: not checked before upload; nothing was sent")
         try:
             uploaded = await self.client.upload_reference(data, name=Path(ref.url.split("?")[0]).name or None)
         except Exception as exc:

@@ -20,6 +20,9 @@ class EngineSettings(BaseModel):
         description="OdiRouter (no idempotency key): submits sent whose task id is not yet journaled, at most; "
         "a crash can pay at most this many requests twice",
     )
+    reference_roots: list[str] | None = Field(
+        default=None, description="local reference images must be under these; None: the row's own table folder"
+    )
 
 
 class RunInfo(BaseModel):

@@ -1,24 +1,28 @@
 """Checking a row's reference images: http(s) URLs are kept as written (never fetched here); local paths
-are resolved, confined to the allowed roots, and opened to check they are JPEG, PNG or WebP under 30 MB.
+and object-store URIs (``s3://``, ``gs://``, ...) are resolved, confined to the allowed roots, and opened
+to check they are JPEG, PNG or WebP under 30 MB. A relative path in a table read from an object store
+resolves against the table's own prefix. The rules themselves live in ``nbpro_pipeline.references_policy``,
+shared with the upload stage.
 
-Only rows that have references come here, one Python call per row; files are looked at once per path.
+Only rows that have references come here, one Python call per row; files are looked at once per path
+(and set of allowed roots).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from nbpro_pipeline.media import sniff_image_mime
-from nbpro_pipeline.models.common import RIVYA_MAX_FILE_BYTES
-
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
-_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
-_MB = 1024 * 1024
+from nbpro_pipeline.references_policy import (
+    ReferenceRefused,
+    allowed_roots,
+    is_object_uri,
+    join_uri,
+    normalize_uri,
+    read_reference,
+    reference_kind,
+)
 
 
 @dataclass(frozen=True)
@@ -29,24 +33,25 @@ class ReferenceIssue:
 
 @dataclass(frozen=True)
 class RowReferences:
-    resolved: tuple[str, ...]  # http(s) URLs as written, local files as absolute paths
-    keys: tuple[str, ...]  # identity for prompt ids: the URL, or sha256 of a local file's bytes
-    local: tuple[str, ...]  # the entries (as written) that are local files
+    resolved: tuple[str, ...]  # http(s) URLs as written, files as absolute paths or normalized URIs
+    keys: tuple[str, ...]  # identity for prompt ids: the URL, or sha256 of a file's bytes
+    local: tuple[str, ...]  # the entries (as written) that are files (local or on an object store)
     issue: ReferenceIssue | None = None
 
 
 @dataclass(frozen=True)
-class _LocalFile:
+class _CheckedFile:
     key: str | None
     issue: ReferenceIssue | None
 
 
 class ReferenceChecker:
-    """Resolves and checks reference entries; ``roots`` (if given) confine local paths, symlinks included."""
+    """Resolves and checks reference entries. ``roots`` (if given) confine files, symlinks included;
+    without roots a table may only name files under its own folder or prefix (see ``references_policy``)."""
 
     def __init__(self, roots: Sequence[str] | None = None) -> None:
-        self.roots = [os.path.realpath(os.path.expanduser(r)) for r in roots] if roots is not None else None
-        self._files: dict[str, _LocalFile] = {}
+        self.configured = list(roots) if roots is not None else None
+        self._files: dict[tuple[str, tuple[str, ...]], _CheckedFile] = {}
 
     def check_row(self, entries: Sequence[str | None], base_dir: str | None, source_uri: str) -> RowReferences:
         resolved: list[str] = []
@@ -55,96 +60,63 @@ class ReferenceChecker:
         issue: ReferenceIssue | None = None
         for number, raw in enumerate(e.strip() for e in entries if e is not None and e.strip()):
             label = f"reference {number + 1} ({raw!r})"
-            if raw.lower().startswith(("http://", "https://")):
-                if not urlsplit(raw).netloc:
-                    issue = issue or ReferenceIssue(
-                        "reference_url_invalid", f"{label} has no host; write a full URL like https://host/image.png"
-                    )
+            try:
+                kind = reference_kind(raw)
+            except ReferenceRefused as refused:
+                issue = issue or ReferenceIssue(refused.code, f"{label}: {refused.message}")
                 resolved.append(raw)
                 keys.append(raw)
                 continue
-            scheme = _SCHEME.match(raw)
-            if scheme and not _WINDOWS_DRIVE.match(raw):
-                hint = "write the path without 'file://'" if scheme.group(1).lower() == "file" else "host it at one"
-                issue = issue or ReferenceIssue(
-                    "reference_url_scheme",
-                    f"{label}: {scheme.group(1)}: references are not supported; use an http(s) URL or a local "
-                    f"file path ({hint})",
-                )
+            if kind == "url":
                 resolved.append(raw)
                 keys.append(raw)
                 continue
-            path = os.path.expanduser(raw)
-            if not os.path.isabs(path):
-                if base_dir is None:
-                    issue = issue or ReferenceIssue(
-                        "reference_unreadable",
-                        f"{label} is a relative path in a table read from {source_uri}, so it cannot be "
-                        "resolved; use an absolute path or an http(s) URL",
-                    )
-                    resolved.append(raw)
-                    keys.append(raw)
-                    local.append(raw)
-                    continue
-                path = os.path.join(base_dir, path)
-            path = os.path.abspath(path)
-            resolved.append(path)
             local.append(raw)
-            checked = self._check_file(path)
-            keys.append(checked.key or path)
+            target, problem = self._resolve(raw, kind, base_dir, source_uri, label)
+            if target is None:
+                issue = issue or problem
+                resolved.append(raw)
+                keys.append(raw)
+                continue
+            resolved.append(target)
+            checked = self._check_file(target, allowed_roots(self.configured, source_uri))
+            keys.append(checked.key or target)
             if checked.issue and not issue:
                 issue = ReferenceIssue(checked.issue.code, f"{label}: {checked.issue.message}")
         return RowReferences(tuple(resolved), tuple(keys), tuple(local), issue)
 
-    def _check_file(self, path: str) -> _LocalFile:
-        if path not in self._files:
-            self._files[path] = self._inspect(path)
-        return self._files[path]
-
     @staticmethod
-    def _issue(code: str, message: str) -> _LocalFile:
-        return _LocalFile(None, ReferenceIssue(code, message))
-
-    def _inspect(self, path: str) -> _LocalFile:
-        """The file's content key, or what is wrong with it (the caller prefixes which reference it is)."""
-        real = os.path.realpath(path)
-        if self.roots is not None and not any(_within(real, root) for root in self.roots):
-            return self._issue(
-                "reference_outside_roots",
-                f"{real} is outside the allowed reference roots ({', '.join(self.roots) or 'none'}); move the "
-                "image under one of them or add its folder as a reference root",
-            )
-        try:
-            st = os.stat(real)
-            if not os.path.isfile(real):
-                return self._issue("reference_unreadable", f"{path} is not a file; name an image file")
-            if st.st_size > RIVYA_MAX_FILE_BYTES:
-                return self._issue(
-                    "reference_too_large",
-                    f"{path} has {st.st_size / _MB:.1f} MB; a reference image may have at most "
-                    f"{RIVYA_MAX_FILE_BYTES // _MB} MB; shrink or recompress it",
+    def _resolve(
+        raw: str, kind: str, base_dir: str | None, source_uri: str, label: str
+    ) -> tuple[str | None, ReferenceIssue | None]:
+        """The absolute path or normalized URI a file reference names, or why it names none."""
+        if kind == "object":
+            return normalize_uri(raw), None
+        path = os.path.expanduser(raw)
+        if os.path.isabs(path):
+            return os.path.abspath(path), None
+        if base_dir is not None and is_object_uri(base_dir):
+            uri = join_uri(base_dir, raw)
+            if uri is None:
+                return None, ReferenceIssue(
+                    "reference_outside_roots",
+                    f"{label} climbs out of the bucket of {source_uri}; keep references under the table's bucket "
+                    "or write the full URI",
                 )
-            digest = hashlib.sha256()
-            with open(real, "rb") as handle:
-                head = handle.read(12)
-                digest.update(head)
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-        except FileNotFoundError:
-            return self._issue("reference_unreadable", f"no file at {path}; check the path")
-        except OSError as exc:
-            return self._issue("reference_unreadable", f"cannot read {path} ({exc.strerror or exc}); make it readable")
-        if sniff_image_mime(head) is None:
-            return self._issue(
-                "reference_not_image",
-                f"{path} is not a JPEG, PNG or WebP image (judged by its first bytes); export it in one of those "
-                "formats",
+            return uri, None
+        if base_dir is None:
+            return None, ReferenceIssue(
+                "reference_unreadable",
+                f"{label} is a relative path in a table read from {source_uri}, so it cannot be resolved; use an "
+                "absolute path or an http(s) URL",
             )
-        return _LocalFile("sha256:" + digest.hexdigest(), None)
+        return os.path.abspath(os.path.join(base_dir, path)), None
 
-
-def _within(path: str, root: str) -> bool:
-    try:
-        return os.path.commonpath([path, root]) == root
-    except ValueError:
-        return False
+    def _check_file(self, target: str, roots: tuple[str, ...]) -> _CheckedFile:
+        if (target, roots) not in self._files:
+            try:
+                sha, _ = read_reference(target, roots, keep=False)
+                self._files[target, roots] = _CheckedFile("sha256:" + sha, None)
+            except ReferenceRefused as refused:
+                self._files[target, roots] = _CheckedFile(None, ReferenceIssue(refused.code, refused.message))
+        return self._files[target, roots]

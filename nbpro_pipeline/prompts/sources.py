@@ -12,13 +12,16 @@ other column, the 1-based ``row_number`` and, for rows the reader already condem
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import json
 import os
 import re
+import sys
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nbpro_pipeline.prompts.result import PromptTableError
+from nbpro_pipeline.references_policy import is_object_uri
 
 FORMATS: dict[str, str] = {
     ".csv.gz": "csv.gz",
@@ -82,8 +86,11 @@ class SourceRef:
 
     @property
     def base_dir(self) -> str | None:
-        """Directory that relative local reference paths resolve against; None for remote tables."""
-        return os.path.dirname(self.uri) if self.local else None
+        """Directory that relative reference paths resolve against: the folder of a local table, the prefix
+        of a table on an object store; None for other remote tables (http, memory, ...)."""
+        if self.local:
+            return os.path.dirname(self.uri)
+        return self.uri.rsplit("/", 1)[0] if is_object_uri(self.uri) else None
 
 
 @dataclass
@@ -140,11 +147,12 @@ def resolve_sources(sources: list[str], storage_options: dict | None = None) -> 
 
 
 def _expand(source: str, storage_options: dict | None) -> list[SourceRef]:
-    from fsspec.core import url_to_fs
     from fsspec.implementations.local import LocalFileSystem
 
+    from nbpro_pipeline.storage.filesystem import url_to_fs  # fresh listings: the sensor asks every tick
+
     if _URI.match(source):
-        fs, path = url_to_fs(source, **(storage_options or {}))
+        fs, path = url_to_fs(source, storage_options)
         local = bool({"file", "local"} & set(_protocols(fs)))
         path = os.path.abspath(path) if local else path
     else:
@@ -226,8 +234,42 @@ def read_source(ref: SourceRef) -> StagedFile:
     else:
         columns, n, row_numbers, malformed = _parse_csv(data, "\t" if fmt.startswith("tsv") else ",")
     del data  # the parsed columns are all that is needed from here on
+    if n == 0 and not malformed:
+        raise FileProblem(
+            "table_empty",
+            "the file has a header but no data rows; add prompts under the header, or remove the file from the sources"
+            if fmt != "parquet"
+            else "the file has no rows; write the prompts into it, or remove it from the sources",
+        )
     table = _stage(columns, n, row_numbers)
     return StagedFile(ref=ref, format=fmt, sha256=sha256, table=table, malformed=malformed)
+
+
+_MAGIC = (
+    (b"PAR1", "a Parquet file; name it .parquet"),
+    (b"\x1f\x8b", "gzip-compressed; name it .csv.gz or .tsv.gz"),
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx?); export the sheet as 'CSV UTF-8'"),
+    (b"%PDF", "a PDF document; export the table as CSV UTF-8"),
+    (b"\x89PNG", "a PNG image, not a table"),
+    (b"\xff\xd8\xff", "a JPEG image, not a table"),
+)
+
+
+def _refuse_binary(data: bytes, fmt: str) -> None:
+    """A file that is not text at all gets one clear file-level reason instead of a parser error full of
+    garbage: known signatures name what the file is; otherwise, more than 10% of the first 4 KB being
+    undecodable or control bytes means binary (a Latin-1 table or one NUL in a cell stays far below)."""
+    for magic, what in _MAGIC:
+        if data.startswith(magic):
+            raise FileProblem("unreadable_file", f"this is {what}, not {fmt} text")
+    head = data[:4096].decode("utf-8", errors="replace")
+    odd = sum(1 for ch in head if ch == "\ufffd" or (ch < " " and ch not in "\t\n\r"))
+    if head and odd > len(head) / 10:
+        raise FileProblem(
+            "unreadable_file",
+            f"the file is binary, not {fmt} text ({odd} of its first {len(head)} characters are not text); "
+            "export the table as CSV UTF-8, or name a Parquet file .parquet",
+        )
 
 
 def _parse_csv(
@@ -245,6 +287,9 @@ def _parse_csv(
         raise FileProblem("unreadable_file", "the file is empty; it needs a header row with a 'prompt' column")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise FileProblem("unreadable_file", "the file is UTF-16 text; save it as UTF-8 (in Excel: 'CSV UTF-8')")
+    _refuse_binary(data, "TSV" if delimiter == "\t" else "CSV")
+
+    block_size: list[int | None] = [None]  # pyarrow's default (1 MB), until a cell is bigger than a block
 
     def parse(threads: bool, names: list[str] | None) -> tuple[pa.Table, list[tuple[int | None, str, int, int]]]:
         bad: list[tuple[int | None, str, int, int]] = []
@@ -261,7 +306,9 @@ def _parse_csv(
             check_utf8=False,
         )
         options = {
-            "read_options": pcsv.ReadOptions(use_threads=threads),
+            "read_options": pcsv.ReadOptions(
+                use_threads=threads, **({"block_size": block_size[0]} if block_size[0] else {})
+            ),
             "parse_options": pcsv.ParseOptions(
                 delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
             ),
@@ -272,31 +319,75 @@ def _parse_csv(
                 return pa.Table.from_batches([], schema=reader.schema), bad
         return pcsv.read_csv(io.BytesIO(data), **options), bad
 
-    try:
-        header, _ = parse(False, None)
-        names = header.schema.names
-        table, bad = parse(True, names)
+    def parse_all(data: bytes) -> tuple[list[str], pa.Table, list[tuple[int | None, str, int, int]]]:
+        try:
+            header, _ = parse(False, None)
+            names = header.schema.names
+            table, bad = parse(True, names)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc) or block_size[0]:
+                raise
+            # a quoted value with newlines longer than a block (a huge cell): read the file as one block
+            block_size[0] = min(len(data) + 1, (1 << 31) - 1)
+            header, _ = parse(False, None)
+            names = header.schema.names
+            table, bad = parse(True, names)
         if bad and any(b[0] is None for b in bad):
             table, bad = parse(False, names)
+        return names, table, bad
+
+    sanitized = False
+    try:
+        try:
+            with _unraisable_silenced() as handler_failed:
+                names, table, bad = parse_all(data)
+        except pa.ArrowInvalid:
+            if not handler_failed:
+                raise
+            # pyarrow could not hand a malformed row with non-UTF-8 bytes to the handler (it decodes the row
+            # text first), and gave up on the whole file. Parse a copy whose bad bytes are U+FFFD: delimiters,
+            # quotes and newlines are ASCII, so rows and fields are the same; the bad bytes are put back below,
+            # so those values are still reported as encoding_invalid.
+            data = data.decode("utf-8", errors="replace").encode("utf-8")
+            sanitized = True
+            names, table, bad = parse_all(data)
     except pa.ArrowInvalid as exc:
         raise FileProblem("unreadable_file", f"not a readable CSV/TSV file: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise FileProblem(
             "unreadable_file", "the header row is not valid UTF-8; save the table as UTF-8 (in Excel: 'CSV UTF-8')"
         ) from exc
+    if sanitized:
+        table = pa.table(
+            [pc.replace_substring(c, "\ufffd".encode(), b"\xff") for c in table.columns], names=table.column_names
+        )
+    table, unclosed = _unclosed_quote(data, table, bad)
 
     row_numbers = None
     malformed: list[tuple[int, str]] = []
+    if unclosed is not None:
+        bad.append(unclosed)
     if bad:
+        last = max(b[0] for b in bad)
         for number, text, expected, actual in bad:
             preview = text if len(text) <= 80 else text[:77] + "..."
-            malformed.append(
-                (
-                    number - 1,  # the parser counts the header as row 1
-                    f"the row has {actual} fields where the header has {expected} ({preview!r}); "
-                    f"quote fields that contain the delimiter {delimiter!r} or newlines",
+            if (
+                number == last
+                and "\n" in text
+                and '"' in text
+                and data.rstrip(b"\r\n").endswith(text.rstrip("\r\n").encode("utf-8", errors="replace"))
+            ):
+                message = (
+                    f"a quote opened in this row is never closed, so the rest of the file ({text.count(chr(10))} "
+                    f"more line(s)) was read into it ({preview!r}); close the quote, or write a quote inside a "
+                    'quoted value as two quotes ("")'
                 )
-            )
+            else:
+                message = (
+                    f"the row has {actual} fields where the header has {expected} ({preview!r}); "
+                    f"quote fields that contain the delimiter {delimiter!r} or newlines"
+                )
+            malformed.append((number - 1, message))  # the parser counts the header as row 1
         skipped = [row for row, _ in malformed]
         total = table.num_rows + len(bad)
         keep = np.ones(total, dtype=bool)
@@ -305,14 +396,50 @@ def _parse_csv(
     return [(name, table.column(i)) for i, name in enumerate(names)], table.num_rows, row_numbers, malformed
 
 
+@contextlib.contextmanager
+def _unraisable_silenced() -> Iterator[list[BaseException]]:
+    """Collect (instead of printing a traceback for) errors pyarrow swallows inside the row handler."""
+    caught: list[BaseException] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda info: caught.append(info.exc_value)
+    try:
+        yield caught
+    finally:
+        sys.unraisablehook = previous
+
+
+def _unclosed_quote(
+    data: bytes, table: pa.Table, bad: list[tuple[int | None, str, int, int]]
+) -> tuple[pa.Table, tuple[int, str, int, int] | None]:
+    """pyarrow reads a quote that is never closed to the end of the file, silently: the last row then
+    holds every later line in one value, and the rows in there vanish. Such a value is the whole rest of
+    the file after its opening quote (quotes doubled), which a properly closed value never is. The row
+    is taken out and returned as a malformed one, so the loss is reported, not hidden."""
+    if table.num_rows == 0:
+        return table, None
+    last = table.slice(table.num_rows - 1)
+    for column in last.columns:
+        value = column[0].as_py()
+        if isinstance(value, bytes) and b"\n" in value and data.endswith(b'"' + value.replace(b'"', b'""')):
+            number = table.num_rows + len(bad) + 1  # parser numbering: the header is row 1
+            text = '"' + value.replace(b'"', b'""').decode("utf-8", errors="replace")
+            return table.slice(0, table.num_rows - 1), (number, text, table.num_columns, table.num_columns)
+    return table, None
+
+
 def _parse_parquet(data: bytes) -> tuple[list[tuple[str, pa.ChunkedArray]], int, None, list]:
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(io.BytesIO(data))
     except Exception as exc:  # pyarrow raises several types for damaged files
+        hint = "re-export it"
+        if not data.startswith(b"PAR1"):
+            hint = "it does not start like Parquet; if it is a CSV or TSV table, name it .csv or .tsv"
+        elif not data.endswith(b"PAR1"):
+            hint = "it ends early (truncated: an interrupted copy or upload?); copy or export it again"
         raise FileProblem(
-            "unreadable_file", f"not a readable Parquet file ({type(exc).__name__}: {exc}); re-export it"
+            "unreadable_file", f"not a readable Parquet file ({type(exc).__name__}: {exc}); {hint}"
         ) from exc
     columns = [
         (name, table.column(i)) for i, name in enumerate(table.schema.names) if not _PANDAS_INDEX.match(name)
@@ -351,10 +478,10 @@ def _stage(columns: list[tuple[str, pa.ChunkedArray]], n: int, row_numbers: np.n
         shown = ", ".join(repr(name) for name, _ in columns[:12]) or "none"
         raise FileProblem(
             "prompt_column_missing",
-            f"no 'prompt' column (columns: {shown}); the first row must be a header naming a 'prompt' column",
+            f"no 'prompt' column (columns: {shown}); the first row must be a header naming a 'prompt' column"
+            + _header_hint([name for name, _ in columns]),
             column="prompt",
         )
-
     invalid: dict[int, tuple[str, str]] = {}  # row index -> (column, preview) of the first non-UTF-8 value
     arrays: dict[str, pa.ChunkedArray] = {}
     for key in TEXT_COLUMNS:
@@ -386,6 +513,21 @@ def _stage(columns: list[tuple[str, pa.ChunkedArray]], n: int, row_numbers: np.n
         for key in ("pre_code", "pre_column", "pre_detail"):
             arrays[key] = pa.chunked_array([pa.nulls(n, pa.string())])
     return pa.table([arrays[f.name] for f in STAGED_SCHEMA], schema=STAGED_SCHEMA)
+
+
+def _header_hint(names: list[str]) -> str:
+    """Why a header has no 'prompt' column, when the reason is visible: another delimiter, Excel's
+    ``sep=`` line above the header."""
+    if names and canonical_column_name(names[0]).startswith("sep="):
+        return "; the first line is Excel's 'sep=' line: delete it so the header comes first"
+    for name in names:
+        for sep, label in ((";", "';'"), ("\t", "tabs"), (",", "','"), ("|", "'|'")):
+            if sep in name and "prompt" in (canonical_column_name(part) for part in name.split(sep)):
+                return (
+                    f"; the header looks separated by {label}: .csv files must use ',' and .tsv files tabs, so "
+                    "re-export the table with that delimiter or give the file the matching extension"
+                )
+    return ""
 
 
 def _all_blank(col: pa.ChunkedArray) -> bool:

@@ -63,6 +63,7 @@ GLOBAL_RULES = (
     "encoding_invalid",
     "id_invalid",
     "prompt_empty",
+    "prompt_control_chars",
     "provider_unknown",
     "aspect_ratio_unknown",
     "resolution_unknown",
@@ -79,6 +80,7 @@ PROVIDER_RULES = (
 DUPLICATE_CODES = ("duplicate_row", "duplicate_id_conflict")
 FILE_CODES = (  # row_number null: the whole file
     "unreadable_file",
+    "table_empty",
     "format_unknown",
     "prompt_column_missing",
     "column_duplicate",
@@ -92,6 +94,7 @@ REJECTION_CODES = (*FILE_CODES, *ROW_CODES, *GLOBAL_RULES[:-1], *REFERENCE_CODES
 RULE_COLUMN = {
     "id_invalid": "id",
     "prompt_empty": "prompt",
+    "prompt_control_chars": "prompt",
     "provider_unknown": "provider",
     "aspect_ratio_unknown": "aspect_ratio",
     "resolution_unknown": "resolution",
@@ -105,6 +108,7 @@ RULE_COLUMN = {
 }
 _SEP, _REF_SEP = "\x1f", "\x1e"  # field and reference separators of the canonical string behind derived ids
 _CONTROL = r"[\x00-\x1f\x7f\x{80}-\x{9f}]"
+_PROMPT_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # tabs and newlines are fine in a prompt
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,7 @@ def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], 
         "encoding_invalid": ~_mask(pc.is_null(col("pre_code"))),
         "id_invalid": id_only_space | id_control | id_long,
         "prompt_empty": prompt_len == 0,
+        "prompt_control_chars": _mask(pc.match_substring_regex(prompt, _PROMPT_CONTROL)),
         "provider_unknown": ~provider_blank & ~_mask(pc.is_in(provider, value_set=_values_of(Provider))),
         "aspect_ratio_unknown": ~_mask(pc.is_in(aspect, value_set=_values_of(AspectRatio))),
         "resolution_unknown": ~resolution_blank & ~_mask(pc.is_in(resolution, value_set=_values_of(Resolution))),
@@ -408,7 +413,8 @@ def _entries(
         return []
     take = pa.array(rows)
     raw = table.select(
-        ["id", "aspect_ratio", "resolution", "output_format", "provider", "row_number", "pre_column", "pre_detail"]
+        ["id", "prompt", "aspect_ratio", "resolution", "output_format", "provider", "row_number"]
+        + ["pre_column", "pre_detail"]
     ).take(take)
     raw_rows = raw.to_pylist()
     ids = prompt_id.take(take).to_pylist()
@@ -474,6 +480,9 @@ def _allowed(enum: Any) -> str:
     return ", ".join(m.value for m in enum)
 
 
+_CONTROL_CHARS = frozenset(chr(c) for c in (*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F))
+
+
 def _global_message(rule: str, values: dict[str, Any], id_flags: tuple[np.ndarray, ...], i: int) -> str:
     only_space, control, long = id_flags
     if rule == "id_invalid":
@@ -483,6 +492,13 @@ def _global_message(rule: str, values: dict[str, Any], id_flags: tuple[np.ndarra
             return "the id contains control characters (tab, newline, NUL, ...); use printable characters only"
         if long[i]:
             return f"the id has {len(values['id'].strip())} characters; use at most {MAX_ID_CHARS}"
+    if rule == "prompt_control_chars":
+        text = values["prompt"]
+        at, ch = next((k, c) for k, c in enumerate(text) if c in _CONTROL_CHARS)
+        return (
+            f"the prompt contains the control character U+{ord(ch):04X} at character {at + 1} (invisible, and "
+            "refused by some APIs); remove it (tabs and newlines are fine)"
+        )
     if rule == "prompt_empty":
         return "the prompt is empty; write what the image should show, or delete the row"
     if rule == "provider_unknown":
@@ -531,7 +547,7 @@ def _provider_message(rule: str, providers: list[Provider], ctx: dict[str, Any])
         return f"{k} reference images; {limits}; drop {min(k - MAX_REFERENCES[p] for p in providers)} or more{rest}"
     if rule == "reference_needs_url":
         return (
-            f"reference {ctx['first_local']!r} is a local file and {names} cannot receive uploads; host it at an "
+            f"reference {ctx['first_local']!r} is a file, not a URL, and {names} cannot receive uploads; host it at an "
             f"http(s) URL{rest} (Rivya uploads local files itself)"
         )
     raise AssertionError(rule)

@@ -30,7 +30,9 @@ def fingerprint_sources(
             info = ref.fs.info(ref.path)
         except (FileNotFoundError, OSError):
             continue
-        stamp = [info.get("size"), str(info.get("mtime") or info.get("LastModified") or info.get("ETag") or "")]
+        # object stores: LastModified has 1 s resolution, so the ETag catches a same-size rewrite within it
+        modified = str(info.get("mtime") or info.get("LastModified") or "")
+        stamp = [info.get("size"), modified, str(info.get("ETag") or "")]
         cached = cache.get(ref.uri)
         if cached and cached.get("stamp") == stamp:
             digest = cached["sha256"]

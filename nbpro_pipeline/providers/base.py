@@ -43,6 +43,9 @@ class TaskSnapshot(BaseModel):
     credits_final: int | None = None  # Rivya only; None until settled
     queue_position: int | None = None
     polls: int = 0  # status requests made by wait() to reach this snapshot
+    # Whether the provider bills this task, when the client can tell from the provider's own answer
+    # (OdiRouter: a cancelled task is billed only if it had started processing); None: not known here.
+    billed: bool | None = None
 
 
 class SubmittedTask(BaseModel):

@@ -100,11 +100,19 @@ class DeadlineExceededError(ProviderError):
     """The task did not finish within the caller's deadline (on OdiRouter a cancel was requested)."""
 
     def __init__(
-        self, message: str, *, task_id: str, cancel_status: str | None = None, last_state: str | None = None, **kw
+        self,
+        message: str,
+        *,
+        task_id: str,
+        cancel_status: str | None = None,
+        last_state: str | None = None,
+        billed: bool | None = None,
+        **kw,
     ) -> None:
         self.task_id = task_id
         self.cancel_status = cancel_status
         self.last_state = last_state  # queued/running at the last poll: a cancelled running task is billed
+        self.billed = billed  # the provider's word after the cancel, when it gave one (beats last_state)
         super().__init__(message, **kw)
 
 

@@ -279,6 +279,7 @@ class HttpProviderClient:
             task_id=task_id,
             cancel_status=getattr(final, "error_code", None) if final else None,
             last_state=last.state.value,
+            billed=final.billed if final else None,
         )
 
     # -- downloads ----------------------------------------------------------------------------------

@@ -117,6 +117,7 @@ class OdiRouterClient(HttpProviderClient):
             error_code=status.error_type or ("UNKNOWN" if status.error else None),
             error_message=self._redact(status.error) if status.error else None,
             queue_position=status.queue_position,
+            billed=_billed(status),
         )
 
     async def result(self, task_id: str) -> OdiResult:
@@ -142,11 +143,21 @@ class OdiRouterClient(HttpProviderClient):
         return snapshot
 
     async def _on_deadline(self, task_id: str, last: TaskSnapshot) -> TaskSnapshot | None:
-        """Cancel a task that ran past its deadline; if it finished meanwhile, keep its result."""
+        """Cancel a task that ran past its deadline; if it finished meanwhile, keep its result.
+
+        After an accepted cancel the status is read once more: the last poll may predate the task's
+        move from the queue into processing, and only the provider's own answer says whether the
+        cancel is billed. A cancel is only a request, so a task that completed anyway is returned as is.
+        """
         outcome = await self.cancel(task_id)
         self.counters[f"cancel_{outcome.value.lower()}"] += 1
         if outcome is CancelOutcome.ALREADY_COMPLETED:
             return await self.poll(task_id)
+        if outcome is CancelOutcome.REQUESTED:
+            after = await self.poll(task_id)
+            if after.state.terminal and after.error_code != "CANCELED":
+                return after
+            return last.model_copy(update={"error_code": outcome.value, "billed": after.billed})
         return last.model_copy(update={"error_code": outcome.value})
 
     async def cancel(self, task_id: str) -> CancelOutcome:
@@ -168,6 +179,20 @@ class OdiRouterClient(HttpProviderClient):
 
     async def balance(self) -> Balance:
         raise self._error(UnsupportedOperationError, "OdiRouter publishes no balance endpoint")
+
+
+def _billed(status: OdiStatus) -> bool | None:
+    """Does OdiRouter bill this task? Success yes, failure no; a cancel only if the task had started
+    processing, which the status shows as a non-zero ``metrics.inference_time`` (None when absent)."""
+    state = status.state
+    if state is TaskState.SUCCEEDED:
+        return True
+    if state is not TaskState.FAILED:
+        return None
+    if status.error_type != "CANCELED":
+        return False
+    inference = (status.metrics or {}).get("inference_time")
+    return inference > 0 if isinstance(inference, int | float) else None
 
 
 def _describe_detail(detail: list | dict) -> str:

@@ -193,7 +193,10 @@ class OdiRouterApi:
             out["queue_position"] = self.rt.queue_position(task, now)
         if phase.terminal:
             end = task.finishes_at or now
-            out["metrics"] = {"inference_time": round(max(0.0, end - task.started_at), 3)}
+            inference = round(max(0.0, end - task.started_at), 3)
+            if phase is Phase.CANCELED and task.canceled_while == Phase.PROCESSING.value:
+                inference = max(inference, 0.001)  # it ran (and is billed): never report 0 for it
+            out["metrics"] = {"inference_time": inference}
         error_type = self._error_type(task, phase)
         out["error"] = FAILURE_MESSAGES[error_type] if error_type else None
         out["error_type"] = error_type

@@ -28,6 +28,21 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_COMPONENT = 80
 
 
+def url_to_fs(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
+    """``fsspec.core.url_to_fs`` with listings always fresh on remote filesystems.
+
+    fsspec caches directory listings per filesystem instance, and instances are shared process-wide.
+    Other processes add ledger parts, journal segments and prompt tables, so in a long-lived process (a
+    sensor, a code server) a cached listing would hide them, report stale sizes, or make ``exists`` deny
+    a file that was just written. Credentials are never passed here: s3fs and gcsfs read them from the
+    environment (``AWS_*``, ``GOOGLE_APPLICATION_CREDENTIALS``) unless ``storage_options`` name them.
+    """
+    options = dict(storage_options or {})
+    if fsspec.utils.get_protocol(url) not in ("file", "local"):
+        options.setdefault("use_listings_cache", False)
+    return fsspec.core.url_to_fs(url, **options)
+
+
 def safe_component(value: str) -> str:
     """One path component from any string: only ``[A-Za-z0-9._-]``, never empty, ``.`` or ``..``.
 
@@ -50,7 +65,7 @@ class Storage:
 
     def __init__(self, root: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> None:
         root = os.fspath(root)
-        self.fs, path = fsspec.core.url_to_fs(root, **(storage_options or {}))
+        self.fs, path = url_to_fs(root, storage_options)
         self.is_local = isinstance(self.fs, LocalFileSystem)
         if self.is_local:
             path = str(Path(path).resolve())

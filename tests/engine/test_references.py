@@ -9,10 +9,15 @@ from pathlib import Path
 from PIL import Image
 
 from nbpro_pipeline.audit import check_accounting
-from nbpro_pipeline.engine import CellRunner
+from nbpro_pipeline.engine import CellRunner, EngineSettings
 from nbpro_pipeline.models.common import AspectRatio, Provider, pixel_size
 from nbpro_pipeline.providers import RivyaClient
-from tests.engine.conftest import prompt_row, prompt_rows
+from tests.engine.conftest import SETTINGS, prompt_row, prompt_rows
+
+
+def rooted(root) -> EngineSettings:
+    """The rows here claim to come from /data/prompts.csv; their references live in ``root``."""
+    return SETTINGS.model_copy(update={"reference_roots": [str(root)]})
 
 
 def reference_png(path, color=(200, 30, 30)) -> str:
@@ -39,7 +44,7 @@ async def test_a_shared_reference_is_uploaded_once_and_cached(harness, tmp_path,
     rows = [prompt_row(f"r{i}", row_number=i + 1, reference_images=(ref,)) for i in range(5)]
     rows.append(prompt_row("missing", row_number=6, reference_images=(str(tmp_path / "nope.png"),)))
     rows.append(prompt_row("plain", row_number=7))
-    report = await harness.run(Provider.RIVYA, rows, run_id="run-1")
+    report = await harness.run(Provider.RIVYA, rows, run_id="run-1", settings=rooted(tmp_path))
     assert (report.succeeded, report.failed) == (6, 1)
     assert report.failures_by_reason == {"reference_unreadable": 1}
     assert uploads == [sha]
@@ -62,7 +67,7 @@ async def test_a_shared_reference_is_uploaded_once_and_cached(harness, tmp_path,
     copy = tmp_path / "copy-of-ref.png"
     copy.write_bytes(Path(ref).read_bytes())
     later = [prompt_row(f"n{i}", row_number=i + 1, reference_images=(str(copy),)) for i in range(3)]
-    again = await harness.run(Provider.RIVYA, later, run_id="run-2")
+    again = await harness.run(Provider.RIVYA, later, run_id="run-2", settings=rooted(tmp_path))
     assert again.succeeded == 3 and uploads == [sha]
     assert harness.runners[-1].references.uploaded == 0
 
@@ -71,9 +76,9 @@ async def test_a_reference_change_makes_a_new_request(harness, tmp_path):
     ref = tmp_path / "ref.png"
     reference_png(ref, (1, 2, 3))
     rows = [prompt_row("a", "same words", reference_images=(str(ref),))]
-    await harness.run(Provider.RIVYA, rows, run_id="run-1")
+    await harness.run(Provider.RIVYA, rows, run_id="run-1", settings=rooted(tmp_path))
     reference_png(ref, (250, 250, 250))  # same path, new picture
-    again = await harness.run(Provider.RIVYA, rows, run_id="run-2")
+    again = await harness.run(Provider.RIVYA, rows, run_id="run-2", settings=rooted(tmp_path))
     assert (again.submitted, again.succeeded, again.already_done) == (1, 1, 0)
     fps = {r["fingerprint"] for r in harness.rows()}
     assert len(fps) == 2
@@ -84,7 +89,7 @@ async def test_a_reference_that_is_not_an_image_fails_only_its_row(harness, tmp_
     bogus = tmp_path / "ref.png"
     bogus.write_bytes(b"this is a text file with a png name")
     rows = [*prompt_rows(2), prompt_row("bad", row_number=3, reference_images=(str(bogus),))]
-    report = await harness.run(Provider.RIVYA, rows)
+    report = await harness.run(Provider.RIVYA, rows, settings=rooted(tmp_path))
     assert (report.succeeded, report.failed) == (2, 1)
     assert report.failures_by_reason == {"reference_unreadable": 1}
 
@@ -92,7 +97,7 @@ async def test_a_reference_that_is_not_an_image_fails_only_its_row(harness, tmp_
 async def test_odirouter_needs_reference_urls_not_local_files(harness, tmp_path):
     ref = reference_png(tmp_path / "ref.png")
     rows = [*prompt_rows(2), prompt_row("local", row_number=3, reference_images=(ref,))]
-    report = await harness.run(Provider.ODIROUTER, rows)
+    report = await harness.run(Provider.ODIROUTER, rows, settings=rooted(tmp_path))
     assert (report.succeeded, report.failed) == (2, 1)
     bad = next(r for r in harness.rows() if r["prompt_id"] == "local")
     assert bad["error_code"] == "reference_unreadable" and "http(s) URL" in bad["error_message"]
@@ -110,7 +115,7 @@ async def test_a_bug_on_a_row_with_references_is_still_accounted_for(harness, tm
     monkeypatch.setattr(CellRunner, "_submit_and_finish", buggy)
     ref = reference_png(tmp_path / "ref.png")
     rows = [prompt_row(f"r{i}", row_number=i + 1, reference_images=(ref,)) for i in range(3)]
-    report = await harness.run(Provider.RIVYA, rows)
+    report = await harness.run(Provider.RIVYA, rows, settings=rooted(tmp_path))
     assert (report.succeeded, report.failed) == (2, 1)
     runner = harness.runners[-1]
     outcome = check_accounting(runner.eligible_fingerprints, harness.ledger(Provider.RIVYA))
@@ -124,7 +129,7 @@ async def test_auto_aspect_follows_the_reference_and_passes_the_size_check(harne
         prompt_row("auto-ref", row_number=1, aspect_ratio=AspectRatio.AUTO, reference_images=(ref,)),
         prompt_row("auto-plain", row_number=2, aspect_ratio=AspectRatio.AUTO),
     ]
-    report = await harness.run(Provider.RIVYA, rows)
+    report = await harness.run(Provider.RIVYA, rows, settings=rooted(tmp_path))
     assert report.succeeded == 2
     sizes = {r["prompt_id"]: (r["width"], r["height"]) for r in harness.rows()}
     assert sizes == {"auto-ref": pixel_size("4:3", "1K"), "auto-plain": pixel_size("1:1", "1K")}

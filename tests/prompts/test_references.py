@@ -21,7 +21,7 @@ def test_local_paths_resolve_against_the_table_folder(write, load, tmp_path):
         f"two, refs/a.png | {tmp_path / 'elsewhere/b.png'} | https://cdn.example/c.png \n"
         "three,\n",
     )
-    result = load(path)
+    result = load(path, reference_roots=[str(tmp_path)])
     rows = by_row(result)
     assert rows[1]["reference_images"] == [str(image)]
     assert rows[2]["reference_images"] == [str(image), str(tmp_path / "elsewhere/b.png"), "https://cdn.example/c.png"]
@@ -34,6 +34,8 @@ def test_local_paths_resolve_against_the_table_folder(write, load, tmp_path):
         (2, "odirouter", "reference_images", "reference_needs_url"),
     ]
     assert "http(s) URL" in result.rejected_rows()[0].message
+    # without configured roots only the table's own folder is allowed
+    assert rejections(load(path))[1] == (2, None, "reference_images", "reference_outside_roots")
 
 
 def test_http_references_are_fine_everywhere_and_never_fetched(write, load):
@@ -52,7 +54,7 @@ def test_other_schemes_are_rejected_for_all(write, load):
             "a,file:///tmp/x.png\n"
             "b,ftp://host/x.png\n"
             'c,"data:image/png;base64,AAAA"\n'
-            "d,s3://bucket/x.png\n"
+            "d,gopher://bucket/x.png\n"
             "e,https://\n",
         )
     )
@@ -112,7 +114,7 @@ def test_reference_roots_confine_local_paths(write, load, tmp_path):
     assert list(by_row(result)) == [1, 5]
     assert rejections(result) == [(n, None, "reference_images", "reference_outside_roots") for n in (2, 3, 4)]
     assert str(tmp_path / "allowed") in result.rejected_rows()[0].message
-    assert load(path).accepted.num_rows == 5  # without roots, anywhere goes
+    assert load(path).accepted.num_rows == 5  # without roots, the table's folder (tmp_path) is the root
 
 
 def test_outside_roots_is_checked_before_the_file_is_touched(write, load, tmp_path):

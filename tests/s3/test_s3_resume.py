@@ -1,0 +1,95 @@
+"""A cell on S3 killed with SIGKILL mid-run, then run again: nothing is bought twice and every row is
+accounted. The kill is real (a separate process, no cleanup of any kind), so whatever the killed run
+left in the bucket is what the next run has to trust."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from nbpro_pipeline.engine import EngineSettings
+from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.storage import Storage
+from tests.engine.conftest import Harness, fingerprint, prompt_rows, sandbox_amounts
+from tests.s3.conftest import keys
+
+pytestmark = pytest.mark.s3
+
+REPO = Path(__file__).resolve().parents[2]
+ROWS = 24  # 6 rounds of 4 at 0.5 s: the kill lands well before the end, even on a loaded machine
+SLOW = {"latency": {"processing": {"dist": "fixed", "value": 0.5}}}
+FAST = {"latency": {"processing": {"dist": "fixed", "value": 0}}}
+
+
+def _wait_for(predicate, proc: subprocess.Popen, limit_s: float = 30.0) -> None:
+    """Until ``predicate()`` holds; a safety limit only (the test fails on it, it measures nothing)."""
+    end = time.monotonic() + limit_s
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"the cell process exited early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+        if time.monotonic() > end:
+            raise AssertionError("the cell never wrote a ledger part")
+        time.sleep(0.02)
+
+
+def test_a_killed_cell_on_s3_resumes_without_paying_twice(sandbox, bucket, s3_client, rivya_key):
+    root = f"s3://{bucket}/nbpro"
+    sandbox.set_config({"rivya": SLOW})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.s3.cell_child", "--url", sandbox.rivya_url, "--key", rivya_key]
+        + ["--root", root, "--run-id", "run-killed", "--rows", str(ROWS)],
+        cwd=REPO,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: keys(s3_client, bucket, "nbpro/ledger/"), proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    # what the killed run left: only whole objects (a part or segment is one PUT, never half of one)
+    left = keys(s3_client, bucket, "nbpro/")
+    recorded_before = 0
+    for key in left:
+        body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        if key.endswith(".parquet"):
+            recorded_before += pq.read_table(io.BytesIO(body)).num_rows
+        elif key.endswith(".jsonl"):
+            assert all(json.loads(line) for line in body.decode().splitlines())
+    created_before = sandbox.stats()["rivya"]["tasks_created"]
+    assert 0 < recorded_before < created_before, "the kill must land mid-run, with paid tasks not yet recorded"
+    print(f"killed with {recorded_before} rows recorded, {created_before} tasks created")
+
+    sandbox.set_config({"rivya": FAST})
+    harness = Harness(sandbox=sandbox, storage=Storage(root), keys={Provider.RIVYA: rivya_key})
+    rows = prompt_rows(ROWS)
+    settings = EngineSettings(max_in_flight=24, progress_interval_s=60, ledger_flush_interval_s=60)
+    report = asyncio.run(harness.run(Provider.RIVYA, rows, run_id="run-after-kill", settings=settings))
+    print(f"after the kill: resumed {report.resumed}, submitted {report.submitted}")
+
+    assert report.already_done == recorded_before
+    assert report.already_done + report.succeeded == ROWS and report.failed == report.skipped == 0
+    assert report.resumed + report.submitted == ROWS - recorded_before
+    # every prompt was created once on Rivya: journaled tasks were polled, journaled intents replayed
+    assert sandbox.stats()["rivya"]["tasks_created"] == ROWS
+    billed = sandbox_amounts(sandbox, Provider.RIVYA)
+    assert len(billed) == ROWS and set(billed.values()) == {Decimal(8)}
+    ledger = harness.rows(Provider.RIVYA)
+    assert sorted(r["fingerprint"] for r in ledger) == sorted(fingerprint(r, Provider.RIVYA) for r in rows)
+    assert all(r["status"] == "succeeded" for r in ledger)
+    harness.assert_reconciles(Provider.RIVYA)
