@@ -333,5 +333,87 @@ def validate(tables: tuple[str, ...], reference_roots: tuple[str, ...], as_json:
     sys.exit(EXIT_UNREADABLE)
 
 
+_SANDBOX_BASE = {"rivya": "http://127.0.0.1:8787", "odirouter": "http://127.0.0.1:8787/model"}
+
+
+@main.command("run-cell")
+@click.argument("tables", nargs=-1, required=True, metavar="TABLE [TABLE...]")
+@click.option("--cell", "cell_spec", required=True, metavar="PROVIDER|RESOLUTION", help="e.g. 'rivya|2K' (quote it).")
+@click.option("--storage", "storage_root", default=".nbpro/storage", show_default=True, help="Storage root.")
+@click.option(
+    "--base-url", help="Provider endpoint; default $RIVYA_BASE_URL / $ODIROUTER_BASE_URL, else the local sandbox."
+)
+@click.option("--run-id", help="Run id written into the ledger, journal and images (default: a fresh one).")
+@click.option("--max-in-flight", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--poll-first-delay", type=click.FloatRange(min=0), default=2.0, show_default=True, help="Seconds.")
+@click.option("--poll-max-interval", type=click.FloatRange(min=0), default=8.0, show_default=True, help="Seconds.")
+@click.option("--ledger-flush-rows", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the cell report as one JSON line.")
+def run_cell_command(
+    tables: tuple[str, ...],
+    cell_spec: str,
+    storage_root: str,
+    base_url: str | None,
+    run_id: str | None,
+    max_in_flight: int,
+    poll_first_delay: float,
+    poll_max_interval: float,
+    ledger_flush_rows: int,
+    as_json: bool,
+) -> None:
+    """Run one provider x resolution cell of TABLE(s) without Dagster: same engine, journal and ledger.
+
+    The key comes from RIVYA_API_KEY or ODIROUTER_API_KEY (never a flag, so it stays out of shell
+    history). Re-running pays only for gaps; after a crash, journaled tasks are polled, not resubmitted.
+    Exit status: 0 every eligible row has an outcome, 1 some did not (see the summary), 2 bad input.
+    """
+    import json
+    import os
+
+    from nbpro_pipeline.costs.estimate import CellSpecError, parse_cells
+    from nbpro_pipeline.engine.settings import EngineSettings
+    from nbpro_pipeline.engine.standalone import CellJob, load_cell_rows, run_cell
+    from nbpro_pipeline.prompts import PromptTableError
+    from nbpro_pipeline.providers import PollPolicy
+
+    try:
+        cells = parse_cells(cell_spec)
+    except CellSpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cell") from exc
+    if len(cells) != 1:
+        raise click.BadParameter(f"{cell_spec!r} names {len(cells)} cells; give exactly one", param_hint="--cell")
+    provider, resolution = cells[0]
+    env = provider.value.upper()
+    key = os.environ.get(f"{env}_API_KEY")
+    if not key:
+        click.echo(f"Error: set {env}_API_KEY (any 'rvya_sk_…' / non-empty key works on the sandbox)", err=True)
+        raise SystemExit(2)
+    try:
+        rows, rejected = load_cell_rows(tables, provider, resolution)
+    except PromptTableError as exc:
+        click.echo(f"Error: cannot read the prompt tables: {exc}", err=True)
+        raise SystemExit(2) from None
+    if rejected:
+        click.echo(f"Note: {rejected} rejection(s) in the tables; see `nbpro validate`", err=True)
+    job = CellJob(
+        provider=provider,
+        resolution=resolution,
+        storage_root=storage_root,
+        base_url=base_url or os.environ.get(f"{env}_BASE_URL") or _SANDBOX_BASE[provider.value],
+        api_key=key,
+        settings=EngineSettings(
+            max_in_flight=max_in_flight, ledger_flush_rows=ledger_flush_rows, progress_interval_s=60
+        ),
+        poll=PollPolicy(first_delay_s=poll_first_delay, max_interval_s=max(poll_max_interval, poll_first_delay)),
+        **({"run_id": run_id} if run_id else {}),
+    )
+    report = run_cell(job, rows)
+    if as_json:
+        click.echo(json.dumps(report.model_dump(mode="json", exclude={"images"})))
+    else:
+        click.echo(report.summary())
+    sys.exit(0 if report.accounted == report.eligible else 1)
+
+
 if __name__ == "__main__":
     main()

@@ -38,7 +38,7 @@ from nbpro_pipeline.models.common import RIVYA_MODEL_ID, OutputFormat, Provider,
 from nbpro_pipeline.models.ledger import COST_UNIT, LedgerRecord, OutcomeStatus
 from nbpro_pipeline.models.prompt import PromptRow
 from nbpro_pipeline.models.request import GenerationRequest
-from nbpro_pipeline.providers.base import DownloadedImage, ProviderClient, TaskSnapshot
+from nbpro_pipeline.providers.base import DownloadedImage, ProviderClient, SubmittedTask, TaskSnapshot
 from nbpro_pipeline.providers.errors import (
     AuthError,
     DeadlineExceededError,
@@ -56,8 +56,9 @@ from nbpro_pipeline.storage.ledger import LedgerWriter, read_ledger
 log = logging.getLogger(__name__)
 
 # A row failed with one of these still has a live (or paid, undownloaded) task: the next run polls
-# that task again instead of submitting a new one.
-RESUMABLE_CODES = frozenset({"download_failed", "deadline_exceeded", "poll_failed"})
+# that task again instead of submitting a new one. ``internal_error`` counts only on a row with a task
+# id: an unexpected exception after the submit leaves a task the provider made (and may have billed).
+RESUMABLE_CODES = frozenset({"download_failed", "deadline_exceeded", "poll_failed", "internal_error"})
 ODIROUTER_MODEL = "fal-ai/nano-banana-pro"  # what OdiRouter's endpoint nano_banana_pro serves
 _MAX_MESSAGE = 500
 _STOP_CODES = ("insufficient_funds", "auth_failed", "budget_exceeded")
@@ -125,9 +126,13 @@ class CellRunner:
         self.references = ReferenceResolver(provider, client, storage, self.settings.reference_roots)
         self._seen: set[str] = set()
         self._in_hand: dict[int, tuple[GenerationRequest, str]] = {}  # id(row) -> its request, while handled
+        self._stage: dict[int, dict[str, Any]] = {}  # id(row) -> its task so far / whether recorded, while handled
         self.eligible_fingerprints: dict[str, str] = {}  # fingerprint -> prompt id, for the accounting check
         self._stop: tuple[str, str] | None = None  # (code, message) once submitting must stop
         self._window_ms: list[float] = []
+        # without an idempotency key, every submit between "sent" and "task id durable" is one a crash can
+        # buy twice: bound how many can be in that window at once
+        self._submit_gate = asyncio.Semaphore(self.settings.max_unjournaled_submits)
 
     # -- what earlier runs left ---------------------------------------------------------------------
     def _load_history(self) -> None:
@@ -219,7 +224,8 @@ class CellRunner:
             await work
         except Exception as exc:  # noqa: BLE001 - anything unexpected becomes a failed ledger row
             self.log.exception("unexpected error on %s", row.prompt_id if row else "a resumed task")
-            if row is not None:
+            stage = self._stage.get(id(row), {}) if row is not None else {}
+            if row is not None and not stage.get("recorded"):  # one outcome per row, never a second one
                 # the request as fingerprinted (references by content hash), when it got that far
                 request, fp = self._in_hand.get(id(row)) or (self._request(row, ()), "")
                 fp = fp or request.fingerprint(self.provider)
@@ -231,10 +237,29 @@ class CellRunner:
                     OutcomeStatus.FAILED,
                     error_code="internal_error",
                     error_message=f"{type(exc).__name__}: {exc}",
+                    **self._task_so_far(stage),
                 )
         finally:
             if row is not None:
                 self._in_hand.pop(id(row), None)
+                self._stage.pop(id(row), None)
+
+    def _task_so_far(self, stage: dict[str, Any]) -> dict[str, Any]:
+        """After a submit, an unexpected failure is recorded against the task with what it holds (Rivya
+        reserves at create; a finished task is charged), so the ledger matches the provider at once and
+        the next run resumes that task (``internal_error`` with a task id is resumable)."""
+        if "task" not in stage:
+            return {}
+        snap: TaskSnapshot | None = stage.get("snap")
+        if snap is not None:
+            charged = self._charged(snap)
+        else:
+            charged = self.price if self.provider is Provider.RIVYA else Decimal(0)
+        return {**stage["task"], "charged": charged, "snap": snap}
+
+    def _note_stage(self, row: PromptRow, **facts: Any) -> None:
+        if id(row) in self._in_hand:  # rows handled by a worker only (the guard clears it)
+            self._stage.setdefault(id(row), {}).update(facts)
 
     # -- one prompt -----------------------------------------------------------------------------------
     def _request(self, row: PromptRow, refs) -> GenerationRequest:
@@ -322,10 +347,9 @@ class CellRunner:
             "intent", fp, idempotency_key=key, row=row.model_dump(mode="json"), request=request.model_dump(mode="json")
         )
         await self.journal.sync()
-        sent = time.monotonic()
         fail = OutcomeStatus.FAILED
         try:
-            submitted = await self.client.submit(request, idempotency_key=key)
+            submitted = await self._submit_durably(request, fp, key)
         except SubmitOutcomeUnknown as exc:
             self.journal.add("unknown", fp)
             return self._record(
@@ -355,14 +379,26 @@ class CellRunner:
             return self._record(row, request, fp, fail, error_code="invalid_request", error_message=str(exc), key=key)
         except ProviderError as exc:
             return self._record(row, request, fp, fail, error_code="provider_error", error_message=str(exc), key=key)
-        self.journal.add("task", fp, task_id=submitted.task_id, idempotency_key=key)
-        if self.provider is Provider.ODIROUTER:  # no idempotency key: the task id must be durable now
-            await self.journal.sync()
-            self._window_ms.append((time.monotonic() - sent) * 1000)
         self.report.submitted += 1
         return await self._finish(
             row, request, fp, submitted.task_id, key, submitted.submitted_at, submitted.attempts, submitted.snapshot
         )
+
+    async def _submit_durably(self, request: GenerationRequest, fp: str, key: str | None) -> SubmittedTask:
+        """Submit and journal the task id. OdiRouter has no idempotency key, so the id is made durable at
+        once, and at most ``max_unjournaled_submits`` submits are between "sent" and "durable" at a time:
+        a crash can then buy at most that many requests twice, however many tasks are in flight."""
+        if self.provider is not Provider.ODIROUTER:
+            submitted = await self.client.submit(request, idempotency_key=key)
+            self.journal.add("task", fp, task_id=submitted.task_id, idempotency_key=key)
+            return submitted
+        async with self._submit_gate:
+            sent = time.monotonic()
+            submitted = await self.client.submit(request, idempotency_key=key)
+            self.journal.add("task", fp, task_id=submitted.task_id, idempotency_key=key)
+            await self.journal.sync()
+            self._window_ms.append((time.monotonic() - sent) * 1000)
+        return submitted
 
     async def _finish(
         self,
@@ -376,6 +412,7 @@ class CellRunner:
         first: TaskSnapshot | None,
     ) -> LedgerRecord:
         common = {"task_id": task_id, "key": key, "submitted_at": submitted_at, "attempts": attempts}
+        self._note_stage(row, task=common)
         try:
             if first is not None and first.state.terminal:
                 snap = first
@@ -422,6 +459,7 @@ class CellRunner:
                 **common,
             )
         charged = self._charged(snap)
+        self._note_stage(row, snap=snap)
         if snap.state is TaskState.FAILED:
             code = snap.error_code or "generation_failed"
             return self._record(
@@ -615,6 +653,7 @@ class CellRunner:
             recorded_at=finished,
         )
         self.ledger.add(record)
+        self._note_stage(row, recorded=True)
         self._count(record, snap)
         return record
 

@@ -14,6 +14,12 @@ class EngineSettings(BaseModel):
     ledger_flush_rows: int = Field(default=250, ge=1)
     ledger_flush_interval_s: float = Field(default=2.0, ge=0)
     thumbnails: int = Field(default=12, ge=0, description="images kept in the report for a contact sheet")
+    max_unjournaled_submits: int = Field(
+        default=4,
+        ge=1,
+        description="OdiRouter (no idempotency key): submits sent whose task id is not yet journaled, at most; "
+        "a crash can pay at most this many requests twice",
+    )
     reference_roots: list[str] | None = Field(
         default=None, description="local reference images must be under these; None: the row's own table folder"
     )

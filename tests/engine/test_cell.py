@@ -251,10 +251,35 @@ async def test_a_bug_after_submit_fails_that_row_and_the_next_run_recovers_the_p
     rows = prompt_rows(4)
     first = await harness.run(provider, rows, run_id="run-1")
     assert (first.succeeded, first.failed) == (3, 1) and first.failures_by_reason == {"internal_error": 1}
+    # the failed row names the paid task and what it cost, so the ledger matches the provider already
+    bad = next(r for r in harness.rows() if r["prompt_id"] == "p001")
+    assert bad["task_id"] and bad["final_cost"] == price(provider)
+    harness.assert_reconciles(provider)
     monkeypatch.undo()
     second = await harness.run(provider, rows, run_id="run-2")
     assert (second.resumed, second.submitted, second.succeeded, second.already_done) == (1, 0, 1, 3)
     assert harness.tasks_created(provider) == 4  # the paid task was fetched, not bought again
+    harness.assert_reconciles(provider)
+    p001 = [r for r in harness.rows() if r["prompt_id"] == "p001"]
+    assert [(r["status"], r["task_id"]) for r in p001] == [("failed", bad["task_id"]), ("succeeded", bad["task_id"])]
+    assert second.final_cost == 0  # resumed: the task was paid once, in the first row
+    third = await harness.run(provider, rows, run_id="run-3")
+    assert (third.resumed, third.submitted, third.already_done) == (0, 0, 4)
+
+
+async def test_a_bug_after_the_row_is_recorded_adds_no_second_row(harness, provider, monkeypatch):
+    real = CellRunner._record
+
+    def buggy(self, row, *args, **kw):
+        record = real(self, row, *args, **kw)
+        if row.prompt_id == "p001":
+            raise RuntimeError("bug after the ledger row")
+        return record
+
+    monkeypatch.setattr(CellRunner, "_record", buggy)
+    report = await harness.run(provider, prompt_rows(3))
+    assert report.succeeded == 3 and report.failed == 0
+    assert sorted(r["prompt_id"] for r in harness.rows()) == ["p000", "p001", "p002"]
     harness.assert_reconciles(provider)
 
 
