@@ -75,4 +75,7 @@ defs = dg.Definitions(
         ),
     ],
     resources=build_resources(),
+    # Every run is one step (a cell, the prompt table) or two small ones (the reports): a subprocess per
+    # step would only add a second interpreter start and code-location load to each run.
+    executor=dg.in_process_executor,
 )
