@@ -73,7 +73,7 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
-def test_backfill_of_all_cells_on_postgres_instance(pg_bin, tmp_path):
+def test_backfill_of_all_cells_on_postgres_instance(pg_bin, tmp_path, capsys):
     import pandas as pd
     import psycopg2
 
@@ -197,18 +197,20 @@ def test_backfill_of_all_cells_on_postgres_instance(pg_bin, tmp_path):
         sums = report.groupby("provider")["final_cost"].apply(lambda s: sum(s, Decimal(0))).to_dict()
         assert sums == ours, (name, sums)
 
-    t0 = min(r["creationTime"] for r in cell_runs)
-    for r in sorted(cell_runs, key=lambda r: r["startTime"]):
+    # the figures go to the terminal even under `pytest -q` (make test, .ci/run)
+    with capsys.disabled():
+        totals = ", ".join(f"{p} {v.normalize():f}" for p, v in ours.items())
         print(
-            f"  {_tags(r)['dagster/partition']:<13} created +{r['creationTime'] - t0:5.1f}s "
-            f"started +{r['startTime'] - t0:5.1f}s ended +{r['endTime'] - t0:5.1f}s"
+            f"\npostgres backfill: {len(cell_runs)} cell runs (all SUCCESS), {images} images, "
+            f"{ledger.num_rows} ledger rows, totals ({totals}) "
+            f"== sandbox billing; max concurrent runs per provider {overlap} (limit "
+            f"{limits['dagster/partition/provider']}); {len(all_runs)} runs in Postgres; "
+            f"backfill status {backfill_status}; "
+            f"stack ready in {ready_s:.1f}s, backfill {backfill_s:.1f}s, test {time.monotonic() - started:.1f}s"
         )
-    totals = ", ".join(f"{p} {v.normalize():f}" for p, v in ours.items())
-    print(
-        f"postgres backfill: {len(cell_runs)} cell runs (all SUCCESS), {images} images, "
-        f"{ledger.num_rows} ledger rows, totals ({totals}) "
-        f"== sandbox billing; max concurrent runs per provider {overlap} (limit "
-        f"{limits['dagster/partition/provider']}); {len(all_runs)} runs in Postgres; "
-        f"backfill status {backfill_status}; "
-        f"stack ready in {ready_s:.1f}s, backfill {backfill_s:.1f}s, test {time.monotonic() - started:.1f}s"
-    )
+        t0 = min(r["creationTime"] for r in cell_runs)
+        for r in sorted(cell_runs, key=lambda r: r["startTime"]):
+            print(
+                f"  {_tags(r)['dagster/partition']:<13} created +{r['creationTime'] - t0:5.1f}s "
+                f"started +{r['startTime'] - t0:5.1f}s ended +{r['endTime'] - t0:5.1f}s"
+            )
