@@ -74,7 +74,13 @@ class PrivatePostgres:
         pwfile = self.workdir / "pw"
         pwfile.write_text(self.password)
         if os.geteuid() == 0:
-            entry = pwd.getpwnam(SERVER_USER)
+            try:
+                entry = pwd.getpwnam(SERVER_USER)
+            except KeyError:
+                raise RuntimeError(
+                    f"running as root, the server needs the unprivileged user {SERVER_USER!r} "
+                    "(apt-get install postgresql creates it; or run the tests as a normal user)"
+                ) from None
             for path in (self.workdir, sockets, pwfile):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         self.port = free_port()
