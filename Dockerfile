@@ -1,4 +1,4 @@
-# The code location image: the project installed with its Postgres and Kubernetes extras, serving its
+# The code location image: the project with its Postgres, Kubernetes and object-store extras, serving its
 # definitions over gRPC on port 4000. The same image runs the code server (Helm user deployment,
 # Dagster+ Hybrid code location) and the run workers the K8sRunLauncher or the Dagster+ agent start.
 #
@@ -20,7 +20,7 @@ WORKDIR /opt/nbpro
 COPY pyproject.toml README.md ./
 COPY nbpro_pipeline ./nbpro_pipeline
 COPY assets_defs ./assets_defs
-RUN pip install ".[postgres,k8s]"
+RUN pip install ".[postgres,k8s,s3,gcs]"
 
 # Example prompt tables (the default NBPRO_PROMPT_SOURCES) and the workspace files.
 COPY examples ./examples
