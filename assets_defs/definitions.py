@@ -34,6 +34,23 @@ def _sources() -> list[str]:
     return [s.strip() for s in raw.split(",") if s.strip()]
 
 
+def _provider_limits(provider: str) -> dict:
+    """Per-run limits of one provider from ``NBPRO_<PROVIDER>_MAX_IN_FLIGHT``, ``_REQUESTS_PER_S`` and
+    ``_BURST`` (unset: the resource's defaults), so a deployment sets them in its environment (a Kubernetes
+    env var, a Dagster+ variable) like every other setting; the run queue bounds how many runs share them."""
+    limits: dict = {}
+    for field, cast in (("max_in_flight", int), ("requests_per_s", float), ("burst", int)):
+        name = f"NBPRO_{provider}_{field.upper()}"
+        value = os.environ.get(name)
+        if not value:
+            continue
+        try:
+            limits[field] = cast(value)
+        except ValueError:
+            raise ValueError(f"{name}={value!r} is not a{'n integer' if cast is int else ' number'}") from None
+    return limits
+
+
 def build_resources() -> dict:
     poll_first = float(os.environ.get("NBPRO_POLL_FIRST_DELAY_S", "2.0"))
     return {
@@ -41,11 +58,13 @@ def build_resources() -> dict:
             api_key=dg.EnvVar("RIVYA_API_KEY"),
             base_url=os.environ.get("RIVYA_BASE_URL", SANDBOX_URL),
             poll_first_delay_s=poll_first,
+            **_provider_limits("RIVYA"),
         ),
         "odirouter": OdiRouterResource(
             api_key=dg.EnvVar("ODIROUTER_API_KEY"),
             base_url=os.environ.get("ODIROUTER_BASE_URL", SANDBOX_URL + "/model"),
             poll_first_delay_s=poll_first,
+            **_provider_limits("ODIROUTER"),
         ),
         "storage": StorageResource(root=os.environ.get("NBPRO_STORAGE_ROOT", ".nbpro/storage")),
         "budget": BudgetResource(
@@ -75,4 +94,7 @@ defs = dg.Definitions(
         ),
     ],
     resources=build_resources(),
+    # Every run is one step (a cell, the prompt table) or two small ones (the reports): a subprocess per
+    # step would only add a second interpreter start and code-location load to each run.
+    executor=dg.in_process_executor,
 )

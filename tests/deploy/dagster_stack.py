@@ -1,0 +1,214 @@
+"""The Dagster daemon and webserver as separate processes on one instance, and a small GraphQL client.
+
+This is how a deployment runs them (``dagster-daemon run``, ``dagster-webserver``), with the project's
+``workspace.yaml``; the test drives the webserver's GraphQL API exactly as the UI does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+LOCATION = "nbpro-pipeline"
+REPOSITORY = "__repository__"
+
+LAUNCH_RUN = """
+mutation($executionParams: ExecutionParams!) {
+  launchRun(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message stack }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on InvalidSubsetError { message }
+    ... on PipelineNotFoundError { message }
+  }
+}
+"""
+
+# What the UI's "Materialize" button sends for a selection of partitions of one asset.
+LAUNCH_PARTITION_BACKFILL = """
+mutation($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+    ... on PartitionKeysNotFoundError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
+BACKFILL_STATUS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status numPartitions }
+    ... on PythonError { message }
+  }
+}
+"""
+
+RUNS = """
+query($filter: RunsFilter) {
+  runsOrError(filter: $filter) {
+    __typename
+    ... on Runs {
+      results { runId jobName status creationTime startTime endTime tags { key value } }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+
+LATEST_MATERIALIZATION = """
+query($path: [String!]!) {
+  assetOrError(assetKey: {path: $path}) {
+    __typename
+    ... on Asset {
+      assetMaterializations(limit: 1) {
+        runId
+        timestamp
+        metadataEntries { label ... on FloatMetadataEntry { floatValue } ... on IntMetadataEntry { intValue } }
+      }
+    }
+  }
+}
+"""
+
+LOCATION_STATUS = """
+{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+  locationOrLoadError { __typename ... on PythonError { message } } } } } }
+"""
+
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+class GraphQL:
+    def __init__(self, url: str) -> None:
+        self.client = httpx.Client(base_url=url, timeout=30)
+
+    def __call__(self, query: str, **variables: Any) -> dict:
+        response = self.client.post("/graphql", json={"query": query, "variables": variables})
+        response.raise_for_status()
+        body = response.json()
+        if body.get("errors"):
+            raise AssertionError(f"GraphQL errors: {body['errors']}")
+        return body["data"]
+
+    def launch_run(self, job_name: str) -> str:
+        params = {
+            "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job_name},
+            "runConfigData": {},
+        }
+        result = self(LAUNCH_RUN, executionParams=params)["launchRun"]
+        assert result["__typename"] == "LaunchRunSuccess", result
+        return result["run"]["runId"]
+
+    def launch_backfill(self, asset: str, partitions: list[str]) -> str:
+        params = {"partitionNames": partitions, "assetSelection": [{"path": [asset]}]}
+        result = self(LAUNCH_PARTITION_BACKFILL, backfillParams=params)["launchPartitionBackfill"]
+        assert result["__typename"] == "LaunchBackfillSuccess", result
+        return result["backfillId"]
+
+    def backfill_status(self, backfill_id: str) -> str:
+        result = self(BACKFILL_STATUS, id=backfill_id)["partitionBackfillOrError"]
+        assert result["__typename"] == "PartitionBackfill", result
+        return result["status"]
+
+    def runs(self, **filter_: Any) -> list[dict]:
+        result = self(RUNS, filter=filter_ or None)["runsOrError"]
+        assert result["__typename"] == "Runs", result
+        return result["results"]
+
+    def wait_runs(self, run_ids: list[str], deadline: float) -> list[dict]:
+        while True:
+            runs = [r for r in self.runs(runIds=run_ids)]
+            if len(runs) == len(run_ids) and all(r["status"] in TERMINAL for r in runs):
+                return runs
+            assert time.monotonic() < deadline, f"runs still going: {[(r['runId'], r['status']) for r in runs]}"
+            time.sleep(1)
+
+    def wait_idle(self, deadline: float) -> None:
+        """Until no run is queued or in progress (a sensor may have launched some of its own)."""
+        busy = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
+        while self.runs(statuses=busy):
+            assert time.monotonic() < deadline, "runs still in progress"
+            time.sleep(1)
+
+    def latest_materialization(self, asset: str) -> dict | None:
+        result = self(LATEST_MATERIALIZATION, path=[asset])["assetOrError"]
+        events = result.get("assetMaterializations") or []
+        return events[0] if events else None
+
+    def wait_loaded(self, deadline: float, procs: Processes) -> None:
+        while True:
+            procs.check_alive()
+            try:
+                entries = self(LOCATION_STATUS)["workspaceOrError"]["locationEntries"]
+                entry = next(e for e in entries if e["name"] == LOCATION)
+                if entry["loadStatus"] == "LOADED":
+                    kind = entry["locationOrLoadError"]["__typename"]
+                    assert kind == "RepositoryLocation", f"code location failed to load: {entry}"
+                    return
+            except (httpx.TransportError, StopIteration):
+                pass
+            assert time.monotonic() < deadline, "the webserver did not load the code location in time"
+            time.sleep(0.5)
+
+
+class Processes:
+    """Started processes, each its own process group, all killed (SIGKILL) by ``stop``."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - the process owns it
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            assert proc.poll() is None, f"{name} exited with {proc.returncode}: {self.tail(name)}"
+
+    def tail(self, name: str, chars: int = 3000) -> str:
+        path = self.logdir / f"{name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def stop(self) -> None:
+        # the daemon and the webserver each spawn a code server, and the daemon's launcher spawns run
+        # workers: kill the whole group of each process we started, never anything by name
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        for proc in self.procs.values():
+            proc.wait(timeout=30)
+
+
+def dagster_env(dagster_home: Path, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "NBPRO_"))}
+    env.update({"DAGSTER_HOME": str(dagster_home), "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+def daemon_cmd() -> list[str]:
+    return [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")]
+
+
+def webserver_cmd(port: int) -> list[str]:
+    return [str(BIN / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
