@@ -43,6 +43,7 @@ class TaskSnapshot(BaseModel):
     credits_final: int | None = None  # Rivya only; None until settled
     queue_position: int | None = None
     polls: int = 0  # status requests made by wait() to reach this snapshot
+    run_s: float | None = None  # provider-reported seconds from creation to the terminal state, if known
 
 
 class SubmittedTask(BaseModel):
