@@ -27,6 +27,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -117,6 +118,8 @@ async def engine_phase(args: argparse.Namespace) -> dict[str, Any]:
     peak_mb = peak_rss_mb()  # before the bench reads the ledger back below
     _profile_done(profiler, args)
     held = _held(storage_dir)
+    shutil.rmtree(storage_dir, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
     return _figures(
         args.n,
         wall,
@@ -129,7 +132,6 @@ async def engine_phase(args: argparse.Namespace) -> dict[str, Any]:
         failures=report.failures_by_reason,
         http_429=report.client_counters.get("rate_limited", 0),
         requests=report.client_counters.get("requests", 0),
-        storage=storage_dir,
         # submit -> ledger row per task, and how many slots were busy on average: tells a slow task
         # (polling, storing) from an idle slot (the engine not keeping C tasks in flight)
         held_s_mean=round(held / max(1, report.submitted), 4),
@@ -175,6 +177,7 @@ def dagster_phase(args: argparse.Namespace) -> dict[str, Any]:
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     result = dg.materialize([generated_images], partition_key="rivya|1K", instance=instance, resources=resources)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+    shutil.rmtree(work, ignore_errors=True)
     (event,) = result.get_asset_materialization_events()
     meta = {k: v.value for k, v in event.materialization.metadata.items()}
     polls = round(float(meta["polls_per_task"]) * args.n)
@@ -238,6 +241,7 @@ async def sequential_phase(args: argparse.Namespace) -> dict[str, Any]:
         await naive.one(_prompt(args.prefix, i), i)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     await naive.http.aclose()
+    shutil.rmtree(naive.dir, ignore_errors=True)
     extrapolated = wall / sample * args.n
     out = _figures(sample, wall, cpu, naive.polls, args.ideal * sample / args.n, http_429=naive.rate_limited)
     out.update(
@@ -263,6 +267,7 @@ async def gather_phase(args: argparse.Namespace) -> dict[str, Any]:
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     failures = sum(isinstance(r, BaseException) for r in results)
     await naive.http.aclose()
+    shutil.rmtree(naive.dir, ignore_errors=True)
     return _figures(args.n, wall, cpu, naive.polls, args.ideal, http_429=naive.rate_limited, failed=failures)
 
 
