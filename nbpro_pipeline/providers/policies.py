@@ -99,11 +99,18 @@ class PollPolicy(BaseModel):
     def poll_times(self, tracker: LatencyTracker | None = None) -> Iterator[float]:
         """Seconds after submit at which to poll, ascending; consults ``tracker`` before every poll, so
         a task that started cold switches to the learned schedule as soon as there is one."""
-        t, gap = 0.0, None
+        t, gap, level = 0.0, None, 0
         while True:
             warm = self.adaptive and tracker is not None and len(tracker) >= self.min_samples
             planned = tracker.quantiles(self.quantiles) if warm else []  # type: ignore[union-attr]
-            nxt = next((p for p in planned if p >= t + self.min_interval_s), None)
+            # the next quantile *level* not yet used: when the learned times shift a little between two
+            # polls, the same level must not be polled twice a moment apart
+            nxt = None
+            while level < len(planned):
+                level += 1
+                if planned[level - 1] >= t + self.min_interval_s:
+                    nxt = planned[level - 1]
+                    break
             if nxt is not None:
                 step = nxt - t if gap is None else min(nxt - t, self.max_interval_s)
             elif warm:  # later than every learned time: a straggler, polled at intervals growing with its age

@@ -97,3 +97,15 @@ def test_schedule_switches_to_learned_times_mid_wait_and_never_polls_faster_than
     polls = list(itertools.islice(policy.poll_times(instant), 6))
     assert polls[0] == pytest.approx(0.05)
     assert all(b - a >= 0.05 - 1e-9 for a, b in itertools.pairwise(polls))
+
+
+def test_a_small_shift_of_the_learned_times_does_not_poll_the_same_level_twice():
+    tracker = LatencyTracker(window=16)
+    for i in range(16):
+        tracker.add(10.0 + i)  # 10..25 s
+    times = PollPolicy().poll_times(tracker)
+    first = next(times)
+    for _ in range(8):
+        tracker.add(first + 1.0)  # meanwhile the window moved up a little
+    second = next(times)
+    assert second - first > 2.0  # the next quantile level, not the same level a moment later
