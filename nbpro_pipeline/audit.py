@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -170,7 +170,7 @@ class AuditedCell(BaseModel):
 
 
 async def run_and_audit(
-    rows: list[PromptRow],
+    rows: Iterable[PromptRow],
     *,
     client_factory: Callable[[], Any],
     provider: Provider,

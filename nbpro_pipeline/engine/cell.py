@@ -32,6 +32,7 @@ from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.engine.progress import Progress
 from nbpro_pipeline.engine.references import ReferenceProblem, ReferenceResolver
 from nbpro_pipeline.engine.report import CellReport, StoredImage
+from nbpro_pipeline.engine.rows import CellRows
 from nbpro_pipeline.engine.settings import EngineSettings, RunInfo
 from nbpro_pipeline.image_files import ImageProblem, check_image, copy_with_lineage, inspect_image
 from nbpro_pipeline.models.common import RIVYA_MODEL_ID, OutputFormat, Provider, Resolution, TaskState
@@ -173,14 +174,18 @@ class CellRunner:
     async def run(self, rows: Iterable[PromptRow]) -> CellReport:
         started = time.monotonic()
         await asyncio.to_thread(self._load_history)
-        eligible = [r for r in rows if r.eligible_for(self.provider, self.resolution)]
-        self.report.eligible = len(eligible)
-        progress = Progress(self.run_info.partition_key, len(eligible), self._emit, self._cost_so_far)
+        if isinstance(rows, CellRows):  # filtered already, and turned into PromptRows only as workers take them
+            eligible: Iterable[PromptRow] = rows
+            self.report.eligible = len(rows)
+        else:
+            eligible = [r for r in rows if r.eligible_for(self.provider, self.resolution)]
+            self.report.eligible = len(eligible)
+        progress = Progress(self.run_info.partition_key, self.report.eligible, self._emit, self._cost_so_far)
         self.progress = progress
         ticker = asyncio.ensure_future(progress.every(self.settings.progress_interval_s))
         self._emit(
-            f"{self.run_info.partition_key}: {len(eligible)} eligible prompts; {len(self.succeeded)} fingerprints "
-            f"already stored; {len(self.unresolved)} journaled tasks to resume"
+            f"{self.run_info.partition_key}: {self.report.eligible} eligible prompts; "
+            f"{len(self.succeeded)} fingerprints already stored; {len(self.unresolved)} journaled tasks to resume"
         )
         try:
             queue: Iterator[PromptRow] = iter(eligible)

@@ -46,6 +46,7 @@ class TaskSnapshot(BaseModel):
     # Whether the provider bills this task, when the client can tell from the provider's own answer
     # (OdiRouter: a cancelled task is billed only if it had started processing); None: not known here.
     billed: bool | None = None
+    run_s: float | None = None  # provider-reported seconds from creation to the terminal state, if known
 
 
 class SubmittedTask(BaseModel):

@@ -36,8 +36,9 @@ from nbpro_pipeline.providers.errors import (
     RetryableError,
     SubmitOutcomeUnknown,
 )
-from nbpro_pipeline.providers.policies import PollPolicy, RetryPolicy, parse_retry_after
+from nbpro_pipeline.providers.policies import LatencyTracker, PollPolicy, RetryPolicy, parse_retry_after
 from nbpro_pipeline.providers.ratelimit import TokenBucket
+from nbpro_pipeline.providers.transport import LeanAsyncTransport
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +91,18 @@ class HttpProviderClient:
             headers={"Authorization": f"Bearer {secret}"} if (secret := self._key.get_secret_value()) else {},
             timeout=timeout,
             limits=limits,
-            transport=transport,
+            transport=transport or LeanAsyncTransport(max_connections=max_connections),
         )
         # Result URLs point at CDNs and object stores: they get no credentials, and may redirect.
-        self._cdn = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=True, transport=transport)
+        self._cdn = httpx.AsyncClient(
+            timeout=timeout,
+            limits=limits,
+            follow_redirects=True,
+            transport=transport or LeanAsyncTransport(max_connections=max_connections),
+        )
         self._rng = random.Random(seed)
         self._pause_until = 0.0
+        self.latencies = LatencyTracker()  # completion times seen by wait(): the poll schedule's input
         self.counters: Counter[str] = Counter()
         self.limiter = limiter  # API calls only; CDN downloads are not the provider's quota
 
@@ -257,18 +264,25 @@ class HttpProviderClient:
         yields no terminal state, ``DeadlineExceededError`` is raised with the task id so nothing
         paid-for is forgotten.
         """
-        deadline = time.monotonic() + (deadline_s if deadline_s is not None else self.poll_policy.deadline_s)
+        start = time.monotonic()
+        deadline = start + (deadline_s if deadline_s is not None else self.poll_policy.deadline_s)
         polls = 0
         snapshot: TaskSnapshot | None = None
-        for interval in self.poll_policy.intervals():
-            remaining = deadline - time.monotonic()
+        polled_at = 0.0  # seconds after start of the last poll that found the task unfinished
+        for at in self.poll_policy.poll_times(self.latencies):
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 break
-            await asyncio.sleep(min(interval, remaining))
+            if start + at < now and snapshot is not None:
+                continue  # fell behind (a slow poll, a 429 pause): skip to the next time still ahead
+            await asyncio.sleep(max(0.0, min(start + at - now, remaining)))
             snapshot = await self.poll(task_id)
             polls += 1
             if snapshot.state.terminal:
+                self._learn(snapshot, polled_at, time.monotonic() - start)
                 return snapshot.model_copy(update={"polls": polls})
+            polled_at = time.monotonic() - start
         last = snapshot or await self.poll(task_id)
         final = await self._on_deadline(task_id, last)
         if final is not None and final.state.terminal:
@@ -281,6 +295,15 @@ class HttpProviderClient:
             last_state=last.state.value,
             billed=final.billed if final else None,
         )
+
+    def _learn(self, snapshot: TaskSnapshot, before: float, seen: float) -> None:
+        """Feed the poll schedule: the provider's own run time when it reports one, else the middle of
+        the window in which the task finished (between the last two polls; the first poll's time when
+        it was the first). Failures count too: they occupy a slot just as long."""
+        if snapshot.run_s is not None:
+            self.latencies.add(snapshot.run_s)
+        else:
+            self.latencies.add((before + seen) / 2 if before > 0 else seen)
 
     # -- downloads ----------------------------------------------------------------------------------
     async def fetch_result(self, snapshot: TaskSnapshot, sink: BinaryIO, *, index: int = 0) -> DownloadedImage:

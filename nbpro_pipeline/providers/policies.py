@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -31,23 +32,96 @@ class RetryPolicy(BaseModel):
         return self.backoff(attempt, rng)
 
 
-class PollPolicy(BaseModel):
-    """Adaptive polling: a quick first look, then intervals growing by ``factor`` up to a cap.
+class LatencyTracker:
+    """How long recent tasks of one client took from submit to a terminal state.
 
-    Rivya's docs advise a first poll 2-3 s after submit, then every 5-10 s; that is the default.
-    ``deadline_s`` bounds the whole wait for one task.
+    The poll schedule is read off these times (``PollPolicy.poll_times``), so it follows whatever the
+    provider is doing today: a 1 s model is polled around 1 s, a 20 s one around 20 s, with the same
+    expected number of polls. A sliding window, so a provider that slows down is followed.
+    """
+
+    def __init__(self, window: int = 256) -> None:
+        self._samples: deque[float] = deque(maxlen=window)
+        self._added = 0
+        self._cached_at = -1
+        self._sorted: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def add(self, seconds: float) -> None:
+        self._samples.append(max(0.0, seconds))
+        self._added += 1
+
+    def quantiles(self, qs: tuple[float, ...]) -> list[float]:
+        """The ``qs`` quantiles of the window, ascending; re-sorted only every few new samples, since
+        every poll of every task reads them."""
+        if self._cached_at < 0 or self._added - self._cached_at >= 8:
+            self._sorted = sorted(self._samples)
+            self._cached_at = self._added
+        data = self._sorted
+        if not data:
+            return []
+        last = len(data) - 1
+        return [data[min(last, int(q * last + 0.5))] for q in qs]
+
+
+class PollPolicy(BaseModel):
+    """When to poll a task: at the quantiles of recently observed completion times, else backing off.
+
+    Until ``min_samples`` tasks have finished (the cold start) it is the classic schedule: a first poll
+    after ``first_delay_s`` (Rivya's docs advise 2-3 s), then intervals growing by ``factor`` up to
+    ``max_interval_s``. Once the client has seen enough completions (``LatencyTracker``), polls go at
+    the ``quantiles`` of those times: the expected number of polls is then ``1 + sum(1 - q)`` over all
+    quantiles but the first (about 2.5 with the defaults) whatever the latency, and a task finishing
+    between two quantiles waits only for the next one. Past the last quantile (a straggler) the gaps
+    grow with the task's age, by ``factor - 1`` of it.
+    Gaps never exceed ``max_interval_s`` (except before the first poll) nor fall below
+    ``min_interval_s``. ``deadline_s`` bounds the whole wait for one task.
     """
 
     first_delay_s: float = Field(default=2.0, ge=0)
     factor: float = Field(default=1.6, ge=1)
     max_interval_s: float = Field(default=8.0, ge=0)
     deadline_s: float = Field(default=900.0, gt=0)
+    adaptive: bool = True
+    quantiles: tuple[float, ...] = (0.3, 0.6, 0.8, 0.9, 0.95, 0.99)
+    min_samples: int = Field(default=8, ge=1)
+    min_interval_s: float = Field(default=0.05, ge=0)
 
     def intervals(self) -> Iterator[float]:
+        """The classic (cold) schedule as gaps between polls."""
         delay = self.first_delay_s
         while True:
             yield delay
             delay = min(self.max_interval_s, max(delay, 1e-3) * self.factor)
+
+    def poll_times(self, tracker: LatencyTracker | None = None) -> Iterator[float]:
+        """Seconds after submit at which to poll, ascending; consults ``tracker`` before every poll, so
+        a task that started cold switches to the learned schedule as soon as there is one."""
+        t, gap, level = 0.0, None, 0
+        while True:
+            warm = self.adaptive and tracker is not None and len(tracker) >= self.min_samples
+            planned = tracker.quantiles(self.quantiles) if warm else []  # type: ignore[union-attr]
+            # the next quantile *level* not yet used: when the learned times shift a little between two
+            # polls, the same level must not be polled twice a moment apart
+            nxt = None
+            while level < len(planned):
+                level += 1
+                if planned[level - 1] >= t + self.min_interval_s:
+                    nxt = planned[level - 1]
+                    break
+            if nxt is not None:
+                step = nxt - t if gap is None else min(nxt - t, self.max_interval_s)
+            elif warm:  # later than every learned time: a straggler, polled at intervals growing with its age
+                step = min(self.max_interval_s, max(self.min_interval_s, t * (self.factor - 1)))
+            elif gap is None:
+                step = self.first_delay_s
+            else:
+                step = min(self.max_interval_s, max(gap, 1e-3) * self.factor)
+            gap = step
+            t += step
+            yield t
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -168,6 +168,8 @@ class RivyaClient(HttpProviderClient):
             error_message=self._redact(task.error.message) if task.error else None,
             credits_reserved=task.reserved_credits,
             credits_final=task.final_credits,
+            # Rivya stamps the terminal transition: the exact run time, which the poll schedule learns from
+            run_s=(task.updated_at - task.created_at).total_seconds() if task.state.terminal else None,
         )
 
     # -- files, credits, models ---------------------------------------------------------------------

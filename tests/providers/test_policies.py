@@ -1,11 +1,13 @@
 import itertools
+import math
 import random
+import statistics
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
 
-from nbpro_pipeline.providers.policies import PollPolicy, RetryPolicy, parse_retry_after
+from nbpro_pipeline.providers.policies import LatencyTracker, PollPolicy, RetryPolicy, parse_retry_after
 
 
 def test_backoff_grows_exponentially_is_capped_and_jittered_downwards():
@@ -41,3 +43,69 @@ def test_parse_retry_after_http_date():
 def test_poll_intervals_start_quick_then_back_off_to_a_cap():
     policy = PollPolicy(first_delay_s=0.5, factor=2, max_interval_s=3)
     assert list(itertools.islice(policy.intervals(), 6)) == [0.5, 1.0, 2.0, 3, 3, 3]
+
+
+def _simulate(policy: PollPolicy, tracker, latencies: list[float]) -> tuple[float, float]:
+    """Mean polls per task and mean wait past completion when each task is polled on ``poll_times``."""
+    polls, late = 0, 0.0
+    for latency in latencies:
+        for k, at in enumerate(policy.poll_times(tracker), start=1):
+            if at >= latency:
+                polls += k
+                late += at - latency
+                break
+    return polls / len(latencies), late / len(latencies)
+
+
+def test_cold_poll_times_are_the_classic_backoff():
+    policy = PollPolicy(first_delay_s=0.5, factor=2, max_interval_s=3)
+    assert list(itertools.islice(policy.poll_times(LatencyTracker()), 5)) == [0.5, 1.5, 3.5, 6.5, 9.5]
+
+
+@pytest.mark.parametrize(
+    ("draw", "max_polls", "max_late_fraction"),
+    [
+        (lambda rng: rng.lognormvariate(math.log(20), 0.5), 3.0, 0.2),  # slow, long tail: few polls
+        (lambda rng: rng.uniform(0.8, 1.2), 3.5, 0.06),  # quick and tight: detected within a few %
+    ],
+)
+def test_learned_schedule_polls_few_times_and_detects_completion_soon(draw, max_polls, max_late_fraction):
+    rng = random.Random(3)
+    tracker = LatencyTracker()
+    for _ in range(256):
+        tracker.add(draw(rng))
+    latencies = [draw(rng) for _ in range(2000)]
+    classic_polls, _ = _simulate(PollPolicy(adaptive=False), tracker, latencies)
+    polls, late = _simulate(PollPolicy(), tracker, latencies)
+    assert polls <= max_polls
+    assert late <= max_late_fraction * statistics.mean(latencies)
+    assert polls < classic_polls or late < 0.5  # better than the fixed 2 s / x1.6 schedule on one count
+
+
+def test_schedule_switches_to_learned_times_mid_wait_and_never_polls_faster_than_min_interval():
+    tracker = LatencyTracker()
+    policy = PollPolicy(first_delay_s=2.0, min_interval_s=0.05)
+    times = policy.poll_times(tracker)
+    assert next(times) == 2.0  # cold
+    for i in range(16):
+        tracker.add(3.0 + i / 100)  # meanwhile other tasks were seen to take 3.0-3.15 s
+    assert 3.0 <= next(times) <= 3.15  # not the cold backoff's 2 + 3.2 s
+
+    instant = LatencyTracker()
+    for _ in range(16):
+        instant.add(0.0)  # a provider that finishes at once
+    polls = list(itertools.islice(policy.poll_times(instant), 6))
+    assert polls[0] == pytest.approx(0.05)
+    assert all(b - a >= 0.05 - 1e-9 for a, b in itertools.pairwise(polls))
+
+
+def test_a_small_shift_of_the_learned_times_does_not_poll_the_same_level_twice():
+    tracker = LatencyTracker(window=16)
+    for i in range(16):
+        tracker.add(10.0 + i)  # 10..25 s
+    times = PollPolicy().poll_times(tracker)
+    first = next(times)
+    for _ in range(8):
+        tracker.add(first + 1.0)  # meanwhile the window moved up a little
+    second = next(times)
+    assert second - first > 2.0  # the next quantile level, not the same level a moment later
