@@ -134,6 +134,8 @@ class CellRunner:
         # without an idempotency key, every submit between "sent" and "task id durable" is one a crash can
         # buy twice: bound how many can be in that window at once
         self._submit_gate = asyncio.Semaphore(self.settings.max_unjournaled_submits)
+        self._slots = asyncio.Semaphore(self.settings.max_in_flight)  # tasks submitted and not yet terminal
+        self._holding: set[int] = set()  # rows (by id) holding a slot
 
     # -- what earlier runs left ---------------------------------------------------------------------
     def _load_history(self) -> None:
@@ -189,7 +191,10 @@ class CellRunner:
         )
         try:
             queue: Iterator[PromptRow] = iter(eligible)
-            workers = [asyncio.ensure_future(self._worker(queue)) for _ in range(self.settings.max_in_flight)]
+            # a few more workers than provider slots: a task's download and store then overlap the next
+            # submit instead of keeping a slot the provider has already freed
+            extra = max(1, self.settings.max_in_flight // 4)
+            workers = [asyncio.ensure_future(self._worker(queue)) for _ in range(self.settings.max_in_flight + extra)]
             await asyncio.gather(*workers)
             # tasks journaled by earlier runs whose rows are gone from the table: still paid, still finished
             orphans = list(self.unresolved.items())
@@ -347,6 +352,21 @@ class CellRunner:
                 return self._record(
                     row, request, fp, OutcomeStatus.FAILED, error_code="reference_unreadable", error_message=str(exc)
                 )
+        await self._slots.acquire()
+        try:
+            return await self._submit_in_slot(row, request, fp)
+        finally:
+            self._release_slot(row)
+
+    def _release_slot(self, row: PromptRow) -> None:
+        if id(row) in self._holding:
+            self._holding.discard(id(row))
+            self._slots.release()
+
+    async def _submit_in_slot(self, row: PromptRow, request: GenerationRequest, fp: str) -> LedgerRecord:
+        """Submit and see the task through; the provider slot (one of ``max_in_flight``) is given back as
+        soon as the task is terminal, before its image is downloaded and stored."""
+        self._holding.add(id(row))
         key = self._idempotency_key(fp)
         self.journal.add(
             "intent", fp, idempotency_key=key, row=row.model_dump(mode="json"), request=request.model_dump(mode="json")
@@ -423,6 +443,7 @@ class CellRunner:
                 snap = first
             else:
                 snap = await self.client.wait(task_id, deadline_s=self.settings.task_deadline_s)
+            self._release_slot(row)
         except DeadlineExceededError as exc:
             running = exc.last_state == TaskState.RUNNING.value
             if self.provider is Provider.RIVYA:  # no cancel on Rivya: the task lives on, resumable

@@ -6,7 +6,9 @@ from pydantic import BaseModel, Field
 
 
 class EngineSettings(BaseModel):
-    max_in_flight: int = Field(default=32, ge=1, description="tasks submitted but not yet stored, per cell")
+    max_in_flight: int = Field(
+        default=32, ge=1, description="tasks submitted and not yet finished at the provider, per cell"
+    )
     requests_per_s: float = Field(default=20.0, gt=0, description="token-bucket rate for API calls")
     burst: int = Field(default=40, ge=1, description="token-bucket size")
     task_deadline_s: float = Field(default=900.0, gt=0, description="submit-to-terminal limit per task")
