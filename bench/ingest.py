@@ -13,11 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import peak_rss_mb  # noqa: E402
 
 
 def generate(rows: int, directory: str) -> dict[str, str]:
@@ -81,18 +84,6 @@ def generate(rows: int, directory: str) -> dict[str, str]:
     pq.write_table(table, paths["parquet"])
     pcsv.write_csv(table, paths["csv"])
     return paths
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM: reset by exec, unlike ru_maxrss, which a child inherits at fork)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def load_once(path: str) -> dict:

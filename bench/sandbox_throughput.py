@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 
 import httpx
 
-RIVYA_KEY = "rvya_sk_bench_0123456789"
-ODIROUTER_KEY = "odr_bench_key_0123456789"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import ODIROUTER_KEY, RIVYA_KEY, cpu_seconds  # noqa: E402
+
 QUEUE = "/model/v1/queue/nano_banana_pro"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 POLL_SLEEP_S = 0.02
@@ -68,19 +70,6 @@ class PhaseResult:
 
 def _per_task_ms(cpu_s: float | None, tasks: int) -> float | None:
     return round(1000 * cpu_s / tasks, 2) if cpu_s is not None and tasks else None
-
-
-def cpu_seconds(pid: int | None = None) -> float | None:
-    """User+system CPU of a process (Linux /proc; None elsewhere): who is the bottleneck?"""
-    if pid is None:
-        t = os.times()
-        return t.user + t.system
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def start_sandbox(state_dir: str) -> tuple[subprocess.Popen, str]:
