@@ -161,26 +161,32 @@ def read_local(path: str, roots: Sequence[str], *, keep: bool) -> tuple[str, byt
         if not os.path.isfile(real):
             raise ReferenceRefused("reference_unreadable", f"{path} is not a file; name an image file")
         check_size(st.st_size, path)
-        digest = hashlib.sha256()
-        kept: list[bytes] = []
-        size = 0
         with open(real, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                if size == 0:
-                    check_image(block, path)
-                size += len(block)
-                check_size(size, path)  # the file grew since stat
-                digest.update(block)
-                if keep:
-                    kept.append(block)
-        if size == 0:
-            check_image(b"", path)
+            return _read_checked(handle, path, keep=keep)
     except FileNotFoundError:
         raise ReferenceRefused("reference_unreadable", f"no file at {path}; check the path") from None
     except OSError as exc:
         raise ReferenceRefused(
             "reference_unreadable", f"cannot read {path} ({exc.strerror or exc}); make it readable"
         ) from None
+
+
+def _read_checked(handle, what: str, *, keep: bool) -> tuple[str, bytes | None]:
+    """Stream ``handle``: the image check on the first block, the size limit on every block (a file may
+    grow after its size was read), sha256 of it all, and the bytes if ``keep``."""
+    digest = hashlib.sha256()
+    kept: list[bytes] = []
+    size = 0
+    for block in iter(lambda: handle.read(1 << 20), b""):
+        if size == 0:
+            check_image(block, what)
+        size += len(block)
+        check_size(size, what)
+        digest.update(block)
+        if keep:
+            kept.append(block)
+    if size == 0:
+        check_image(b"", what)
     return digest.hexdigest(), b"".join(kept) if keep else None
 
 
@@ -195,20 +201,8 @@ def read_object(uri: str, roots: Sequence[str], *, keep: bool) -> tuple[str, byt
         if info.get("type") != "file":
             raise ReferenceRefused("reference_unreadable", f"{uri} is not a file; name an image file")
         check_size(int(info.get("size") or 0), uri)
-        digest = hashlib.sha256()
-        kept: list[bytes] = []
-        size = 0
         with fs.open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                if size == 0:
-                    check_image(block, uri)
-                size += len(block)
-                check_size(size, uri)
-                digest.update(block)
-                if keep:
-                    kept.append(block)
-        if size == 0:
-            check_image(b"", uri)
+            return _read_checked(handle, uri, keep=keep)
     except ReferenceRefused:
         raise
     except FileNotFoundError:
@@ -219,7 +213,6 @@ def read_object(uri: str, roots: Sequence[str], *, keep: bool) -> tuple[str, byt
         ) from None
     except Exception as exc:  # credentials, permissions, an unreachable store: this reference only
         raise ReferenceRefused("reference_unreadable", f"cannot read {uri} ({type(exc).__name__}: {exc})") from None
-    return digest.hexdigest(), b"".join(kept) if keep else None
 
 
 def read_reference(source: str, roots: Sequence[str], *, keep: bool) -> tuple[str, bytes | None]:
