@@ -11,6 +11,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,6 +69,20 @@ def mean_latency(dist: dict[str, Any], time_scale: float = 1.0) -> float:
     return mean * time_scale
 
 
+def launch_sandbox(args: list[str], **popen: Any) -> tuple[subprocess.Popen, str]:
+    """``nbpro sandbox --port 0 ARGS`` in a subprocess, and the URL it printed it listens on."""
+    cmd = [sys.executable, "-m", "nbpro_pipeline.cli", "sandbox", "--port", "0", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, **popen)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"listening on (http://\S+)", line)
+    if not match:
+        proc.kill()
+        proc.wait(timeout=15)
+        raise RuntimeError(f"sandbox did not start; first line was {line!r}")
+    return proc, match.group(1)
+
+
 class Sandbox:
     """``nbpro sandbox`` in a subprocess on a free port, with a latency and a concurrency limit.
 
@@ -91,18 +106,13 @@ class Sandbox:
         self.config_path = os.path.join(self.dir, "config.json")
         with open(self.config_path, "w") as fh:
             json.dump(config, fh)
-        cmd = [
-            sys.executable, "-m", "nbpro_pipeline.cli", "sandbox", "--port", "0",
-            "--state", os.path.join(self.dir, "state"), "--config", self.config_path,
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        match = re.search(r"listening on (http://\S+)", line)
-        if not match:
-            self.close()
-            raise RuntimeError(f"sandbox did not start; first line was {line!r}")
-        self.url = match.group(1)
+        try:
+            self.proc, self.url = launch_sandbox(
+                ["--state", os.path.join(self.dir, "state"), "--config", self.config_path], cwd=REPO
+            )
+        except RuntimeError:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
 
     @property
     def rivya_url(self) -> str:
@@ -121,8 +131,6 @@ class Sandbox:
         return httpx.get(self.url + "/_sandbox/stats", timeout=30, trust_env=False).json()
 
     def close(self) -> None:
-        import shutil
-
         if self.proc.poll() is None:
             self.proc.kill()  # state is throwaway; no graceful shutdown needed
             self.proc.wait(timeout=15)

@@ -33,7 +33,6 @@ import json
 import multiprocessing
 import os
 import random
-import re
 import shutil
 import signal
 import sqlite3
@@ -52,6 +51,7 @@ from typing import Any
 import chaos_cell  # bench/ is on sys.path when this file runs as a script
 import httpx
 import pyarrow.parquet as pq
+from _common import launch_sandbox
 
 from nbpro_pipeline.engine.cell import RESUMABLE_CODES
 from nbpro_pipeline.engine.settings import EngineSettings
@@ -85,20 +85,11 @@ LIGHT_FAULTS = [  # faults that never make a second charge legitimate (no failed
 
 # -- the sandbox -------------------------------------------------------------------------------------
 def start_sandbox(state_dir: Path, seed: int, faults: str) -> tuple[subprocess.Popen, str]:
-    cmd = [
-        sys.executable, "-m", "nbpro_pipeline.cli", "sandbox", "--port", "0", "--state", str(state_dir),
-        "--seed", str(seed), "--queued-latency", "uniform:0.02,0.1", "--processing-latency", "uniform:0.1,0.5",
+    args = [
+        "--state", str(state_dir), "--seed", str(seed),
+        "--queued-latency", "uniform:0.02,0.1", "--processing-latency", "uniform:0.1,0.5",
     ]  # fmt: skip
-    if faults == "light":
-        cmd += LIGHT_FAULTS
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"listening on (http://\S+)", line)
-    if not match:
-        proc.kill()
-        raise RuntimeError(f"sandbox did not start; first line was {line!r}")
-    return proc, match.group(1)
+    return launch_sandbox(args + (LIGHT_FAULTS if faults == "light" else []), stderr=subprocess.DEVNULL)
 
 
 def wait_settled(url: str, provider: Provider, timeout_s: float = 20.0) -> None:

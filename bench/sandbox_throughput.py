@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import secrets
 import shutil
 import statistics
@@ -28,7 +27,7 @@ import httpx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import ODIROUTER_KEY, RIVYA_KEY, cpu_seconds  # noqa: E402
+from _common import ODIROUTER_KEY, RIVYA_KEY, cpu_seconds, launch_sandbox  # noqa: E402
 
 QUEUE = "/model/v1/queue/nano_banana_pro"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -73,18 +72,7 @@ def _per_task_ms(cpu_s: float | None, tasks: int) -> float | None:
 
 
 def start_sandbox(state_dir: str) -> tuple[subprocess.Popen, str]:
-    cmd = [
-        sys.executable, "-m", "nbpro_pipeline.cli", "sandbox",
-        "--port", "0", "--state", state_dir, "--latency", "zero",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"listening on (http://\S+)", line)
-    if not match:
-        proc.kill()
-        raise RuntimeError(f"sandbox did not start; first line was {line!r}")
-    return proc, match.group(1)
+    return launch_sandbox(["--state", state_dir, "--latency", "zero"])
 
 
 class Worker:
