@@ -11,7 +11,9 @@ from nbpro_pipeline.engine.settings import EngineSettings, RunInfo
 # RSS of a cell run kept growing with the number of prompts although nothing was held (bench/memory.py:
 # +25 MB from 1,000 to 6,000 prompts, +9 MB with the system allocator): it keeps freed pages of the
 # prompt table and the ledger parts. Set on import, before the prompt table is read; the Arrow work
-# of a cell is small, so nothing is lost. Ingest (``prompts``) does not import this and keeps mimalloc.
+# of a cell is small, so nothing is lost. A process that only validates tables (``nbpro validate``,
+# ``bench/ingest.py``) keeps mimalloc; the Dagster code location imports both, so its ``prompt_table``
+# runs on the system allocator too (not benchmarked separately).
 pa.set_memory_pool(pa.system_memory_pool())
 
 __all__ = ["CellReport", "CellRunner", "EngineSettings", "RunInfo", "StoredImage", "rows_for_cell"]
