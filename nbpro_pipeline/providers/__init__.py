@@ -22,6 +22,7 @@ from nbpro_pipeline.providers.errors import (
     ResultExpiredError,
     RetryableError,
     SubmitOutcomeUnknown,
+    UnreadableResultError,
     UnsupportedOperationError,
 )
 from nbpro_pipeline.providers.odirouter import OdiRouterClient
@@ -54,6 +55,7 @@ __all__ = [
     "SubmittedTask",
     "TaskSnapshot",
     "TokenBucket",
+    "UnreadableResultError",
     "UnsupportedOperationError",
     "idempotency_key_for",
 ]

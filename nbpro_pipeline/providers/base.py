@@ -59,6 +59,9 @@ class SubmittedTask(BaseModel):
     submitted_at: datetime
     attempts: int  # HTTP attempts the create took (retries included)
     snapshot: TaskSnapshot | None = None  # Rivya answers the create with the task itself
+    # The provider answered with a task it had already created for this idempotency key (Rivya's
+    # ``Idempotent-Replayed`` header): the task may already be in a ledger and must not be booked twice.
+    replayed: bool = False
 
 
 class DownloadedImage(BaseModel):

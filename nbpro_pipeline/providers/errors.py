@@ -24,8 +24,10 @@ class ProviderError(Exception):
         status_code: int | None = None,
         code: str | None = None,
         request_id: str | None = None,
+        polls: int = 0,
     ) -> None:
         self.message = message
+        self.polls = polls  # status requests made before this error (wait() sets it): reports count real polls
         self.provider = provider
         self.status_code = status_code
         self.code = code
@@ -122,3 +124,30 @@ class UnsupportedOperationError(ProviderError):
 
 class InvalidReferenceError(InvalidRequestError):
     """A reference image failed a local check before upload (type from magic bytes, size)."""
+
+
+class UnreadableResultError(ProviderError):
+    """The provider said the task is finished but its result (or status) body has a shape this client
+    does not know.
+
+    Nothing paid for may be lost on that account: ``snapshot`` is the terminal snapshot the provider gave
+    (when ``snapshot.state`` is SUCCEEDED the task is billable and is booked at its price), ``raw_body``
+    is the body as received (the engine keeps it under ``quarantine/``), and the task stays resumable so
+    the next run polls it again instead of resubmitting.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_id: str,
+        raw_body: bytes,
+        content_type: str | None = None,
+        snapshot: object | None = None,  # a providers.base.TaskSnapshot; typed loosely to avoid an import cycle
+        **kw,
+    ) -> None:
+        self.task_id = task_id
+        self.raw_body = raw_body
+        self.content_type = content_type
+        self.snapshot = snapshot
+        super().__init__(message, **kw)
