@@ -3,7 +3,7 @@
 Keys come from the environment through ``EnvVar`` (resolved at launch, never stored in run config);
 base URLs, the storage root and the prompt sources are ordinary settings with local defaults, so the
 location runs against the sandbox out of the box. For the real providers set ``RIVYA_BASE_URL`` and
-``ODIROUTER_BASE_URL`` (see the README).
+``ODIROUTER_BASE_URL`` (see docs/deployment.md).
 """
 
 import os

@@ -1,6 +1,6 @@
 """The short form of ``bench/chaos.py``: real cell runs SIGKILLed at random moments and re-run, then the
 money invariants checked against the sandbox's billing ledger. The full run is
-``python bench/chaos.py --trials 20 --json`` (README, Reliability)."""
+``python bench/chaos.py --trials 20 --json`` (docs/reliability.md)."""
 
 from __future__ import annotations
 

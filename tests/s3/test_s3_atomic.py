@@ -70,7 +70,7 @@ def test_a_writer_killed_mid_upload_leaves_no_object(bucket, s3_client):
         proc.kill()
         proc.wait()
     assert keys(s3_client, bucket) == []  # readers see nothing: the upload was never completed
-    # the orphaned upload is invisible but billed by S3 until a lifecycle rule aborts it (see the README)
+    # the orphaned upload is invisible but billed by S3 until a lifecycle rule aborts it (see docs/deployment.md)
     assert len(s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
 
 
