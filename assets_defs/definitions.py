@@ -76,6 +76,8 @@ def build_resources() -> dict:
         "pipeline": PipelineResource(
             prompt_sources=_sources(),
             cells=os.environ.get("NBPRO_CELLS", "all"),
+            failure_rate_warn=_float("NBPRO_FAILURE_RATE_WARN") or 0.0,
+            failure_rate_error=_float("NBPRO_FAILURE_RATE_ERROR") or 0.2,
         ),
     }
 
