@@ -47,6 +47,14 @@ class Tile(BaseModel):
     bad: bool = False
 
 
+class NoImage(BaseModel):
+    """A cross-provider cell with no image: the latest outcome says why."""
+
+    text: str
+    bad: bool = True
+    src: None = None
+
+
 class GalleryPage(BaseModel):
     uri: str
     shown: int
@@ -99,10 +107,9 @@ def write_cell_gallery(storage: Storage, state: CellState) -> GalleryPage:
 
 
 def _latest_with_image(ledger: pa.Table) -> pd.DataFrame:
-    columns = ["prompt_id", "provider", "resolution", "status", "error_code", "image_uri", "width", "height",
-               "latency_s", "final_cost", "recorded_at"]  # fmt: skip
-    df = ledger.select(columns).to_pandas()
-    df = df[df["image_uri"].notna()].sort_values("recorded_at", kind="stable")
+    columns = ["prompt_id", "provider", "resolution", "status", "error_code", "error_message", "image_uri",
+               "width", "height", "latency_s", "final_cost", "recorded_at"]  # fmt: skip
+    df = ledger.select(columns).to_pandas().sort_values("recorded_at", kind="stable")
     return df.drop_duplicates(["prompt_id", "provider", "resolution"], keep="last")
 
 
@@ -120,9 +127,7 @@ def write_cross_provider_gallery(storage: Storage, ledger: pa.Table, prices: Pri
         tiles = []
         for provider, resolution in present:
             hit = mine[(mine["provider"] == provider.value) & (mine["resolution"] == resolution.value)]
-            tiles.append(
-                _cross_tile(records(hit)[0], provider, resolution, prices, storage) if len(hit) else None
-            )
+            tiles.append(_cross_tile(records(hit)[0], provider, resolution, prices, storage) if len(hit) else None)
         rows.append({"prompt_id": prompt_id, "tiles": tiles})
     html = _CROSS_PAGE.render(cells=[f"{p.value} {r.value}" for p, r in present], rows=rows, total=len(prompts))
     path = storage.path("gallery", "cross_provider.html")
@@ -131,7 +136,10 @@ def write_cross_provider_gallery(storage: Storage, ledger: pa.Table, prices: Pri
 
 
 def _cross_tile(row: dict, provider: Provider, resolution: Resolution, prices: PriceTable, storage: Storage):
+    """A cell of the cross-provider table: the image with cost, latency and size, or why there is none."""
     cost = Decimal(row["final_cost"] or 0)
+    if row["image_uri"] is None:
+        return NoImage(text=f"{row['status']}: {row['error_code'] or 'no reason recorded'}")
     image = ImageRef(
         prompt_id=row["prompt_id"],
         uri=row["image_uri"],
@@ -144,7 +152,7 @@ def _cross_tile(row: dict, provider: Provider, resolution: Resolution, prices: P
     bad = row["status"] != OutcomeStatus.SUCCEEDED.value
     usd = prices.to_usd(provider, cost)
     latency = f"{image.latency_s:.1f} s" if image.latency_s is not None else "latency unknown"
-    native = f"{cost.normalize():f} {COST_UNIT[provider]}"
-    flag = f"{image.error_code.replace('_', ' ')} ({_size(image)}); " if bad and image.error_code else ""
-    detail = f"{flag}{native} (${usd:.3f}), {latency}, {_size(image)}"
+    money = f"{cost.normalize():f} credits (${usd:.3f})" if COST_UNIT[provider] == "credits" else f"${usd:.3f}"
+    flag = f"{(image.error_code or 'failed').replace('_', ' ')}: {row['error_message'] or ''}; " if bad else ""
+    detail = f"{flag}{money}, {latency}, {_size(image)}"
     return _tile(image, f"{provider.value} {resolution.value}", detail, storage.fs.open, bad)

@@ -29,18 +29,12 @@ def _d(value) -> Decimal:
     return Decimal(value) if not isinstance(value, float) else Decimal(str(value))
 
 
-def _usd(amount: Decimal | None) -> str:
-    return (
-        ""
-        if amount is None
-        else f"${amount:,.4f}".rstrip("0").rstrip(".")
-        if amount % Decimal("0.01")
-        else f"${amount:,.2f}"
-    )
+def _usd(amount: Decimal, places: int = 2) -> str:
+    return f"${amount:,.{places}f}"
 
 
 def _native(amount: Decimal, unit: str) -> str:
-    return f"{amount.normalize():f} {unit}" if unit == "credits" else f"${amount:,.2f}"
+    return f"{amount.normalize():f} cr" if unit == "credits" else _usd(amount)
 
 
 def _row(cells: list[str]) -> str:
@@ -52,24 +46,23 @@ def _table(header: list[str], align: str, rows: list[list[str]]) -> str:
     return "\n".join([_row(header), rule, *(_row(r) for r in rows)])
 
 
+def _cells(report: pd.DataFrame):
+    groups = report.groupby(["provider", "resolution"], sort=False)
+    return sorted(groups, key=lambda kv: _ORDER.get(kv[0], 99))
+
+
+# Narrow on purpose: the metadata panel gives a value about 420 px at a 1440 px window.
+COST_HEADER = ["cell", "images", "failed", "cost", "USD", "lost USD"]
+COMPARISON_HEADER = ["cell", "images", "USD/img", "failed %", "p50 s", "p95 s", "wrong size"]
+USD_NOTE = "\n\ncr: credits. USD: estimate at the configured rates.\nlost: spent on failed attempts."
+
+
 def cost_summary(report: pd.DataFrame) -> str:
     """``credit_cost_report`` per cell (days and sources summed), with a totals row in USD."""
     if report.empty:
         return "_no ledger rows yet_"
-    header = [
-        "provider",
-        "resolution",
-        "images",
-        "failed",
-        "cost (native)",
-        "USD (est.)",
-        "USD / image",
-        "lost to failures (USD)",
-    ]
     rows, images_all, failed_all, usd_all, lost_all = [], 0, 0, Decimal(0), Decimal(0)
-    for (provider, resolution), g in sorted(
-        report.groupby(["provider", "resolution"]), key=lambda kv: _ORDER.get(kv[0], 99)
-    ):
+    for (provider, resolution), g in _cells(report):
         images, failed = int(g["succeeded"].sum()), int(g["failed"].sum())
         native = sum((_d(v) for v in g["final_cost"]), Decimal(0))
         usd = sum((_d(v) for v in g["estimated_usd"]), Decimal(0))
@@ -77,88 +70,32 @@ def cost_summary(report: pd.DataFrame) -> str:
         lost = sum((_d(v) for v in g["cost_lost_to_failures"]), Decimal(0)) * rate
         unit = str(g["cost_unit"].iloc[0])
         rows.append(
-            [
-                provider,
-                resolution,
-                str(images),
-                str(failed),
-                _native(native, unit),
-                _usd(usd),
-                _usd(usd / images) if images else "",
-                _usd(lost),
-            ]
+            [f"{provider} {resolution}", str(images), str(failed), _native(native, unit), _usd(usd), _usd(lost)]
         )
-        images_all, failed_all, usd_all, lost_all = (
-            images_all + images,
-            failed_all + failed,
-            usd_all + usd,
-            lost_all + lost,
-        )
-    rows.append(
-        [
-            "**total**",
-            "",
-            f"**{images_all}**",
-            f"**{failed_all}**",
-            "",
-            f"**{_usd(usd_all)}**",
-            _usd(usd_all / images_all) if images_all else "",
-            _usd(lost_all),
-        ]
-    )
-    note = "\n\nUSD is an estimate: credits at the configured USD per credit, OdiRouter at the configured price table."
-    return _table(header, "llrrrrrr", rows) + note
+        images_all, failed_all = images_all + images, failed_all + failed
+        usd_all, lost_all = usd_all + usd, lost_all + lost
+    rows.append(["**total**", f"**{images_all}**", f"**{failed_all}**", "", f"**{_usd(usd_all)}**", _usd(lost_all)])
+    return _table(COST_HEADER, "lrrrrr", rows) + USD_NOTE
 
 
 def comparison_summary(report: pd.DataFrame) -> str:
     """``provider_comparison``: the answer first (USD per image), then failure rate and latency."""
     if report.empty:
         return "_no ledger rows yet_"
-    header = [
-        "provider",
-        "resolution",
-        "images",
-        "USD / image",
-        "failure rate",
-        "p50 latency (s)",
-        "p95 latency (s)",
-        "size mismatches",
-    ]
     rows, images_all, usd_all, ok_all, failed_all, mism_all = [], 0, Decimal(0), 0, 0, 0
     for r in report.to_dict("records"):
         images, failed, ok = int(r["images"]), int(r["failed"]), int(r["succeeded"])
-        rate = failed / (ok + failed) if ok + failed else None
-        rows.append(
-            [
-                r["provider"],
-                r["resolution"],
-                str(images),
-                _usd(_d(r["cost_per_image_usd"])) if images else "",
-                "" if rate is None else f"{100 * rate:.1f}%",
-                _fmt_s(r["latency_p50_s"]),
-                _fmt_s(r["latency_p95_s"]),
-                str(int(r["size_mismatches"])),
-            ]
-        )
+        rate = f"{100 * failed / (ok + failed):.0f}%" if ok + failed else ""
+        per = _usd(_d(r["cost_per_image_usd"]), 3) if images else ""
+        mism = int(r["size_mismatches"])
+        p50, p95 = _fmt_s(r["latency_p50_s"]), _fmt_s(r["latency_p95_s"])
+        rows.append([f"{r['provider']} {r['resolution']}", str(images), per, rate, p50, p95, str(mism)])
         images_all, usd_all = images_all + images, usd_all + _d(r["estimated_usd"])
-        ok_all, failed_all, mism_all = ok_all + ok, failed_all + failed, mism_all + int(r["size_mismatches"])
-    overall = failed_all / (ok_all + failed_all) if ok_all + failed_all else None
-    rows.append(
-        [
-            "**total**",
-            "",
-            f"**{images_all}**",
-            f"**{_usd(usd_all / images_all)}**" if images_all else "",
-            "" if overall is None else f"{100 * overall:.1f}%",
-            "",
-            "",
-            str(mism_all),
-        ]
-    )
-    return (
-        _table(header, "llrrrrrr", rows)
-        + "\n\nUSD / image includes what failed attempts cost. USD is an estimate (configured rates)."
-    )
+        ok_all, failed_all, mism_all = ok_all + ok, failed_all + failed, mism_all + mism
+    rate_all = f"{100 * failed_all / (ok_all + failed_all):.0f}%" if ok_all + failed_all else ""
+    per_all = f"**{_usd(usd_all / images_all, 3)}**" if images_all else ""
+    rows.append(["**total**", f"**{images_all}**", per_all, rate_all, "", "", str(mism_all)])
+    return _table(COMPARISON_HEADER, "lrrrrrr", rows) + "\n\nUSD/img counts failed attempts too." + USD_NOTE
 
 
 def _fmt_s(value) -> str:
