@@ -1,4 +1,4 @@
-"""The code location: one ``defs`` (``dagster dev -w workspace.yaml`` and Dagster+ load it).
+"""The code location: one ``defs`` (``dg dev -w workspace.yaml`` and Dagster+ load it).
 
 Keys come from the environment through ``EnvVar`` (resolved at launch, never stored in run config);
 base URLs, the storage root and the prompt sources are ordinary settings with local defaults, so the

@@ -122,6 +122,7 @@ def _check_pages(page, base: str, cell: str, storage_root: Path) -> None:
     _open(page, f"{base}/assets/generated_images?view=partitions&partition={quote(cell, safe='')}")
     page.get_by_text("failures_outstanding").first.wait_for(timeout=30_000)
     assert page.locator("tr", has_text="failed_prompts").locator("td").count() >= 1
+    page.screenshot(path=ARTIFACTS / "asset_page_state.png", full_page=True)
     widths = _show_markdown(page, "contact_sheet")
     assert widths and all(w > 0 for w in widths), widths
     assert page.get_by_role("dialog").get_by_text("Quarantined:").count() == 1
@@ -169,7 +170,7 @@ def test_ui_tells_the_truth_about_a_failing_cell(chromium, tmp_path):
     started = time.monotonic()
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copyfile(REPO / "deploy" / "local" / "dagster.yaml", dagster_home / "dagster.yaml")
     storage_root = tmp_path / "storage"
     procs = Processes(tmp_path)
     port = free_port()
