@@ -137,6 +137,7 @@ def cell_state(cell_ledger: pa.Table, provider: Provider, resolution: Resolution
     cost_by_fp = df.groupby("fingerprint")["final_cost"].sum() if len(df) else pd.Series(dtype=object)
     latest = df.drop_duplicates("fingerprint", keep="last")
     ok = latest[latest["status"] == OutcomeStatus.SUCCEEDED.value]
+    shown = ok[ok["image_uri"].notna()]
     bad = latest[latest["status"] != OutcomeStatus.SUCCEEDED.value]
     outstanding = [
         FailedPrompt(
@@ -161,7 +162,7 @@ def cell_state(cell_ledger: pa.Table, provider: Provider, resolution: Resolution
         usd_is_estimate=True,
         usd_basis=usd_basis(provider, prices),
         outstanding=outstanding,
-        images=[_ref(r) for r in records(ok.sort_values("prompt_id", kind="stable"))],
+        images=[_ref(r) for r in records(shown.sort_values("prompt_id", kind="stable"))],
         quarantined=[_ref(r) for r in records(quarantined.iloc[::-1])],
     )
 
