@@ -17,16 +17,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from tests.deploy.dagster_stack import REPO, GraphQL, Processes, daemon_cmd, dagster_env, webserver_cmd
+from tests.deploy.dagster_stack import BIN, REPO, GraphQL, Processes, daemon_cmd, dagster_env, webserver_cmd
 from tests.deploy.postgres import free_port
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(480)]
 
 CHROMIUM = Path(os.environ.get("NBPRO_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("NBPRO_TEST_ARTIFACTS", REPO / ".nbpro" / "test-artifacts"))
@@ -35,7 +36,7 @@ KEYS = {"RIVYA_API_KEY": "rvya_sk_browser_test", "ODIROUTER_API_KEY": "odr_brows
 # Rivya fails a quarter of its tasks and sends a wrong-size image for a sixth: every Rivya cell ends
 # with failures and quarantined images, OdiRouter's cells stay clean.
 FAULTS = {"rivya": {"faults": {"task_failed": {"INFERENCE_FAILURE": 0.25}, "wrong_size": 0.17}}}
-WAIT_S = 150
+WAIT_S = 240
 
 NATURAL_WIDTHS = "els => els.map(e => e.naturalWidth)"
 
@@ -99,15 +100,29 @@ def _loaded_images(page, selector: str) -> list[int]:
 def _open(page, url: str) -> None:
     page.goto(url)
     page.wait_for_load_state("networkidle")
-    skip = page.get_by_role("button", name="Skip")  # the first-visit "join the community" dialog
-    if skip.count():
-        skip.click()
+    _dismiss_welcome(page)
+
+
+def _dismiss_welcome(page) -> None:
+    """The first visit's "join the community" dialog, which comes up a moment after the page."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.wait_for(timeout=3_000)
+    except PlaywrightTimeout:
+        return
+    skip.click()
+    skip.wait_for(state="detached")
 
 
 def _show_markdown(page, row: str) -> list[int]:
     """Open a long markdown entry (the UI folds those over 1,000 characters) and measure its images."""
+    page.locator("tr", has_text=row).first.wait_for(timeout=30_000)
     page.locator("tr", has_text=row).get_by_text("[Show Markdown]").first.click()
-    return _loaded_images(page, "[role=dialog] img")
+    widths = _loaded_images(page, "[role=dialog] img")
+    page.wait_for_timeout(400)  # the dialog's fade-in, so the screenshot is not half transparent
+    return widths
 
 
 def _close_dialog(page) -> None:
@@ -154,6 +169,12 @@ def _check_pages(page, base: str, cell: str, storage_root: Path) -> None:
     assert widths and all(w > 200 for w in widths), widths
     page.screenshot(path=ARTIFACTS / "provider_comparison_chart.png")
 
+    # the Lineage page: the whole pipeline in one group, not collapsed groups of one or two assets
+    _open(page, f"{base}/asset-groups/nbpro_pipeline@nbpro-pipeline:__repository__/lineage")
+    page.get_by_text("provider_comparison").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=ARTIFACTS / "lineage.png")
+
     # the cross-provider gallery written to storage: every cell side by side, mismatches marked
     page.goto((storage_root / "gallery" / "cross_provider.html").as_uri())
     widths = _loaded_images(page, "img")
@@ -189,6 +210,9 @@ def test_ui_tells_the_truth_about_a_failing_cell(chromium, tmp_path):
                 "NBPRO_POLL_FIRST_DELAY_S": "0.05",
             },
         )
+        # create the SQLite storage once, before three processes (daemon, webserver, code server) race to
+        migrate = [str(BIN / "dagster"), "instance", "migrate"]
+        subprocess.run(migrate, cwd=REPO, env=env, check=True, capture_output=True, timeout=WAIT_S)
         try:
             procs.start("daemon", daemon_cmd(), env)
             procs.start("webserver", webserver_cmd(port), env)
