@@ -16,6 +16,7 @@ from nbpro_pipeline.cell_state import ImageRef
 from nbpro_pipeline.image_files import thumbnail_data_uri
 
 PER_ROW = 6
+OVERHEAD = 600  # headings and table rules, kept out of the thumbnails' budget
 
 
 class Thumb(BaseModel):
@@ -34,10 +35,11 @@ def _thumbs(
                 uri = thumbnail_data_uri(fh, size)
         except OSError:
             continue
-        cost = len(uri) + 80
+        label = caption(image)
+        cost = len(uri) + 2 * len(label.encode()) + 16  # UTF-8 bytes: caption cell, alt text, separators
         if used + cost > budget:
             break
-        out.append(Thumb(caption=caption(image), data_uri=uri))
+        out.append(Thumb(caption=label, data_uri=uri))
         used += cost
     return out, used
 
@@ -65,10 +67,11 @@ def contact_sheet(
     """Markdown for the cell's kept images, then its quarantined ones, within ``max_bytes``."""
     if not images and not quarantined:
         return "_no images stored in this cell yet_"
-    reserve = max_bytes // 4 if quarantined else 0
-    kept, used = _thumbs(images, open_file, max_bytes - reserve, size, lambda i: i.prompt_id)
+    budget = max_bytes - OVERHEAD
+    reserve = budget // 4 if quarantined else 0
+    kept, used = _thumbs(images, open_file, budget - reserve, size, lambda i: i.prompt_id)
     bad, _ = _thumbs(
-        quarantined, open_file, max_bytes - used, size, lambda i: f"{i.prompt_id} ({i.error_code or 'failed'})"
+        quarantined, open_file, budget - used, size, lambda i: f"{i.prompt_id} ({i.error_code or 'failed'})"
     )
     parts = [
         f"**{len(kept)} of {len(images)} images shown**"

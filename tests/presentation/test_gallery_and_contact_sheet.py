@@ -4,7 +4,7 @@ import io
 
 from PIL import Image
 
-from nbpro_pipeline.cell_state import cell_state
+from nbpro_pipeline.cell_state import ImageRef, cell_state
 from nbpro_pipeline.costs import PriceTable
 from nbpro_pipeline.models.common import Provider, Resolution
 from nbpro_pipeline.presentation.contact_sheet import contact_sheet
@@ -70,3 +70,16 @@ def test_galleries_are_written_to_an_fsspec_root_and_say_what_they_show():
     assert (cross.shown, cross.total) == (1, 1)  # only p0 is in more than one cell
     assert "<th>rivya 1K</th><th>odirouter 1K</th>" in html.replace("\n", "")
     assert "8 credits ($0.134)" in html and "$0.150" in html
+
+
+def test_contact_sheet_stays_under_max_bytes_counting_utf8_and_skips_unreadable(tmp_path):
+    storage = Storage(str(tmp_path))
+    images = [ImageRef(prompt_id=f"é-{i}-ünïcode", uri=_png(storage, f"u{i}.png", "red")) for i in range(12)] + [
+        ImageRef(prompt_id="missing", uri=str(tmp_path / "nope.png"))
+    ]
+    for limit in (3_000, 6_000, 20_000):
+        md = contact_sheet(images, [], open_file=storage.fs.open, max_bytes=limit)
+        assert len(md.encode()) <= limit, limit
+    md = contact_sheet(images, [], open_file=storage.fs.open, max_bytes=10**6)
+    assert md.startswith("**12 of 13 images shown**") and "missing" not in md.split("\n\n", 1)[1]
+    assert contact_sheet([], [], open_file=storage.fs.open) == "_no images stored in this cell yet_"
