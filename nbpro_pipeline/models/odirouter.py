@@ -142,7 +142,9 @@ def _output_kind(part: Any) -> str:
 
 
 OdiOutput = Annotated[
-    Annotated[OdiImageOutput, Tag("image")] | Annotated[OdiTextOutput, Tag("text")] | Annotated[OdiOtherOutput, Tag("other")],
+    Annotated[OdiImageOutput, Tag("image")]
+    | Annotated[OdiTextOutput, Tag("text")]
+    | Annotated[OdiOtherOutput, Tag("other")],
     Discriminator(_output_kind),
 ]
 
