@@ -187,7 +187,8 @@ class RivyaClient(HttpProviderClient):
                 reason = f"succeeded but its result is unreadable: {_first_error(exc)}"
                 raise self._unreadable(response, head.id, reason, self._snapshot(head)) from None
             error = RivyaTaskError(message=f"unreadable error object: {_first_error(exc)}")
-            return RivyaTask(**head.model_dump(), error=error if head.state is TaskState.FAILED else None)
+            known = head.model_dump(include=set(RivyaTaskHead.model_fields))  # not the unreadable extras
+            return RivyaTask(**known, error=error if head.state is TaskState.FAILED else None)
         if task.state is TaskState.SUCCEEDED and not (task.result and task.result.image_urls()):
             raise self._unreadable(response, task.id, "succeeded without a result image URL", self._snapshot(task))
         return task
@@ -202,8 +203,9 @@ class RivyaClient(HttpProviderClient):
         raise self._error(UnsupportedOperationError, "Rivya has no cancel endpoint; a task runs to its end")
 
     def _snapshot(self, task: RivyaTaskHead) -> TaskSnapshot:
-        result = getattr(task, "result", None)
-        error = getattr(task, "error", None)
+        # a bare head keeps the unreadable result/error among its extra attributes: never read those
+        result = task.result if isinstance(task, RivyaTask) else None
+        error = task.error if isinstance(task, RivyaTask) else None
         return TaskSnapshot(
             provider=self.provider,
             task_id=task.id,

@@ -154,9 +154,7 @@ async def test_idempotent_replayed_header_marks_the_submitted_task(rivya, sandbo
 # -- a shape nobody knows: loud, raw body kept, billable snapshot, real poll count -----------------------
 
 
-async def test_odirouter_unknown_result_shape_raises_with_raw_body_and_billed_snapshot(
-    sandbox, odirouter_key, caplog
-):
+async def test_odirouter_unknown_result_shape_raises_with_raw_body_and_billed_snapshot(sandbox, odirouter_key, caplog):
     wire(sandbox, odirouter_response_shape="unknown")
     configure(sandbox, "odirouter", latency=SLOW)
     caplog.set_level(logging.DEBUG)
