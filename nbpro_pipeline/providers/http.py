@@ -427,3 +427,14 @@ def json_or_none(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+def first_problem(exc: ValueError) -> str:
+    """The first complaint of a failed wire-model parse, short (``result.primary_url: Field required``):
+    enough to say what was off without echoing the body, which travels separately."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        return f"{where}: {first.get('msg', 'invalid')}"
+    return str(exc)[:200]

@@ -39,7 +39,7 @@ from nbpro_pipeline.providers.errors import (
     UnreadableResultError,
     UnsupportedOperationError,
 )
-from nbpro_pipeline.providers.http import HttpProviderClient, json_or_none
+from nbpro_pipeline.providers.http import HttpProviderClient, first_problem, json_or_none
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class OdiRouterClient(HttpProviderClient):
         try:
             return OdiStatus.model_validate_json(response.content)
         except ValueError as exc:
-            reason = f"not a queue status: {str(exc).splitlines()[0][:200]}"
+            reason = f"not a queue status: {first_problem(exc)}"
             raise self._unreadable(response, task_id, reason, None) from None
 
     async def poll(self, task_id: str) -> TaskSnapshot:
@@ -160,7 +160,7 @@ class OdiRouterClient(HttpProviderClient):
         try:
             result = OdiResult.model_validate_json(response.content)
         except ValueError as exc:
-            reason = f"not a result object: {str(exc).splitlines()[0][:200]}"
+            reason = f"not a result object: {first_problem(exc)}"
             raise self._unreadable(response, task_id, reason, billable) from None
         if not any(image.usable for image in result.images):
             reason = (

@@ -56,7 +56,7 @@ from nbpro_pipeline.providers.errors import (
     UnreadableResultError,
     UnsupportedOperationError,
 )
-from nbpro_pipeline.providers.http import HttpProviderClient, json_or_none
+from nbpro_pipeline.providers.http import HttpProviderClient, first_problem, json_or_none
 
 log = logging.getLogger(__name__)
 
@@ -182,11 +182,11 @@ class RivyaClient(HttpProviderClient):
         except ValueError as exc:
             head = _head_or_none(response.content)
             if head is None:
-                raise self._unreadable(response, task_id, f"not a task object: {_first_error(exc)}", None) from None
+                raise self._unreadable(response, task_id, f"not a task object: {first_problem(exc)}", None) from None
             if head.state is TaskState.SUCCEEDED:
-                reason = f"succeeded but its result is unreadable: {_first_error(exc)}"
+                reason = f"succeeded but its result is unreadable: {first_problem(exc)}"
                 raise self._unreadable(response, head.id, reason, self._snapshot(head)) from None
-            error = RivyaTaskError(message=f"unreadable error object: {_first_error(exc)}")
+            error = RivyaTaskError(message=f"unreadable error object: {first_problem(exc)}")
             known = head.model_dump(include=set(RivyaTaskHead.model_fields))  # not the unreadable extras
             return RivyaTask(**known, error=error if head.state is TaskState.FAILED else None)
         if task.state is TaskState.SUCCEEDED and not (task.result and task.result.image_urls()):
@@ -277,13 +277,3 @@ def _head_or_none(body: bytes) -> RivyaTaskHead | None:
         return RivyaTaskHead.model_validate_json(body)
     except ValueError:
         return None
-
-
-def _first_error(exc: ValueError) -> str:
-    """The first pydantic complaint, short: enough to say what was off without echoing the body."""
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        return f"{where}: {first.get('msg', 'invalid')}"
-    return str(exc)[:200]
