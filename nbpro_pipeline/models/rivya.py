@@ -151,8 +151,8 @@ class RivyaFile(BaseModel):
     kind: Literal["image", "video", "audio"]
     name: str | None = None
     mimeType: str
-    size: int
-    created_at: datetime
+    size: int | None = None  # not needed to use the file: a reply without them still reads
+    created_at: datetime | None = None
 
 
 class RivyaCredits(BaseModel):

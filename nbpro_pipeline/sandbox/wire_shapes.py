@@ -89,7 +89,7 @@ class ExtraFieldsMiddleware:
     """Adds ``EXTRA_KEY`` to every JSON answer of the provider APIs while ``wire.extra_fields`` is on.
 
     Off (the default), a request passes straight through. On, the answer is buffered, rewritten and
-    sent with a corrected Content-Length; a deliberately cut answer is then cut before its headers.
+    sent with a corrected Content-Length; a deliberately cut answer is passed on unchanged and cut.
     """
 
     def __init__(self, app: ASGIApp, runtime: Any) -> None:
@@ -117,7 +117,13 @@ class ExtraFieldsMiddleware:
                 assert start is not None
                 await _send_rewritten(send, start, b"".join(chunks))
 
-        await self.app(scope, receive, buffering_send)
+        try:
+            await self.app(scope, receive, buffering_send)
+        except Exception:
+            if start is not None:  # a deliberate cut: pass on what was sent so far, then cut as before
+                await send(start)
+                await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
+            raise
 
 
 async def _send_rewritten(send: Send, start: Message, body: bytes) -> None:

@@ -1,6 +1,7 @@
 """The ``wire`` knobs: the sandbox answers the other plausible way a real provider might (providers.md
 section 4), on the raw wire, and its defaults stay the documented Decisions."""
 
+import httpx
 import pytest
 
 from nbpro_pipeline.sandbox import SandboxConfig
@@ -86,3 +87,11 @@ def test_stats_count_status_polls(sandbox, rivya, odi):
     odi.response(request_id)  # not a status poll
     stats = sandbox.stats()
     assert (stats["rivya"]["status_polls"], stats["odirouter"]["status_polls"]) == (3, 1)
+
+
+def test_extra_fields_keep_a_deliberate_cut_a_cut(sandbox, rivya):
+    wire(sandbox, extra_fields=True)
+    configure(sandbox, "rivya", faults={"drop_after_processing": 1.0})
+    with pytest.raises(httpx.RemoteProtocolError):  # not a 500: the task was created, the answer lost
+        rivya.create("cut")
+    assert sandbox.stats()["rivya"]["tasks_created"] == 1
