@@ -148,7 +148,7 @@ class RivyaClient(HttpProviderClient):
             attempts=attempts,
             # a created task whose result is unreadable gets no snapshot: wait() polls it and says so
             snapshot=self._snapshot(task) if isinstance(task, RivyaTask) else None,
-            replayed=response.headers.get("Idempotent-Replayed", "").strip().lower() == "true",
+            replayed=response.headers.get("Idempotent-Replayed", "").strip().lower() in ("true", "1"),
         )
 
     def _read_created(self, response: httpx.Response) -> RivyaTaskHead:
