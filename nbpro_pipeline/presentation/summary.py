@@ -54,7 +54,7 @@ def _cells(report: pd.DataFrame):
 # Narrow on purpose: the metadata panel gives a value about 420 px at a 1440 px window.
 COST_HEADER = ["cell", "images", "failed", "cost", "USD", "lost USD"]
 COMPARISON_HEADER = ["cell", "images", "USD/img", "failed %", "p50 s", "p95 s", "wrong size"]
-USD_NOTE = "\n\ncr: credits. USD: estimate at the configured rates.\nlost: spent on failed attempts."
+USD_NOTE = "\n\ncr: credits. USD: estimated.\n\nlost: spent on failed attempts."
 
 
 def cost_summary(report: pd.DataFrame) -> str:
