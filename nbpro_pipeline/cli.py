@@ -372,7 +372,7 @@ def run_cell_command(
 
     from nbpro_pipeline.costs.estimate import CellSpecError, parse_cells
     from nbpro_pipeline.engine.settings import EngineSettings
-    from nbpro_pipeline.engine.standalone import CellJob, load_cell_rows, run_cell
+    from nbpro_pipeline.engine.standalone import CellJob, load_cell_rows, run_job
     from nbpro_pipeline.prompts import PromptTableError
     from nbpro_pipeline.providers import PollPolicy
 
@@ -407,7 +407,7 @@ def run_cell_command(
         poll=PollPolicy(first_delay_s=poll_first_delay, max_interval_s=max(poll_max_interval, poll_first_delay)),
         **({"run_id": run_id} if run_id else {}),
     )
-    report = run_cell(job, rows)
+    report = run_job(job, rows)
     if as_json:
         click.echo(json.dumps(report.model_dump(mode="json", exclude={"images"})))
     else:

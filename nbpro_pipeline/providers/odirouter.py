@@ -36,6 +36,7 @@ from nbpro_pipeline.providers.errors import (
     UnsupportedOperationError,
 )
 from nbpro_pipeline.providers.http import HttpProviderClient, json_or_none
+from nbpro_pipeline.providers.traits import ODIROUTER_TRAITS
 
 DEFAULT_ODIROUTER_URL = "https://odirouter.ai/model"
 _QUEUE = f"/v1/queue/{ODIROUTER_ENDPOINT_ID}"
@@ -43,6 +44,7 @@ _QUEUE = f"/v1/queue/{ODIROUTER_ENDPOINT_ID}"
 
 class OdiRouterClient(HttpProviderClient):
     provider = Provider.ODIROUTER
+    traits = ODIROUTER_TRAITS
 
     def __init__(self, base_url: str = DEFAULT_ODIROUTER_URL, api_key: str = "", **kw) -> None:
         super().__init__(base_url, api_key, **kw)

@@ -51,6 +51,7 @@ from nbpro_pipeline.providers.errors import (
     UnsupportedOperationError,
 )
 from nbpro_pipeline.providers.http import HttpProviderClient, json_or_none
+from nbpro_pipeline.providers.traits import RIVYA_TRAITS
 
 DEFAULT_RIVYA_URL = "https://rivya.ai"
 
@@ -76,6 +77,7 @@ def idempotency_key_for(fingerprint: str) -> str:
 
 class RivyaClient(HttpProviderClient):
     provider = Provider.RIVYA
+    traits = RIVYA_TRAITS
 
     def __init__(self, base_url: str = DEFAULT_RIVYA_URL, api_key: str = "", **kw) -> None:
         super().__init__(base_url, api_key, **kw)
