@@ -29,6 +29,7 @@ async def main(args: argparse.Namespace) -> None:
         settings=settings,
     )
 
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     for name in ("--url", "--key", "--root", "--run-id"):
