@@ -27,7 +27,7 @@ from nbpro_pipeline.engine.attempt import Attempt, TaskRef
 from nbpro_pipeline.engine.booking import Books
 from nbpro_pipeline.engine.context import Cell
 from nbpro_pipeline.engine.history import CellHistory, idempotency_key
-from nbpro_pipeline.engine.outcomes import Outcome, outcome_for_error, outcome_for_snapshot, stop_message
+from nbpro_pipeline.engine.outcomes import Charging, Outcome, outcome_for_error, outcome_for_snapshot, stop_message
 from nbpro_pipeline.engine.placing import place_image, quarantine_body
 from nbpro_pipeline.engine.references import ReferenceProblem, ReferenceResolver
 from nbpro_pipeline.engine.report import CellReport
@@ -70,12 +70,14 @@ class PromptSteps:
         finally:
             self.slots.release(attempt)
 
-    def new_attempt(self, row: PromptRow, request: GenerationRequest) -> Attempt:
-        return Attempt(row=row, request=request, fingerprint=request.fingerprint(self.cell.name))
+    def new_attempt(self, row: PromptRow, request: GenerationRequest, fingerprint: str = "") -> Attempt:
+        return Attempt(row=row, request=request, fingerprint=fingerprint or request.fingerprint(self.cell.name))
 
     async def fingerprint(self, attempt: Attempt) -> bool:
         """Resolve the references (by content hash) into the request and its fingerprint."""
         row = attempt.row
+        if not row.reference_images:  # the request as made is the one to fingerprint
+            return True
         try:
             refs = await self.references.for_fingerprint(row.reference_images, row.source_uri)
         except ReferenceProblem as exc:
@@ -221,7 +223,8 @@ class PromptSteps:
         return await self.books.book(attempt, outcome)
 
     # -- failures -----------------------------------------------------------------------------------
-    def charging(self, attempt: Attempt):
+    def charging(self, attempt: Attempt) -> Charging:
+        """The billing facts for ``attempt``, with what earlier ledger rows already hold for its task."""
         return self.cell.charging(self.history.earlier(attempt.task.task_id if attempt.task else None))
 
     async def fail(self, attempt: Attempt, exc: ProviderError, step: str) -> LedgerRecord:
