@@ -70,8 +70,8 @@ class PromptSteps:
         finally:
             self.slots.release(attempt)
 
-    def new_attempt(self, row: PromptRow, request: GenerationRequest, fingerprint: str = "") -> Attempt:
-        return Attempt(row=row, request=request, fingerprint=fingerprint or request.fingerprint(self.cell.name))
+    def new_attempt(self, row: PromptRow, request: GenerationRequest) -> Attempt:
+        return Attempt(row=row, request=request, fingerprint=request.fingerprint(self.cell.name))
 
     async def fingerprint(self, attempt: Attempt) -> bool:
         """Resolve the references (by content hash) into the request and its fingerprint."""
