@@ -151,11 +151,21 @@ class PromptSteps:
     async def journal_intent(self, attempt: Attempt) -> None:
         """Durable before the submit: the next run can then finish what this one started."""
         if self.cell.traits.idempotent_submit:
-            generation = self.history.generation(attempt.fingerprint)
-            attempt.key = idempotency_key(self.cell.ledger_id, attempt.fingerprint, generation)
+            attempt.key = self.key_for(attempt.fingerprint)
         row, request = attempt.row.model_dump(mode="json"), attempt.request.model_dump(mode="json")
         self.journal.add("intent", attempt.fingerprint, idempotency_key=attempt.key, row=row, request=request)
         await self.journal.sync()
+
+    def key_for(self, fingerprint: str) -> str:
+        """A first attempt reuses the key of an intent journaled for it (a crash between sending the
+        create and journaling its answer, possibly by a version whose keys were not yet namespaced):
+        the provider then replays that task instead of selling it again. Otherwise, the namespaced key
+        of this generation."""
+        generation = self.history.generation(fingerprint)
+        intent = self.history.intents.get(fingerprint)
+        if generation == 0 and intent is not None and intent.idempotency_key:
+            return intent.idempotency_key
+        return idempotency_key(self.cell.ledger_id, fingerprint, generation)
 
     async def submit(self, attempt: Attempt) -> None:
         """Submit and journal the task id; where submits are not idempotent, the id is made durable at

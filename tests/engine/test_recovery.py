@@ -12,6 +12,7 @@ from nbpro_pipeline.engine.steps import PromptSteps
 from nbpro_pipeline.image_files import read_lineage
 from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.request import GenerationRequest
+from nbpro_pipeline.providers.rivya import idempotency_key_for
 from nbpro_pipeline.storage import Journal, ledger_id
 from tests.engine.conftest import R1K, fingerprint, price, prompt_row, prompt_rows
 
@@ -99,13 +100,15 @@ async def test_a_journaled_task_whose_row_left_the_table_is_still_recorded(harne
     harness.assert_reconciles(provider)
 
 
-async def test_rivya_intent_without_a_task_id_is_replayed_not_paid_twice(harness):
+@pytest.mark.parametrize("keys", ["namespaced", "legacy"])
+async def test_rivya_intent_without_a_task_id_is_replayed_not_paid_twice(harness, keys):
     """Crash between sending the create and journaling its answer: the engine's resubmit carries the
-    same Idempotency-Key, so Rivya answers with the original task and bills nothing new."""
+    same Idempotency-Key, so Rivya answers with the original task and bills nothing new; also when the
+    intent was journaled by a version whose keys had no ledger id in them (an upgrade mid-crash)."""
     provider = Provider.RIVYA
     rows = prompt_rows(2)
     fp = fingerprint(rows[0], provider)
-    key = idempotency_key(ledger_id(harness.storage), fp, 0)
+    key = idempotency_key(ledger_id(harness.storage), fp, 0) if keys == "namespaced" else idempotency_key_for(fp)
     async with harness.client(provider) as client:
         lost = await client.submit(request_for(rows[0]), idempotency_key=key)  # the answer is "lost"
     journal = Journal(harness.storage, provider, R1K, "run-crashed")
