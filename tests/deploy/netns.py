@@ -101,8 +101,19 @@ class Host:
         return env
 
     def _wrap(self, args: list[str], cwd: str) -> list[str]:
-        mounts = [f"mount --bind {shlex.quote(str(self.disk))} /tmp"]
-        mounts += [f"mount --bind -o ro {shlex.quote(str(p))} {shlex.quote(str(p))}" for p in self.readonly]
+        # a read-only path under /tmp (a CI checkout there) would be hidden by the disk: bind it into the
+        # disk at the same place first, then carry it along with a recursive bind of the disk
+        mounts = []
+        for path in self.readonly:
+            if path.is_relative_to("/tmp"):
+                inside = shlex.quote(str(self.disk / path.relative_to("/tmp")))
+                mounts += [f"mkdir -p {inside}", f"mount --bind -o ro {shlex.quote(str(path))} {inside}"]
+        mounts.append(f"mount --rbind {shlex.quote(str(self.disk))} /tmp")
+        mounts += [
+            f"mount --bind -o ro {shlex.quote(str(p))} {shlex.quote(str(p))}"
+            for p in self.readonly
+            if not p.is_relative_to("/tmp")
+        ]
         dirs = "mkdir -p /tmp/home /tmp/tmp /tmp/work"
         script = " && ".join([*mounts, dirs, f"cd {shlex.quote(cwd)}", 'exec "$@"'])
         return ["ip", "netns", "exec", self.netns, "sh", "-c", script, "sh", *args]
