@@ -282,22 +282,11 @@ class _Procs:
 
 def _step_backfill(gql: GraphQL, c: Cluster, figures: Figures) -> None:
     from nbpro_pipeline.costs import ALL_CELLS
-    from nbpro_pipeline.costs.reports import totals_by_provider
-    from nbpro_pipeline.engine import rows_for_cell
-    from nbpro_pipeline.storage import Storage, read_table
 
     started = time.monotonic()
     _run_ok(gql, c, "prompt_table_job")
     partitions = [f"{p.value}|{r.value}" for p, r in ALL_CELLS]
-    backfill_id = gql.launch_backfill("generated_images", partitions)
-    deadline = time.monotonic() + RUN_S
-    while True:
-        _alive(c)
-        cell_runs = gql.runs(tags=[{"key": "dagster/backfill", "value": backfill_id}])
-        if len(cell_runs) >= len(partitions) and all(r["status"] in TERMINAL for r in cell_runs):
-            break
-        assert time.monotonic() < deadline, f"backfill runs: {[r['status'] for r in cell_runs]}\n{c.logs()}"
-        time.sleep(1)
+    cell_runs = _wait_backfill(gql, c, gql.launch_backfill("generated_images", partitions), partitions)
     assert [r["status"] for r in cell_runs] == ["SUCCESS"] * len(partitions), c.logs()
     assert sorted(_tags(r)["dagster/partition"] for r in cell_runs) == sorted(partitions)
     limits = _queue_limits()
@@ -308,10 +297,42 @@ def _step_backfill(gql: GraphQL, c: Cluster, figures: Figures) -> None:
     assert max(overlap.values()) <= limits["dagster/partition/provider"], overlap
     backfill_s = time.monotonic() - started
     reports_run = _run_ok(gql, c, "reports_job")
+    ledger, ours = _check_every_cell_booked(c)
+    # the reports and their metadata, written by that run from the whole ledger
+    credit = gql.metadata("credit_cost_report")
+    assert credit["__run_id"] == reports_run["runId"]
+    for provider, total in ours.items():
+        assert Decimal(str(credit[f"total_{provider}"])) == total, (provider, credit)
+    objects = _check_everything_in_bucket(gql, c, partitions, ledger)
+    totals = ", ".join(f"{p} {v.normalize():f}" for p, v in ours.items())
+    figures.add(
+        f"1. backfill: {len(cell_runs)} cell runs all SUCCESS, {len(ledger)} images, ledger ({totals}) == sandbox "
+        f"billing; max runs at once per provider {overlap} (limit {limits['dagster/partition/provider']}); "
+        f"{objects} objects in the bucket; prompt_table+backfill {backfill_s:.1f}s, "
+        f"with reports {time.monotonic() - started:.1f}s"
+    )
 
-    # the ledger: every eligible prompt once, equal to the provider's billing
-    storage = Storage(f"s3://{BUCKET}/nbpro")
-    accepted = read_table(storage, "prompt_table/accepted")
+
+def _wait_backfill(gql: GraphQL, c: Cluster, backfill_id: str, partitions: list[str]) -> list[dict]:
+    """The backfill daemon submits the runs on its next tick (every 30 s); wait for all of them to end."""
+    deadline = time.monotonic() + RUN_S
+    while True:
+        _alive(c)
+        cell_runs = gql.runs(tags=[{"key": "dagster/backfill", "value": backfill_id}])
+        if len(cell_runs) >= len(partitions) and all(r["status"] in TERMINAL for r in cell_runs):
+            return cell_runs
+        assert time.monotonic() < deadline, f"backfill runs: {[r['status'] for r in cell_runs]}\n{c.logs()}"
+        time.sleep(1)
+
+
+def _check_every_cell_booked(c: Cluster):
+    """Every eligible prompt of every cell has one succeeded ledger row; the ledger equals the billing."""
+    from nbpro_pipeline.costs import ALL_CELLS
+    from nbpro_pipeline.costs.reports import totals_by_provider
+    from nbpro_pipeline.engine import rows_for_cell
+    from nbpro_pipeline.storage import Storage, read_table
+
+    accepted = read_table(Storage(f"s3://{BUCKET}/nbpro"), "prompt_table/accepted")
     ledger = _ledger()
     for provider, resolution in ALL_CELLS:
         eligible = sorted(r.prompt_id for r in rows_for_cell(accepted, provider, resolution))
@@ -322,14 +343,12 @@ def _step_backfill(gql: GraphQL, c: Cluster, figures: Figures) -> None:
     billed = {p: sum(t.values(), Decimal(0)) for p, t in _billing(c).items()}
     assert ours == billed, (ours, billed)
     _reconcile(c, kills=0)
+    return ledger, ours
 
-    # the reports and their metadata, written after the last cell, from the whole ledger
-    credit = gql.metadata("credit_cost_report")
-    assert credit["__run_id"] == reports_run["runId"]
-    for provider, total in ours.items():
-        assert Decimal(str(credit[f"total_{provider}"])) == total, (provider, credit)
 
-    # every file an asset wrote is in the bucket: metadata paths, ledger image URIs
+def _check_everything_in_bucket(gql: GraphQL, c: Cluster, partitions: list[str], ledger) -> int:
+    """Every path in the assets' metadata and every ledger image URI is an object (or prefix) in the bucket;
+    returns how many objects the bucket holds."""
     keys = set(c.bucket_keys())
     paths = [gql.metadata("prompt_table")[k] for k in ("accepted_table", "rejected_table")]
     paths += [gql.metadata(name)["path"] for name in ("credit_cost_report", "provider_comparison")]
@@ -343,13 +362,7 @@ def _step_backfill(gql: GraphQL, c: Cluster, figures: Figures) -> None:
         assert path.startswith(prefix), f"an asset wrote outside the bucket: {path}"
         key = path.removeprefix(prefix)
         assert key in keys or any(k.startswith(key.rstrip("/") + "/") for k in keys), f"{path} is not in the bucket"
-    totals = ", ".join(f"{p} {v.normalize():f}" for p, v in ours.items())
-    figures.add(
-        f"1. backfill: {len(cell_runs)} cell runs all SUCCESS, {len(ledger)} images, ledger ({totals}) == sandbox "
-        f"billing; max runs at once per provider {overlap} (limit {limits['dagster/partition/provider']}); "
-        f"{len(keys)} objects in the bucket; prompt_table+backfill {backfill_s:.1f}s, "
-        f"with reports {time.monotonic() - started:.1f}s"
-    )
+    return len(keys)
 
 
 def _step_network_cut(gql: GraphQL, c: Cluster, figures: Figures) -> None:
