@@ -218,5 +218,5 @@ def run_delta(report: CellReport, prices: PriceTable) -> RunDelta:
         submitted=report.submitted,
         resumed=report.resumed,
         cost=report.final_cost,
-        cost_usd=prices.to_usd(report.provider, report.final_cost),
+        cost_usd=prices.to_usd(Provider(report.provider), report.final_cost),
     )

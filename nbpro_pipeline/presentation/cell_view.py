@@ -31,6 +31,7 @@ from nbpro_pipeline.cell_state import (
 )
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.engine.report import CellReport
+from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.presentation.contact_sheet import contact_sheet
 from nbpro_pipeline.presentation.gallery import GalleryPage, write_cell_gallery
 from nbpro_pipeline.storage.filesystem import Storage
@@ -93,8 +94,9 @@ def cell_view(
     thresholds: FailureThresholds,
 ) -> CellView:
     """The view of one cell after a run; ``cell_rows`` is the cell's eligible rows (``CellRows.table``)."""
-    ledger = read_ledger(storage, provider=report.provider, resolution=report.resolution)
-    state = cell_state(ledger, report.provider, report.resolution, prices)
+    provider = Provider(report.provider)  # the report names its provider by its traits name
+    ledger = read_ledger(storage, provider=provider, resolution=report.resolution)
+    state = cell_state(ledger, provider, report.resolution, prices)
     delta = run_delta(report, prices)
     eligible = max(report.eligible, cell_rows.num_rows)
     unaccounted = unaccounted_ids(cell_rows, ledger) if cell_rows.num_rows else []
