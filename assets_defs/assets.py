@@ -16,13 +16,14 @@ from nbpro_pipeline import cell_checks
 from nbpro_pipeline.audit import audit_cell
 from nbpro_pipeline.costs import reports, spent_today_from_ledger
 from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
+from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.prompt import RejectedRow
 from nbpro_pipeline.presentation import charts, summary
-from nbpro_pipeline.presentation.cell_view import cell_view
+from nbpro_pipeline.presentation.cell_view import CellView, cell_view
 from nbpro_pipeline.presentation.gallery import write_cross_provider_gallery
 from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
-from nbpro_pipeline.storage import read_ledger, read_table, table_path, write_table
+from nbpro_pipeline.storage import Storage, read_ledger, read_table, table_path, write_table
 
 # One group: the Lineage page opens on the whole pipeline instead of collapsed groups of one or two assets.
 GROUP = "nbpro_pipeline"
@@ -120,11 +121,20 @@ def generated_images(
     view = cell_view(st, rep, rows.table, context.run.run_id, budget.prices(), pipeline.failure_thresholds())
     for line in view.warning_lines():
         context.log.warning(line)
-    cell = view.state.cell
+    metadata = _cell_metadata(view, rep, st)
+    if rep.failures_by_reason.get("auth_failed"):
+        raise dg.Failure(description=rep.stop_reason or "the provider refused the API key", metadata=metadata)
     audit_checks = [
-        cell_checks.named_for_cell(cell, name, o.passed, o.description, o.metadata)
+        cell_checks.named_for_cell(view.state.cell, name, o.passed, o.description, o.metadata)
         for name, o in audited.checks.items()
     ]
+    return dg.MaterializeResult(
+        metadata=metadata, check_results=[check_result(c) for c in [*audit_checks, *view.checks]]
+    )
+
+
+def _cell_metadata(view: CellView, rep: CellReport, st: Storage) -> dict:
+    """The cell's state and this run's delta (``view.numbers``), then the run's own figures and links."""
     metadata = {
         **view.numbers,
         "cost_is_estimate": rep.cost_is_estimate,
@@ -139,11 +149,7 @@ def generated_images(
     }
     if rep.stop_reason:
         metadata["stop_reason"] = rep.stop_reason
-    if rep.failures_by_reason.get("auth_failed"):
-        raise dg.Failure(description=rep.stop_reason or "the provider refused the API key", metadata=metadata)
-    return dg.MaterializeResult(
-        metadata=metadata, check_results=[check_result(c) for c in [*audit_checks, *view.checks]]
-    )
+    return metadata
 
 
 def _link(uri: str) -> dg.MetadataValue:
