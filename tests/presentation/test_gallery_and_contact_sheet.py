@@ -42,7 +42,7 @@ def _rows(storage: Storage, n_ok: int = 3):
 
 
 def _rivya(records):
-    return ledger(*(r for r in records if r.provider is Provider.RIVYA))
+    return ledger(*(r for r in records if r.provider == Provider.RIVYA.value))
 
 
 def test_contact_sheet_captions_counts_and_shows_quarantine_apart(tmp_path):
