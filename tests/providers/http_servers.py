@@ -59,7 +59,9 @@ class Origin:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         peer = request.transport.get_extra_info("peername") if request.transport else None
-        self.seen.append(Seen(request.method, request.path, request.headers.get("Authorization"), peer[1] if peer else 0))
+        self.seen.append(
+            Seen(request.method, request.path, request.headers.get("Authorization"), peer[1] if peer else 0)
+        )
         handler = self.routes.get((request.method, request.path))
         if handler is None:
             return web.Response(status=404, text=f"no route {request.method} {request.path}")
@@ -126,7 +128,9 @@ class ForwardProxy:
         if not self.log.exists():
             return []
         # "... forwarded | GET 127.0.0.1:38297/api/v1/credits", one line per request (proxy_log_plugin)
-        return [line.split("forwarded | ", 1)[1] for line in self.log.read_text().splitlines() if "forwarded | " in line]
+        return [
+            line.split("forwarded | ", 1)[1] for line in self.log.read_text().splitlines() if "forwarded | " in line
+        ]
 
     def wait_for(self, predicate: Callable[[list[str]], bool], timeout_s: float = 10.0) -> list[str]:
         """The access log once ``predicate`` holds on it (log lines land when a request completes)."""

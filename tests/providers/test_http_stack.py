@@ -37,7 +37,9 @@ def _png() -> bytes:
 
 def _gzipped(body: bytes, content_type: str):
     async def handler(request: web.Request) -> web.Response:
-        return web.Response(body=gzip.compress(body), headers={"Content-Encoding": "gzip", "Content-Type": content_type})
+        return web.Response(
+            body=gzip.compress(body), headers={"Content-Encoding": "gzip", "Content-Type": content_type}
+        )
 
     return handler
 
@@ -50,7 +52,9 @@ def _redirect(location: str):
 
 
 def _succeeded(url: str) -> TaskSnapshot:
-    return TaskSnapshot(provider=Provider.RIVYA, task_id="t1", state=TaskState.SUCCEEDED, images=(ResultImage(url=url),))
+    return TaskSnapshot(
+        provider=Provider.RIVYA, task_id="t1", state=TaskState.SUCCEEDED, images=(ResultImage(url=url),)
+    )
 
 
 async def test_key_goes_to_the_api_host_only_never_to_a_download_nor_across_its_redirect():
@@ -141,7 +145,9 @@ async def _scripted(answers: list[bytes]):
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")), 0)
+                length = next(
+                    (int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")), 0
+                )
                 await reader.readexactly(length)
                 state["requests"] += 1
                 answer = state["answers"].pop(0)

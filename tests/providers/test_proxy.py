@@ -21,7 +21,16 @@ from .conftest import FAST_POLL, FAST_RETRY
 from .http_servers import ForwardProxy, Origin, json_answer, make_tls
 
 REPO = Path(__file__).resolve().parents[2]
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy")
+PROXY_VARS = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+)
 
 
 @pytest.fixture(scope="module")
