@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import RIVYA_KEY, Sandbox, cpu_seconds, latency_dist, mean_latency, peak_rss_mb, run_phase  # noqa: E402
 
 PHASES = ("engine", "dagster", "sequential", "gather")
-TRANSPORTS = ("httpx", "aiohttp", "lean")
+TRANSPORTS = ("httpx", "aiohttp")
 # The sandbox in this bench has no request-rate limit; the pipeline's own token bucket (a guess at a
 # real provider's quota, 20/s by default) is set out of the way so that C and L set the bound.
 BENCH_RPS = 2000.0
@@ -160,12 +160,6 @@ def _http_client(transport: str | None, max_connections: int):
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     if transport == "aiohttp":  # what the provider clients ship: httpx-aiohttp (its errors re-mapped)
         return build_http_client(max_connections=max_connections)
-    if transport == "lean":  # the hand-written transport this bench replaced (kept only to compare)
-        from nbpro_pipeline.providers.transport import LeanAsyncTransport
-
-        return httpx.AsyncClient(
-            timeout=DEFAULT_TIMEOUT, limits=limits, transport=LeanAsyncTransport(max_connections=max_connections)
-        )
     return httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=limits)  # httpx's own AsyncHTTPTransport
 
 
