@@ -9,6 +9,9 @@ import asyncio
 import gzip
 import hashlib
 import io
+import shutil
+import subprocess
+import zlib
 
 import httpx
 import pytest
@@ -35,11 +38,11 @@ def _png() -> bytes:
     return buf.getvalue()
 
 
-def _gzipped(body: bytes, content_type: str):
+def _gzipped(body: bytes, content_type: str, encoding: str = "gzip"):
+    packed = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+
     async def handler(request: web.Request) -> web.Response:
-        return web.Response(
-            body=gzip.compress(body), headers={"Content-Encoding": "gzip", "Content-Type": content_type}
-        )
+        return web.Response(body=packed, headers={"Content-Encoding": encoding, "Content-Type": content_type})
 
     return handler
 
@@ -83,8 +86,9 @@ async def test_an_api_call_never_follows_a_redirect():
     assert len(api.seen) == 1 and elsewhere.seen == []  # the key did not travel to the other origin
 
 
-async def test_a_gzip_encoded_api_answer_is_read():
-    api = Origin({("GET", "/api/v1/credits"): _gzipped(b'{"current_credits": 4242}', "application/json")})
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_compressed_api_answer_is_read(encoding):
+    api = Origin({("GET", "/api/v1/credits"): _gzipped(b'{"current_credits": 4242}', "application/json", encoding)})
     async with api, RivyaClient(api.url, KEY, retry=ONCE) as client:
         assert (await client.balance()).amount == 4242
 
@@ -127,6 +131,22 @@ async def test_tls_origin_is_trusted_through_ssl_cert_file(tmp_path, monkeypatch
         async with RivyaClient(api.url, KEY, retry=ONCE) as client:
             assert (await client.balance()).amount == 9
     assert api.url.startswith("https://") and [s.authorization for s in api.seen] == [f"Bearer {KEY}"]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to hash the CA directory")
+async def test_tls_origin_is_trusted_through_ssl_cert_dir(tmp_path, monkeypatch):
+    tls = make_tls(tmp_path)
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    subject_hash = subprocess.run(
+        ["openssl", "x509", "-hash", "-noout", "-in", str(tls.ca_file)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (certs / f"{subject_hash}.0").write_bytes(tls.ca_file.read_bytes())
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", str(certs))
+    api = Origin({("GET", "/api/v1/credits"): json_answer('{"current_credits": 8}')}, ssl_context=tls.server_context)
+    async with api, RivyaClient(api.url, KEY, retry=ONCE) as client:
+        assert (await client.balance()).amount == 8
 
 
 # -- transport failures, from a server scripted byte by byte ---------------------------------------

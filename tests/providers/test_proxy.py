@@ -69,14 +69,15 @@ async def test_env_proxy_carries_api_calls_and_downloads(sandbox, rivya_key, for
     assert sink.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-async def test_no_proxy_bypasses_the_proxy(sandbox, rivya_key, forward_proxy, clean_env):
+@pytest.mark.parametrize("variable", ["NO_PROXY", "no_proxy"])
+async def test_no_proxy_bypasses_the_proxy(sandbox, rivya_key, forward_proxy, clean_env, variable):
     clean_env.setenv("HTTP_PROXY", forward_proxy.url)
-    clean_env.setenv("NO_PROXY", "127.0.0.1")
+    clean_env.setenv(variable, "127.0.0.1")
     host = _host(sandbox.rivya_url)
     async with RivyaClient(sandbox.rivya_url, rivya_key, retry=FAST_RETRY) as client:
         assert (await client.balance()).amount > 0
     # a call that does go through the proxy afterwards, so its log is known to be up to date
-    clean_env.delenv("NO_PROXY")
+    clean_env.delenv(variable)
     async with RivyaClient(sandbox.rivya_url, rivya_key, retry=FAST_RETRY) as client:
         await client.models()
     seen = forward_proxy.wait_for(lambda s: f"GET {host}/api/v1/models" in s)
@@ -84,10 +85,13 @@ async def test_no_proxy_bypasses_the_proxy(sandbox, rivya_key, forward_proxy, cl
     assert f"GET {host}/api/v1/credits" not in seen
 
 
-async def test_https_proxy_tunnels_to_a_tls_origin_trusted_by_ssl_cert_file(tmp_path, forward_proxy, clean_env):
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy"])
+async def test_https_proxy_tunnels_to_a_tls_origin_trusted_by_ssl_cert_file(
+    tmp_path, forward_proxy, clean_env, variable
+):
     tls = make_tls(tmp_path)
     clean_env.setenv("SSL_CERT_FILE", str(tls.ca_file))
-    clean_env.setenv("HTTPS_PROXY", forward_proxy.url)
+    clean_env.setenv(variable, forward_proxy.url)
     api = Origin({("GET", "/api/v1/credits"): json_answer('{"current_credits": 5}')}, ssl_context=tls.server_context)
     async with api:
         async with RivyaClient(api.url, "rvya_sk_tls_proxy_test", retry=FAST_RETRY) as client:
