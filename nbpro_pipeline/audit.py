@@ -5,6 +5,7 @@ ordered, and the money in the ledger equal to what the provider says it charged.
 from __future__ import annotations
 
 import asyncio
+import io
 from collections import Counter
 from collections.abc import Callable, Iterable
 from decimal import Decimal
@@ -23,6 +24,7 @@ from nbpro_pipeline.image_files import ImageProblem, check_image, inspect_image
 from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Provider, Resolution
 from nbpro_pipeline.models.ledger import OutcomeStatus
 from nbpro_pipeline.models.prompt import PromptRow
+from nbpro_pipeline.provenance import verify_marks
 from nbpro_pipeline.providers.base import ProviderClient
 from nbpro_pipeline.providers.errors import ProviderError
 from nbpro_pipeline.storage.filesystem import Storage
@@ -67,37 +69,55 @@ def check_accounting(eligible: dict[str, str], cell_ledger: pa.Table) -> CheckOu
     )
 
 
-def check_stored_images(run_rows: pa.Table, storage: Storage | None = None, *, limit: int = 1000) -> CheckOutcome:
-    """Every image this run stored decodes, in the ordered format and at the table pixel size; images
-    are read through the storage's filesystem, so this works on object stores too."""
+def check_stored_images(
+    run_rows: pa.Table, storage: Storage | None = None, *, limit: int = 1000, require_c2pa: bool = False
+) -> CheckOutcome:
+    """Every image this run stored decodes, in the ordered format and at the table pixel size, and
+    carries its provenance marks: the IPTC source type in XMP, bytes equal to the ledger's
+    ``image_sha256``, and (``require_c2pa``: signing is on) a C2PA manifest that validates against
+    them. Images are read through the storage's filesystem, so this works on object stores too."""
     succeeded = run_rows.filter(pc.equal(run_rows["status"], OutcomeStatus.SUCCEEDED.value))
-    rows = succeeded.select(["image_uri", "aspect_ratio", "output_format", "resolution", "prompt_id"]).to_pylist()
+    columns = ["image_uri", "image_sha256", "aspect_ratio", "output_format", "resolution", "prompt_id"]
+    rows = succeeded.select(columns).to_pylist()
     checked = rows[:limit]
     bad: list[str] = []
+    unmarked = 0
     for r in checked:
         try:
-            if storage is None:
-                info = inspect_image(r["image_uri"])
-            else:
-                with storage.fs.open(r["image_uri"], "rb") as fh:
-                    info = inspect_image(fh)
-            check_image(
-                info, OutputFormat(r["output_format"]), AspectRatio(r["aspect_ratio"]), Resolution(r["resolution"])
-            )
+            problem = _stored_image_problem(r, storage, require_c2pa)
         except ImageProblem as exc:
-            bad.append(f"{r['prompt_id']}: {exc.code}")
+            problem = exc.code
         except OSError as exc:  # FileNotFoundError and friends: the file is gone, not corrupt
-            bad.append(f"{r['prompt_id']}: missing or unreadable ({type(exc).__name__})")
+            problem = f"missing or unreadable ({type(exc).__name__})"
+        if problem:
+            unmarked += problem.startswith("marks:")
+            bad.append(f"{r['prompt_id']}: {problem}")
     sampled = f" (first {limit} of {len(rows)})" if len(rows) > limit else ""
+    marks = "IPTC XMP and a valid C2PA manifest" if require_c2pa else "IPTC XMP"
     return CheckOutcome(
         passed=not bad,
         description=(
-            f"{len(checked)} stored images decode at the expected size and format{sampled}"
+            f"{len(checked)} stored images decode at the expected size and format and carry {marks}{sampled}"
             if not bad
-            else f"{len(bad)} stored images are not what was ordered: {bad[:5]}"
+            else f"{len(bad)} stored images are not what was ordered or lack their marks: {bad[:5]}"
         ),
-        metadata={"checked": len(checked), "bad": len(bad)},
+        metadata={"checked": len(checked), "bad": len(bad), "bad_marks": unmarked},
     )
+
+
+def _stored_image_problem(r: dict[str, Any], storage: Storage | None, require_c2pa: bool) -> str | None:
+    """What is wrong with one stored image (None: nothing); raises ImageProblem for a bad decode."""
+    if storage is None:
+        with open(r["image_uri"], "rb") as fh:
+            data = fh.read()
+    else:
+        with storage.fs.open(r["image_uri"], "rb") as fh:
+            data = fh.read()
+    fmt = OutputFormat(r["output_format"])
+    info = inspect_image(io.BytesIO(data))
+    check_image(info, fmt, AspectRatio(r["aspect_ratio"]), Resolution(r["resolution"]))
+    marks = verify_marks(data, fmt, expected_sha256=r["image_sha256"], require_c2pa=require_c2pa)
+    return None if marks.ok else "marks: " + "; ".join(marks.problems)
 
 
 async def reconcile_with_provider(
@@ -205,7 +225,9 @@ async def run_and_audit(
         run_rows = cell_ledger.filter(pc.equal(cell_ledger["run_id"], run.run_id))
         checks = {
             "all_rows_accounted": check_accounting(runner.eligible_fingerprints, cell_ledger),
-            "images_valid": await asyncio.to_thread(check_stored_images, run_rows, storage),
+            "images_valid": await asyncio.to_thread(
+                check_stored_images, run_rows, storage, require_c2pa=bool(settings and settings.signer)
+            ),
             "ledger_reconciles": await reconcile_with_provider(
                 client, run_rows, cell_ledger, prices.per_image(provider, resolution)
             ),

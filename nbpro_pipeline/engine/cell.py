@@ -569,7 +569,7 @@ class CellRunner:
         lineage = self._lineage(row, request, fp, snap, downloaded)
         try:
             with open(scratch, "rb") as src, self.storage.open_atomic(path) as dst:
-                sha, size = copy_with_lineage(src, dst, fmt, lineage)
+                sha, size = copy_with_lineage(src, dst, fmt, lineage, self.settings.signer)
         except ImageProblem:  # too broken to annotate: keep the bytes as they came
             self.storage.put_file(scratch, path)
             sha, size = downloaded.sha256, downloaded.bytes
@@ -596,6 +596,8 @@ class CellRunner:
             "params": self._params(request),
             "fingerprint": fp,
             "provider_sha256": downloaded.sha256,
+            "cost": str(self._charged(snap)),
+            "cost_unit": COST_UNIT[self.provider],
             "run_id": self.run_info.run_id,
             "partition_key": self.run_info.partition_key,
             "pipeline_version": self.run_info.pipeline_version,
