@@ -30,6 +30,8 @@ from pydantic import BaseModel, ConfigDict
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.ledger import LedgerRecord, OutcomeStatus
+from nbpro_pipeline.storage.filesystem import Storage
+from nbpro_pipeline.storage.ledger import read_ledger
 
 FOCUS_VERSION = "1.2"
 FOCUS_MONEY = pa.decimal128(38, 6)
@@ -307,17 +309,32 @@ def billed_by_provider(focus: pa.Table) -> dict[str, tuple[Decimal, Decimal]]:
     return totals
 
 
-def write_focus(focus: pa.Table, parquet_path: str, *, csv: bool = False, filesystem=None) -> list[str]:
-    """Write the export as Parquet (and CSV beside it when asked); returns the paths written."""
-    written = [parquet_path]
-    pq.write_table(focus, parquet_path, filesystem=filesystem)
-    if csv:
-        csv_path = parquet_path.removesuffix(".parquet") + ".csv"
-        if filesystem is None:
-            pcsv.write_csv(focus, csv_path)
-        else:
-            with filesystem.open_output_stream(csv_path) as out:
-                pcsv.write_csv(focus, out)
-        written.append(csv_path)
-    return written
+class FocusExport(BaseModel):
+    """What ``export_focus`` wrote: file URIs, row count, and per-provider totals to reconcile."""
 
+    paths: list[str]
+    rows: int
+    billed: dict[str, Decimal]  # ProviderName -> sum of BilledCost (USD)
+    priced: dict[str, Decimal]  # ProviderName -> sum of PricingCurrencyEffectiveCost (credits / USD)
+
+
+def export_focus(storage: Storage, prices: PriceTable | None = None, *, csv: bool = False) -> FocusExport:
+    """The whole ledger of ``storage`` as ``reports/focus_cost_export.parquet`` (and ``.csv``)."""
+    focus = focus_table(read_ledger(storage), prices)
+    target = storage.path("reports", "focus_cost_export.parquet")
+    storage.fs.makedirs(storage.reports_dir(), exist_ok=True)
+    with storage.fs.open(target, "wb") as fh:
+        pq.write_table(focus, fh)
+    paths = [storage.uri(target)]
+    if csv:
+        csv_target = target.removesuffix(".parquet") + ".csv"
+        with storage.fs.open(csv_target, "wb") as fh:
+            pcsv.write_csv(focus, fh)
+        paths.append(storage.uri(csv_target))
+    totals = billed_by_provider(focus)
+    return FocusExport(
+        paths=paths,
+        rows=focus.num_rows,
+        billed={name: b for name, (b, _) in totals.items()},
+        priced={name: p for name, (_, p) in totals.items()},
+    )

@@ -49,7 +49,7 @@ def _usage(*, sign: bool, certs: bool) -> x509.KeyUsage:
 def _certificates(days: int) -> tuple[x509.Certificate, x509.Certificate, ec.EllipticCurvePrivateKey]:
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name(f"nbpro demo CA ({DEMO_NOTICE})")
+    ca_name = _name("nbpro demo CA (untrusted, demonstration only)")
     base = x509.CertificateBuilder().not_valid_before(now).not_valid_after(now + dt.timedelta(days=days))
     ca = (
         base.subject_name(ca_name)
@@ -79,7 +79,9 @@ def _certificates(days: int) -> tuple[x509.Certificate, x509.Certificate, ec.Ell
 def make_demo_credential(folder: str | Path, *, days: int = 30) -> DemoCredential:
     """Write (or reuse, while still valid) a demo CA, leaf certificate and key under ``folder``."""
     folder = Path(folder)
-    cred = DemoCredential(cert_path=folder / "signer-chain.pem", key_path=folder / "signer-key.pem", ca_path=folder / "ca.pem")
+    cred = DemoCredential(
+        cert_path=folder / "signer-chain.pem", key_path=folder / "signer-key.pem", ca_path=folder / "ca.pem"
+    )
     if cred.cert_path.exists() and cred.key_path.exists():
         leaf = x509.load_pem_x509_certificates(cred.cert_path.read_bytes())[0]
         if leaf.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=1):
@@ -91,7 +93,5 @@ def make_demo_credential(folder: str | Path, *, days: int = 30) -> DemoCredentia
     cred.ca_path.write_bytes(ca_pem)
     cred.cert_path.write_bytes(leaf.public_bytes(pem) + ca_pem)
     cred.key_path.touch(mode=0o600)
-    cred.key_path.write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    cred.key_path.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     return cred

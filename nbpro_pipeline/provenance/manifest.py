@@ -83,7 +83,9 @@ def sign(data: bytes, mime: str, lineage: ImageLineage, signer: ProvenanceSigner
 def _reader(data: bytes, mime: str, trust_anchors_pem: str | None) -> c2pa.Reader | None:
     if trust_anchors_pem is None:
         return c2pa.Reader.try_create(mime, io.BytesIO(data))
-    settings = c2pa.Settings.from_dict({"trust": {"trust_anchors": trust_anchors_pem}, "verify": {"verify_trust": True}})
+    settings = c2pa.Settings.from_dict(
+        {"trust": {"trust_anchors": trust_anchors_pem}, "verify": {"verify_trust": True}}
+    )
     with c2pa.Context(settings=settings) as ctx:
         return c2pa.Reader.try_create(mime, io.BytesIO(data), None, ctx)
 
@@ -113,7 +115,8 @@ def read_state(data: bytes, mime: str, trust_anchors_pem: str | None = None) -> 
         present=True,
         validation_state=state,
         failures=[f["code"] for f in results.get("failure", [])],
-        signer=(active.get("signature_info") or {}).get("common_name") or (active.get("signature_info") or {}).get("issuer"),
+        signer=(active.get("signature_info") or {}).get("common_name")
+        or (active.get("signature_info") or {}).get("issuer"),
         actions=actions,
         ingredients=[f"{i.get('relationship')}: {i.get('title')}" for i in ingredients],
         parent_manifest=parent.get("active_manifest") if parent else None,
