@@ -22,6 +22,9 @@ from nbpro_pipeline.provenance.signing import ProvenanceSigner
 
 LINEAGE_ASSERTION = "org.nbpro-pipeline.lineage"
 _PARENT_ID = "provider-download"
+# c2pa embeds a JPEG thumbnail of the image by default (~45 KB at 1K): the image itself is right there,
+# so the manifest goes without and stays ~30 KB, most of it the certificate chain and signature space.
+_NO_THUMBNAIL = {"builder": {"thumbnail": {"enabled": False}}}
 
 
 class C2paState(BaseModel):
@@ -70,7 +73,10 @@ def manifest_definition(lineage: ImageLineage, mime: str, has_parent: bool) -> d
 
 def sign(data: bytes, mime: str, lineage: ImageLineage, signer: ProvenanceSigner, parent: bytes | None) -> bytes:
     """``data`` with a signed manifest embedded; ``parent`` is the download when it carried a manifest."""
-    with c2pa.Builder(manifest_definition(lineage, mime, parent is not None)) as builder:
+    with (
+        c2pa.Context(settings=c2pa.Settings.from_dict(_NO_THUMBNAIL)) as ctx,
+        c2pa.Builder(manifest_definition(lineage, mime, parent is not None), context=ctx) as builder,
+    ):
         if parent is not None:
             ingredient = {"title": "provider download", "relationship": "parentOf", "label": _PARENT_ID}
             builder.add_ingredient(ingredient, mime, io.BytesIO(parent))
