@@ -210,6 +210,38 @@ def _billed(record: LedgerRecord) -> tuple[Decimal, Decimal]:
     return record.final_cost, record.final_cost
 
 
+# ``x_`` columns copied from the ledger column of the same meaning
+LEDGER_EXTENSIONS = {
+    "x_PromptId": "prompt_id",
+    "x_PromptSha256": "prompt_sha256",
+    "x_SourceUri": "source_uri",
+    "x_RowNumber": "row_number",
+    "x_Resolution": "resolution",
+    "x_AspectRatio": "aspect_ratio",
+    "x_Status": "status",
+    "x_ErrorCode": "error_code",
+    "x_Fingerprint": "fingerprint",
+    "x_ImageUri": "image_uri",
+    "x_ImageSha256": "image_sha256",
+    "x_ProviderSha256": "provider_sha256",
+    "x_RunId": "run_id",
+    "x_PartitionKey": "partition_key",
+    "x_PipelineVersion": "pipeline_version",
+}
+
+
+def _description(record: LedgerRecord) -> str:
+    outcome = record.status.value + (f": {record.error_code}" if record.error_code else "")
+    return f"{record.model_requested} image at {record.resolution.value}, {record.aspect_ratio} ({outcome})"
+
+
+def _tags(record: LedgerRecord) -> str:
+    """FOCUS Tags (a JSON object): where the charge came from, for a FinOps tool to group by."""
+    return json.dumps(
+        {"x_table": record.source_uri, "x_cell": record.partition_key, "x_run": record.run_id}, sort_keys=True
+    )
+
+
 def focus_row(record: LedgerRecord, prices: PriceTable, accounts: dict[Provider, str] | None = None) -> FocusRow:
     """The FOCUS row of one ledger row. A net negative amount (money given back to a resumed task) is a
     ``Credit``; everything else is ``Usage`` of one image generation, charged or refunded."""
@@ -224,6 +256,7 @@ def focus_row(record: LedgerRecord, prices: PriceTable, accounts: dict[Provider,
     account = (accounts or {}).get(record.provider) or f"{record.provider.value}-account"
     sku = f"{record.model_requested}:{record.resolution.value}"
     estimate = record.cost_is_estimate or record.provider is Provider.RIVYA  # USD per credit is configured
+    ledger = record.model_dump(mode="json", include=set(LEDGER_EXTENSIONS.values()))
     return FocusRow(
         BilledCost=billed,
         BillingAccountId=account,
@@ -233,10 +266,7 @@ def focus_row(record: LedgerRecord, prices: PriceTable, accounts: dict[Provider,
         BillingPeriodStart=billing_start,
         BillingPeriodEnd=billing_end,
         ChargeCategory="Usage" if usage else "Credit",
-        ChargeDescription=(
-            f"{record.model_requested} image at {record.resolution.value}, {record.aspect_ratio} "
-            f"({record.status.value}{': ' + record.error_code if record.error_code else ''})"
-        ),
+        ChargeDescription=_description(record),
         ChargePeriodStart=period_start,
         ChargePeriodEnd=period_end,
         ConsumedQuantity=quantity if usage else None,
@@ -264,26 +294,10 @@ def focus_row(record: LedgerRecord, prices: PriceTable, accounts: dict[Provider,
         SkuMeter="Images" if usage else None,
         SkuPriceDetails=json.dumps({"x_Resolution": record.resolution.value}) if usage else None,
         SkuPriceId=f"{record.provider.value}:{sku}" if usage else None,
-        Tags=json.dumps(
-            {"x_table": record.source_uri, "x_cell": record.partition_key, "x_run": record.run_id}, sort_keys=True
-        ),
+        Tags=_tags(record),
         x_CostIsEstimate=estimate,
         x_CostSource="configured price table" if record.cost_is_estimate else "provider-reported credits",
-        x_PromptId=record.prompt_id,
-        x_PromptSha256=record.prompt_sha256,
-        x_SourceUri=record.source_uri,
-        x_RowNumber=record.row_number,
-        x_Resolution=record.resolution.value,
-        x_AspectRatio=record.aspect_ratio,
-        x_Status=record.status.value,
-        x_ErrorCode=record.error_code,
-        x_Fingerprint=record.fingerprint,
-        x_ImageUri=record.image_uri,
-        x_ImageSha256=record.image_sha256,
-        x_ProviderSha256=record.provider_sha256,
-        x_RunId=record.run_id,
-        x_PartitionKey=record.partition_key,
-        x_PipelineVersion=record.pipeline_version,
+        **{column: ledger[name] for column, name in LEDGER_EXTENSIONS.items()},
     )
 
 
