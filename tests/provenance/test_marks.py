@@ -90,3 +90,20 @@ def test_bytes_changed_after_signing_fail_the_check(fmt, signer, where):
     check = verify_marks(bytes(marked), fmt, require_c2pa=True)
     assert not check.ok and not check.c2pa.valid
     assert any("C2PA manifest does not validate" in p for p in check.problems)
+
+
+def test_copy_with_lineage_keeps_a_downloaded_manifest_as_parent(fmt, signer):
+    """The engine's path: the provider's file (here signed by a stand-in for Google) through
+    ``copy_with_lineage``, which adds the lineage blob, XMP, and our manifest with the download as parent."""
+    from nbpro_pipeline.image_files import copy_with_lineage, read_lineage
+
+    google = ImageLineage(prompt_id="g", provider="google", model="gemini-3-pro-image")
+    downloaded = sign(image_bytes(fmt), MIME[fmt], google, signer, None)
+    out = io.BytesIO()
+    lineage = {"prompt_id": "p-9", "provider": "rivya", "model": "nano-banana-pro", "params": {"references": []}}
+    copy_with_lineage(io.BytesIO(downloaded), out, fmt, lineage, signer)
+    check = verify_marks(out.getvalue(), fmt, require_c2pa=True)
+    assert check.ok and check.c2pa.parent_manifest is not None
+    assert check.c2pa.ingredients == ["parentOf: provider download"]
+    assert read_lineage(io.BytesIO(out.getvalue()))["prompt_id"] == "p-9"
+    assert read_xmp(out.getvalue())["Xmp.nbpro.promptId"] == "p-9"
