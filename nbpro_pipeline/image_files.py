@@ -123,9 +123,7 @@ def copy_with_lineage(
     annotated = io.BytesIO()
     _insert_blob(io.BytesIO(downloaded), annotated, fmt, lineage_blob(lineage))
     try:
-        data = embed_marks(
-            annotated.getvalue(), fmt, ImageLineage.from_engine(lineage), signer, downloaded=downloaded
-        )
+        data = embed_marks(annotated.getvalue(), fmt, ImageLineage.from_engine(lineage), signer, downloaded=downloaded)
     except MarkingError as exc:
         raise ImageProblem("unmarkable_image", str(exc)) from None
     dst.write(data)
