@@ -122,8 +122,10 @@ def copy_with_lineage(
     downloaded = src.read()
     annotated = io.BytesIO()
     _insert_blob(io.BytesIO(downloaded), annotated, fmt, lineage_blob(lineage))
+    blobbed = annotated.getvalue()
+    del annotated  # one copy fewer held while exiv2 and c2pa make theirs
     try:
-        data = embed_marks(annotated.getvalue(), fmt, ImageLineage.from_engine(lineage), signer, downloaded=downloaded)
+        data = embed_marks(blobbed, fmt, ImageLineage.from_engine(lineage), signer, downloaded=downloaded)
     except MarkingError as exc:
         raise ImageProblem("unmarkable_image", str(exc)) from None
     dst.write(data)
