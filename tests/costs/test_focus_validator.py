@@ -42,7 +42,7 @@ def validator_venv() -> Path:
     if not (venv / "bin" / "focus-validator").exists():
         build = subprocess.run(["make", "-s", "focus-validator"], cwd=REPO, capture_output=True, text=True)
         if build.returncode != 0 or not (venv / "bin" / "focus-validator").exists():
-            message = f"focus-validator unavailable (make focus-validator: {build.stderr.strip()[-300:]})"
+            message = f"no focus-validator in {venv} (make focus-validator: {build.stderr.strip()[-300:] or 'ok'})"
             if os.environ.get("CI") == "true":
                 pytest.fail(message)
             pytest.skip(message)
