@@ -79,7 +79,7 @@ def sign(data: bytes, mime: str, lineage: ImageLineage, signer: ProvenanceSigner
     ):
         if parent is not None:
             ingredient = {"title": "provider download", "relationship": "parentOf", "label": _PARENT_ID}
-            builder.add_ingredient(ingredient, mime, io.BytesIO(parent))
+            builder.add_ingredient(ingredient, mime, io.BytesIO(parent))  # its manifest store comes along
         out = io.BytesIO()
         with signer.c2pa_signer() as c2pa_signer:
             builder.sign(c2pa_signer, mime, io.BytesIO(data), out)
@@ -121,20 +121,12 @@ def read_state(data: bytes, mime: str, trust_anchors_pem: str | None = None) -> 
         present=True,
         validation_state=state,
         failures=[f["code"] for f in results.get("failure", [])],
-        signer=(active.get("signature_info") or {}).get("common_name")
-        or (active.get("signature_info") or {}).get("issuer"),
+        signer=_signer_name(active.get("signature_info") or {}),
         actions=actions,
         ingredients=[f"{i.get('relationship')}: {i.get('title')}" for i in ingredients],
         parent_manifest=parent.get("active_manifest") if parent else None,
     )
 
 
-def has_manifest(data: bytes, mime: str) -> bool:
-    try:
-        reader = c2pa.Reader.try_create(mime, io.BytesIO(data))
-    except c2pa.C2paError:
-        return True  # a store is there, even if broken: it is the provider's, keep it as found
-    if reader is None:
-        return False
-    reader.close()
-    return True
+def _signer_name(signature_info: dict[str, Any]) -> str | None:
+    return signature_info.get("common_name") or signature_info.get("issuer")

@@ -31,13 +31,14 @@ def embed_marks(
     """``data`` with IPTC XMP and, when a signer is given, a signed C2PA manifest.
 
     ``downloaded`` is the file as the provider sent it: when it carries a manifest, that manifest
-    becomes the parent ingredient. Without a signer such a file is returned untouched, since any edit
-    would break the provider's signature and its credential is worth more than our XMP.
+    becomes the parent ingredient. Without a signer a file with a valid manifest is returned untouched,
+    since any edit would break the provider's signature and its credential is worth more than our XMP.
     """
     mime = MIME[fmt]
-    parent = downloaded if downloaded is not None and manifest.has_manifest(downloaded, mime) else None
-    if parent is not None and signer is None:
-        return downloaded  # type: ignore[return-value]
+    found = manifest.read_state(downloaded, mime) if downloaded is not None else None
+    parent = downloaded if found is not None and found.present else None
+    if parent is not None and signer is None and found is not None and found.valid:
+        return parent
     try:
         marked = write_xmp(data, lineage)
     except RuntimeError as exc:
