@@ -17,13 +17,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from nbpro_pipeline.models.common import (
-    MAX_PROMPT_CHARS,
-    MAX_REFERENCES,
     AspectRatio,
     Provider,
     Resolution,
     TaskState,
 )
+from nbpro_pipeline.models.limits import MAX_PROMPT_CHARS, MAX_REFERENCES
 
 _STRICT = ConfigDict(extra="forbid")
 _LENIENT = ConfigDict(extra="allow")

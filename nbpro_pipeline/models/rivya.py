@@ -16,8 +16,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from nbpro_pipeline.models.common import (
-    MAX_PROMPT_CHARS,
-    MAX_REFERENCES,
     RIVYA_MODEL_ID,
     AspectRatio,
     OutputFormat,
@@ -25,6 +23,7 @@ from nbpro_pipeline.models.common import (
     Resolution,
     TaskState,
 )
+from nbpro_pipeline.models.limits import MAX_PROMPT_CHARS, MAX_REFERENCES
 
 _STRICT = ConfigDict(extra="forbid")
 _LENIENT = ConfigDict(extra="allow")  # responses may grow fields; never break on them

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from nbpro_pipeline.models.common import Provider, TaskState
 from nbpro_pipeline.models.request import GenerationRequest
-from nbpro_pipeline.providers.base import DownloadedImage, ResultImage, TaskSnapshot
+from nbpro_pipeline.providers.base import DownloadedImage, ProviderTraits, ResultImage, TaskSnapshot
 from nbpro_pipeline.providers.errors import (
     AuthError,
     DeadlineExceededError,
@@ -80,6 +80,7 @@ class HttpProviderClient:
     """Base of RivyaClient and OdiRouterClient; not used on its own."""
 
     provider: Provider
+    traits: ProviderTraits
 
     def __init__(
         self,
@@ -258,7 +259,7 @@ class HttpProviderClient:
 
     def _check_locally(self, request: GenerationRequest) -> None:
         """Refuse, before any money moves, a request this provider would reject; every problem at once."""
-        problems = request.problems_for(self.provider)
+        problems = request.problems_for(self.traits.name, self.traits.limits)
         if problems:
             raise self._error(
                 InvalidRequestError,

@@ -40,6 +40,7 @@ from nbpro_pipeline.providers.errors import (
     UnsupportedOperationError,
 )
 from nbpro_pipeline.providers.http import HttpProviderClient, first_problem, json_or_none
+from nbpro_pipeline.providers.traits import ODIROUTER_TRAITS
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ _QUEUE = f"/v1/queue/{ODIROUTER_ENDPOINT_ID}"
 
 class OdiRouterClient(HttpProviderClient):
     provider = Provider.ODIROUTER
+    traits = ODIROUTER_TRAITS
 
     def __init__(self, base_url: str = DEFAULT_ODIROUTER_URL, api_key: str = "", **kw) -> None:
         super().__init__(base_url, api_key, **kw)

@@ -57,6 +57,7 @@ from nbpro_pipeline.providers.errors import (
     UnsupportedOperationError,
 )
 from nbpro_pipeline.providers.http import HttpProviderClient, first_problem, json_or_none
+from nbpro_pipeline.providers.traits import RIVYA_TRAITS
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ def idempotency_key_for(fingerprint: str) -> str:
 
 class RivyaClient(HttpProviderClient):
     provider = Provider.RIVYA
+    traits = RIVYA_TRAITS
 
     def __init__(self, base_url: str = DEFAULT_RIVYA_URL, api_key: str = "", **kw) -> None:
         super().__init__(base_url, api_key, **kw)

@@ -29,7 +29,7 @@ class LedgerWriter:
     def __init__(
         self,
         storage: Storage,
-        provider: Provider,
+        provider: Provider | str,
         resolution: Resolution,
         run_id: str,
         *,
@@ -89,7 +89,7 @@ def read_ledger(
         return empty
     files = [p for p in storage.find(root) if p.endswith(".parquet")]
     if provider is not None:
-        files = [p for p in files if f"/provider={Provider(provider).value}/" in p]
+        files = [p for p in files if f"/provider={provider}/" in p]
     if resolution is not None:
         files = [p for p in files if f"/resolution={Resolution(resolution).value}/" in p]
     if not files:
