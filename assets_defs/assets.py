@@ -14,7 +14,7 @@ from assets_defs.partitions import cell_of, cell_partitions
 from assets_defs.resources import BudgetResource, OdiRouterResource, PipelineResource, RivyaResource, StorageResource
 from nbpro_pipeline import cell_checks
 from nbpro_pipeline.audit import audit_cell
-from nbpro_pipeline.costs import reports, spent_today_from_ledger
+from nbpro_pipeline.costs import focus, reports, spent_today_from_ledger
 from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
 from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.models.common import Provider
@@ -23,6 +23,7 @@ from nbpro_pipeline.presentation import charts, summary
 from nbpro_pipeline.presentation.cell_view import CellView, cell_view
 from nbpro_pipeline.presentation.gallery import write_cross_provider_gallery
 from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
+from nbpro_pipeline.provenance import SIGNING_HELP, ProvenanceSigner, SigningConfigError, signer_from_env
 from nbpro_pipeline.storage import Storage, read_ledger, read_table, table_path, write_table
 
 # One group: the Lineage page opens on the whole pipeline instead of collapsed groups of one or two assets.
@@ -97,6 +98,9 @@ def generated_images(
     resource = rivya if provider is Provider.RIVYA else odirouter
     today = datetime.now(UTC).date()
     guard = budget.guard(provider, spent_today_from_ledger(read_ledger(st, provider=provider), provider, today))
+    settings = resource.engine_settings().model_copy(
+        update={"reference_roots": pipeline.reference_roots, "signer": _c2pa_signer(context)}
+    )
     audited = audit_cell(
         run_cell_sync(
             rows,
@@ -109,12 +113,13 @@ def generated_images(
                 partition_key=str(context.partition_key),
                 pipeline_version=nbpro_pipeline.__version__,
             ),
-            settings=resource.engine_settings().model_copy(update={"reference_roots": pipeline.reference_roots}),
+            settings=settings,
             prices=budget.prices(),
             budget=guard,
             logger=context.log,
         ),
         st,
+        require_c2pa=settings.signer is not None,
     )
     rep = audited.report
     context.log.info(rep.summary())
@@ -155,6 +160,19 @@ def _cell_metadata(view: CellView, rep: CellReport, st: Storage) -> dict:
 def _link(uri: str) -> dg.MetadataValue:
     """A clickable link for a local file, the URI as a path on an object store."""
     return dg.MetadataValue.path(uri) if "://" in uri else dg.MetadataValue.url("file://" + uri)
+
+
+def _c2pa_signer(context: dg.AssetExecutionContext) -> ProvenanceSigner | None:
+    """The deployment's C2PA signer (NBPRO_C2PA_CERT / NBPRO_C2PA_KEY); without one, say how to add it."""
+    try:
+        signer = signer_from_env()
+    except SigningConfigError as exc:
+        raise dg.Failure(description=str(exc)) from None
+    if signer is None:
+        context.log.warning(SIGNING_HELP)
+    else:
+        context.log.info(f"C2PA: signing stored images as {signer.subject} (issuer {signer.issuer})")
+    return signer
 
 
 # The reports run when any cell changed; they read the ledger dataset, so a missing cell is no reason
@@ -211,3 +229,19 @@ def provider_comparison(storage: StorageResource, budget: BudgetResource) -> dg.
         {"gallery": _link(page.uri), "gallery_prompts": f"{page.shown} of {page.total} shown"}
     )
     return result
+
+
+# -- FOCUS export (docs/focus.md) ------------------------------------------------------------------------
+class FocusExportConfig(dg.Config):
+    csv: bool = False  # also write focus_cost_export.csv beside the Parquet file
+
+
+@dg.asset(group_name=GROUP, kinds={"parquet"}, deps=[generated_images], automation_condition=REPORT_AUTOMATION)
+def focus_cost_export(
+    config: FocusExportConfig, storage: StorageResource, budget: BudgetResource
+) -> dg.MaterializeResult:
+    """The ledger as FinOps FOCUS 1.2 cost rows, for finance tools that load cloud bills."""
+    result = focus.export_focus(storage.storage(), budget.prices(), csv=config.csv)
+    metadata: dict = {"rows": result.rows, "path": dg.MetadataValue.path(result.paths[0])}
+    metadata.update({f"billed_usd_{name}": float(total) for name, total in result.billed.items()})
+    return dg.MaterializeResult(metadata=metadata)

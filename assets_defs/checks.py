@@ -17,7 +17,8 @@ PROMPT_TABLE_CHECKS = [
 
 _CELL_CHECK_DESCRIPTIONS = {
     "all_rows_accounted": "every eligible prompt has a ledger outcome: succeeded, or failed/skipped with a reason",
-    "images_valid": "every image stored by the run decodes at the expected pixel size and format",
+    "images_valid": "every image stored by the run decodes at the expected pixel size and format, with its "
+    "provenance marks and the stored sha256",
     "ledger_reconciles": "the ledger's cost per task equals what the provider reports for it",
     "failure_rate": "share of the cell's eligible prompts without an image: WARN above "
     "NBPRO_FAILURE_RATE_WARN (default 0), ERROR above NBPRO_FAILURE_RATE_ERROR (default 0.2)",
