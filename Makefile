@@ -48,14 +48,16 @@ demo: $(STAMP)
 	$(BIN)/python -m assets_defs.demo --home .nbpro
 
 # The sandbox plus the Dagster UI and daemon on the local instance (.nbpro/dagster_home), so backfills
-# launched from the UI run. Sandbox keys only; Ctrl-C stops both.
+# launched from the UI run. Sandbox keys only; Ctrl-C stops both. `dg dev -w` is what Dagster 1.13 has in
+# place of the superseded `dagster dev`; the sandbox is stopped once, on exit, whichever way make ends.
 DEV_ENV = DAGSTER_HOME=$(CURDIR)/.nbpro/dagster_home NBPRO_STORAGE_ROOT=$(CURDIR)/.nbpro/storage \
 	RIVYA_API_KEY=$${RIVYA_API_KEY:-rvya_sk_sandbox_demo_key} ODIROUTER_API_KEY=$${ODIROUTER_API_KEY:-odr_sandbox_demo_key}
 dev: $(STAMP)
-	mkdir -p .nbpro/dagster_home && cp dagster.yaml .nbpro/dagster_home/dagster.yaml
+	mkdir -p .nbpro/dagster_home && cp deploy/local/dagster.yaml .nbpro/dagster_home/dagster.yaml
 	$(BIN)/nbpro sandbox --port 8787 --state .nbpro/sandbox & SANDBOX=$$!; \
-	trap 'kill $$SANDBOX' EXIT INT TERM; \
-	$(DEV_ENV) $(BIN)/dagster dev -w workspace.yaml
+	trap 'exit 130' INT TERM; \
+	trap 'kill $$SANDBOX 2>/dev/null; wait $$SANDBOX 2>/dev/null; true' EXIT; \
+	$(DEV_ENV) $(BIN)/dg dev -w workspace.yaml
 
 validate: $(STAMP)
 	$(BIN)/dagster definitions validate -w workspace.yaml

@@ -12,15 +12,22 @@ import nbpro_pipeline
 from assets_defs.checks import CELL_CHECKS, PROMPT_TABLE_CHECKS, check_result
 from assets_defs.partitions import cell_of, cell_partitions
 from assets_defs.resources import BudgetResource, OdiRouterResource, PipelineResource, RivyaResource, StorageResource
-from nbpro_pipeline.audit import audit_cell, check_rejections
+from nbpro_pipeline import cell_checks
+from nbpro_pipeline.audit import audit_cell
 from nbpro_pipeline.costs import focus, reports, spent_today_from_ledger
 from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
-from nbpro_pipeline.image_files import contact_sheet_markdown
+from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.prompt import RejectedRow
+from nbpro_pipeline.presentation import charts, summary
+from nbpro_pipeline.presentation.cell_view import CellView, cell_view
+from nbpro_pipeline.presentation.gallery import write_cross_provider_gallery
 from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
 from nbpro_pipeline.provenance import SIGNING_HELP, ProvenanceSigner, SigningConfigError, signer_from_env
-from nbpro_pipeline.storage import read_ledger, read_table, table_path, write_table
+from nbpro_pipeline.storage import Storage, read_ledger, read_table, table_path, write_table
+
+# One group: the Lineage page opens on the whole pipeline instead of collapsed groups of one or two assets.
+GROUP = "nbpro_pipeline"
 
 
 def _md_counts(counts: dict[str, int], header: str) -> str:
@@ -30,7 +37,7 @@ def _md_counts(counts: dict[str, int], header: str) -> str:
     return f"| {header} | rows |\n|---|---|\n{rows}"
 
 
-@dg.asset(group_name="prompts", kinds={"parquet"}, check_specs=PROMPT_TABLE_CHECKS)
+@dg.asset(group_name=GROUP, kinds={"parquet"}, check_specs=PROMPT_TABLE_CHECKS)
 def prompt_table(pipeline: PipelineResource, storage: StorageResource) -> dg.MaterializeResult:
     """Every configured prompt source, validated: accepted rows (one Parquet table) and rejected rows
     with one reason each."""
@@ -45,9 +52,10 @@ def prompt_table(pipeline: PipelineResource, storage: StorageResource) -> dg.Mat
     sources = "\n".join(
         f"| {s.uri} | {s.format} | {s.rows_read} | {(s.sha256 or 'unreadable')[:16]} |" for s in result.sources
     )
-    outcome = check_rejections(result.rows_read, result.rejected)
+    checked = cell_checks.rejections(result.rows_read, result.rejected, [s.uri for s in result.sources])
     return dg.MaterializeResult(
         metadata={
+            **({"about_rejections": dg.MetadataValue.md(checked.note)} if checked.note else {}),
             "rows_read": result.rows_read,
             "accepted": result.accepted.num_rows,
             "rejected": result.rejected.num_rows,
@@ -57,12 +65,12 @@ def prompt_table(pipeline: PipelineResource, storage: StorageResource) -> dg.Mat
             "accepted_table": dg.MetadataValue.path(accepted_uri),
             "rejected_table": dg.MetadataValue.path(rejected_uri),
         },
-        check_results=[check_result("no_rejected_rows", outcome, dg.AssetCheckSeverity.WARN)],
+        check_results=[check_result(checked.check)],
     )
 
 
 @dg.asset(
-    group_name="generation",
+    group_name=GROUP,
     kinds={"image"},
     partitions_def=cell_partitions,
     deps=[prompt_table],
@@ -115,38 +123,43 @@ def generated_images(
     )
     rep = audited.report
     context.log.info(rep.summary())
+    view = cell_view(st, rep, rows.table, context.run.run_id, budget.prices(), pipeline.failure_thresholds())
+    for line in view.warning_lines():
+        context.log.warning(line)
+    metadata = _cell_metadata(view, rep, st)
+    if rep.failures_by_reason.get("auth_failed"):
+        raise dg.Failure(description=rep.stop_reason or "the provider refused the API key", metadata=metadata)
+    audit_checks = [
+        cell_checks.named_for_cell(view.state.cell, name, o.passed, o.description, o.metadata)
+        for name, o in audited.checks.items()
+    ]
+    return dg.MaterializeResult(
+        metadata=metadata, check_results=[check_result(c) for c in [*audit_checks, *view.checks]]
+    )
+
+
+def _cell_metadata(view: CellView, rep: CellReport, st: Storage) -> dict:
+    """The cell's state and this run's delta (``view.numbers``), then the run's own figures and links."""
     metadata = {
-        "images": rep.succeeded,
-        "failed": rep.failed,
-        "skipped": rep.skipped,
-        "already_done": rep.already_done,
-        "eligible": rep.eligible,
-        "resumed": rep.resumed,
-        "cost": float(rep.final_cost),
-        "cost_unit": rep.cost_unit,
+        **view.numbers,
         "cost_is_estimate": rep.cost_is_estimate,
-        "cost_per_image": float(rep.cost_per_image) if rep.cost_per_image is not None else 0.0,
-        "estimated_usd": float(rep.estimated_usd),
         "polls_per_task": round(rep.polls / rep.submitted, 2) if rep.submitted else 0.0,
         "wall_s": round(rep.wall_s, 2),
         "failures_by_reason": dg.MetadataValue.md(_md_counts(rep.failures_by_reason, "reason")),
-        "contact_sheet": dg.MetadataValue.md(
-            contact_sheet_markdown(
-                [(i.prompt_id, i.uri) for i in rep.images], open_file=lambda uri: st.fs.open(uri, "rb")
-            )
-        ),
+        **{k: dg.MetadataValue.md(v) for k, v in view.markdown.items()},
+        "gallery": _link(view.gallery.uri),
         "image_dir": dg.MetadataValue.path(rep.image_dir),
         "ledger": dg.MetadataValue.path(st.uri(st.ledger_dir())),
         "summary": rep.summary(),
     }
     if rep.stop_reason:
         metadata["stop_reason"] = rep.stop_reason
-    if rep.failures_by_reason.get("auth_failed"):
-        raise dg.Failure(description=rep.stop_reason or "the provider refused the API key", metadata=metadata)
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[check_result(name, outcome) for name, outcome in audited.checks.items()],
-    )
+    return metadata
+
+
+def _link(uri: str) -> dg.MetadataValue:
+    """A clickable link for a local file, the URI as a path on an object store."""
+    return dg.MetadataValue.path(uri) if "://" in uri else dg.MetadataValue.url("file://" + uri)
 
 
 def _c2pa_signer(context: dg.AssetExecutionContext) -> ProvenanceSigner | None:
@@ -167,39 +180,55 @@ def _c2pa_signer(context: dg.AssetExecutionContext) -> ProvenanceSigner | None:
 REPORT_AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
 
 
-def _write_report(name: str, df, st, title_md: str) -> dg.MaterializeResult:
+def _write_report(name: str, df, st, summary_md: str, chart_png: bytes | None) -> dg.MaterializeResult:
     target = st.uri(st.path("reports", f"{name}.parquet"))
     uri = reports.write_report(df, target, storage_options=st.storage_options or None)
+    spec = summary.table_spec(df)
     return dg.MaterializeResult(
         metadata={
             "rows": len(df),
-            "table": dg.MetadataValue.md(reports.to_markdown(df, max_rows=40)),
-            "chart": dg.MetadataValue.md(title_md),
+            "summary": dg.MetadataValue.md(summary_md),
+            "chart": dg.MetadataValue.md(charts.markdown_image(chart_png, name) if chart_png else "_no costs yet_"),
+            "table": dg.MetadataValue.table(
+                records=[dg.TableRecord(r) for r in spec.records],
+                schema=dg.TableSchema(
+                    columns=[dg.TableColumn(c.name, c.type, description=c.description) for c in spec.columns]
+                ),
+            ),
             "path": dg.MetadataValue.path(uri),
         }
     )
 
 
-@dg.asset(group_name="costs", kinds={"parquet"}, deps=[generated_images], automation_condition=REPORT_AUTOMATION)
+@dg.asset(group_name=GROUP, kinds={"parquet"}, deps=[generated_images], automation_condition=REPORT_AUTOMATION)
 def credit_cost_report(storage: StorageResource, budget: BudgetResource) -> dg.MaterializeResult:
     """Cost by provider, resolution, day and source table: reserved vs final, successes, failures by
     reason, cost lost to failures, cost per successful image, estimate vs actual."""
     st = storage.storage()
     ledger = read_ledger(st)
     df = reports.credit_cost_report(ledger, budget.prices())
-    result = _write_report("credit_cost_report", df, st, reports.cost_chart_markdown(df))
+    result = _write_report("credit_cost_report", df, st, summary.cost_summary(df), charts.cost_per_day(df))
     totals = reports.totals_by_provider(ledger)
-    result.metadata.update({f"total_{p}": float(v) for p, v in totals.items()})  # type: ignore[union-attr]
+    units = {p.value: budget.prices().unit(p) for p in Provider}
+    result.metadata.update(  # type: ignore[union-attr]
+        {f"total_{p}_{units.get(p, 'cost')}": round(float(v), 4) for p, v in totals.items()}
+    )
     return result
 
 
-@dg.asset(group_name="costs", kinds={"parquet"}, deps=[generated_images], automation_condition=REPORT_AUTOMATION)
+@dg.asset(group_name=GROUP, kinds={"parquet"}, deps=[generated_images], automation_condition=REPORT_AUTOMATION)
 def provider_comparison(storage: StorageResource, budget: BudgetResource) -> dg.MaterializeResult:
     """The same prompts across providers: cost per image (unit and USD), latency p50/p95, failure rate,
-    size mismatches."""
+    size mismatches; and the cross-provider gallery page."""
     st = storage.storage()
-    df = reports.provider_comparison(read_ledger(st), budget.prices())
-    return _write_report("provider_comparison", df, st, reports.cost_chart_markdown(df))
+    ledger = read_ledger(st)
+    df = reports.provider_comparison(ledger, budget.prices())
+    result = _write_report("provider_comparison", df, st, summary.comparison_summary(df), charts.comparison(df))
+    page = write_cross_provider_gallery(st, ledger, budget.prices())
+    result.metadata.update(  # type: ignore[union-attr]
+        {"gallery": _link(page.uri), "gallery_prompts": f"{page.shown} of {page.total} shown"}
+    )
+    return result
 
 
 # -- FOCUS export (docs/focus.md) ------------------------------------------------------------------------
@@ -207,7 +236,7 @@ class FocusExportConfig(dg.Config):
     csv: bool = False  # also write focus_cost_export.csv beside the Parquet file
 
 
-@dg.asset(group_name="costs", kinds={"parquet"}, deps=[generated_images], automation_condition=REPORT_AUTOMATION)
+@dg.asset(group_name=GROUP, kinds={"parquet"}, deps=[generated_images], automation_condition=REPORT_AUTOMATION)
 def focus_cost_export(
     config: FocusExportConfig, storage: StorageResource, budget: BudgetResource
 ) -> dg.MaterializeResult:

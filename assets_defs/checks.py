@@ -1,9 +1,13 @@
 """Asset checks of DESIGN.md, declared as specs on their assets and evaluated in the same step from the
-library's audit functions (so they see exactly the run's rows, partition by partition)."""
+library's check functions. Cell checks are partitioned like ``generated_images``, so each result belongs
+to its cell in the UI (one cell's pass never hides another's failure)."""
+
+import warnings
 
 import dagster as dg
 
-from nbpro_pipeline.audit import CheckOutcome
+from assets_defs.partitions import cell_partitions
+from nbpro_pipeline.cell_checks import CellCheck, Severity
 
 PROMPT_TABLE_CHECKS = [
     dg.AssetCheckSpec(
@@ -11,32 +15,35 @@ PROMPT_TABLE_CHECKS = [
     )
 ]
 
-CELL_CHECKS = [
-    dg.AssetCheckSpec(
-        "all_rows_accounted",
-        asset="generated_images",
-        description="every eligible prompt has a ledger outcome: succeeded, or failed/skipped with a reason",
-    ),
-    dg.AssetCheckSpec(
-        "images_valid",
-        asset="generated_images",
-        description="every image stored by the run decodes at the expected pixel size and format",
-    ),
-    dg.AssetCheckSpec(
-        "ledger_reconciles",
-        asset="generated_images",
-        description="the ledger's cost per task equals what the provider reports for it",
-    ),
-]
+_CELL_CHECK_DESCRIPTIONS = {
+    "all_rows_accounted": "every eligible prompt has a ledger outcome: succeeded, or failed/skipped with a reason",
+    "images_valid": "every image stored by the run decodes at the expected pixel size and format, with its "
+    "provenance marks and the stored sha256",
+    "ledger_reconciles": "the ledger's cost per task equals what the provider reports for it",
+    "failure_rate": "share of the cell's eligible prompts without an image: WARN above "
+    "NBPRO_FAILURE_RATE_WARN (default 0), ERROR above NBPRO_FAILURE_RATE_ERROR (default 0.2)",
+    "prompts_resolved": "names every prompt of the cell that is unaccounted (ERROR) or failed, skipped or "
+    "quarantined (WARN)",
+}
+
+# partitions_def on a check spec is a preview feature in Dagster 1.13: say so once here, not on every load
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+    CELL_CHECKS = [
+        dg.AssetCheckSpec(name, asset="generated_images", description=text, partitions_def=cell_partitions)
+        for name, text in _CELL_CHECK_DESCRIPTIONS.items()
+    ]
+
+_SEVERITY = {Severity.WARN: dg.AssetCheckSeverity.WARN, Severity.ERROR: dg.AssetCheckSeverity.ERROR}
 
 
-def check_result(
-    name: str, outcome: CheckOutcome, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
-) -> dg.AssetCheckResult:
+def check_result(check: CellCheck) -> dg.AssetCheckResult:
+    metadata: dict = dict(check.metadata)
+    metadata.update({k: dg.MetadataValue.md(v) for k, v in check.markdown.items()})
     return dg.AssetCheckResult(
-        check_name=name,
-        passed=outcome.passed,
-        severity=severity,
-        description=outcome.description,
-        metadata={k: v for k, v in outcome.metadata.items() if isinstance(v, int | float | str)},
+        check_name=check.name,
+        passed=check.passed,
+        severity=_SEVERITY[check.severity],
+        description=check.description,
+        metadata=metadata,
     )

@@ -1,4 +1,4 @@
-"""The code location: one ``defs`` (``dagster dev -w workspace.yaml`` and Dagster+ load it).
+"""The code location: one ``defs`` (``dg dev -w workspace.yaml`` and Dagster+ load it).
 
 Keys come from the environment through ``EnvVar`` (resolved at launch, never stored in run config);
 base URLs, the storage root and the prompt sources are ordinary settings with local defaults, so the
@@ -82,6 +82,8 @@ def build_resources() -> dict:
         "pipeline": PipelineResource(
             prompt_sources=_sources(),
             cells=os.environ.get("NBPRO_CELLS", "all"),
+            failure_rate_warn=_float("NBPRO_FAILURE_RATE_WARN") or 0.0,
+            failure_rate_error=_float("NBPRO_FAILURE_RATE_ERROR") or 0.2,
         ),
     }
 

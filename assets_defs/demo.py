@@ -23,7 +23,8 @@ DEMO_KEYS = {"RIVYA_API_KEY": "rvya_sk_sandbox_demo_key", "ODIROUTER_API_KEY": "
 def _prepare_env(home: Path, sources: list[str], sandbox_url: str) -> None:
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(__file__).resolve().parent.parent / "dagster.yaml", dagster_home / "dagster.yaml")
+    local_yaml = Path(__file__).resolve().parent.parent / "deploy" / "local" / "dagster.yaml"
+    shutil.copyfile(local_yaml, dagster_home / "dagster.yaml")
     os.environ.update(DEMO_KEYS)  # sandbox keys only: the demo never sends a real key anywhere
     os.environ.update(
         {

@@ -10,6 +10,7 @@ from decimal import Decimal
 import dagster as dg
 from pydantic import Field
 
+from nbpro_pipeline.cell_checks import FailureThresholds
 from nbpro_pipeline.costs import BudgetGuard, BudgetLimits, PriceTable, parse_cells
 from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.models.common import Provider, Resolution
@@ -115,6 +116,15 @@ class PipelineResource(dg.ConfigurableResource):
         default=None, description="reference images (local paths or s3://, gs:// objects) must be under these"
     )
     cells: str = Field(default="all", description="cells to run on schedule/sensor, e.g. 'rivya|2K,odirouter|4K'")
+    failure_rate_warn: float = Field(
+        default=0.0, ge=0, le=1, description="failure_rate check warns above this share of a cell's prompts"
+    )
+    failure_rate_error: float = Field(
+        default=0.2, ge=0, le=1, description="failure_rate check is an error above this share"
+    )
+
+    def failure_thresholds(self) -> FailureThresholds:
+        return FailureThresholds(warn_above=self.failure_rate_warn, error_above=self.failure_rate_error)
 
     def cell_list(self) -> list[tuple[Provider, Resolution]]:
         return parse_cells(self.cells)

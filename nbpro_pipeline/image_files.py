@@ -15,7 +15,6 @@ import io
 import json
 import struct
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -176,35 +175,3 @@ def thumbnail_data_uri(path: str | Path | BinaryIO, size: int = 64, quality: int
         buf = io.BytesIO()
         img.convert("RGB").save(buf, "JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def contact_sheet_markdown(
-    images: list[tuple[str, str]],
-    *,
-    max_bytes: int = 40_000,
-    size: int = 64,
-    open_file: Callable[[str], BinaryIO] | None = None,
-) -> str:
-    """Markdown of small thumbnails for (label, path) pairs, stopping before ``max_bytes``.
-
-    ``open_file`` opens a path for reading (``Storage.fs.open``), so images on an object store
-    (``s3://…``) get thumbnails too; without it paths are local files.
-    """
-    parts: list[str] = []
-    used = 0
-    for label, path in images:
-        try:
-            if open_file is None:
-                thumb = thumbnail_data_uri(path, size)
-            else:
-                with open_file(path) as fh:
-                    thumb = thumbnail_data_uri(fh, size)
-            cell = f"![{label}]({thumb})"
-        except OSError:
-            continue
-        cost = len(cell.encode()) + (1 if parts else 0)  # UTF-8 bytes, plus the joining space
-        if used + cost > max_bytes:
-            break
-        parts.append(cell)
-        used += cost
-    return " ".join(parts) if parts else "_no images stored in this run_"

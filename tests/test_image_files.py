@@ -15,7 +15,6 @@ from nbpro_pipeline.image_files import (
     ImageInfo,
     ImageProblem,
     check_image,
-    contact_sheet_markdown,
     copy_with_lineage,
     inspect_image,
     read_lineage,
@@ -183,36 +182,3 @@ def test_read_lineage_tolerates_a_foreign_comment(tmp_path):
     path = tmp_path / "c.jpg"
     picture(8, 8).save(path, "JPEG", comment=b"not json")
     assert read_lineage(path) is None
-
-
-def test_contact_sheet_stays_under_max_bytes(tmp_path):
-    paths = []
-    for i in range(12):
-        p = tmp_path / f"i{i}.png"
-        picture(200 + i, 120).save(p, "PNG")
-        paths.append(("p", str(p)))
-    full = contact_sheet_markdown(paths, max_bytes=10**7)
-    cells = full.split(" ")
-    assert len(cells) == 12 and all(c.startswith("![p](data:image/jpeg;base64,") for c in cells)
-    for limit in (len(cells[0]), sum(map(len, cells[:3])), sum(map(len, cells[:3])) + 1, 5_000, 10_000):
-        sheet = contact_sheet_markdown(paths, max_bytes=limit)
-        assert len(sheet.encode()) <= limit, limit
-        assert sheet.count("![") >= 1
-
-
-def test_contact_sheet_counts_bytes_not_characters(tmp_path):
-    p = tmp_path / "i.png"
-    picture(50, 50).save(p, "PNG")
-    label = "名前" * 200  # 3 bytes per character in UTF-8
-    one = contact_sheet_markdown([(label, str(p))], max_bytes=10**6)
-    sheet = contact_sheet_markdown([(label, str(p))] * 5, max_bytes=len(one) * 2)
-    assert len(sheet.encode()) <= len(one) * 2
-
-
-def test_contact_sheet_skips_unreadable_files(tmp_path):
-    good = tmp_path / "g.png"
-    picture(10, 10).save(good, "PNG")
-    bad = write(tmp_path, "b.png", b"\x89PNG\r\n\x1a\n garbage")
-    sheet = contact_sheet_markdown([("bad", str(bad)), ("missing", str(tmp_path / "nope.png")), ("good", str(good))])
-    assert sheet.startswith("![good](data:image/jpeg;base64,") and "bad" not in sheet
-    assert contact_sheet_markdown([]) == "_no images stored in this run_"

@@ -61,7 +61,8 @@ def test_every_cell_materializes_valid_images_and_passes_its_checks(first_pass, 
         assert meta["failed"] == 0 and meta["skipped"] == 0
         assert len(meta["contact_sheet"]) < 50_000  # thumbnails, not images, in the event log
         checks = _checks(result)
-        assert set(checks) == {"all_rows_accounted", "images_valid", "ledger_reconciles"}
+        expected = {"all_rows_accounted", "images_valid", "ledger_reconciles", "failure_rate", "prompts_resolved"}
+        assert set(checks) == expected
         assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items()}
         provider, resolution = key.split("|")
         rows = ledger.filter(
@@ -80,7 +81,8 @@ def test_rematerializing_a_cell_charges_nothing_new(first_pass, instance, resour
     again = dg.materialize([generated_images], partition_key="rivya|2K", instance=instance, resources=resources)
     assert again.success
     meta = _metadata(again)
-    assert meta["images"] == 0 and meta["cost"] == 0
+    assert meta["images"] == 0 and meta["cost_usd"] == 0 and meta["run_kind"] == "no-op"
+    assert meta["images_total"] == meta["eligible"] and meta["cost_usd_total"] > 0
     assert meta["already_done"] == meta["eligible"] > 0
     assert sandbox.ledger() == before
 

@@ -301,8 +301,9 @@ def _step_backfill(gql: GraphQL, c: Cluster, figures: Figures) -> None:
     # the reports and their metadata, written by that run from the whole ledger
     credit = gql.metadata("credit_cost_report")
     assert credit["__run_id"] == reports_run["runId"]
+    units = {"rivya": "credits", "odirouter": "usd"}  # the metadata keys say their unit
     for provider, total in ours.items():
-        assert Decimal(str(credit[f"total_{provider}"])) == total, (provider, credit)
+        assert Decimal(str(credit[f"total_{provider}_{units[provider]}"])) == total, (provider, credit)
     objects = _check_everything_in_bucket(gql, c, partitions, ledger)
     totals = ", ".join(f"{p} {v.normalize():f}" for p, v in ours.items())
     figures.add(

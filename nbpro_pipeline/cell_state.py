@@ -1,0 +1,222 @@
+"""What a (provider, resolution) cell holds now, read from the ledger, and what one run changed.
+
+A run's report says what that run did; after a no-op re-run (every nightly tick over a complete cell)
+that is "0 images, 0 cost", which is true of the run and false of the cell. The UI shows both: the
+cell's state (latest outcome per fingerprint, every credit ever spent) and this run's delta.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pandas as pd
+import pyarrow as pa
+from pydantic import BaseModel
+
+from nbpro_pipeline.costs.prices import PriceTable
+from nbpro_pipeline.engine.report import CellReport
+from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.ledger import COST_UNIT, OutcomeStatus
+
+_COLUMNS = [
+    "prompt_id",
+    "fingerprint",
+    "status",
+    "error_code",
+    "error_message",
+    "final_cost",
+    "image_uri",
+    "width",
+    "height",
+    "latency_s",
+    "recorded_at",
+    "run_id",
+]
+MESSAGE_CHARS = 160
+
+
+def usd_round(amount: Decimal) -> float:
+    """USD for metadata: four places (a tenth of a cent), as a float so the UI plots it."""
+    return float(round(amount, 4))
+
+
+def native_round(amount: Decimal, unit: str) -> float:
+    """Credits are whole numbers in practice; keep two places for a fractional refund."""
+    return float(round(amount, 2 if unit == "credits" else 4))
+
+
+class ImageRef(BaseModel):
+    """One stored image (kept or quarantined) and why it is where it is."""
+
+    prompt_id: str
+    uri: str
+    width: int | None = None
+    height: int | None = None
+    error_code: str | None = None
+    latency_s: float | None = None
+    cost: Decimal = Decimal(0)
+
+
+class FailedPrompt(BaseModel):
+    """A prompt whose latest outcome in the cell is not a stored image."""
+
+    prompt_id: str
+    status: OutcomeStatus
+    error_code: str
+    message: str
+    cost: Decimal  # in the cell's unit, every attempt of this fingerprint
+    quarantined_uri: str | None = None  # a paid-for image kept aside (size or format mismatch)
+
+
+class CellState(BaseModel):
+    """The cell as the ledger has it now: the latest outcome of each fingerprint, and every row's cost."""
+
+    provider: Provider
+    resolution: Resolution
+    requests_total: int
+    images_total: int
+    cost_total: Decimal  # native unit, every ledger row of the cell
+    cost_usd_total: Decimal
+    cost_unit: str
+    usd_is_estimate: bool  # always true today: credits at an assumed rate, OdiRouter from a price table
+    usd_basis: str
+    outstanding: list[FailedPrompt]
+    images: list[ImageRef]  # latest succeeded rows, table order
+    quarantined: list[ImageRef]  # every quarantined image of the cell, newest first
+
+    @property
+    def cell(self) -> str:
+        return f"{self.provider.value}|{self.resolution.value}"
+
+    @property
+    def failures_outstanding(self) -> int:
+        return sum(1 for f in self.outstanding if f.status is OutcomeStatus.FAILED)
+
+    @property
+    def skipped_outstanding(self) -> int:
+        return sum(1 for f in self.outstanding if f.status is OutcomeStatus.SKIPPED)
+
+
+def usd_basis(provider: Provider, prices: PriceTable) -> str:
+    if provider is Provider.RIVYA:
+        return f"estimate: credits x {prices.rivya_usd_per_credit.normalize():f} USD/credit (configured rate)"
+    return "estimate: OdiRouter reports no per-task cost; USD from the configured price table"
+
+
+def _frame(cell_ledger: pa.Table) -> pd.DataFrame:
+    df = cell_ledger.select(_COLUMNS).to_pandas()
+    df["final_cost"] = df["final_cost"].map(lambda v: Decimal(0) if v is None else Decimal(v))
+    return df.sort_values("recorded_at", kind="stable").reset_index(drop=True)
+
+
+def records(df: pd.DataFrame) -> list[dict]:
+    """Rows as dicts with missing values (NaN, NA) as None, so pydantic sees what the ledger holds."""
+    return [
+        {k: (None if not isinstance(v, Decimal) and pd.isna(v) else v) for k, v in r.items()}
+        for r in df.to_dict("records")
+    ]
+
+
+def _ref(row: dict) -> ImageRef:
+    return ImageRef(
+        prompt_id=row["prompt_id"],
+        uri=row["image_uri"],
+        width=None if row["width"] is None else int(row["width"]),
+        height=None if row["height"] is None else int(row["height"]),
+        error_code=row["error_code"],
+        latency_s=None if row["latency_s"] is None else round(float(row["latency_s"]), 2),
+        cost=row["final_cost"],
+    )
+
+
+def cell_state(cell_ledger: pa.Table, provider: Provider, resolution: Resolution, prices: PriceTable) -> CellState:
+    """The state of one cell from its ledger rows (``read_ledger(storage, provider=, resolution=)``)."""
+    unit = COST_UNIT[provider]
+    df = _frame(cell_ledger)
+    total = sum(df["final_cost"], Decimal(0))
+    cost_by_fp = df.groupby("fingerprint")["final_cost"].sum() if len(df) else pd.Series(dtype=object)
+    latest = df.drop_duplicates("fingerprint", keep="last")
+    ok = latest[latest["status"] == OutcomeStatus.SUCCEEDED.value]
+    shown = ok[ok["image_uri"].notna()]
+    bad = latest[latest["status"] != OutcomeStatus.SUCCEEDED.value]
+    outstanding = [
+        FailedPrompt(
+            prompt_id=r["prompt_id"],
+            status=OutcomeStatus(r["status"]),
+            error_code=r["error_code"] or "unknown",
+            message=(r["error_message"] or "")[:MESSAGE_CHARS],
+            cost=cost_by_fp.get(r["fingerprint"], Decimal(0)),
+            quarantined_uri=r["image_uri"] if r["status"] == OutcomeStatus.FAILED.value else None,
+        )
+        for r in records(bad)
+    ]
+    quarantined = df[(df["status"] == OutcomeStatus.FAILED.value) & df["image_uri"].notna()]
+    return CellState(
+        provider=provider,
+        resolution=resolution,
+        requests_total=len(df),
+        images_total=len(ok),
+        cost_total=total,
+        cost_usd_total=prices.to_usd(provider, total),
+        cost_unit=unit,
+        usd_is_estimate=True,
+        usd_basis=usd_basis(provider, prices),
+        outstanding=outstanding,
+        images=[_ref(r) for r in records(shown.sort_values("prompt_id", kind="stable"))],
+        quarantined=[_ref(r) for r in records(quarantined.iloc[::-1])],
+    )
+
+
+def run_failures(cell_ledger: pa.Table, run_id: str) -> list[FailedPrompt]:
+    """The failed and skipped rows this run wrote, for one WARNING line each."""
+    df = _frame(cell_ledger)
+    mine = df[(df["run_id"] == run_id) & (df["status"] != OutcomeStatus.SUCCEEDED.value)]
+    return [
+        FailedPrompt(
+            prompt_id=r["prompt_id"],
+            status=OutcomeStatus(r["status"]),
+            error_code=r["error_code"] or "unknown",
+            message=(r["error_message"] or "")[:MESSAGE_CHARS],
+            cost=r["final_cost"],
+            quarantined_uri=r["image_uri"] if r["status"] == OutcomeStatus.FAILED.value else None,
+        )
+        for r in records(mine)
+    ]
+
+
+class RunDelta(BaseModel):
+    """What this run changed, from its report."""
+
+    images: int
+    failed: int
+    skipped: int
+    already_done: int
+    submitted: int
+    resumed: int
+    cost: Decimal
+    cost_usd: Decimal
+
+    @property
+    def is_noop(self) -> bool:
+        return self.submitted == 0 and self.resumed == 0 and self.images == 0 and self.failed == 0
+
+    def describe(self, eligible: int) -> str:
+        if self.is_noop:
+            return f"no-op: all {self.already_done} of {eligible} eligible prompts were already done; nothing paid"
+        return (
+            f"{self.images} new images, {self.failed} failed, {self.skipped} skipped, "
+            f"{self.already_done} already done of {eligible} eligible"
+        )
+
+
+def run_delta(report: CellReport, prices: PriceTable) -> RunDelta:
+    return RunDelta(
+        images=report.succeeded,
+        failed=report.failed,
+        skipped=report.skipped,
+        already_done=report.already_done,
+        submitted=report.submitted,
+        resumed=report.resumed,
+        cost=report.final_cost,
+        cost_usd=prices.to_usd(Provider(report.provider), report.final_cost),
+    )

@@ -1,0 +1,158 @@
+"""Static HTML galleries written next to the images (any fsspec root, s3 included): one page per cell,
+and one cross-provider page with the same prompt from every provider and resolution side by side.
+
+Pages are self-contained: thumbnails are embedded (data URIs), so a page opened from an object store,
+a download or a CI artifact shows its pictures; each thumbnail links to the full image. HTML comes from
+a Jinja2 template with autoescaping (prompt ids and error messages are table data, not markup).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import BinaryIO
+
+import jinja2
+import pandas as pd
+import pyarrow as pa
+from pydantic import BaseModel
+
+from nbpro_pipeline.cell_state import CellState, ImageRef, records
+from nbpro_pipeline.costs.prices import PriceTable
+from nbpro_pipeline.image_files import thumbnail_data_uri
+from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.ledger import COST_UNIT, OutcomeStatus
+from nbpro_pipeline.storage.filesystem import Storage, cell_dir
+
+MAX_PER_CELL = 200  # thumbnails on a cell page; the count says how many more the cell has
+MAX_PROMPTS = 60  # rows of the cross-provider page
+THUMB = 192
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("nbpro_pipeline.presentation", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+_CELL_PAGE = _ENV.get_template("cell.html")
+
+_CROSS_PAGE = _ENV.get_template("cross_provider.html")
+
+
+class Tile(BaseModel):
+    prompt_id: str
+    cell: str
+    src: str  # thumbnail data URI
+    link: str  # the full image
+    detail: str
+    bad: bool = False
+
+
+class NoImage(BaseModel):
+    """A cross-provider cell with no image: the latest outcome says why."""
+
+    text: str
+    bad: bool = True
+    src: None = None
+
+
+class GalleryPage(BaseModel):
+    uri: str
+    shown: int
+    total: int
+
+
+def _link(uri: str) -> str:
+    return uri if "://" in uri else "file://" + uri
+
+
+def _tile(image: ImageRef, cell: str, detail: str, open_file: Callable[[str], BinaryIO], bad: bool) -> Tile | None:
+    try:
+        with open_file(image.uri) as fh:
+            src = thumbnail_data_uri(fh, THUMB, quality=70)
+    except OSError:
+        return None
+    return Tile(prompt_id=image.prompt_id, cell=cell, src=src, link=_link(image.uri), detail=detail, bad=bad)
+
+
+def _size(image: ImageRef) -> str:
+    return f"{image.width}x{image.height}" if image.width and image.height else "size unknown"
+
+
+def write_cell_gallery(storage: Storage, state: CellState) -> GalleryPage:
+    """``gallery/provider=…/resolution=…/index.html``: every kept image (up to ``MAX_PER_CELL``), then the
+    quarantined ones, each captioned with prompt id, size, latency and cost."""
+    unit = state.cost_unit
+
+    def detail(i: ImageRef) -> str:
+        head = f"{i.error_code}: " if i.error_code else ""
+        latency = f", {i.latency_s:.1f} s" if i.latency_s is not None else ""
+        return f"{head}{_size(i)}{latency}, {i.cost.normalize():f} {unit}"
+
+    tiles = [_tile(i, state.cell, detail(i), storage.fs.open, False) for i in state.images[:MAX_PER_CELL]]
+    bad = [_tile(i, state.cell, detail(i), storage.fs.open, True) for i in state.quarantined[:MAX_PER_CELL]]
+    kept = [t for t in tiles if t]
+    html = _CELL_PAGE.render(
+        cell=state.cell,
+        shown=len(kept),
+        total=len(state.images),
+        cost=f"{state.cost_total.normalize():f} {unit} spent (about ${state.cost_usd_total:.2f})",
+        outstanding=len(state.outstanding),
+        kept=kept,
+        bad=[t for t in bad if t],
+        bad_total=len(state.quarantined),
+    )
+    path = storage.path("gallery", cell_dir(state.provider, state.resolution), "index.html")
+    storage.write_bytes(path, html.encode("utf-8"))
+    return GalleryPage(uri=storage.uri(path), shown=len(kept), total=len(state.images))
+
+
+def _latest_with_image(ledger: pa.Table) -> pd.DataFrame:
+    columns = ["prompt_id", "provider", "resolution", "status", "error_code", "error_message", "image_uri",
+               "width", "height", "latency_s", "final_cost", "recorded_at"]  # fmt: skip
+    df = ledger.select(columns).to_pandas().sort_values("recorded_at", kind="stable")
+    return df.drop_duplicates(["prompt_id", "provider", "resolution"], keep="last")
+
+
+def write_cross_provider_gallery(storage: Storage, ledger: pa.Table, prices: PriceTable) -> GalleryPage:
+    """``gallery/cross_provider.html``: one row per prompt that has an image in more than one cell, one
+    column per provider x resolution, with cost (native and USD), latency and any size mismatch."""
+    df = _latest_with_image(ledger)
+    cells = [(p, r) for r in Resolution for p in Provider]
+    present = [(p, r) for p, r in cells if ((df["provider"] == p.value) & (df["resolution"] == r.value)).any()]
+    counts = df.groupby("prompt_id").size()
+    prompts = sorted(counts[counts > 1].index)
+    rows = []
+    for prompt_id in prompts[:MAX_PROMPTS]:
+        mine = df[df["prompt_id"] == prompt_id]
+        tiles = []
+        for provider, resolution in present:
+            hit = mine[(mine["provider"] == provider.value) & (mine["resolution"] == resolution.value)]
+            tiles.append(_cross_tile(records(hit)[0], provider, resolution, prices, storage) if len(hit) else None)
+        rows.append({"prompt_id": prompt_id, "tiles": tiles})
+    html = _CROSS_PAGE.render(cells=[f"{p.value} {r.value}" for p, r in present], rows=rows, total=len(prompts))
+    path = storage.path("gallery", "cross_provider.html")
+    storage.write_bytes(path, html.encode("utf-8"))
+    return GalleryPage(uri=storage.uri(path), shown=len(rows), total=len(prompts))
+
+
+def _cross_tile(row: dict, provider: Provider, resolution: Resolution, prices: PriceTable, storage: Storage):
+    """A cell of the cross-provider table: the image with cost, latency and size, or why there is none."""
+    cost = Decimal(row["final_cost"] or 0)
+    if row["image_uri"] is None:
+        return NoImage(text=f"{row['status']}: {row['error_code'] or 'no reason recorded'}")
+    image = ImageRef(
+        prompt_id=row["prompt_id"],
+        uri=row["image_uri"],
+        width=None if row["width"] is None else int(row["width"]),
+        height=None if row["height"] is None else int(row["height"]),
+        error_code=row["error_code"],
+        latency_s=None if row["latency_s"] is None else float(row["latency_s"]),
+        cost=cost,
+    )
+    bad = row["status"] != OutcomeStatus.SUCCEEDED.value
+    usd = prices.to_usd(provider, cost)
+    latency = f"{image.latency_s:.1f} s" if image.latency_s is not None else "latency unknown"
+    money = f"{cost.normalize():f} credits (${usd:.3f})" if COST_UNIT[provider] == "credits" else f"${usd:.3f}"
+    flag = f"{(image.error_code or 'failed').replace('_', ' ')}: {row['error_message'] or ''}; " if bad else ""
+    detail = f"{flag}{money}, {latency}, {_size(image)}"
+    return _tile(image, f"{provider.value} {resolution.value}", detail, storage.fs.open, bad)

@@ -1,0 +1,40 @@
+"""Charts are real, small PNGs."""
+
+import base64
+import io
+
+from PIL import Image
+
+from nbpro_pipeline.costs import PriceTable, reports
+from nbpro_pipeline.presentation import charts
+from tests.costs.builders import ledger, record
+
+ROWS = ledger(
+    record("a", provider="rivya", resolution="1K"),
+    record("a", provider="odirouter", resolution="1K", latency_s=3.0),
+    record("b", provider="odirouter", resolution="4K", latency_s=9.0),
+)
+
+
+def _decoded(png: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    return image
+
+
+def test_cost_per_day_is_a_small_png():
+    png = charts.cost_per_day(reports.credit_cost_report(ROWS, PriceTable()))
+    image = _decoded(png)
+    assert image.format == "PNG" and image.width > 300 and len(png) < 60_000
+
+
+def test_comparison_chart_and_its_markdown():
+    png = charts.comparison(reports.provider_comparison(ROWS, PriceTable()))
+    assert _decoded(png).width > 300
+    md = charts.markdown_image(png, "provider_comparison")
+    assert md.startswith("![provider_comparison](data:image/png;base64,")
+    assert base64.b64decode(md.split(",", 1)[1].rstrip(")")) == png
+
+
+def test_no_rows_no_chart():
+    assert charts.cost_per_day(reports.credit_cost_report(ledger(), PriceTable())) is None

@@ -1,0 +1,50 @@
+"""Report summaries fit the metadata panel (at most 8 columns), say their units and end with totals."""
+
+from datetime import timedelta
+
+from nbpro_pipeline.costs import PriceTable, reports
+from nbpro_pipeline.presentation.summary import comparison_summary, cost_summary, table_spec
+from tests.costs.builders import T0, ledger, record
+
+
+def _ledger():
+    return ledger(
+        record("a", provider="rivya", resolution="1K"),
+        record("b", provider="rivya", resolution="1K", status="failed", error_code="size_mismatch", cost=8),
+        record("a", provider="odirouter", resolution="1K", latency_s=2.0),
+        record("a", provider="rivya", resolution="1K", at=T0 + timedelta(days=1), fingerprint="fp-2"),
+    )
+
+
+def _header(md: str) -> list[str]:
+    return [c.strip() for c in md.splitlines()[0].strip("|").split("|")]
+
+
+def test_cost_summary_has_units_a_totals_row_and_few_columns():
+    md = cost_summary(reports.credit_cost_report(_ledger(), PriceTable()))
+    assert len(_header(md)) <= 8 and "USD" in _header(md)
+    lines = md.splitlines()
+    assert lines[2].startswith("| rivya 1K | 2 | 1 | 24 cr |")  # two days summed into one cell row
+    total = next(line for line in lines if line.startswith("| **total**"))
+    assert "**3**" in total and "**$0.55**" in total  # 24 credits x 0.0168 + $0.15
+    assert "{" not in md
+
+
+def test_comparison_summary_puts_usd_per_image_first():
+    md = comparison_summary(reports.provider_comparison(_ledger(), PriceTable()))
+    header = _header(md)
+    assert len(header) <= 8 and header[:3] == ["cell", "images", "USD/img"]
+    assert "| odirouter 1K | 1 | $0.150 |" in md
+    assert md.splitlines()[-1].startswith("cr: credits") or "**total**" in md
+
+
+def test_table_spec_types_and_rounds_every_column():
+    df = reports.credit_cost_report(_ledger(), PriceTable())
+    spec = table_spec(df)
+    kinds = {c.name: c.type for c in spec.columns}
+    assert [c.name for c in spec.columns] == list(df.columns)
+    assert kinds["succeeded"] == "int" and kinds["estimated_usd"] == "float" and kinds["provider"] == "string"
+    assert kinds["cost_is_estimate"] == "bool"
+    first = spec.records[0]
+    assert first["day"] == "2025-03-10" and first["failures_by_reason"] == "size_mismatch: 1"
+    assert isinstance(first["estimated_usd"], float) and round(first["estimated_usd"], 4) == first["estimated_usd"]
