@@ -14,13 +14,13 @@ from assets_defs.checks import CELL_CHECKS, PROMPT_TABLE_CHECKS, check_result
 from assets_defs.partitions import cell_of, cell_partitions
 from assets_defs.resources import BudgetResource, OdiRouterResource, PipelineResource, RivyaResource, StorageResource
 from nbpro_pipeline.audit import check_rejections, run_and_audit
-from nbpro_pipeline.costs import reports, spent_today_from_ledger
+from nbpro_pipeline.costs import reports
 from nbpro_pipeline.engine import RunInfo, rows_for_cell
 from nbpro_pipeline.image_files import contact_sheet_markdown
 from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.prompt import RejectedRow
 from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
-from nbpro_pipeline.storage import read_ledger, read_table, table_path, write_table
+from nbpro_pipeline.storage import read_ledger, read_table, spent_on, table_path, write_table
 
 
 def _md_counts(counts: dict[str, int], header: str) -> str:
@@ -89,7 +89,7 @@ def generated_images(
     rows = rows_for_cell(accepted, provider, resolution)
     resource = rivya if provider is Provider.RIVYA else odirouter
     today = datetime.now(UTC).date()
-    guard = budget.guard(provider, spent_today_from_ledger(read_ledger(st, provider=provider), provider, today))
+    guard = budget.guard(provider, spent_on(st, provider, today))
     audited = asyncio.run(
         run_and_audit(
             rows,
