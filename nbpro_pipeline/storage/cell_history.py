@@ -56,9 +56,11 @@ class CellHistory:
 
     def stored(self, storage: Storage, fingerprints: Iterable[str] | None = None) -> set[str]:
         """Fingerprints (of ``fingerprints``, default all) with a succeeded row whose image still exists."""
-        wanted = self.succeeded_images if fingerprints is None else {
-            fp: self.succeeded_images[fp] for fp in set(fingerprints) if fp in self.succeeded_images
-        }
+        wanted = (
+            self.succeeded_images
+            if fingerprints is None
+            else {fp: self.succeeded_images[fp] for fp in set(fingerprints) if fp in self.succeeded_images}
+        )
         if not wanted:
             return set()
         if len(wanted) > _STAT_LIMIT:
@@ -128,10 +130,7 @@ def _day_bounds(day: date) -> tuple[pa.Scalar, pa.Scalar]:
 def parts_for_day(storage: Storage, provider: Provider | str, day: date) -> list[LedgerPart]:
     """The live parts of ``provider`` (every resolution) that may hold rows charged on ``day``."""
     return [
-        part
-        for resolution in Resolution
-        for part in cell_parts(storage, provider, resolution)
-        if part.may_hold(day)
+        part for resolution in Resolution for part in cell_parts(storage, provider, resolution) if part.may_hold(day)
     ]
 
 

@@ -25,7 +25,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -142,9 +142,7 @@ def _compact_directory(storage: Storage, directory: str, min_age_s: float, outco
             _remove(storage, source.path, outcome)
 
 
-def _merge(
-    storage: Storage, directory: str, group: str, sources: list[LedgerPart], now: datetime
-) -> tuple[str, int]:
+def _merge(storage: Storage, directory: str, group: str, sources: list[LedgerPart], now: datetime) -> tuple[str, int]:
     """Write the compacted part of ``sources`` (the commit); returns its path and row count."""
     tables, expected = [], 0
     replaces: set[str] = set()
@@ -218,10 +216,8 @@ def _cell_lock(storage: Storage, directory: str, ttl_s: float) -> Iterator[None]
     try:
         yield
     finally:
-        try:
+        with suppress(FileNotFoundError):
             storage.fs.rm_file(path)
-        except FileNotFoundError:
-            pass
 
 
 def _break_if_stale(storage: Storage, path: str, ttl_s: float) -> None:
@@ -236,7 +232,5 @@ def _break_if_stale(storage: Storage, path: str, ttl_s: float) -> None:
         since = datetime.min.replace(tzinfo=UTC)
     if datetime.now(UTC) - since >= timedelta(seconds=ttl_s):
         log.warning("%s: breaking a stale compaction lock (%s)", path, held)
-        try:
+        with suppress(FileNotFoundError):
             storage.fs.rm_file(path)
-        except FileNotFoundError:
-            pass

@@ -13,8 +13,7 @@ import sys
 
 import pyarrow.parquet as pq
 
-from nbpro_pipeline.storage import Storage
-from nbpro_pipeline.storage import compaction
+from nbpro_pipeline.storage import Storage, compaction
 
 
 def _die() -> None:

@@ -59,14 +59,36 @@ def test_history_holds_stored_fingerprints_net_charges_and_latest_codes(local_st
     gone = local_storage.path("images", "provider=rivya/resolution=1K", "gone.png")
     t = MIDNIGHT
     rows = [
-        ledger_record("a", fingerprint="fa", task_id="t1", status="failed", error_code="poll_timeout", cost=0,
-                      recorded_at=t),
-        ledger_record("a", fingerprint="fa", task_id="t1", status="succeeded", cost=8, image_uri=image,
-                      recorded_at=t + timedelta(seconds=1)),
-        ledger_record("b", fingerprint="fb", task_id="t2", status="failed", error_code="content_policy", cost=2,
-                      recorded_at=t + timedelta(seconds=2)),
-        ledger_record("c", fingerprint="fc", task_id="t3", status="succeeded", cost=8, image_uri=gone,
-                      recorded_at=t + timedelta(seconds=3)),
+        ledger_record(
+            "a", fingerprint="fa", task_id="t1", status="failed", error_code="poll_timeout", cost=0, recorded_at=t
+        ),
+        ledger_record(
+            "a",
+            fingerprint="fa",
+            task_id="t1",
+            status="succeeded",
+            cost=8,
+            image_uri=image,
+            recorded_at=t + timedelta(seconds=1),
+        ),
+        ledger_record(
+            "b",
+            fingerprint="fb",
+            task_id="t2",
+            status="failed",
+            error_code="content_policy",
+            cost=2,
+            recorded_at=t + timedelta(seconds=2),
+        ),
+        ledger_record(
+            "c",
+            fingerprint="fc",
+            task_id="t3",
+            status="succeeded",
+            cost=8,
+            image_uri=gone,
+            recorded_at=t + timedelta(seconds=3),
+        ),
         ledger_record("d", provider="odirouter", fingerprint="fd", task_id="t9", cost=1),
     ]
     _write(local_storage, rows[:4])

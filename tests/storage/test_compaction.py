@@ -128,3 +128,20 @@ def test_compaction_beside_a_running_writer_keeps_every_row_once(local_storage):
     compact_ledger(local_storage, min_age_s=0)
     assert multiset(local_storage) == expected(records_before + records)
     assert rounds >= 2
+
+
+def test_the_cli_compacts_and_says_what_it_did(local_storage):
+    import json
+
+    from click.testing import CliRunner
+
+    from nbpro_pipeline.cli import main
+
+    records = write_parts(local_storage, 4)
+    out = CliRunner().invoke(main, ["compact-ledger", local_storage.root, "--min-age", "0", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["sources"] == 4 and data["rows"] == len(records)
+    assert multiset(local_storage) == expected(records)
+    text = CliRunner().invoke(main, ["compact-ledger", local_storage.root, "--provider", "rivya"])
+    assert text.exit_code == 0 and "compacted 0 part(s)" in text.output
