@@ -42,25 +42,37 @@ class TaskHistory:
     failed: bool  # its latest row is a failure
 
 
+_SUCCEEDED_SCHEMA = pa.schema([("fingerprint", pa.string()), ("image_uri", pa.string())])
+_TASKS_SCHEMA = pa.schema(
+    [("task_id", pa.string()), ("charged", pa.decimal128(38, 6)), ("code", pa.string()), ("failed", pa.bool_())]
+)
+_FAILED_SCHEMA = pa.schema([("fingerprint", pa.string()), ("task_id", pa.string())])
+
+
 @dataclass
 class CellHistory:
-    """Earlier runs of one (provider, resolution) cell, as the engine asks about them."""
+    """Earlier runs of one (provider, resolution) cell, held as Arrow columns and asked about by key.
+
+    Nothing here makes a Python object per history row: a run asks about the fingerprints of its own
+    rows and the task ids of its journal, so what it pays grows with its work, not with the year behind.
+    """
 
     provider: Provider
     resolution: Resolution
-    succeeded_images: dict[str, str] = field(default_factory=dict)  # fingerprint -> image URI of a success
-    tasks: dict[str, TaskHistory] = field(default_factory=dict)  # task id -> its history
-    failed_tasks: dict[str, set[str]] = field(default_factory=dict)  # fingerprint -> tasks whose rows failed
     rows: int = 0
     parts: int = 0
+    succeeded: pa.Table = field(default_factory=_SUCCEEDED_SCHEMA.empty_table)  # one row per succeeded row
+    task_table: pa.Table = field(default_factory=_TASKS_SCHEMA.empty_table)  # one row per task id
+    failed_rows: pa.Table = field(default_factory=_FAILED_SCHEMA.empty_table)  # (fingerprint, task) of failures
+
+    def succeeded_images(self, fingerprints: Iterable[str] | None = None) -> dict[str, str]:
+        """fingerprint -> image URI of its latest succeeded row, for ``fingerprints`` (default: all)."""
+        table = _where(self.succeeded, "fingerprint", fingerprints)
+        return dict(zip(table["fingerprint"].to_pylist(), table["image_uri"].to_pylist(), strict=True))
 
     def stored(self, storage: Storage, fingerprints: Iterable[str] | None = None) -> set[str]:
         """Fingerprints (of ``fingerprints``, default all) with a succeeded row whose image still exists."""
-        wanted = (
-            self.succeeded_images
-            if fingerprints is None
-            else {fp: self.succeeded_images[fp] for fp in set(fingerprints) if fp in self.succeeded_images}
-        )
+        wanted = self.succeeded_images(fingerprints)
         if not wanted:
             return set()
         if len(wanted) > _STAT_LIMIT:
@@ -72,11 +84,34 @@ class CellHistory:
             exists = list(pool.map(lambda item: _uri_exists(storage, item[1]), items))
         return {fp for (fp, _), ok in zip(items, exists, strict=True) if ok}
 
-    def charged_by_task(self) -> dict[str, Decimal]:
-        return {task: t.charged for task, t in self.tasks.items()}
+    def tasks(self, task_ids: Iterable[str] | None = None) -> dict[str, TaskHistory]:
+        """task id -> its history, for ``task_ids`` (default: all) that the ledger has booked."""
+        table = _where(self.task_table, "task_id", task_ids)
+        return {
+            task: TaskHistory(charged=Decimal(charged), latest_error_code=code, failed=failed)
+            for task, charged, code, failed in zip(
+                table["task_id"].to_pylist(),
+                table["charged"].to_pylist(),
+                table["code"].to_pylist(),
+                table["failed"].to_pylist(),
+                strict=True,
+            )
+        }
 
-    def latest_codes(self) -> dict[str, str | None]:
-        return {task: t.latest_error_code for task, t in self.tasks.items()}
+    def failed_tasks(self, fingerprints: Iterable[str] | None = None) -> dict[str, set[str]]:
+        """fingerprint -> the tasks with a failed row, for ``fingerprints`` (default: all)."""
+        table = _where(self.failed_rows, "fingerprint", fingerprints)
+        out: dict[str, set[str]] = {}
+        for fp, task in zip(table["fingerprint"].to_pylist(), table["task_id"].to_pylist(), strict=True):
+            out.setdefault(fp, set()).add(task)
+        return out
+
+
+def _where(table: pa.Table, column: str, keys: Iterable[str] | None) -> pa.Table:
+    if keys is None:
+        return table
+    keys = pa.array(list(dict.fromkeys(keys)), pa.string())
+    return table.filter(pc.is_in(table[column], value_set=keys))
 
 
 def _uri_exists(storage: Storage, uri: str) -> bool:
@@ -92,33 +127,42 @@ def load_cell_history(storage: Storage, provider: Provider | str, resolution: Re
     if table.num_rows == 0:
         return history
     table = table.sort_by([("recorded_at", "ascending")])
-    ok = table.filter(pc.fill_null(pc.equal(table["status"], OutcomeStatus.SUCCEEDED.value), False))
-    ok = ok.filter(pc.is_valid(ok["image_uri"]))
-    history.succeeded_images = dict(zip(ok["fingerprint"].to_pylist(), ok["image_uri"].to_pylist(), strict=True))
-    _add_tasks(history, table.filter(pc.is_valid(table["task_id"])))
+    status = table["status"]
+    ok = table.filter(
+        pc.and_(pc.fill_null(pc.equal(status, OutcomeStatus.SUCCEEDED.value), False), pc.is_valid(table["image_uri"]))
+    )
+    latest_ok = _latest_per(ok.select(["fingerprint", "image_uri"]), "fingerprint")
+    history.succeeded = latest_ok.select(["fingerprint", "image_uri"])
+    booked = table.filter(pc.is_valid(table["task_id"]))
+    if booked.num_rows:
+        history.task_table = _task_table(booked)
+        failed = booked.filter(pc.fill_null(pc.equal(booked["status"], OutcomeStatus.FAILED.value), False))
+        history.failed_rows = failed.select(["fingerprint", "task_id"])
     return history
 
 
-def _add_tasks(history: CellHistory, rows: pa.Table) -> None:
-    if rows.num_rows == 0:
-        return
-    numbered = rows.append_column("n", pa.array(range(rows.num_rows), pa.int64()))
+def _latest_per(table: pa.Table, key: str) -> pa.Table:
+    """The last row (in table order) of each ``key``."""
+    numbered = table.append_column("_n", pa.array(range(table.num_rows), pa.int64()))
+    last = numbered.group_by(key).aggregate([("_n", "max")])["_n_max"]
+    return numbered.take(last)
+
+
+def _task_table(rows: pa.Table) -> pa.Table:
+    numbered = rows.append_column("_n", pa.array(range(rows.num_rows), pa.int64()))
     cost = pc.fill_null(numbered["final_cost"], pa.scalar(_ZERO, numbered.schema.field("final_cost").type))
     numbered = numbered.set_column(numbered.schema.get_field_index("final_cost"), "final_cost", cost)
-    agg = numbered.group_by("task_id").aggregate([("final_cost", "sum"), ("n", "max")])
-    latest = numbered.take(agg["n_max"])  # rows are in recorded_at order: the max index is the latest row
-    failed_flag = pc.fill_null(pc.equal(latest["status"], OutcomeStatus.FAILED.value), False)
-    for task, charged, code, failed in zip(
-        agg["task_id"].to_pylist(),
-        agg["final_cost_sum"].to_pylist(),
-        latest["error_code"].to_pylist(),
-        failed_flag.to_pylist(),
-        strict=True,
-    ):
-        history.tasks[task] = TaskHistory(charged=Decimal(charged or 0), latest_error_code=code, failed=failed)
-    failed_rows = rows.filter(pc.fill_null(pc.equal(rows["status"], OutcomeStatus.FAILED.value), False))
-    for fp, task in zip(failed_rows["fingerprint"].to_pylist(), failed_rows["task_id"].to_pylist(), strict=True):
-        history.failed_tasks.setdefault(fp, set()).add(task)
+    agg = numbered.group_by("task_id").aggregate([("final_cost", "sum"), ("_n", "max")])
+    latest = numbered.take(agg["_n_max"])  # rows are in recorded_at order: the max index is the latest row
+    return pa.table(
+        {
+            "task_id": agg["task_id"],
+            "charged": agg["final_cost_sum"].cast(pa.decimal128(38, 6)),
+            "code": latest["error_code"],
+            "failed": pc.fill_null(pc.equal(latest["status"], OutcomeStatus.FAILED.value), False),
+        },
+        schema=_TASKS_SCHEMA,
+    )
 
 
 def _day_bounds(day: date) -> tuple[pa.Scalar, pa.Scalar]:

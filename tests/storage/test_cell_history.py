@@ -97,10 +97,14 @@ def test_history_holds_stored_fingerprints_net_charges_and_latest_codes(local_st
     assert history.rows == 4
     assert history.stored(local_storage) == {"fa"}
     assert history.stored(local_storage, ["fb", "fc", "zz"]) == set()
-    assert history.charged_by_task() == {"t1": Decimal(8), "t2": Decimal(2), "t3": Decimal(8)}
-    assert history.latest_codes() == {"t1": None, "t2": "content_policy", "t3": None}
-    assert history.failed_tasks == {"fa": {"t1"}, "fb": {"t2"}}
-    assert history.tasks["t2"].failed and not history.tasks["t1"].failed
+    tasks = history.tasks()
+    assert {t: h.charged for t, h in tasks.items()} == {"t1": Decimal(8), "t2": Decimal(2), "t3": Decimal(8)}
+    assert {t: h.latest_error_code for t, h in tasks.items()} == {"t1": None, "t2": "content_policy", "t3": None}
+    assert tasks["t2"].failed and not tasks["t1"].failed
+    assert set(history.tasks(["t2", "nope"])) == {"t2"}
+    assert history.failed_tasks() == {"fa": {"t1"}, "fb": {"t2"}}
+    assert history.failed_tasks(["fb"]) == {"fb": {"t2"}}
+    assert history.succeeded_images(["fa", "fb"]) == {"fa": image}
 
 
 def test_history_lists_only_its_own_cell(local_storage, monkeypatch):
