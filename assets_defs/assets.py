@@ -20,7 +20,7 @@ from nbpro_pipeline.image_files import contact_sheet_markdown
 from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.prompt import RejectedRow
 from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
-from nbpro_pipeline.storage import read_ledger, read_table, spent_on, table_path, write_table
+from nbpro_pipeline.storage import compact_ledger, read_table, spent_on, table_path, write_table
 
 
 def _md_counts(counts: dict[str, int], header: str) -> str:
@@ -165,13 +165,15 @@ def _write_report(name: str, df, st, title_md: str) -> dg.MaterializeResult:
 @dg.asset(group_name="costs", kinds={"parquet"}, deps=[generated_images], automation_condition=REPORT_AUTOMATION)
 def credit_cost_report(storage: StorageResource, budget: BudgetResource) -> dg.MaterializeResult:
     """Cost by provider, resolution, day and source table: reserved vs final, successes, failures by
-    reason, cost lost to failures, cost per successful image, estimate vs actual."""
+    reason, cost lost to failures, cost per successful image, estimate vs actual. Compacts the ledger
+    first (parts older than an hour), so that neither this report nor the next cell run pays per file."""
     st = storage.storage()
-    ledger = read_ledger(st)
-    df = reports.credit_cost_report(ledger, budget.prices())
+    compacted = compact_ledger(st)
+    df = reports.credit_cost_report_for(st, budget.prices())
     result = _write_report("credit_cost_report", df, st, reports.cost_chart_markdown(df))
-    totals = reports.totals_by_provider(ledger)
+    totals = reports.totals_for(st)
     result.metadata.update({f"total_{p}": float(v) for p, v in totals.items()})  # type: ignore[union-attr]
+    result.metadata.update({"ledger_parts_compacted": compacted.sources})  # type: ignore[union-attr]
     return result
 
 
@@ -180,5 +182,5 @@ def provider_comparison(storage: StorageResource, budget: BudgetResource) -> dg.
     """The same prompts across providers: cost per image (unit and USD), latency p50/p95, failure rate,
     size mismatches."""
     st = storage.storage()
-    df = reports.provider_comparison(read_ledger(st), budget.prices())
+    df = reports.provider_comparison_for(st, budget.prices())
     return _write_report("provider_comparison", df, st, reports.cost_chart_markdown(df))

@@ -242,7 +242,7 @@ def estimate(tables: tuple[str, ...], cells: str, ledger_root: str | None, as_js
     from typing import NoReturn
 
     from nbpro_pipeline.costs.cli_support import estimates_json, read_ledger_dataset, render_estimates
-    from nbpro_pipeline.costs.estimate import CellSpecError, estimate_cells, parse_cells
+    from nbpro_pipeline.costs.estimate import ESTIMATE_LEDGER_COLUMNS, CellSpecError, estimate_cells, parse_cells
     from nbpro_pipeline.costs.prices import PriceTable
     from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
 
@@ -267,7 +267,7 @@ def estimate(tables: tuple[str, ...], cells: str, ledger_root: str | None, as_js
     ledger = None
     if ledger_root is not None:
         try:
-            ledger = read_ledger_dataset(ledger_root)
+            ledger = read_ledger_dataset(ledger_root, columns=ESTIMATE_LEDGER_COLUMNS)
         except (OSError, ValueError, TypeError) as exc:  # pyarrow raises ArrowInvalid, a ValueError
             fail(f"cannot read the ledger under {ledger_root}/ledger: {exc}")
         if ledger is None:
