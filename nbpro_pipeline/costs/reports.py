@@ -351,6 +351,13 @@ def provider_comparison(ledger: LedgerLike, prices: PriceTable) -> pd.DataFrame:
     if table.num_rows == 0:
         return _empty(COMPARISON_COLUMNS)
     ok = pc.fill_null(pc.equal(table["status"], _SUCCEEDED), False)
+    rows = _comparison_rows(table, prices, _common_prompts(table, ok))
+    return _sort_cells(pd.DataFrame(rows, columns=COMPARISON_COLUMNS), resolution_first=True)
+
+
+def _comparison_rows(table: pa.Table, prices: PriceTable, common: pa.Table) -> list[dict[str, Any]]:
+    """The comparison rows of the cells in ``table``, given the common prompts of their resolutions."""
+    ok = pc.fill_null(pc.equal(table["status"], _SUCCEEDED), False)
     cost = pc.fill_null(table["final_cost"], pa.scalar(_ZERO, table.schema.field("final_cost").type))
     work = pa.table(
         {
@@ -370,35 +377,79 @@ def provider_comparison(ledger: LedgerLike, prices: PriceTable) -> pd.DataFrame:
         [(c, "sum") for c in ("one", "succeeded", "failed", "skipped", "size", "final_cost")]
         + [("image", "count_distinct", pc.CountOptions(mode="only_valid")), ("estimate", "any")]
     )
-    common = _common_prompts(table, ok)
     common_cost = _common_cost(table, cost, common)
     latencies = _latency_quantiles(table, ok)
-    rows = [_comparison_row(g, prices, common, common_cost, latencies) for g in agg.to_pylist()]
-    return _sort_cells(pd.DataFrame(rows, columns=COMPARISON_COLUMNS), resolution_first=True)
+    return [_comparison_row(g, prices, common, common_cost, latencies) for g in agg.to_pylist()]
+
+
+def _prompt_key(table: pa.Table) -> pa.ChunkedArray:
+    """One string per (prompt_id, prompt_sha256): a single hash key is far lighter than two."""
+    return pc.binary_join_element_wise(
+        table["prompt_id"], table["prompt_sha256"], "\x1f", null_handling="replace", null_replacement="\x00"
+    )
 
 
 def _common_prompts(table: pa.Table, ok: pa.ChunkedArray) -> pa.Table:
-    """(resolution, prompt_id, prompt_sha256) that succeeded on every provider present at the resolution,
+    """(resolution, prompt key) of the prompts that succeeded on every provider present at the resolution,
     where more than one is."""
-    present = table.group_by(["resolution"]).aggregate([("provider", "count_distinct")])
-    keys = ["resolution", "prompt_id", "prompt_sha256"]
-    succeeded = table.filter(ok).select([*keys, "provider"])
-    per_key = succeeded.group_by(keys).aggregate([("provider", "count_distinct")])
-    per_key = per_key.join(present.rename_columns(["resolution", "present"]), "resolution")
-    wanted = pc.and_(
-        pc.equal(per_key["provider_count_distinct"], per_key["present"]), pc.greater(per_key["present"], 1)
+    present = {
+        g["resolution"]: g["provider_count_distinct"]
+        for g in table.group_by(["resolution"]).aggregate([("provider", "count_distinct")]).to_pylist()
+    }
+    per_key = _providers_per_prompt(table.filter(ok))
+    wanted = pa.array(np.zeros(per_key.num_rows, dtype=bool))
+    for resolution, n in present.items():
+        if n > 1:
+            here = pc.and_(pc.equal(per_key["resolution"], resolution), pc.equal(per_key["provider_count_distinct"], n))
+            wanted = pc.or_(wanted, pc.fill_null(here, False))
+    return per_key.filter(wanted).select(["resolution", "key"])
+
+
+def _providers_per_prompt(succeeded: pa.Table) -> pa.Table:
+    """(resolution, key, provider_count_distinct) of succeeded rows, by sorting rather than hashing: a hash
+    aggregate of distinct providers per prompt took ~80 MB per 300K rows, a sort takes the keys once."""
+    t = pa.table(
+        {
+            "resolution": pc.fill_null(succeeded["resolution"], ""),
+            "key": _prompt_key(succeeded),
+            "provider": pc.fill_null(succeeded["provider"], ""),
+        }
     )
-    return per_key.filter(wanted).select(keys)
+    t = t.take(pc.sort_indices(t, sort_keys=[(c, "ascending") for c in t.column_names])).combine_chunks()
+    n = t.num_rows
+    if n == 0:
+        return pa.table(
+            {"resolution": t["resolution"], "key": t["key"], "provider_count_distinct": pa.array([], pa.int64())}
+        )
+
+    def same_as_previous(column: str) -> np.ndarray:
+        out = np.zeros(n, dtype=bool)
+        values = t[column]
+        out[1:] = pc.equal(values.slice(1), values.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+        return out
+
+    same_prompt = same_as_previous("resolution") & same_as_previous("key")
+    new_pair = ~(same_prompt & same_as_previous("provider"))
+    firsts = np.flatnonzero(~same_prompt)
+    counts = np.add.reduceat(new_pair.astype(np.int64), firsts)
+    index = pa.array(firsts)
+    return pa.table(
+        {"resolution": t["resolution"].take(index), "key": t["key"].take(index), "provider_count_distinct": counts}
+    )
 
 
 def _common_cost(table: pa.Table, cost: pa.ChunkedArray, common: pa.Table) -> dict[tuple[str, str], Decimal]:
+    """Every row's cost (failed attempts too) of the common prompts, per cell."""
     if common.num_rows == 0:
         return {}
-    keys = ["resolution", "prompt_id", "prompt_sha256"]
-    rows = pa.table({**{k: table[k] for k in keys}, "provider": table["provider"], "cost": cost})
-    joined = rows.join(common, keys, join_type="inner")
-    sums = joined.group_by(["provider", "resolution"]).aggregate([("cost", "sum")])
-    return {(g["provider"], g["resolution"]): _dec(g["cost_sum"]) for g in sums.to_pylist()}
+    out: dict[tuple[str, str], Decimal] = {}
+    for resolution in pc.unique(common["resolution"]).to_pylist():
+        keys = common.filter(pc.equal(common["resolution"], resolution))["key"]
+        mask = pc.and_(pc.equal(table["resolution"], resolution), pc.is_in(_prompt_key(table), value_set=keys))
+        rows = pa.table({"provider": table["provider"], "cost": cost}).filter(pc.fill_null(mask, False))
+        for g in rows.group_by(["provider"]).aggregate([("cost", "sum")]).to_pylist():
+            out[(g["provider"], resolution)] = _dec(g["cost_sum"])
+    return out
 
 
 def _latency_quantiles(table: pa.Table, ok: pa.ChunkedArray) -> dict[tuple[str, str], tuple[float, float]]:
@@ -476,16 +527,27 @@ def credit_cost_report_for(storage: Any, prices: PriceTable) -> pd.DataFrame:
 
 
 def provider_comparison_for(storage: Any, prices: PriceTable) -> pd.DataFrame:
-    """``provider_comparison`` of every row under ``storage``, read one resolution at a time (the common
-    prompts are compared across providers within a resolution, never across resolutions)."""
+    """``provider_comparison`` of every row under ``storage``: per resolution, the common prompts from
+    four narrow columns, then each cell on its own, so memory holds one cell's columns at a time."""
     from nbpro_pipeline.storage import read_ledger
 
-    frames = []
+    rows: list[dict[str, Any]] = []
     for resolution in Resolution:
-        rows = read_ledger(storage, resolution=resolution, columns=COMPARISON_LEDGER_COLUMNS)
-        if rows.num_rows:
-            frames.append(provider_comparison(rows, prices))
-    return _concat(frames, COMPARISON_COLUMNS, resolution_first=True)
+        keys = read_ledger(storage, resolution=resolution, columns=_COMMON_COLUMNS)
+        if keys.num_rows == 0:
+            continue
+        common = _common_prompts(keys, pc.fill_null(pc.equal(keys["status"], _SUCCEEDED), False))
+        del keys
+        for provider in Provider:
+            cell = read_ledger(storage, provider=provider, resolution=resolution, columns=COMPARISON_LEDGER_COLUMNS)
+            if cell.num_rows:
+                rows.extend(_comparison_rows(cell, prices, common))
+    if not rows:
+        return _empty(COMPARISON_COLUMNS)
+    return _sort_cells(pd.DataFrame(rows, columns=COMPARISON_COLUMNS), resolution_first=True)
+
+
+_COMMON_COLUMNS = ["provider", "resolution", "prompt_id", "prompt_sha256", "status"]
 
 
 def totals_for(storage: Any) -> dict[str, Decimal]:
