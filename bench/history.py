@@ -421,6 +421,8 @@ def main() -> None:
         if args.phase == "generate":
             print(json.dumps(generate(args.root, int(args.url))))
             return
+        import nbpro_pipeline.engine  # noqa: F401 - Arrow on the system allocator, as in the code location
+
         figures = PHASES[args.phase](args.root, args.url)
         print(json.dumps({**figures, "peak_rss_mb": round(peak_rss_mb(), 1)}))
         return
