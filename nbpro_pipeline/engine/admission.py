@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -155,10 +156,8 @@ class Admission:
             delay = self.settings.recheck_s
             if self._blocked_until > self.clock():
                 delay = min(delay, self._blocked_until - self.clock())
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout=max(delay, 0.001))
-            except TimeoutError:
-                pass
         if waited:
             self.counters.waits += 1
 
