@@ -65,9 +65,11 @@ def _set(tree: dict[str, Any], path: str, value: Any) -> None:
 @click.option("--seed", type=int, help="Seed of every random decision (latency, faults). Default 0.")
 @click.option(
     "--latency",
-    type=click.Choice(["zero", "default"]),
+    type=click.Choice(["zero", "default", "realistic"]),
     help="Shortcut: 'zero' finishes tasks instantly (tests, benchmarks); 'default' is queued "
-    "uniform 0.2-0.8 s, processing uniform 0.8-2.2 s.",
+    "uniform 0.2-0.8 s, processing uniform 0.8-2.2 s; 'realistic' is Nano Banana Pro's measured "
+    "processing time, lognormal with median 17/35/60 s at 1K/2K/4K (p95 25/50/90 s), queued 0.5 s "
+    "(use --time-scale to run it faster).",
 )
 @click.option(
     "--queued-latency",
@@ -83,7 +85,13 @@ def _set(tree: dict[str, Any], path: str, value: Any) -> None:
 @click.option(
     "--max-concurrent-tasks",
     type=click.IntRange(min=0),
-    help="Unfinished tasks per provider; a create beyond it gets 429. 0 = off.",
+    help="Unfinished tasks per provider; a create beyond it gets 429 (or is queued: --admission queue). 0 = off.",
+)
+@click.option(
+    "--admission",
+    type=click.Choice(["reject", "queue"]),
+    help="Beyond --max-concurrent-tasks: 'reject' with 429 (default), or 'queue' (accepted, queued until a "
+    "slot frees, as fal-style queues do).",
 )
 @click.option(
     "--retry-after",
@@ -133,6 +141,7 @@ def sandbox(
     rate_limit_rps: float | None,
     rate_limit_burst: int | None,
     max_concurrent_tasks: int | None,
+    admission: str | None,
     retry_after: float | None,
     fault_5xx: float | None,
     fault_drop: float | None,
@@ -167,6 +176,11 @@ def sandbox(
     if latency == "zero":
         _set(partial, "*.latency.queued", {"dist": "fixed", "value": 0})
         _set(partial, "*.latency.processing", {"dist": "fixed", "value": 0})
+    elif latency == "realistic":
+        from nbpro_pipeline.sandbox.config import REALISTIC_PROCESSING
+
+        _set(partial, "*.latency.queued", {"dist": "fixed", "value": 0.5})
+        _set(partial, "*.latency.processing_by_resolution", REALISTIC_PROCESSING)
     elif latency == "default":
         _set(partial, "*.latency.queued", {"dist": "uniform", "low": 0.2, "high": 0.8})
         _set(partial, "*.latency.processing", {"dist": "uniform", "low": 0.8, "high": 2.2})
@@ -175,6 +189,7 @@ def sandbox(
     _set(partial, "*.rate_limit.requests_per_s", rate_limit_rps)
     _set(partial, "*.rate_limit.burst", rate_limit_burst)
     _set(partial, "*.rate_limit.max_concurrent_tasks", max_concurrent_tasks)
+    _set(partial, "*.rate_limit.admission", admission)
     _set(partial, "*.rate_limit.retry_after_s", retry_after)
     _set(partial, "*.faults.http_5xx", fault_5xx)
     _set(partial, "*.faults.drop_connection", fault_drop)
