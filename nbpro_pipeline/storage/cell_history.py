@@ -57,7 +57,7 @@ class CellHistory:
     rows and the task ids of its journal, so what it pays grows with its work, not with the year behind.
     """
 
-    provider: Provider
+    provider: Provider | str
     resolution: Resolution
     rows: int = 0
     parts: int = 0
@@ -120,7 +120,7 @@ def _uri_exists(storage: Storage, uri: str) -> bool:
 
 def load_cell_history(storage: Storage, provider: Provider | str, resolution: Resolution | str) -> CellHistory:
     """The history of one cell from its own directory only (see the module docstring)."""
-    provider, resolution = Provider(provider), Resolution(resolution)
+    resolution = Resolution(resolution)
     parts = cell_parts(storage, provider, resolution)
     table = read_parts(storage, [p.path for p in parts], HISTORY_COLUMNS)
     history = CellHistory(provider, resolution, rows=table.num_rows, parts=len(parts))

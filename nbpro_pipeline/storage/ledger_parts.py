@@ -112,6 +112,11 @@ def _could_be_source(q: LedgerPart, c: LedgerPart) -> bool:
     return q.created is None or c.created is None or q.created <= c.created
 
 
+def provider_name(provider: Provider | str) -> str:
+    """The ``provider=`` directory value: a ``Provider``'s value, or any other provider's name as given."""
+    return provider.value if isinstance(provider, Provider) else str(provider)
+
+
 def cell_parts(storage: Storage, provider: Provider | str, resolution: Resolution | str) -> list[LedgerPart]:
     """The live parts of one cell, listing only that cell's directory."""
     return live_parts(storage, storage.find(storage.path("ledger", cell_dir(provider, resolution))))
@@ -124,7 +129,7 @@ def ledger_parts(
     both are given, else the narrowest directory that holds them."""
     if provider is not None and resolution is not None:
         return cell_parts(storage, provider, resolution)
-    base = storage.ledger_dir() if provider is None else storage.path("ledger", f"provider={Provider(provider).value}")
+    base = storage.ledger_dir() if provider is None else storage.path("ledger", f"provider={provider_name(provider)}")
     by_cell: dict[str, list[str]] = {}
     for path in storage.find(base):
         by_cell.setdefault(path.rsplit("/", 1)[0], []).append(path)
