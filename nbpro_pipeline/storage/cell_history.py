@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nbpro_pipeline.models.common import Provider, Resolution
-from nbpro_pipeline.models.ledger import OutcomeStatus
+from nbpro_pipeline.models.ledger import LEDGER_SCHEMA, OutcomeStatus
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
 from nbpro_pipeline.storage.ledger import read_parts
 from nbpro_pipeline.storage.ledger_parts import LedgerPart, cell_parts
@@ -42,33 +42,31 @@ class TaskHistory:
     failed: bool  # its latest row is a failure
 
 
-_SUCCEEDED_SCHEMA = pa.schema([("fingerprint", pa.string()), ("image_uri", pa.string())])
-_TASKS_SCHEMA = pa.schema(
-    [("task_id", pa.string()), ("charged", pa.decimal128(38, 6)), ("code", pa.string()), ("failed", pa.bool_())]
-)
-_FAILED_SCHEMA = pa.schema([("fingerprint", pa.string()), ("task_id", pa.string())])
-
-
 @dataclass
 class CellHistory:
-    """Earlier runs of one (provider, resolution) cell, held as Arrow columns and asked about by key.
+    """Earlier runs of one (provider, resolution) cell: the ledger rows' seven columns, asked about by key.
 
-    Nothing here makes a Python object per history row: a run asks about the fingerprints of its own
-    rows and the task ids of its journal, so what it pays grows with its work, not with the year behind.
+    Nothing is aggregated up front and nothing here makes a Python object per history row: a run asks
+    about the fingerprints of its own rows and the task ids of its journal, so each question first
+    selects those rows (one hash probe over the columns) and then aggregates only them. What a run pays
+    grows with its work, not with the year behind it. ``None`` as the keys asks about everything.
     """
 
     provider: Provider | str
     resolution: Resolution
-    rows: int = 0
+    table: pa.Table = field(default_factory=lambda: LEDGER_SCHEMA.empty_table().select(HISTORY_COLUMNS))
     parts: int = 0
-    succeeded: pa.Table = field(default_factory=_SUCCEEDED_SCHEMA.empty_table)  # one row per succeeded row
-    task_table: pa.Table = field(default_factory=_TASKS_SCHEMA.empty_table)  # one row per task id
-    failed_rows: pa.Table = field(default_factory=_FAILED_SCHEMA.empty_table)  # (fingerprint, task) of failures
+
+    @property
+    def rows(self) -> int:
+        return self.table.num_rows
 
     def succeeded_images(self, fingerprints: Iterable[str] | None = None) -> dict[str, str]:
         """fingerprint -> image URI of its latest succeeded row, for ``fingerprints`` (default: all)."""
-        table = _where(self.succeeded, "fingerprint", fingerprints)
-        return dict(zip(table["fingerprint"].to_pylist(), table["image_uri"].to_pylist(), strict=True))
+        rows = _where(self.table, "fingerprint", fingerprints)
+        ok = pc.and_(pc.fill_null(pc.equal(rows["status"], _SUCCEEDED), False), pc.is_valid(rows["image_uri"]))
+        rows = _in_time_order(rows.filter(ok))
+        return dict(zip(rows["fingerprint"].to_pylist(), rows["image_uri"].to_pylist(), strict=True))
 
     def stored(self, storage: Storage, fingerprints: Iterable[str] | None = None) -> set[str]:
         """Fingerprints (of ``fingerprints``, default all) with a succeeded row whose image still exists."""
@@ -86,32 +84,45 @@ class CellHistory:
 
     def tasks(self, task_ids: Iterable[str] | None = None) -> dict[str, TaskHistory]:
         """task id -> its history, for ``task_ids`` (default: all) that the ledger has booked."""
-        table = _where(self.task_table, "task_id", task_ids)
-        return {
-            task: TaskHistory(charged=Decimal(charged), latest_error_code=code, failed=failed)
-            for task, charged, code, failed in zip(
-                table["task_id"].to_pylist(),
-                table["charged"].to_pylist(),
-                table["code"].to_pylist(),
-                table["failed"].to_pylist(),
-                strict=True,
-            )
-        }
+        rows = _where(self.table.filter(pc.is_valid(self.table["task_id"])), "task_id", task_ids)
+        out: dict[str, TaskHistory] = {}
+        for task, charged, code, status in zip(
+            rows["task_id"].to_pylist(),
+            rows["final_cost"].to_pylist(),
+            rows["error_code"].to_pylist(),
+            rows["status"].to_pylist(),
+            strict=True,
+        ):
+            before = out.get(task)
+            total = (before.charged if before else _ZERO) + (charged or _ZERO)
+            out[task] = TaskHistory(charged=total, latest_error_code=code, failed=status == _FAILED)
+        return out
 
     def failed_tasks(self, fingerprints: Iterable[str] | None = None) -> dict[str, set[str]]:
         """fingerprint -> the tasks with a failed row, for ``fingerprints`` (default: all)."""
-        table = _where(self.failed_rows, "fingerprint", fingerprints)
+        rows = _where(self.table, "fingerprint", fingerprints)
+        rows = rows.filter(
+            pc.and_(pc.fill_null(pc.equal(rows["status"], _FAILED), False), pc.is_valid(rows["task_id"]))
+        )
         out: dict[str, set[str]] = {}
-        for fp, task in zip(table["fingerprint"].to_pylist(), table["task_id"].to_pylist(), strict=True):
+        for fp, task in zip(rows["fingerprint"].to_pylist(), rows["task_id"].to_pylist(), strict=True):
             out.setdefault(fp, set()).add(task)
         return out
 
 
+_SUCCEEDED, _FAILED = OutcomeStatus.SUCCEEDED.value, OutcomeStatus.FAILED.value
+
+
 def _where(table: pa.Table, column: str, keys: Iterable[str] | None) -> pa.Table:
-    if keys is None:
-        return table
+    if keys is None or table.num_rows == 0:
+        return _in_time_order(table) if table.num_rows else table
     keys = pa.array(list(dict.fromkeys(keys)), pa.string())
-    return table.filter(pc.is_in(table[column], value_set=keys))
+    return _in_time_order(table.filter(pc.is_in(table[column], value_set=keys)))
+
+
+def _in_time_order(table: pa.Table) -> pa.Table:
+    """Rows by ``recorded_at`` (stable: ledger order on ties), so that the last one of a key is its latest."""
+    return table.sort_by([("recorded_at", "ascending")]) if table.num_rows > 1 else table
 
 
 def _uri_exists(storage: Storage, uri: str) -> bool:
@@ -123,46 +134,7 @@ def load_cell_history(storage: Storage, provider: Provider | str, resolution: Re
     resolution = Resolution(resolution)
     parts = cell_parts(storage, provider, resolution)
     table = read_parts(storage, [p.path for p in parts], HISTORY_COLUMNS)
-    history = CellHistory(provider, resolution, rows=table.num_rows, parts=len(parts))
-    if table.num_rows == 0:
-        return history
-    table = table.sort_by([("recorded_at", "ascending")])
-    status = table["status"]
-    ok = table.filter(
-        pc.and_(pc.fill_null(pc.equal(status, OutcomeStatus.SUCCEEDED.value), False), pc.is_valid(table["image_uri"]))
-    )
-    latest_ok = _latest_per(ok.select(["fingerprint", "image_uri"]), "fingerprint")
-    history.succeeded = latest_ok.select(["fingerprint", "image_uri"])
-    booked = table.filter(pc.is_valid(table["task_id"]))
-    if booked.num_rows:
-        history.task_table = _task_table(booked)
-        failed = booked.filter(pc.fill_null(pc.equal(booked["status"], OutcomeStatus.FAILED.value), False))
-        history.failed_rows = failed.select(["fingerprint", "task_id"])
-    return history
-
-
-def _latest_per(table: pa.Table, key: str) -> pa.Table:
-    """The last row (in table order) of each ``key``."""
-    numbered = table.append_column("_n", pa.array(range(table.num_rows), pa.int64()))
-    last = numbered.group_by(key).aggregate([("_n", "max")])["_n_max"]
-    return numbered.take(last)
-
-
-def _task_table(rows: pa.Table) -> pa.Table:
-    numbered = rows.append_column("_n", pa.array(range(rows.num_rows), pa.int64()))
-    cost = pc.fill_null(numbered["final_cost"], pa.scalar(_ZERO, numbered.schema.field("final_cost").type))
-    numbered = numbered.set_column(numbered.schema.get_field_index("final_cost"), "final_cost", cost)
-    agg = numbered.group_by("task_id").aggregate([("final_cost", "sum"), ("_n", "max")])
-    latest = numbered.take(agg["_n_max"])  # rows are in recorded_at order: the max index is the latest row
-    return pa.table(
-        {
-            "task_id": agg["task_id"],
-            "charged": agg["final_cost_sum"].cast(pa.decimal128(38, 6)),
-            "code": latest["error_code"],
-            "failed": pc.fill_null(pc.equal(latest["status"], OutcomeStatus.FAILED.value), False),
-        },
-        schema=_TASKS_SCHEMA,
-    )
+    return CellHistory(provider, resolution, table=table, parts=len(parts))
 
 
 def _day_bounds(day: date) -> tuple[pa.Scalar, pa.Scalar]:

@@ -116,3 +116,9 @@ def test_history_lists_only_its_own_cell(local_storage, monkeypatch):
     assert load_cell_history(local_storage, "rivya", "2K").rows == 1
     assert listed == [local_storage.path("ledger", "provider=rivya/resolution=2K")]
     assert len(cell_parts(local_storage, "rivya", "1K")) == 1
+
+
+def test_an_empty_cell_has_an_empty_history(local_storage):
+    history = load_cell_history(local_storage, "odirouter", "4K")
+    assert history.rows == 0 and history.parts == 0
+    assert history.stored(local_storage) == set() and history.tasks() == {} and history.failed_tasks(["x"]) == {}
