@@ -396,7 +396,11 @@ def _common_prompts(table: pa.Table, ok: pa.ChunkedArray) -> pa.Table:
         g["resolution"]: g["provider_count_distinct"]
         for g in table.group_by(["resolution"]).aggregate([("provider", "count_distinct")]).to_pylist()
     }
-    per_key = _providers_per_prompt(table.filter(ok))
+    return _common_among(_providers_per_prompt(table.filter(ok)), present)
+
+
+def _common_among(per_key: pa.Table, present: dict[str, int]) -> pa.Table:
+    """The prompts of ``per_key`` that succeeded on all ``present[resolution]`` providers, where > 1."""
     wanted = pa.array(np.zeros(per_key.num_rows, dtype=bool))
     for resolution, n in present.items():
         if n > 1:
@@ -408,33 +412,42 @@ def _common_prompts(table: pa.Table, ok: pa.ChunkedArray) -> pa.Table:
 def _providers_per_prompt(succeeded: pa.Table) -> pa.Table:
     """(resolution, key, provider_count_distinct) of succeeded rows, by sorting rather than hashing: a hash
     aggregate of distinct providers per prompt took ~80 MB per 300K rows, a sort takes the keys once."""
-    t = pa.table(
-        {
-            "resolution": pc.fill_null(succeeded["resolution"], ""),
-            "key": _prompt_key(succeeded),
-            "provider": pc.fill_null(succeeded["provider"], ""),
-        }
-    )
-    t = t.take(pc.sort_indices(t, sort_keys=[(c, "ascending") for c in t.column_names])).combine_chunks()
-    n = t.num_rows
+    n = succeeded.num_rows
     if n == 0:
         return pa.table(
-            {"resolution": t["resolution"], "key": t["key"], "provider_count_distinct": pa.array([], pa.int64())}
+            {
+                "resolution": pa.array([], pa.string()),
+                "key": pa.array([], pa.string()),
+                "provider_count_distinct": pa.array([], pa.int64()),
+            }
         )
+    resolutions = pc.dictionary_encode(succeeded["resolution"]).combine_chunks()
+    providers = pc.dictionary_encode(succeeded["provider"]).combine_chunks()
+    codes = {
+        "r": pc.fill_null(resolutions.indices, -1),
+        "k": _prompt_key(succeeded).combine_chunks(),
+        "p": pc.fill_null(providers.indices, -1),
+    }
+    order = pc.sort_indices(pa.table(codes), sort_keys=[(c, "ascending") for c in codes])
+    r, k, p = (codes[c].take(order) for c in ("r", "k", "p"))
 
-    def same_as_previous(column: str) -> np.ndarray:
+    def same_as_previous(values: pa.Array) -> np.ndarray:
         out = np.zeros(n, dtype=bool)
-        values = t[column]
         out[1:] = pc.equal(values.slice(1), values.slice(0, n - 1)).to_numpy(zero_copy_only=False)
         return out
 
-    same_prompt = same_as_previous("resolution") & same_as_previous("key")
-    new_pair = ~(same_prompt & same_as_previous("provider"))
+    same_prompt = same_as_previous(r) & same_as_previous(k)
+    new_pair = ~(same_prompt & same_as_previous(p))
     firsts = np.flatnonzero(~same_prompt)
     counts = np.add.reduceat(new_pair.astype(np.int64), firsts)
     index = pa.array(firsts)
+    names = resolutions.dictionary
     return pa.table(
-        {"resolution": t["resolution"].take(index), "key": t["key"].take(index), "provider_count_distinct": counts}
+        {
+            "resolution": pc.take(names, pc.if_else(pc.equal(r.take(index), -1), None, r.take(index))),
+            "key": k.take(index),
+            "provider_count_distinct": counts,
+        }
     )
 
 
@@ -533,11 +546,7 @@ def provider_comparison_for(storage: Any, prices: PriceTable) -> pd.DataFrame:
 
     rows: list[dict[str, Any]] = []
     for resolution in Resolution:
-        keys = read_ledger(storage, resolution=resolution, columns=_COMMON_COLUMNS)
-        if keys.num_rows == 0:
-            continue
-        common = _common_prompts(keys, pc.fill_null(pc.equal(keys["status"], _SUCCEEDED), False))
-        del keys
+        common = _common_in_storage(storage, resolution)
         for provider in Provider:
             cell = read_ledger(storage, provider=provider, resolution=resolution, columns=COMPARISON_LEDGER_COLUMNS)
             if cell.num_rows:
@@ -547,7 +556,27 @@ def provider_comparison_for(storage: Any, prices: PriceTable) -> pd.DataFrame:
     return _sort_cells(pd.DataFrame(rows, columns=COMPARISON_COLUMNS), resolution_first=True)
 
 
-_COMMON_COLUMNS = ["provider", "resolution", "prompt_id", "prompt_sha256", "status"]
+_COMMON_COLUMNS = ["provider", "resolution", "prompt_id", "prompt_sha256"]
+
+
+def _common_in_storage(storage: Any, resolution: Resolution) -> pa.Table:
+    """The common prompts of one resolution, reading only succeeded rows' prompt keys, cell by cell."""
+    import pyarrow.dataset as ds
+
+    from nbpro_pipeline.storage.ledger import read_parts
+    from nbpro_pipeline.storage.ledger_parts import cell_parts
+
+    present, succeeded = 0, []
+    for provider in Provider:
+        parts = [p.path for p in cell_parts(storage, provider, resolution)]
+        if not parts:
+            continue
+        keys = read_parts(storage, parts, _COMMON_COLUMNS, filter=ds.field("status") == _SUCCEEDED)
+        present += 1  # a cell with parts has rows (the writer never writes an empty part)
+        succeeded.append(keys)
+    if present < 2:
+        return pa.table({"resolution": pa.array([], pa.string()), "key": pa.array([], pa.string())})
+    return _common_among(_providers_per_prompt(pa.concat_tables(succeeded)), {resolution.value: present})
 
 
 def totals_for(storage: Any) -> dict[str, Decimal]:
