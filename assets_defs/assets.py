@@ -4,7 +4,6 @@ Each body reads config, calls the library, and turns its result into metadata; n
 test without Dagster could not cover through ``nbpro_pipeline``.
 """
 
-import asyncio
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -13,9 +12,9 @@ import nbpro_pipeline
 from assets_defs.checks import CELL_CHECKS, PROMPT_TABLE_CHECKS, check_result
 from assets_defs.partitions import cell_of, cell_partitions
 from assets_defs.resources import BudgetResource, OdiRouterResource, PipelineResource, RivyaResource, StorageResource
-from nbpro_pipeline.audit import check_rejections, run_and_audit
+from nbpro_pipeline.audit import audit_cell, check_rejections
 from nbpro_pipeline.costs import reports
-from nbpro_pipeline.engine import RunInfo, rows_for_cell
+from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
 from nbpro_pipeline.image_files import contact_sheet_markdown
 from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.prompt import RejectedRow
@@ -90,10 +89,10 @@ def generated_images(
     resource = rivya if provider is Provider.RIVYA else odirouter
     today = datetime.now(UTC).date()
     guard = budget.guard(provider, spent_on(st, provider, today))
-    audited = asyncio.run(
-        run_and_audit(
+    audited = audit_cell(
+        run_cell_sync(
             rows,
-            client_factory=resource.client,
+            client=resource.client,
             provider=provider,
             resolution=resolution,
             storage=st,
@@ -106,7 +105,8 @@ def generated_images(
             prices=budget.prices(),
             budget=guard,
             logger=context.log,
-        )
+        ),
+        st,
     )
     rep = audited.report
     context.log.info(rep.summary())

@@ -13,7 +13,9 @@ from pydantic import Field
 from nbpro_pipeline.costs import BudgetGuard, BudgetLimits, PriceTable, parse_cells
 from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.models.common import Provider, Resolution
-from nbpro_pipeline.providers import OdiRouterClient, PollPolicy, RetryPolicy, RivyaClient, TokenBucket
+from nbpro_pipeline.providers import PollPolicy, RetryPolicy
+from nbpro_pipeline.providers.factory import ClientSpec, make_client
+from nbpro_pipeline.providers.http import HttpProviderClient
 from nbpro_pipeline.storage import Storage
 
 SANDBOX_URL = "http://127.0.0.1:8787"
@@ -41,32 +43,35 @@ class _ProviderResource(dg.ConfigurableResource):
             task_deadline_s=self.task_deadline_s,
         )
 
-    def _kwargs(self) -> dict:
-        return {
-            "api_key": self.api_key,
-            "poll": PollPolicy(
+    def client_spec(self, provider: Provider) -> ClientSpec:
+        return ClientSpec(
+            provider=provider,
+            base_url=self.base_url,
+            api_key=self.api_key,
+            poll=PollPolicy(
                 first_delay_s=self.poll_first_delay_s,
                 max_interval_s=self.poll_max_interval_s,
                 deadline_s=self.task_deadline_s,
             ),
-            "retry": RetryPolicy(max_attempts=self.max_attempts),
-            "limiter": TokenBucket(self.requests_per_s, self.burst),
-            "max_connections": max(16, self.max_in_flight * 2),
-        }
+            retry=RetryPolicy(max_attempts=self.max_attempts),
+            requests_per_s=self.requests_per_s,
+            burst=self.burst,
+            max_in_flight=self.max_in_flight,
+        )
 
 
 class RivyaResource(_ProviderResource):
     base_url: str = Field(default=SANDBOX_URL, description="https://rivya.ai for the real API")
 
-    def client(self) -> RivyaClient:
-        return RivyaClient(self.base_url, **self._kwargs())
+    def client(self) -> HttpProviderClient:
+        return make_client(self.client_spec(Provider.RIVYA))
 
 
 class OdiRouterResource(_ProviderResource):
     base_url: str = Field(default=SANDBOX_URL + "/model", description="https://odirouter.ai/model for the real API")
 
-    def client(self) -> OdiRouterClient:
-        return OdiRouterClient(self.base_url, **self._kwargs())
+    def client(self) -> HttpProviderClient:
+        return make_client(self.client_spec(Provider.ODIROUTER))
 
 
 class StorageResource(dg.ConfigurableResource):

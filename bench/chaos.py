@@ -53,7 +53,7 @@ import httpx
 import pyarrow.parquet as pq
 from _common import launch_sandbox
 
-from nbpro_pipeline.engine.cell import RESUMABLE_CODES
+from nbpro_pipeline.engine.outcomes import RESUMABLE_CODES
 from nbpro_pipeline.engine.settings import EngineSettings
 from nbpro_pipeline.engine.standalone import load_cell_rows
 from nbpro_pipeline.image_files import inspect_image

@@ -36,7 +36,7 @@ import nbpro_pipeline.costs.estimate  # noqa: F401 - imported here so a fork ser
 import nbpro_pipeline.engine.standalone  # noqa: F401
 import nbpro_pipeline.prompts  # noqa: F401
 from nbpro_pipeline.cli import main
-from nbpro_pipeline.engine.cell import CellRunner
+from nbpro_pipeline.engine import placing
 from nbpro_pipeline.providers import OdiRouterClient, RivyaClient
 from nbpro_pipeline.storage.filesystem import Storage
 
@@ -114,15 +114,15 @@ def install_hooks() -> None:
     Storage.open_atomic = open_atomic  # type: ignore[method-assign]
 
     if ERROR_RATE > 0:
-        real_lineage = CellRunner._lineage
+        real_lineage = placing.lineage
 
-        def lineage(self, row, *args):
+        def lineage(cell, attempt):
             if _errors.random() < ERROR_RATE:
                 mark("injected-error")
                 raise RuntimeError("chaos: injected error while placing a paid image")
-            return real_lineage(self, row, *args)
+            return real_lineage(cell, attempt)
 
-        CellRunner._lineage = lineage  # type: ignore[method-assign]
+        placing.lineage = lineage
 
     for cls in (RivyaClient, OdiRouterClient):
         real_submit, real_poll, real_fetch = cls.submit, cls.poll, cls.fetch_result

@@ -1,6 +1,6 @@
 """Peak RSS of one cell run as N grows: image bytes must be streamed to disk, never accumulated.
 
-Runs the engine phase of ``bench/throughput.py`` (CellRunner, real storage, journal and ledger) in a
+Runs the engine phase of ``bench/throughput.py`` (``run_cell``, real storage, journal and ledger) in a
 fresh process per run, against one sandbox in its own process with near-zero latency (0-20 ms, so
 it is quick) and C=64: N=2000 and N=20000 at 1K, and a smaller run at 4K (images ~4x the bytes).
 ``rss_ratio`` = peak RSS(20000) / peak RSS(2000); the target is <= 1.2.

@@ -5,7 +5,7 @@ at most C unfinished tasks (default 64; a create beyond that is answered 429). N
 through Rivya four ways, one after the other against the same sandbox, each phase in a fresh process
 (so its CPU and peak RSS are its own, never the sandbox's):
 
-  engine      CellRunner with real storage, journal and ledger on a temp dir, max_in_flight = C
+  engine      run_cell with real storage, journal and ledger on a temp dir, max_in_flight = C
   dagster     one materialization of generated_images[rivya|1K] on an ephemeral instance
   sequential  the naive loop: submit, poll every --baseline-poll s, download; one prompt at a time.
               It would take N·L (an hour at N=2000), so it runs --sequential-sample prompts and its
@@ -74,10 +74,11 @@ def _figures(
 
 # -- phases (each runs in its own process) -----------------------------------------------------------
 async def engine_phase(args: argparse.Namespace) -> dict[str, Any]:
-    from nbpro_pipeline.engine import CellRunner, EngineSettings, RunInfo, rows_for_cell
+    from nbpro_pipeline.engine import EngineSettings, RunInfo, rows_for_cell, run_cell
     from nbpro_pipeline.models.common import Provider, Resolution
     from nbpro_pipeline.prompts import load_prompt_tables
-    from nbpro_pipeline.providers import PollPolicy, RetryPolicy, RivyaClient, TokenBucket
+    from nbpro_pipeline.providers import PollPolicy
+    from nbpro_pipeline.providers.factory import ClientSpec, make_client
     from nbpro_pipeline.storage import Storage
 
     rss_before_rows = peak_rss_mb()
@@ -93,27 +94,27 @@ async def engine_phase(args: argparse.Namespace) -> dict[str, Any]:
         progress_interval_s=5.0,
     )
     storage_dir = tempfile.mkdtemp(prefix="nbpro-bench-storage-")
-    # the client exactly as assets_defs.resources builds it from the resource's fields
-    client = RivyaClient(
-        args.url,
-        RIVYA_KEY,
-        poll=PollPolicy(deadline_s=settings.task_deadline_s),
-        retry=RetryPolicy(),
-        limiter=TokenBucket(settings.requests_per_s, settings.burst),
-        max_connections=max(16, settings.max_in_flight * 2),
-    )
-    runner = CellRunner(
+    # the client from the one factory the resources, the CLI and the benches share
+    spec = ClientSpec(
         provider=Provider.RIVYA,
-        resolution=Resolution(args.resolution),
-        client=client,
-        storage=Storage(storage_dir),
-        run=RunInfo(run_id=f"bench-{args.prefix}", partition_key=f"rivya|{args.resolution}", pipeline_version="bench"),
-        settings=settings,
+        base_url=args.url,
+        api_key=RIVYA_KEY,
+        poll=PollPolicy(deadline_s=settings.task_deadline_s),
+        requests_per_s=settings.requests_per_s,
+        burst=settings.burst,
+        max_in_flight=settings.max_in_flight,
     )
     profiler = _profiler(args)
     cpu0, t0 = cpu_seconds(), time.perf_counter()
-    async with client:
-        report = await runner.run(rows)
+    result = await run_cell(
+        rows,
+        client=lambda: make_client(spec),
+        resolution=Resolution(args.resolution),
+        storage=Storage(storage_dir),
+        run=RunInfo(run_id=f"bench-{args.prefix}", partition_key=f"rivya|{args.resolution}", pipeline_version="bench"),
+        settings=settings.model_copy(update={"reconcile_sample": 0}),
+    )
+    report = result.report
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     peak_mb = peak_rss_mb()  # before the bench reads the ledger back below
     _profile_done(profiler, args)

@@ -1,12 +1,11 @@
-"""The invariants a cell run must satisfy, as plain functions over the ledger (Dagster asset checks
-call these; tests call them too): every eligible prompt accounted for, every stored image what was
-ordered, and the money in the ledger equal to what the provider says it charged."""
+"""The invariants a cell run must satisfy, as plain functions over what the run produced (its
+``CellResult``) and the ledger; Dagster asset checks call these, tests call them too: every eligible
+prompt accounted for, every stored image what was ordered, and the money in the ledger equal to what
+the provider says it charged. Nothing here runs the engine or talks to a provider."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -14,17 +13,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 
-from nbpro_pipeline.costs.budget import BudgetGuard
-from nbpro_pipeline.costs.prices import PriceTable
-from nbpro_pipeline.engine.cell import CellRunner, charged_for
+from nbpro_pipeline.engine.reconcile import ProviderCharges
 from nbpro_pipeline.engine.report import CellReport
-from nbpro_pipeline.engine.settings import EngineSettings, RunInfo
+from nbpro_pipeline.engine.run import CellResult
 from nbpro_pipeline.image_files import ImageProblem, check_image, inspect_image
-from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Provider, Resolution
+from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Resolution
 from nbpro_pipeline.models.ledger import OutcomeStatus
-from nbpro_pipeline.models.prompt import PromptRow
-from nbpro_pipeline.providers.base import ProviderClient
-from nbpro_pipeline.providers.errors import ProviderError
 from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.ledger import read_ledger
 
@@ -100,42 +94,24 @@ def check_stored_images(run_rows: pa.Table, storage: Storage | None = None, *, l
     )
 
 
-async def reconcile_with_provider(
-    client: ProviderClient, run_rows: pa.Table, cell_ledger: pa.Table, price: Decimal, *, sample: int = 50
-) -> CheckOutcome:
-    """Ask the provider about (a sample of) this run's tasks: the ledger's net total per task must equal
-    what the provider reports charged (Rivya: credits per task; OdiRouter: completed at table price)."""
-    task_ids = sorted({t for t in run_rows["task_id"].to_pylist() if t})[:sample]
+def check_reconciles(charges: ProviderCharges, cell_ledger: pa.Table) -> CheckOutcome:
+    """The ledger's net total per task equals what the provider's answer proves it charged (asked by the
+    run, by the provider's own billing rule), for every task the run asked about."""
     totals: dict[str, Decimal] = {}
     for t, cost in zip(cell_ledger["task_id"].to_pylist(), cell_ledger["final_cost"].to_pylist(), strict=True):
         if t:
             totals[t] = totals.get(t, Decimal(0)) + (cost or Decimal(0))
-    sem = asyncio.Semaphore(8)
-
-    async def one(task_id: str) -> tuple[str, Decimal | None | str]:
-        async with sem:
-            try:
-                snap = await client.poll(task_id)
-            except ProviderError:
-                return task_id, None
-            if snap.error_code == "CANCELED":
-                # OdiRouter bills a task cancelled while processing but not one cancelled in the queue, and
-                # a poll cannot tell which it was: the amount cannot be verified from the provider's side.
-                return task_id, "unverifiable"
-            return task_id, charged_for(snap, price)
-
-    answers = await asyncio.gather(*(one(t) for t in task_ids))
-    unreachable = [t for t, v in answers if v is None]
-    unverifiable = [t for t, v in answers if v == "unverifiable"]
-    answers = [(t, v) for t, v in answers if isinstance(v, Decimal)]
     mismatched = [
-        f"{t}: ledger {totals.get(t, 0)} vs provider {v}" for t, v in answers if v is not None and v != totals.get(t, 0)
+        f"{t}: ledger {totals.get(t, 0)} vs provider {v}"
+        for t, v in sorted(charges.charged.items())
+        if v != totals.get(t, 0)
     ]
+    unreachable, unverifiable = len(charges.unreachable), len(charges.unverifiable)
     ok = not mismatched
     desc = (
-        f"{len(answers)} tasks reconcile with the provider"
-        + (f"; {len(unreachable)} could not be asked" if unreachable else "")
-        + (f"; {len(unverifiable)} cancelled tasks cannot be verified" if unverifiable else "")
+        f"{len(charges.charged)} tasks reconcile with the provider"
+        + (f"; {unreachable} could not be asked" if unreachable else "")
+        + (f"; {unverifiable} cancelled tasks cannot be verified" if unverifiable else "")
         if ok
         else f"{len(mismatched)} tasks disagree with the provider: {mismatched[:5]}"
     )
@@ -143,10 +119,10 @@ async def reconcile_with_provider(
         passed=ok,
         description=desc,
         metadata={
-            "tasks_checked": len(task_ids),
+            "tasks_checked": charges.asked,
             "mismatched": len(mismatched),
-            "unreachable": len(unreachable),
-            "unverifiable": len(unverifiable),
+            "unreachable": unreachable,
+            "unverifiable": unverifiable,
         },
     )
 
@@ -165,49 +141,20 @@ def check_rejections(rows_read: int, rejected: pa.Table) -> CheckOutcome:
 
 
 class AuditedCell(BaseModel):
+    """A run's report with the outcome of every check over what it produced."""
+
     report: CellReport
     checks: dict[str, CheckOutcome]
 
 
-async def run_and_audit(
-    rows: Iterable[PromptRow],
-    *,
-    client_factory: Callable[[], Any],
-    provider: Provider,
-    resolution: Resolution,
-    storage: Storage,
-    run: RunInfo,
-    settings: EngineSettings | None = None,
-    prices: PriceTable | None = None,
-    budget: BudgetGuard | None = None,
-    logger: Any = None,
-) -> AuditedCell:
-    """Run a cell, then check it: what a ``generated_images`` materialization does, minus Dagster.
-
-    The client is made inside the event loop (``client_factory``) because an async HTTP client belongs
-    to the loop that opened it.
-    """
-    prices = prices or PriceTable()
-    async with client_factory() as client:
-        runner = CellRunner(
-            provider=provider,
-            resolution=resolution,
-            client=client,
-            storage=storage,
-            run=run,
-            settings=settings,
-            prices=prices,
-            budget=budget,
-            logger=logger,
-        )
-        report = await runner.run(rows)
-        cell_ledger = read_ledger(storage, provider=provider, resolution=resolution)
-        run_rows = cell_ledger.filter(pc.equal(cell_ledger["run_id"], run.run_id))
-        checks = {
-            "all_rows_accounted": check_accounting(runner.eligible_fingerprints, cell_ledger),
-            "images_valid": await asyncio.to_thread(check_stored_images, run_rows, storage),
-            "ledger_reconciles": await reconcile_with_provider(
-                client, run_rows, cell_ledger, prices.per_image(provider, resolution)
-            ),
-        }
+def audit_cell(result: CellResult, storage: Storage) -> AuditedCell:
+    """Every cell check over what ``run_cell`` produced: reads the ledger and the stored images."""
+    report = result.report
+    cell_ledger = read_ledger(storage, provider=report.provider, resolution=report.resolution)
+    run_rows = cell_ledger.filter(pc.equal(cell_ledger["run_id"], result.run_id))
+    checks = {
+        "all_rows_accounted": check_accounting(result.eligible, cell_ledger),
+        "images_valid": check_stored_images(run_rows, storage),
+        "ledger_reconciles": check_reconciles(result.provider_charges, cell_ledger),
+    }
     return AuditedCell(report=report, checks=checks)

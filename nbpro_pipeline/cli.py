@@ -364,6 +364,14 @@ _SANDBOX_BASE = {"rivya": "http://127.0.0.1:8787", "odirouter": "http://127.0.0.
 @click.option("--poll-first-delay", type=click.FloatRange(min=0), default=2.0, show_default=True, help="Seconds.")
 @click.option("--poll-max-interval", type=click.FloatRange(min=0), default=8.0, show_default=True, help="Seconds.")
 @click.option("--ledger-flush-rows", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option(
+    "--requests-per-s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="API calls per second (token bucket), as the Dagster resources' requests_per_s.",
+)
+@click.option("--burst", type=click.IntRange(min=1), default=40, show_default=True, help="Token-bucket size.")
 @click.option("--json", "as_json", is_flag=True, help="Print the cell report as one JSON line.")
 def run_cell_command(
     tables: tuple[str, ...],
@@ -375,6 +383,8 @@ def run_cell_command(
     poll_first_delay: float,
     poll_max_interval: float,
     ledger_flush_rows: int,
+    requests_per_s: float,
+    burst: int,
     as_json: bool,
 ) -> None:
     """Run one provider x resolution cell of TABLE(s) without Dagster: same engine, journal and ledger.
@@ -388,7 +398,7 @@ def run_cell_command(
 
     from nbpro_pipeline.costs.estimate import CellSpecError, parse_cells
     from nbpro_pipeline.engine.settings import EngineSettings
-    from nbpro_pipeline.engine.standalone import CellJob, load_cell_rows, run_cell
+    from nbpro_pipeline.engine.standalone import CellJob, load_cell_rows, run_job
     from nbpro_pipeline.prompts import PromptTableError
     from nbpro_pipeline.providers import PollPolicy
 
@@ -418,12 +428,16 @@ def run_cell_command(
         base_url=base_url or os.environ.get(f"{env}_BASE_URL") or _SANDBOX_BASE[provider.value],
         api_key=key,
         settings=EngineSettings(
-            max_in_flight=max_in_flight, ledger_flush_rows=ledger_flush_rows, progress_interval_s=60
+            max_in_flight=max_in_flight,
+            ledger_flush_rows=ledger_flush_rows,
+            progress_interval_s=60,
+            requests_per_s=requests_per_s,
+            burst=burst,
         ),
         poll=PollPolicy(first_delay_s=poll_first_delay, max_interval_s=max(poll_max_interval, poll_first_delay)),
         **({"run_id": run_id} if run_id else {}),
     )
-    report = run_cell(job, rows)
+    report = run_job(job, rows)
     if as_json:
         click.echo(json.dumps(report.model_dump(mode="json", exclude={"images"})))
     else:

@@ -1,10 +1,12 @@
-"""Runs one (provider, resolution) cell of prompts through a provider: see ``cell``."""
+"""Runs one (provider, resolution) cell of prompts through a provider: ``run_cell`` is the one entry
+point (see ``run``); one prompt's life is ``steps``, its record ``attempt``, its outcomes ``outcomes``."""
 
 import pyarrow as pa
 
-from nbpro_pipeline.engine.cell import CellRunner
+from nbpro_pipeline.engine.outcomes import RESUMABLE_CODES
 from nbpro_pipeline.engine.report import CellReport, StoredImage
 from nbpro_pipeline.engine.rows import rows_for_cell
+from nbpro_pipeline.engine.run import CellResult, run_cell, run_cell_sync
 from nbpro_pipeline.engine.settings import EngineSettings, RunInfo
 
 # A process that runs cells uses the system allocator for Arrow. With Arrow's bundled mimalloc, peak
@@ -16,4 +18,14 @@ from nbpro_pipeline.engine.settings import EngineSettings, RunInfo
 # runs on the system allocator too (not benchmarked separately).
 pa.set_memory_pool(pa.system_memory_pool())
 
-__all__ = ["CellReport", "CellRunner", "EngineSettings", "RunInfo", "StoredImage", "rows_for_cell"]
+__all__ = [
+    "RESUMABLE_CODES",
+    "CellReport",
+    "CellResult",
+    "EngineSettings",
+    "RunInfo",
+    "StoredImage",
+    "rows_for_cell",
+    "run_cell",
+    "run_cell_sync",
+]

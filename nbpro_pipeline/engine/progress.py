@@ -6,6 +6,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from nbpro_pipeline.engine.report import CellReport
+
 
 def format_duration(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
@@ -19,24 +21,27 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, label: str, total: int, emit: Callable[[str], None], describe_cost: Callable[[], str]) -> None:
+    """Reads its counts from the cell report (the one place they are kept) and prints a line."""
+
+    def __init__(
+        self, label: str, report: CellReport, emit: Callable[[str], None], describe_cost: Callable[[], str]
+    ) -> None:
         self.label = label
-        self.total = total
-        self.done = 0
-        self.ok = 0
-        self.failed = 0
+        self.report = report
         self.emit = emit
         self.describe_cost = describe_cost
         self.started = time.monotonic()
 
     def line(self) -> str:
+        rep = self.report
+        done, total = rep.accounted, rep.eligible
         elapsed = time.monotonic() - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        remaining = self.total - self.done
+        rate = done / elapsed if elapsed > 0 else 0.0
+        remaining = total - done
         eta = format_duration(remaining / rate) if rate > 0 and remaining else ("0s" if not remaining else "?")
-        pct = 100.0 * self.done / self.total if self.total else 100.0
+        pct = 100.0 * done / total if total else 100.0
         return (
-            f"{self.label}: {self.done}/{self.total} ({pct:.0f}%) done, {self.ok} ok, {self.failed} failed; "
+            f"{self.label}: {done}/{total} ({pct:.0f}%) done, {rep.succeeded} ok, {rep.failed} failed; "
             f"{self.describe_cost()} so far; {rate:.2f} rows/s; ETA {eta}"
         )
 

@@ -3,7 +3,8 @@
 The fingerprint of a request counts a reference by its content hash, so the same picture referenced by
 two rows (or re-uploaded in a later run) never makes a request look new. Rivya only accepts references
 from its Files API: local files, object-store files and http(s) images are uploaded; the upload is remembered under the
-storage root (``references/rivya/<sha256>.json``). OdiRouter fetches http(s) URLs itself. What a
+storage root (``references/<provider>/<sha256>.json``). OdiRouter fetches http(s) URLs itself. Which of
+the two a provider does is its ``traits.limits.references``. What a
 reference may be (schemes, roots, size, content) is ``nbpro_pipeline.references_policy``.
 """
 
@@ -18,9 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.request import ReferenceImage
-from nbpro_pipeline.providers.base import ProviderClient
+from nbpro_pipeline.providers.base import ProviderClient, ProviderTraits
 from nbpro_pipeline.references_policy import (
     ReferenceRefused,
     allowed_roots,
@@ -43,9 +43,9 @@ class ReferenceResolver:
     ``roots``: the configured reference roots; None means each row's own table folder."""
 
     def __init__(
-        self, provider: Provider, client: ProviderClient, storage: Storage, roots: Sequence[str] | None = None
+        self, traits: ProviderTraits, client: ProviderClient, storage: Storage, roots: Sequence[str] | None = None
     ) -> None:
-        self.provider = provider
+        self.traits = traits
         self.client = client
         self.storage = storage
         self.roots = list(roots) if roots is not None else None
@@ -69,10 +69,11 @@ class ReferenceResolver:
                 kinds.append(reference_kind(s) == "url")
             except ReferenceRefused as exc:
                 raise ReferenceProblem(f"{s}: {exc.message}") from None
-        if self.provider is Provider.ODIROUTER:
+        if not self.traits.uploads_references:
+            name = self.traits.limits.display_name
             for s, is_url in zip(sources, kinds, strict=True):
                 if not is_url:
-                    raise ReferenceProblem(f"{s}: OdiRouter needs an http(s) URL; host the file and use its URL")
+                    raise ReferenceProblem(f"{s}: {name} needs an http(s) URL; host the file and use its URL")
             return tuple(ReferenceImage(url=s) for s in sources)
         roots = allowed_roots(self.roots, source_uri)
         refs = []
@@ -82,8 +83,9 @@ class ReferenceResolver:
         return tuple(refs)
 
     async def uploaded_refs(self, refs: tuple[ReferenceImage, ...]) -> tuple[ReferenceImage, ...]:
-        """Rivya: swap each reference for its Files API upload (one upload per content hash, ever)."""
-        if self.provider is Provider.ODIROUTER:
+        """Swap each reference for its files-API upload (one upload per content hash, ever), where the
+        provider takes references that way."""
+        if not self.traits.uploads_references:
             return refs
         return tuple([await self._upload(r) for r in refs])
 
@@ -136,11 +138,11 @@ class ReferenceResolver:
 
     async def _upload_once(self, ref: ReferenceImage) -> ReferenceImage:
         assert ref.sha256 is not None
-        cache = self.storage.path("references", self.provider.value, f"{ref.sha256}.json")
-        if self.storage.exists(cache):
+        cache = self.storage.path("references", str(self.traits.name), f"{ref.sha256}.json")
+        if await asyncio.to_thread(self.storage.exists, cache):
             try:
                 self.reused += 1
-                return ReferenceImage.model_validate_json(self.storage.read_bytes(cache))
+                return ReferenceImage.model_validate_json(await asyncio.to_thread(self.storage.read_bytes, cache))
             except ValueError:
                 pass  # a damaged cache entry: upload again
         data = self._bytes.get(ref.sha256)
@@ -151,5 +153,6 @@ class ReferenceResolver:
         except Exception as exc:
             raise ReferenceProblem(f"{ref.url}: upload failed ({exc})") from None
         self.uploaded += 1
-        self.storage.write_bytes(cache, json.dumps(uploaded.model_dump(mode="json")).encode())
+        data = json.dumps(uploaded.model_dump(mode="json")).encode()
+        await asyncio.to_thread(self.storage.write_bytes, cache, data)
         return uploaded

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import CostUnit
 
 
@@ -20,12 +20,13 @@ class StoredImage(BaseModel):
 
 
 class CellReport(BaseModel):
-    provider: Provider
+    provider: str  # the provider's traits name
     resolution: Resolution
     partition_key: str
     eligible: int = 0
     already_done: int = 0  # succeeded in an earlier run: skipped, nothing paid
     resumed: int = 0  # tasks of earlier runs polled again instead of resubmitted
+    replayed: int = 0  # submits the provider answered with a task it already had (idempotency key)
     submitted: int = 0
     succeeded: int = 0
     failed: int = 0
@@ -43,8 +44,11 @@ class CellReport(BaseModel):
     image_dir: str = ""
     ledger_parts: int = 0
     journal_segments: int = 0
+    references_uploaded: int = 0  # reference images sent to the provider's files API by this run
+    references_reused: int = 0  # uploads found in this run or the storage root's cache instead
     client_counters: dict[str, int] = Field(default_factory=dict)
-    odirouter_submit_window_ms_max: float | None = None  # submit sent -> task id durable
+    # submit sent -> task id durable, for a provider without idempotent submits (OdiRouter)
+    odirouter_submit_window_ms_max: float | None = None
 
     @property
     def accounted(self) -> int:

@@ -19,8 +19,11 @@ class EngineSettings(BaseModel):
     max_unjournaled_submits: int = Field(
         default=4,
         ge=1,
-        description="OdiRouter (no idempotency key): submits sent whose task id is not yet journaled, at most; "
-        "a crash can pay at most this many requests twice",
+        description="providers without an idempotency key (OdiRouter): submits sent whose task id is not "
+        "yet journaled, at most; a crash can pay at most this many requests twice",
+    )
+    reconcile_sample: int = Field(
+        default=50, ge=0, description="tasks of the run whose charge is asked of the provider again, at the end"
     )
     reference_roots: list[str] | None = Field(
         default=None, description="local reference images must be under these; None: the row's own table folder"

@@ -1,4 +1,4 @@
-"""One cell run outside Dagster: prompt tables in, the engine's CellRunner over the real storage root.
+"""One cell run outside Dagster: prompt tables in, ``run_cell`` over the real storage root.
 
 ``nbpro run-cell`` uses it, and so does ``bench/chaos.py``, which kills such runs with SIGKILL and runs
 them again: a run here writes exactly what a ``generated_images`` materialization writes (images,
@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr
 
 import nbpro_pipeline
 from nbpro_pipeline.costs.prices import PriceTable
-from nbpro_pipeline.engine.cell import CellRunner
 from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.engine.rows import rows_for_cell
+from nbpro_pipeline.engine.run import run_cell
 from nbpro_pipeline.engine.settings import EngineSettings, RunInfo
 from nbpro_pipeline.models.common import Provider, Resolution
 from nbpro_pipeline.models.prompt import PromptRow
-from nbpro_pipeline.providers import OdiRouterClient, PollPolicy, RetryPolicy, RivyaClient
-from nbpro_pipeline.providers.base import ProviderClient
+from nbpro_pipeline.providers.factory import ClientSpec, make_client
+from nbpro_pipeline.providers.http import HttpProviderClient
+from nbpro_pipeline.providers.policies import PollPolicy, RetryPolicy
 from nbpro_pipeline.storage.filesystem import Storage
 
 
@@ -44,6 +45,19 @@ class CellJob(BaseModel):
     def partition_key(self) -> str:
         return f"{self.provider.value}|{self.resolution.value}"
 
+    def client_spec(self) -> ClientSpec:
+        s = self.settings
+        return ClientSpec(
+            provider=self.provider,
+            base_url=self.base_url,
+            api_key=self.api_key,
+            poll=self.poll,
+            retry=self.retry,
+            requests_per_s=s.requests_per_s,
+            burst=s.burst,
+            max_in_flight=s.max_in_flight,
+        )
+
 
 def load_cell_rows(
     tables: Sequence[str], provider: Provider, resolution: Resolution, *, reference_roots: Sequence[str] | None = None
@@ -55,31 +69,20 @@ def load_cell_rows(
     return rows_for_cell(result.accepted, provider, resolution), result.rejected.num_rows
 
 
-def make_client(job: CellJob) -> ProviderClient:
-    cls = RivyaClient if job.provider is Provider.RIVYA else OdiRouterClient
-    return cls(
-        job.base_url,
-        job.api_key,
-        retry=job.retry,
-        poll=job.poll,
-        max_connections=max(16, job.settings.max_in_flight * 2),
-    )
+def job_client(job: CellJob) -> HttpProviderClient:
+    """The job's client, from the one client factory (rate limited like every other)."""
+    return make_client(job.client_spec())
 
 
-async def run_cell_job(
-    job: CellJob,
-    rows: list[PromptRow],
-    *,
-    prices: PriceTable | None = None,
-    logger: Any = None,
-    client_factory: Callable[[CellJob], ProviderClient] = make_client,
+async def run_job_async(
+    job: CellJob, rows: list[PromptRow], *, prices: PriceTable | None = None, logger: Any = None
 ) -> CellReport:
-    """Run the cell once; the client is made inside the running loop (an async client belongs to it)."""
-    async with client_factory(job) as client:
-        runner = CellRunner(
+    return (
+        await run_cell(
+            rows,
+            client=lambda: job_client(job),
             provider=job.provider,
             resolution=job.resolution,
-            client=client,
             storage=Storage(job.storage_root),
             run=RunInfo(
                 run_id=job.run_id, partition_key=job.partition_key, pipeline_version=nbpro_pipeline.__version__
@@ -88,8 +91,8 @@ async def run_cell_job(
             prices=prices or PriceTable(),
             logger=logger,
         )
-        return await runner.run(rows)
+    ).report
 
 
-def run_cell(job: CellJob, rows: list[PromptRow], **kw: Any) -> CellReport:
-    return asyncio.run(run_cell_job(job, rows, **kw))
+def run_job(job: CellJob, rows: list[PromptRow], **kw: Any) -> CellReport:
+    return asyncio.run(run_job_async(job, rows, **kw))

@@ -6,9 +6,6 @@ Wire models mirror each provider's JSON field by field (see ``rivya`` and ``odir
 
 from nbpro_pipeline.models.common import (
     ASPECT_RATIOS_FIXED,
-    MAX_PROMPT_CHARS,
-    MAX_REFERENCES,
-    MIN_PROMPT_CHARS,
     PIXEL_SIZES,
     AspectRatio,
     OutputFormat,
@@ -18,6 +15,13 @@ from nbpro_pipeline.models.common import (
     nearest_aspect_ratio,
     pixel_size,
 )
+from nbpro_pipeline.models.limits import (
+    MAX_PROMPT_CHARS,
+    MAX_REFERENCES,
+    MIN_PROMPT_CHARS,
+    PROVIDER_LIMITS,
+    ProviderLimits,
+)
 from nbpro_pipeline.models.request import GenerationRequest, RequestProblem
 
 __all__ = [
@@ -26,6 +30,8 @@ __all__ = [
     "MAX_REFERENCES",
     "MIN_PROMPT_CHARS",
     "PIXEL_SIZES",
+    "PROVIDER_LIMITS",
+    "ProviderLimits",
     "AspectRatio",
     "GenerationRequest",
     "OutputFormat",

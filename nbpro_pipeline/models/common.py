@@ -120,10 +120,8 @@ def nearest_aspect_ratio(width: int, height: int) -> AspectRatio:
     return min(ASPECT_RATIOS_FIXED, key=distance)
 
 
-# Per-provider limits from providers.md; validation reads these, never literals.
-MAX_PROMPT_CHARS: dict[Provider, int] = {Provider.RIVYA: 10_000, Provider.ODIROUTER: 2_500}
-MIN_PROMPT_CHARS: dict[Provider, int] = {Provider.RIVYA: 1, Provider.ODIROUTER: 1}
-MAX_REFERENCES: dict[Provider, int] = {Provider.RIVYA: 8, Provider.ODIROUTER: 14}
+# Per-provider limits live in ``models.limits.PROVIDER_LIMITS``; these views of it are for the wire
+# models' field bounds (filled in by models.limits on import, so the numbers exist in one place).
 RIVYA_MODEL_ID = "nano-banana-pro"
 ODIROUTER_ENDPOINT_ID = "nano_banana_pro"
 RIVYA_CREDITS_PER_IMAGE = 8

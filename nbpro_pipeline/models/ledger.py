@@ -40,7 +40,7 @@ class LedgerRecord(BaseModel):
     source_uri: str
     source_sha256: str
     row_number: int
-    provider: Provider
+    provider: str  # a Provider value, or another provider's name (a test's fake)
     resolution: Resolution
     aspect_ratio: str
     output_format: str

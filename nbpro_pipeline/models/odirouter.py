@@ -2,22 +2,27 @@
 
 The submit body is the parameter object itself. ``resolution`` and ``image_size`` are two names for
 the same knob; the sandbox rejects a body that sets both to different values.
+
+Response models read tolerantly (providers.md section 4): unknown keys anywhere are kept, an unknown
+``error_type`` or output part is carried rather than refused, and the response endpoint may answer in
+the documented ``outputs`` shape or in fal.ai's ``{"images": [...], "description"}`` shape for this
+model. ``OdiResult.images`` reads both; an answer with neither is for the client to report loudly.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from nbpro_pipeline.models.common import (
-    MAX_PROMPT_CHARS,
-    MAX_REFERENCES,
     AspectRatio,
     Provider,
     Resolution,
     TaskState,
 )
+from nbpro_pipeline.models.limits import MAX_PROMPT_CHARS, MAX_REFERENCES
 
 _STRICT = ConfigDict(extra="forbid")
 _LENIENT = ConfigDict(extra="allow")
@@ -54,12 +59,14 @@ class OdiSubmitRequest(BaseModel):
 
 
 class OdiSubmitResponse(BaseModel):
+    """Only ``request_id`` is needed: the client builds the queue URLs itself."""
+
     model_config = _LENIENT
 
     request_id: str
-    response_url: str
-    status_url: str
-    cancel_url: str
+    response_url: str | None = None
+    status_url: str | None = None
+    cancel_url: str | None = None
     queue_position: int | None = None
 
 
@@ -72,7 +79,14 @@ class OdiStatus(BaseModel):
     queue_position: int | None = None
     metrics: dict | None = None
     error: str | None = None
-    error_type: OdiErrorType | None = None
+    # Any string: an error type not in OdiErrorType still marks a failure, it must not break the read.
+    error_type: str | None = None
+
+    @field_validator("error", mode="before")
+    @classmethod
+    def _error_as_text(cls, value: Any) -> Any:
+        """fal-style services may send the error as an object or list; keep it readable as text."""
+        return value if value is None or isinstance(value, str) else json.dumps(value)[:1000]
 
     @property
     def state(self) -> TaskState:
@@ -83,38 +97,83 @@ class OdiStatus(BaseModel):
         return TaskState.FAILED if (self.error_type or self.error) else TaskState.SUCCEEDED
 
 
-class OdiImageOutput(BaseModel):
+class OdiImageFile(BaseModel):
+    """One result image: an ``outputs`` part without its ``type``, and exactly fal's image object.
+    Only ``url`` is required; fal sends ``width``/``height`` as null for this model at times."""
+
     model_config = _LENIENT
 
-    type: Literal["image"]
     url: str
-    content_type: str
-    file_name: str
+    content_type: str | None = None
+    file_name: str | None = None
     file_size: int | None = None
-    width: int
-    height: int
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def usable(self) -> bool:
+        """A URL the downloader can fetch (a data: URI or an empty string is not one)."""
+        return self.url.startswith(("http://", "https://"))
+
+
+class OdiImageOutput(OdiImageFile):
+    type: Literal["image"] = "image"
 
 
 class OdiTextOutput(BaseModel):
     model_config = _LENIENT
 
     type: Literal["text"]
-    text: str
+    text: str = ""
 
 
-OdiOutput = Annotated[OdiImageOutput | OdiTextOutput, Field(discriminator="type")]
+class OdiOtherOutput(BaseModel):
+    """An output part of a type this client does not use (carried, not refused)."""
+
+    model_config = _LENIENT
+
+    type: str | None = None
+
+
+def _output_kind(part: Any) -> str:
+    kind = part.get("type") if isinstance(part, dict) else getattr(part, "type", None)
+    return kind if kind in ("image", "text") else "other"
+
+
+OdiOutput = Annotated[
+    Annotated[OdiImageOutput, Tag("image")]
+    | Annotated[OdiTextOutput, Tag("text")]
+    | Annotated[OdiOtherOutput, Tag("other")],
+    Discriminator(_output_kind),
+]
 
 
 class OdiResult(BaseModel):
+    """The response endpoint's answer, in either known shape:
+
+    documented: ``{request_id, outputs: [{type: "image", url, ...}, {type: "text", text}], metadata}``;
+    fal.ai: ``{images: [{url, content_type, file_name, file_size, width, height}], description}``.
+    """
+
     model_config = _LENIENT
 
-    request_id: str
-    outputs: list[OdiOutput]
+    request_id: str | None = None
+    outputs: list[OdiOutput] | None = None
+    fal_images: list[OdiImageFile] | None = Field(default=None, alias="images")
+    description: str | None = None
     metadata: dict = Field(default_factory=dict)
 
     @property
-    def images(self) -> list[OdiImageOutput]:
-        return [o for o in self.outputs if isinstance(o, OdiImageOutput)]
+    def images(self) -> list[OdiImageFile]:
+        """Every image of the answer, whichever shape it came in (``outputs`` first)."""
+        found: list[OdiImageFile] = [o for o in self.outputs or () if isinstance(o, OdiImageOutput)]
+        return found + list(self.fal_images or ())
+
+    @property
+    def shape(self) -> Literal["outputs", "fal", "unknown"]:
+        if self.outputs is not None:
+            return "outputs"
+        return "fal" if self.fal_images is not None else "unknown"
 
 
 class OdiCancelResponse(BaseModel):
@@ -137,7 +196,38 @@ class OdiGatewayError(BaseModel):
     request_id: str | None = None
 
 
-class OdiDetailError(BaseModel):
+class OdiValidationIssue(BaseModel):
+    """One item of a FastAPI-style 422 ``detail`` list."""
+
     model_config = _LENIENT
 
-    detail: str | list | dict
+    loc: list[str | int] = Field(default_factory=list)
+    msg: str = ""
+    type: str | None = None
+
+    def describe(self) -> str:
+        """``prompt: Field required``; ``body`` (FastAPI's root) is left out, indexes as ``[i]``."""
+        where = ""
+        for part in self.loc:
+            if part == "body" and not where:
+                continue
+            where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+        text = self.msg or self.type or "invalid"
+        return f"{where}: {text}" if where else text
+
+
+class OdiDetailError(BaseModel):
+    """The application envelope ``{"detail": ...}``: a string, or FastAPI's list of issues."""
+
+    model_config = _LENIENT
+
+    detail: str | list[OdiValidationIssue | str | Any] | dict
+
+    def describe(self) -> str:
+        """One readable line naming every offending field."""
+        if isinstance(self.detail, str):
+            return self.detail
+        if isinstance(self.detail, dict):
+            return json.dumps(self.detail)[:300]
+        parts = [d.describe() if isinstance(d, OdiValidationIssue) else str(d) for d in self.detail]
+        return "; ".join(parts) or "validation failed"

@@ -14,14 +14,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from nbpro_pipeline.models.common import (
-    MAX_PROMPT_CHARS,
-    MAX_REFERENCES,
-    MIN_PROMPT_CHARS,
     AspectRatio,
     OutputFormat,
     Provider,
     Resolution,
 )
+from nbpro_pipeline.models.limits import PROVIDER_LIMITS, ProviderLimits
 
 
 class ReferenceImage(BaseModel):
@@ -41,7 +39,7 @@ class RequestProblem(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    provider: Provider
+    provider: str
     field: str
     code: Literal[
         "prompt_empty",
@@ -64,59 +62,64 @@ class GenerationRequest(BaseModel):
     output_format: OutputFormat = OutputFormat.PNG
     references: tuple[ReferenceImage, ...] = Field(default=())
 
-    def problems_for(self, provider: Provider) -> list[RequestProblem]:
+    def problems_for(self, provider: Provider | str, limits: ProviderLimits | None = None) -> list[RequestProblem]:
+        """Every reason ``provider`` would refuse this request, read from its ``limits`` (the one limits
+        table, ``PROVIDER_LIMITS``, when none are given)."""
+        lim = limits or PROVIDER_LIMITS[Provider(provider)]
         problems: list[RequestProblem] = []
 
         def add(field: str, code: str, message: str) -> None:
-            problems.append(RequestProblem(provider=provider, field=field, code=code, message=message))
+            problems.append(RequestProblem(provider=str(provider), field=field, code=code, message=message))
 
+        name = lim.display_name
         n = len(self.prompt)
-        if n < MIN_PROMPT_CHARS[provider] or not self.prompt.strip():
+        if n < lim.min_prompt_chars or not self.prompt.strip():
             add("prompt", "prompt_empty", "the prompt is empty; write what the image should show")
-        elif n > MAX_PROMPT_CHARS[provider]:
+        elif n > lim.max_prompt_chars:
             add(
                 "prompt",
                 "prompt_too_long",
-                f"the prompt has {n} characters; {provider.value} accepts at most "
-                f"{MAX_PROMPT_CHARS[provider]}; shorten it by {n - MAX_PROMPT_CHARS[provider]}",
+                f"the prompt has {n} characters; {provider} accepts at most "
+                f"{lim.max_prompt_chars}; shorten it by {n - lim.max_prompt_chars}",
             )
-        if self.aspect_ratio is AspectRatio.AUTO and provider is Provider.ODIROUTER:
+        if self.aspect_ratio is AspectRatio.AUTO and not lim.aspect_auto:
             add(
                 "aspect_ratio",
                 "aspect_ratio_unsupported",
-                "aspect ratio 'auto' exists only on Rivya; name a ratio such as 1:1 or 16:9 for OdiRouter",
+                f"aspect ratio 'auto' is not accepted by {name}; name a ratio such as 1:1 or 16:9 for {name}",
             )
-        if self.output_format is not OutputFormat.PNG and provider is Provider.ODIROUTER:
+        if self.output_format not in lim.output_formats:
+            allowed = ", ".join(f.value for f in lim.output_formats)
             add(
                 "output_format",
                 "output_format_unsupported",
-                "OdiRouter has no output_format parameter and always answers PNG; use png for OdiRouter",
+                f"{name} has no {self.output_format.value} output and answers {allowed}; use {allowed} for {name}",
             )
-        if len(self.references) > MAX_REFERENCES[provider]:
+        if len(self.references) > lim.max_references:
             add(
                 "references",
                 "too_many_references",
-                f"{len(self.references)} reference images; {provider.value} accepts at most {MAX_REFERENCES[provider]}",
+                f"{len(self.references)} reference images; {provider} accepts at most {lim.max_references}",
             )
         for i, ref in enumerate(self.references):
-            if provider is Provider.RIVYA and ref.rivya_file_id is None:
+            if lim.references == "upload" and ref.rivya_file_id is None:
                 add(
                     f"references[{i}]",
                     "reference_not_uploaded",
-                    "Rivya takes reference images only through its Files API; upload it first "
-                    "(RivyaClient.upload_reference)",
+                    f"{name} takes reference images only through its files API; upload it first "
+                    "(the client's upload_reference)",
                 )
             if not ref.url.startswith(("https://", "http://")):
                 add(f"references[{i}]", "reference_url_scheme", "a reference URL must be http(s)")
         return problems
 
-    def fingerprint(self, provider: Provider) -> str:
+    def fingerprint(self, provider: Provider | str) -> str:
         """sha256 of what determines the image and the bill: same fingerprint, same paid-for result.
 
         References count by content hash when known, so a re-upload (new URL) keeps the fingerprint.
         """
         canonical = {
-            "provider": provider.value,
+            "provider": str(provider),
             "prompt": self.prompt,
             "aspect_ratio": self.aspect_ratio.value,
             "resolution": self.resolution.value,

@@ -36,18 +36,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nbpro_pipeline.models.common import (
-    MAX_PROMPT_CHARS,
-    MAX_REFERENCES,
     AspectRatio,
     OutputFormat,
     Provider,
     Resolution,
 )
+from nbpro_pipeline.models.limits import PROVIDER_LIMITS
 from nbpro_pipeline.models.prompt import ACCEPTED_SCHEMA
 from nbpro_pipeline.prompts.references import ReferenceChecker
 
 PROVIDERS = (Provider.RIVYA, Provider.ODIROUTER)
-PROVIDER_NAMES = {Provider.RIVYA: "Rivya", Provider.ODIROUTER: "OdiRouter"}
+PROVIDER_NAMES = {p: PROVIDER_LIMITS[p].display_name for p in PROVIDERS}
 MAX_ID_CHARS = 200
 
 # Rules in priority order; the reference rule reports one of REFERENCE_CODES.
@@ -253,13 +252,13 @@ def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], 
     provider_rule: dict[Provider, np.ndarray] = {}
     for p in PROVIDERS:
         target[p] = provider_blank | _mask(pc.equal(provider, p.value))
-        odi = p is Provider.ODIROUTER
+        lim = PROVIDER_LIMITS[p]
         masks = {
-            "prompt_too_long": prompt_len > MAX_PROMPT_CHARS[p],
-            "aspect_ratio_unsupported": is_auto if odi else none,
-            "output_format_unsupported": is_jpg if odi else none,
-            "too_many_references": ref_count > MAX_REFERENCES[p],
-            "reference_needs_url": has_local if odi else none,
+            "prompt_too_long": prompt_len > lim.max_prompt_chars,
+            "aspect_ratio_unsupported": none if lim.aspect_auto else is_auto,
+            "output_format_unsupported": none if OutputFormat.JPG in lim.output_formats else is_jpg,
+            "too_many_references": ref_count > lim.max_references,
+            "reference_needs_url": has_local if lim.references == "url" else none,
         }
         rule = np.full(n, -1, dtype=np.int8)
         live = alive & target[p]
@@ -530,8 +529,10 @@ def _provider_message(rule: str, providers: list[Provider], ctx: dict[str, Any])
     rest = "" if ctx["restricted"] or not only_odi else " to run it on OdiRouter too"
     if rule == "prompt_too_long":
         n = ctx["prompt_len"]
-        limits = " and ".join(f"{PROVIDER_NAMES[p]} accepts at most {MAX_PROMPT_CHARS[p]}" for p in providers)
-        cut = min(n - MAX_PROMPT_CHARS[p] for p in providers)
+        limits = " and ".join(
+            f"{PROVIDER_NAMES[p]} accepts at most {PROVIDER_LIMITS[p].max_prompt_chars}" for p in providers
+        )
+        cut = min(n - PROVIDER_LIMITS[p].max_prompt_chars for p in providers)
         return f"the prompt has {n} characters; {limits}; shorten it by at least {cut}{rest}"
     if rule == "aspect_ratio_unsupported":
         return "aspect ratio 'auto' exists only on Rivya; name a ratio such as 1:1 or 16:9" + (
@@ -543,8 +544,11 @@ def _provider_message(rule: str, providers: list[Provider], ctx: dict[str, Any])
         )
     if rule == "too_many_references":
         k = ctx["ref_count"]
-        limits = " and ".join(f"{PROVIDER_NAMES[p]} accepts at most {MAX_REFERENCES[p]}" for p in providers)
-        return f"{k} reference images; {limits}; drop {min(k - MAX_REFERENCES[p] for p in providers)} or more{rest}"
+        limits = " and ".join(
+            f"{PROVIDER_NAMES[p]} accepts at most {PROVIDER_LIMITS[p].max_references}" for p in providers
+        )
+        drop = min(k - PROVIDER_LIMITS[p].max_references for p in providers)
+        return f"{k} reference images; {limits}; drop {drop} or more{rest}"
     if rule == "reference_needs_url":
         return (
             f"reference {ctx['first_local']!r} is a file, not a URL, and {names} cannot receive uploads; host it at an "

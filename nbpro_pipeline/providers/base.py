@@ -1,7 +1,10 @@
 """The one small interface both provider clients implement, and the provider-neutral results.
 
 The engine talks only to ``ProviderClient``; provider quirks (Rivya's credits and idempotency keys,
-OdiRouter's separate response endpoint and cancel) stay inside the two clients.
+OdiRouter's separate response endpoint and cancel) stay inside the clients, and what the engine must
+know about a provider (does submit dedupe, can a task be cancelled, how is a task billed, what does it
+accept) is the client's ``traits``. The engine never asks *which* provider it holds, so a provider the
+project does not ship (a test's fake) runs through it unchanged.
 """
 
 from __future__ import annotations
@@ -12,10 +15,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from nbpro_pipeline.models.common import Provider, TaskState
+from nbpro_pipeline.models.common import Provider, Resolution, TaskState
+from nbpro_pipeline.models.ledger import CostUnit
+from nbpro_pipeline.models.limits import ProviderLimits
 from nbpro_pipeline.models.request import GenerationRequest, ReferenceImage
+
+# A provider's id in paths, journals, ledgers and reports: the two shipped ones are ``Provider`` members
+# (a StrEnum, so they are str too); a test's fake provider brings any other such name.
+ProviderName = Provider | str
 
 
 class ResultImage(BaseModel):
@@ -33,7 +42,7 @@ class TaskSnapshot(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    provider: Provider
+    provider: ProviderName
     task_id: str
     state: TaskState
     images: tuple[ResultImage, ...] = ()
@@ -52,7 +61,7 @@ class TaskSnapshot(BaseModel):
 class SubmittedTask(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    provider: Provider
+    provider: ProviderName
     task_id: str
     fingerprint: str
     idempotency_key: str | None  # None on OdiRouter, which has no such header
@@ -77,7 +86,7 @@ class DownloadedImage(BaseModel):
 class Balance(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    provider: Provider
+    provider: ProviderName
     amount: Decimal
     unit: Literal["credits", "usd"]
 
@@ -88,9 +97,88 @@ class CancelOutcome(StrEnum):
     NOT_FOUND = "NOT_FOUND"
 
 
+class Billing(BaseModel):
+    """How a provider bills a task: the one rule for what a task has cost, used by the engine when it
+    books a row and by the audit when it asks the provider again."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reported_credits: bool = Field(
+        description="the provider reports what each task charged (Rivya: credits reserved, then final); "
+        "otherwise the price table applies to a task that succeeded"
+    )
+    reserves_at_create: bool = Field(description="a created task holds its price until it settles")
+    cancelled_running_billed: bool = Field(
+        default=False, description="a task cancelled while it was running is billed (OdiRouter, like fal)"
+    )
+    cancelled_code: str | None = Field(
+        default=None, description="error code a poll shows for a cancelled task, when cancel exists"
+    )
+
+    def charged(self, snap: TaskSnapshot, price: Decimal) -> Decimal:
+        """What the provider has charged for the task in total, as of ``snap``."""
+        if self.reported_credits:
+            if snap.credits_final is not None:
+                return Decimal(snap.credits_final)
+            return Decimal(snap.credits_reserved) if snap.credits_reserved is not None else price
+        if snap.billed is not None:  # the provider's own answer (a cancelled task that had started)
+            return price if snap.billed else Decimal(0)
+        return price if snap.state is TaskState.SUCCEEDED else Decimal(0)
+
+    def held(self, price: Decimal, earlier: Decimal) -> Decimal:
+        """A task exists but its state is not known (a poll failed, an unexpected error): what it holds
+        is its reservation where the provider reserves, else what earlier rows already booked (0 would
+        write a refund the provider never made)."""
+        return price if self.reserves_at_create else earlier
+
+    def after_deadline(
+        self, running: bool, cancelled: bool, billed: bool | None, price: Decimal, earlier: Decimal
+    ) -> Decimal:
+        """What a task past its deadline has cost: the provider's word after a cancel when it gave one,
+        else a cancelled running task is billed where the provider bills those, else what it holds."""
+        if billed is not None:
+            return price if billed else Decimal(0)
+        if cancelled:
+            return price if (running and self.cancelled_running_billed) else Decimal(0)
+        return self.held(price, earlier)
+
+    def from_poll(self, snap: TaskSnapshot, price: Decimal) -> Decimal | None:
+        """The charge a later poll proves, or None when a poll cannot tell (a cancelled task is billed only
+        if it had started, and the poll does not say which)."""
+        if self.cancelled_code is not None and snap.error_code == self.cancelled_code and snap.billed is None:
+            return None
+        return self.charged(snap, price)
+
+
+class ProviderTraits(BaseModel):
+    """What the engine, journal, ledger and audit need to know about a provider, so none of them asks
+    which provider it is. Each client exposes its own as ``client.traits``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="id in paths, ledger rows, reports")
+    model_id: str = Field(description="the model the provider serves for this pipeline, for lineage")
+    idempotent_submit: bool = Field(
+        description="a submit carries an idempotency key, so resending it after a crash replays the task"
+    )
+    cancel: bool = Field(description="a task past its deadline can be cancelled")
+    billing: Billing
+    cost_unit: CostUnit
+    cost_is_estimate: bool = Field(description="amounts come from a price table, not from the provider")
+    list_price: dict[Resolution, Decimal] = Field(
+        description="price of one image per resolution when no configured PriceTable covers the provider"
+    )
+    usd_per_unit: Decimal = Field(default=Decimal(1), ge=0, description="for the USD view of a cost")
+    limits: ProviderLimits
+
+    @property
+    def uploads_references(self) -> bool:
+        return self.limits.references == "upload"
+
+
 @runtime_checkable
 class ProviderClient(Protocol):
-    provider: Provider
+    traits: ProviderTraits
 
     async def submit(self, request: GenerationRequest, *, idempotency_key: str | None = None) -> SubmittedTask: ...
 

@@ -20,7 +20,7 @@ class ProviderError(Exception):
         self,
         message: str,
         *,
-        provider: Provider,
+        provider: Provider | str,
         status_code: int | None = None,
         code: str | None = None,
         request_id: str | None = None,
@@ -35,7 +35,7 @@ class ProviderError(Exception):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        parts = [f"{self.provider.value}: {self.message}"]
+        parts = [f"{self.provider}: {self.message}"]
         detail = ", ".join(
             f"{k}={v}"
             for k, v in (("http", self.status_code), ("code", self.code), ("request_id", self.request_id))

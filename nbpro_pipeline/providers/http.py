@@ -14,6 +14,7 @@ import random
 import re
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,7 +23,7 @@ from pydantic import SecretStr
 
 from nbpro_pipeline.models.common import Provider, TaskState
 from nbpro_pipeline.models.request import GenerationRequest
-from nbpro_pipeline.providers.base import DownloadedImage, ResultImage, TaskSnapshot
+from nbpro_pipeline.providers.base import DownloadedImage, ProviderTraits, ResultImage, TaskSnapshot
 from nbpro_pipeline.providers.errors import (
     AuthError,
     DeadlineExceededError,
@@ -35,6 +36,7 @@ from nbpro_pipeline.providers.errors import (
     ResultExpiredError,
     RetryableError,
     SubmitOutcomeUnknown,
+    UnreadableResultError,
 )
 from nbpro_pipeline.providers.policies import LatencyTracker, PollPolicy, RetryPolicy, parse_retry_after
 from nbpro_pipeline.providers.ratelimit import TokenBucket
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _TOKEN_PATTERNS = (re.compile(r"rvya_sk_[A-Za-z0-9_\-]+"), re.compile(r"(?i)bearer\s+[A-Za-z0-9_\-.~+/=]+"))
 _CHUNK = 64 * 1024
+MAX_RAW_BODY = 1024 * 1024  # an unreadable answer is kept up to this many bytes (a result body is small)
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _ERROR_BY_STATUS: dict[int, type[ProviderError]] = {
     401: AuthError,
@@ -62,10 +65,23 @@ def strip_query(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+class _PollCounter:
+    """One wait()'s status requests: counted as they are made, so an error raised anywhere in the
+    wait still reports the real number (the cell report's ``polls``)."""
+
+    def __init__(self, client: HttpProviderClient, task_id: str) -> None:
+        self.client, self.task_id, self.polls = client, task_id, 0
+
+    async def poll(self) -> TaskSnapshot:
+        self.polls += 1
+        return await self.client.poll(self.task_id)
+
+
 class HttpProviderClient:
     """Base of RivyaClient and OdiRouterClient; not used on its own."""
 
     provider: Provider
+    traits: ProviderTraits
 
     def __init__(
         self,
@@ -141,8 +157,11 @@ class HttpProviderClient:
     async def poll(self, task_id: str) -> TaskSnapshot:
         raise NotImplementedError
 
-    async def _on_deadline(self, task_id: str, last: TaskSnapshot) -> TaskSnapshot | None:
-        """What to do when wait() runs out of time; a terminal snapshot returned here is used."""
+    async def _on_deadline(
+        self, task_id: str, last: TaskSnapshot, poll: Callable[[], Awaitable[TaskSnapshot]]
+    ) -> TaskSnapshot | None:
+        """What to do when wait() runs out of time; a terminal snapshot returned here is used.
+        ``poll`` reads the status once more and is counted in the wait's ``polls``."""
         return None
 
     # -- requests -----------------------------------------------------------------------------------
@@ -236,7 +255,7 @@ class HttpProviderClient:
 
     def _check_locally(self, request: GenerationRequest) -> None:
         """Refuse, before any money moves, a request this provider would reject; every problem at once."""
-        problems = request.problems_for(self.provider)
+        problems = request.problems_for(self.traits.name, self.traits.limits)
         if problems:
             raise self._error(
                 InvalidRequestError,
@@ -262,11 +281,19 @@ class HttpProviderClient:
 
         Past the deadline the subclass's ``_on_deadline`` runs (OdiRouter cancels); if that still
         yields no terminal state, ``DeadlineExceededError`` is raised with the task id so nothing
-        paid-for is forgotten.
+        paid-for is forgotten. The snapshot returned, and every ``ProviderError`` raised, carries in
+        ``polls`` the status requests really made (the deadline's own polls included).
         """
+        counter = _PollCounter(self, task_id)
+        try:
+            return await self._wait(task_id, counter, deadline_s)
+        except ProviderError as exc:
+            exc.polls = counter.polls
+            raise
+
+    async def _wait(self, task_id: str, counter: _PollCounter, deadline_s: float | None) -> TaskSnapshot:
         start = time.monotonic()
         deadline = start + (deadline_s if deadline_s is not None else self.poll_policy.deadline_s)
-        polls = 0
         snapshot: TaskSnapshot | None = None
         polled_at = 0.0  # seconds after start of the last poll that found the task unfinished
         for at in self.poll_policy.poll_times(self.latencies):
@@ -277,16 +304,15 @@ class HttpProviderClient:
             if start + at < now and snapshot is not None:
                 continue  # fell behind (a slow poll, a 429 pause): skip to the next time still ahead
             await asyncio.sleep(max(0.0, min(start + at - now, remaining)))
-            snapshot = await self.poll(task_id)
-            polls += 1
+            snapshot = await counter.poll()
             if snapshot.state.terminal:
                 self._learn(snapshot, polled_at, time.monotonic() - start)
-                return snapshot.model_copy(update={"polls": polls})
+                return snapshot.model_copy(update={"polls": counter.polls})
             polled_at = time.monotonic() - start
-        last = snapshot or await self.poll(task_id)
-        final = await self._on_deadline(task_id, last)
+        last = snapshot or await counter.poll()
+        final = await self._on_deadline(task_id, last, counter.poll)
         if final is not None and final.state.terminal:
-            return final.model_copy(update={"polls": polls + 1})
+            return final.model_copy(update={"polls": counter.polls})
         raise self._error(
             DeadlineExceededError,
             f"task {task_id} still {last.state.value} after the deadline",
@@ -294,6 +320,28 @@ class HttpProviderClient:
             cancel_status=getattr(final, "error_code", None) if final else None,
             last_state=last.state.value,
             billed=final.billed if final else None,
+        )
+
+    def _unreadable(
+        self, response: httpx.Response, task_id: str, reason: str, snapshot: TaskSnapshot | None
+    ) -> UnreadableResultError:
+        """A finished task whose answer has a shape this client does not know: never a silent $0 failure.
+
+        The raw body (capped at ``MAX_RAW_BODY`` bytes) and its content type go with the error so the
+        engine can quarantine them; ``snapshot`` (SUCCEEDED when the provider said so) lets it book the
+        task at its price. Logged at WARNING with the task id; the message never holds the key.
+        """
+        where = f"{response.request.method} {response.request.url.path}"
+        log.warning("%s task %s: unreadable answer to %s: %s", self.provider.value, task_id, where, reason)
+        self.counters["unreadable_results"] += 1
+        return self._error(
+            UnreadableResultError,
+            f"task {task_id}: {where} answered a body this client cannot read ({reason}); raw body kept",
+            task_id=task_id,
+            raw_body=response.content[:MAX_RAW_BODY],
+            content_type=response.headers.get("Content-Type"),
+            snapshot=snapshot,
+            status_code=response.status_code,
         )
 
     def _learn(self, snapshot: TaskSnapshot, before: float, seen: float) -> None:
@@ -380,3 +428,14 @@ def json_or_none(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+def first_problem(exc: ValueError) -> str:
+    """The first complaint of a failed wire-model parse, short (``result.primary_url: Field required``):
+    enough to say what was off without echoing the body, which travels separately."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        return f"{where}: {first.get('msg', 'invalid')}"
+    return str(exc)[:200]

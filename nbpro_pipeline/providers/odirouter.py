@@ -8,6 +8,8 @@ journal, because a blind retry could pay twice.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,9 +35,14 @@ from nbpro_pipeline.providers.base import (
 )
 from nbpro_pipeline.providers.errors import (
     ProviderError,
+    SubmitOutcomeUnknown,
+    UnreadableResultError,
     UnsupportedOperationError,
 )
-from nbpro_pipeline.providers.http import HttpProviderClient, json_or_none
+from nbpro_pipeline.providers.http import HttpProviderClient, first_problem, json_or_none
+from nbpro_pipeline.providers.traits import ODIROUTER_TRAITS
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ODIROUTER_URL = "https://odirouter.ai/model"
 _QUEUE = f"/v1/queue/{ODIROUTER_ENDPOINT_ID}"
@@ -43,6 +50,7 @@ _QUEUE = f"/v1/queue/{ODIROUTER_ENDPOINT_ID}"
 
 class OdiRouterClient(HttpProviderClient):
     provider = Provider.ODIROUTER
+    traits = ODIROUTER_TRAITS
 
     def __init__(self, base_url: str = DEFAULT_ODIROUTER_URL, api_key: str = "", **kw) -> None:
         super().__init__(base_url, api_key, **kw)
@@ -61,8 +69,10 @@ class OdiRouterClient(HttpProviderClient):
             except ValueError:
                 message = str(body)[:300]
         elif isinstance(body, dict) and "detail" in body:
-            detail = OdiDetailError.model_validate(body).detail
-            message = detail if isinstance(detail, str) else _describe_detail(detail)
+            try:
+                message = OdiDetailError.model_validate(body).describe()
+            except ValueError:
+                message = str(body["detail"])[:300]
         elif isinstance(body, dict) and "status" in body:
             code = str(body["status"])
             message = code
@@ -88,7 +98,7 @@ class OdiRouterClient(HttpProviderClient):
         response, attempts = await self._send(
             "POST", _QUEUE, json=body.model_dump(mode="json", exclude_none=True), safe_to_repeat=False
         )
-        answer = self._parse(OdiSubmitResponse, response)
+        answer = self._read_submitted(response)
         return SubmittedTask(
             provider=self.provider,
             task_id=answer.request_id,
@@ -104,9 +114,27 @@ class OdiRouterClient(HttpProviderClient):
             ),
         )
 
+    def _read_submitted(self, response: httpx.Response) -> OdiSubmitResponse:
+        """Any 2xx with a ``request_id``. Without one a task may exist and be billed, but cannot be
+        followed: ``SubmitOutcomeUnknown`` (the engine journals it and never resubmits blindly)."""
+        try:
+            return OdiSubmitResponse.model_validate_json(response.content)
+        except ValueError:
+            log.warning("odirouter submit answered an unreadable body: %s", self._redact(response.text[:300]))
+            raise self._error(
+                SubmitOutcomeUnknown,
+                f"the submit was answered {response.status_code} without a readable request_id; "
+                "a task may have been created and billed",
+                status_code=response.status_code,
+            ) from None
+
     async def status(self, task_id: str) -> OdiStatus:
         response, _ = await self._send("GET", f"{_QUEUE}/requests/{task_id}/status", safe_to_repeat=True)
-        return self._parse(OdiStatus, response)
+        try:
+            return OdiStatus.model_validate_json(response.content)
+        except ValueError as exc:
+            reason = f"not a queue status: {first_problem(exc)}"
+            raise self._unreadable(response, task_id, reason, None) from None
 
     async def poll(self, task_id: str) -> TaskSnapshot:
         status = await self.status(task_id)
@@ -121,28 +149,59 @@ class OdiRouterClient(HttpProviderClient):
         )
 
     async def result(self, task_id: str) -> OdiResult:
-        """The response endpoint; call only once status says COMPLETED without error."""
+        """The response endpoint; call only once status says COMPLETED without error.
+
+        It reads the documented ``outputs`` shape and fal's ``images`` shape. Its 2xx answer (not 202)
+        means the task completed and is billed, so an answer naming no downloadable image raises
+        ``UnreadableResultError`` with the raw body and a SUCCEEDED, billed snapshot.
+        """
         response, _ = await self._send("GET", f"{_QUEUE}/requests/{task_id}/response", safe_to_repeat=True)
         if response.status_code == 202:
             raise self._error(ProviderError, f"task {task_id} is not completed yet", status_code=202)
-        return self._parse(OdiResult, response)
+        billable = TaskSnapshot(provider=self.provider, task_id=task_id, state=TaskState.SUCCEEDED, billed=True)
+        try:
+            result = OdiResult.model_validate_json(response.content)
+        except ValueError as exc:
+            reason = f"not a result object: {first_problem(exc)}"
+            raise self._unreadable(response, task_id, reason, billable) from None
+        if not any(image.usable for image in result.images):
+            reason = (
+                "neither 'outputs' nor 'images'"
+                if result.shape == "unknown"
+                else f"{result.shape} shape without a downloadable image URL"
+            )
+            raise self._unreadable(response, task_id, reason, billable)
+        return result
 
     async def _fresh_images(self, task_id: str) -> tuple[ResultImage, ...]:
         result = await self.result(task_id)
         return tuple(
             ResultImage(url=o.url, content_type=o.content_type, width=o.width, height=o.height, file_size=o.file_size)
             for o in result.images
+            if o.usable
         )
 
     async def wait(self, task_id: str, *, deadline_s: float | None = None) -> TaskSnapshot:
         """As the base class, and on success the result's image list is fetched once, so the snapshot
-        carries the URLs and the pixel sizes the provider reports."""
+        carries the URLs and the pixel sizes the provider reports. An error there carries the status
+        polls made, and an unreadable result the terminal status snapshot (billed)."""
         snapshot = await super().wait(task_id, deadline_s=deadline_s)
         if snapshot.state is TaskState.SUCCEEDED and not snapshot.images:
-            snapshot = snapshot.model_copy(update={"images": await self._fresh_images(task_id)})
+            try:
+                images = await self._fresh_images(task_id)
+            except UnreadableResultError as exc:
+                exc.snapshot = snapshot.model_copy(update={"billed": True})
+                exc.polls = snapshot.polls
+                raise
+            except ProviderError as exc:
+                exc.polls = snapshot.polls
+                raise
+            snapshot = snapshot.model_copy(update={"images": images})
         return snapshot
 
-    async def _on_deadline(self, task_id: str, last: TaskSnapshot) -> TaskSnapshot | None:
+    async def _on_deadline(
+        self, task_id: str, last: TaskSnapshot, poll: Callable[[], Awaitable[TaskSnapshot]]
+    ) -> TaskSnapshot | None:
         """Cancel a task that ran past its deadline; if it finished meanwhile, keep its result.
 
         After an accepted cancel the status is read once more: the last poll may predate the task's
@@ -152,9 +211,9 @@ class OdiRouterClient(HttpProviderClient):
         outcome = await self.cancel(task_id)
         self.counters[f"cancel_{outcome.value.lower()}"] += 1
         if outcome is CancelOutcome.ALREADY_COMPLETED:
-            return await self.poll(task_id)
+            return await poll()
         if outcome is CancelOutcome.REQUESTED:
-            after = await self.poll(task_id)
+            after = await poll()
             if after.state.terminal and after.error_code != "CANCELED":
                 return after
             return last.model_copy(update={"error_code": outcome.value, "billed": after.billed})
@@ -193,17 +252,3 @@ def _billed(status: OdiStatus) -> bool | None:
         return False
     inference = (status.metrics or {}).get("inference_time")
     return inference > 0 if isinstance(inference, int | float) else None
-
-
-def _describe_detail(detail: list | dict) -> str:
-    """FastAPI-style 422 details are lists of {loc, msg}; flatten them to one readable line."""
-    if isinstance(detail, list):
-        parts = []
-        for item in detail:
-            if isinstance(item, dict):
-                loc = ".".join(str(x) for x in item.get("loc", []) if x != "body")
-                parts.append(f"{loc}: {item.get('msg', item)}" if loc else str(item.get("msg", item)))
-            else:
-                parts.append(str(item))
-        return "; ".join(parts)
-    return str(detail)

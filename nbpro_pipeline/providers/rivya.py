@@ -7,6 +7,7 @@ always safe to retry: Rivya answers a replay with the original task and charges 
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +20,7 @@ from nbpro_pipeline.models.common import (
     RIVYA_MAX_FILE_BYTES,
     RIVYA_MODEL_ID,
     Provider,
+    TaskState,
 )
 from nbpro_pipeline.models.request import GenerationRequest, ReferenceImage
 from nbpro_pipeline.models.rivya import (
@@ -30,6 +32,8 @@ from nbpro_pipeline.models.rivya import (
     RivyaParams,
     RivyaReferenceMediaItem,
     RivyaTask,
+    RivyaTaskError,
+    RivyaTaskHead,
 )
 from nbpro_pipeline.providers.base import (
     Balance,
@@ -48,9 +52,14 @@ from nbpro_pipeline.providers.errors import (
     ProviderError,
     RateLimitedError,
     RetryableError,
+    SubmitOutcomeUnknown,
+    UnreadableResultError,
     UnsupportedOperationError,
 )
-from nbpro_pipeline.providers.http import HttpProviderClient, json_or_none
+from nbpro_pipeline.providers.http import HttpProviderClient, first_problem, json_or_none
+from nbpro_pipeline.providers.traits import RIVYA_TRAITS
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RIVYA_URL = "https://rivya.ai"
 
@@ -76,6 +85,7 @@ def idempotency_key_for(fingerprint: str) -> str:
 
 class RivyaClient(HttpProviderClient):
     provider = Provider.RIVYA
+    traits = RIVYA_TRAITS
 
     def __init__(self, base_url: str = DEFAULT_RIVYA_URL, api_key: str = "", **kw) -> None:
         super().__init__(base_url, api_key, **kw)
@@ -130,7 +140,7 @@ class RivyaClient(HttpProviderClient):
             headers={"Idempotency-Key": key},
             safe_to_repeat=True,  # the key makes a replay return the original task, uncharged
         )
-        task = self._parse(RivyaTask, response)
+        task = self._read_created(response)
         return SubmittedTask(
             provider=self.provider,
             task_id=task.id,
@@ -138,12 +148,52 @@ class RivyaClient(HttpProviderClient):
             idempotency_key=key,
             submitted_at=submitted_at,
             attempts=attempts,
-            snapshot=self._snapshot(task),
+            # a created task whose result is unreadable gets no snapshot: wait() polls it and says so
+            snapshot=self._snapshot(task) if isinstance(task, RivyaTask) else None,
+            replayed=response.headers.get("Idempotent-Replayed", "").strip().lower() in ("true", "1"),
         )
 
+    def _read_created(self, response: httpx.Response) -> RivyaTaskHead:
+        """The task a create answered with (any 2xx). Without even an id and a status nothing can be
+        followed up: a task may exist, so that is ``SubmitOutcomeUnknown``, never a plain failure."""
+        try:
+            return self._read_task(response, "(new)")
+        except UnreadableResultError as exc:
+            head = _head_or_none(response.content)
+            if head is not None:
+                return head
+            log.warning("rivya create answered an unreadable body: %s", self._redact(response.text[:300]))
+            raise self._error(
+                SubmitOutcomeUnknown,
+                f"the create was answered {response.status_code} with a body that is not a task "
+                f"({exc.message}); a task may have been created",
+                status_code=response.status_code,
+            ) from exc
+
     async def get_task(self, task_id: str) -> RivyaTask:
+        """The task object; a succeeded task without a readable result raises ``UnreadableResultError``."""
         response, _ = await self._send("GET", f"/api/v1/generations/{task_id}", safe_to_repeat=True)
-        return self._parse(RivyaTask, response)
+        return self._read_task(response, task_id)
+
+    def _read_task(self, response: httpx.Response, task_id: str) -> RivyaTask:
+        """Read a task object tolerantly. Unfinished, or failed, it is returned whatever its ``result``
+        or ``error`` look like; succeeded, it must name a downloadable image, else the raw body goes
+        back in ``UnreadableResultError`` with the billable snapshot."""
+        try:
+            task = RivyaTask.model_validate_json(response.content)
+        except ValueError as exc:
+            head = _head_or_none(response.content)
+            if head is None:
+                raise self._unreadable(response, task_id, f"not a task object: {first_problem(exc)}", None) from None
+            if head.state is TaskState.SUCCEEDED:
+                reason = f"succeeded but its result is unreadable: {first_problem(exc)}"
+                raise self._unreadable(response, head.id, reason, self._snapshot(head)) from None
+            error = RivyaTaskError(message=f"unreadable error object: {first_problem(exc)}")
+            known = head.model_dump(include=set(RivyaTaskHead.model_fields))  # not the unreadable extras
+            return RivyaTask(**known, error=error if head.state is TaskState.FAILED else None)
+        if task.state is TaskState.SUCCEEDED and not (task.result and task.result.image_urls()):
+            raise self._unreadable(response, task.id, "succeeded without a result image URL", self._snapshot(task))
+        return task
 
     async def poll(self, task_id: str) -> TaskSnapshot:
         return self._snapshot(await self.get_task(task_id))
@@ -154,22 +204,22 @@ class RivyaClient(HttpProviderClient):
     async def cancel(self, task_id: str) -> CancelOutcome:
         raise self._error(UnsupportedOperationError, "Rivya has no cancel endpoint; a task runs to its end")
 
-    def _snapshot(self, task: RivyaTask) -> TaskSnapshot:
-        urls: list[str] = []
-        if task.result is not None:  # primary first, then the others, no duplicates
-            primary = task.result.primary_url
-            urls = [primary, *(u for u in task.result.urls if u != primary)]
+    def _snapshot(self, task: RivyaTaskHead) -> TaskSnapshot:
+        # a bare head keeps the unreadable result/error among its extra attributes: never read those
+        result = task.result if isinstance(task, RivyaTask) else None
+        error = task.error if isinstance(task, RivyaTask) else None
         return TaskSnapshot(
             provider=self.provider,
             task_id=task.id,
             state=task.state,
-            images=tuple(ResultImage(url=u) for u in urls),
-            error_code=task.error.code if task.error else None,
-            error_message=self._redact(task.error.message) if task.error else None,
+            images=tuple(ResultImage(url=u) for u in (result.image_urls() if result else ())),
+            error_code=error.code if error else None,
+            error_message=self._redact(error.message) if error else None,
             credits_reserved=task.reserved_credits,
-            credits_final=task.final_credits,
-            # Rivya stamps the terminal transition: the exact run time, which the poll schedule learns from
-            run_s=(task.updated_at - task.created_at).total_seconds() if task.state.terminal else None,
+            # Only a terminal task's final_credits is settled: the docs' own example shows 0 (not null)
+            # on a fresh task, and the engine books credits_final whenever it is not None.
+            credits_final=task.settled_credits,
+            run_s=task.run_s,  # Rivya stamps the terminal transition: the poll schedule learns from it
         )
 
     # -- files, credits, models ---------------------------------------------------------------------
@@ -222,3 +272,10 @@ class RivyaClient(HttpProviderClient):
     async def models(self) -> RivyaModelList:
         response, _ = await self._send("GET", "/api/v1/models", safe_to_repeat=True)
         return self._parse(RivyaModelList, response)
+
+
+def _head_or_none(body: bytes) -> RivyaTaskHead | None:
+    try:
+        return RivyaTaskHead.model_validate_json(body)
+    except ValueError:
+        return None

@@ -20,6 +20,7 @@ from nbpro_pipeline.sandbox.odirouter_api import QUEUE_PATH, OdiRouterApi
 from nbpro_pipeline.sandbox.responses import DeliberateDisconnect, base_url, json_response
 from nbpro_pipeline.sandbox.rivya_api import RivyaApi
 from nbpro_pipeline.sandbox.runtime import ResponseCounters, SandboxRuntime
+from nbpro_pipeline.sandbox.wire_shapes import ExtraFieldsMiddleware
 
 
 def traffic_class(path: str) -> str:
@@ -34,6 +35,15 @@ def traffic_class(path: str) -> str:
     if path.startswith("/_sandbox"):
         return "admin"
     return "other"
+
+
+def is_status_poll(method: str, path: str) -> bool:
+    """A read of one task's status: Rivya ``GET /api/v1/generations/{id}``, OdiRouter ``GET .../status``."""
+    if method != "GET":
+        return False
+    if path.startswith("/api/v1/generations/"):
+        return True
+    return path.startswith(QUEUE_PATH + "/requests/") and path.endswith("/status")
 
 
 class ResponseCounterMiddleware:
@@ -59,6 +69,8 @@ class ResponseCounterMiddleware:
             await send(message)
 
         traffic = traffic_class(scope["path"])
+        if is_status_poll(scope["method"], scope["path"]):
+            self.counters.record_poll(traffic)
         try:
             await self.app(scope, receive, counting_send)
         except DeliberateDisconnect:
@@ -101,7 +113,10 @@ def create_app(config: SandboxConfig | None, state_dir: str | Path) -> Starlette
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(ResponseCounterMiddleware, counters=runtime.responses)],
+        middleware=[
+            Middleware(ResponseCounterMiddleware, counters=runtime.responses),
+            Middleware(ExtraFieldsMiddleware, runtime=runtime),
+        ],
     )
     app.state.runtime = runtime
     return app

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.sandbox.wire_shapes import WireConfig
 
 _FORBID = ConfigDict(extra="forbid")
 _STANDARD_NORMAL = NormalDist()
@@ -234,6 +235,7 @@ class SandboxConfig(BaseModel):
     billing: BillingConfig = Field(default_factory=BillingConfig)
     rivya: ProviderConfig = Field(default_factory=ProviderConfig)
     odirouter: ProviderConfig = Field(default_factory=ProviderConfig)
+    wire: WireConfig = Field(default_factory=WireConfig)  # plausible non-default answer shapes (wire_shapes)
 
     def provider(self, provider: Provider | str) -> ProviderConfig:
         return self.rivya if Provider(provider) is Provider.RIVYA else self.odirouter

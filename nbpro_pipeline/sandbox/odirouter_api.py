@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from nbpro_pipeline.models.common import ODIROUTER_ENDPOINT_ID, AspectRatio, nearest_aspect_ratio
 from nbpro_pipeline.models.odirouter import OdiSubmitRequest
+from nbpro_pipeline.sandbox import wire_shapes
 from nbpro_pipeline.sandbox.faults import body_digest, route_digest
 from nbpro_pipeline.sandbox.responses import (
     DroppedConnection,
@@ -53,7 +54,7 @@ def gateway_error(status: int, code: str, message: str, headers: dict[str, str] 
     )
 
 
-def detail_error(status: int, detail: str, **extra: str) -> Response:
+def detail_error(status: int, detail: str | list[dict], **extra: str) -> Response:
     return json_response({"detail": detail, **extra}, status)
 
 
@@ -88,6 +89,10 @@ class OdiRouterApi:
             return _refusal_response(admission)
         return admission
 
+    def _invalid(self, message: str, loc: tuple[str | int, ...] = (), exc: ValidationError | None = None) -> Response:
+        """A validation 422, its ``detail`` a string or FastAPI's issue list (``wire.odirouter_422_detail``)."""
+        return detail_error(422, wire_shapes.odirouter_422_detail(self.rt.config.wire, message, loc, exc))
+
     def _urls(self, request: Request, request_id: str) -> dict[str, str]:
         prefix = f"{base_url(request)}{QUEUE_PATH}/requests/{request_id}"
         return {
@@ -107,22 +112,22 @@ class OdiRouterApi:
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            return detail_error(422, f"Invalid JSON body: {exc}")
+            return self._invalid(f"Invalid JSON body: {exc}")
         if not isinstance(payload, dict):
-            return detail_error(422, "The request body must be a JSON object of model parameters")
+            return self._invalid("The request body must be a JSON object of model parameters")
         try:
             submit = OdiSubmitRequest.model_validate(payload)
         except ValidationError as exc:
-            return detail_error(422, describe_validation_error(exc))
+            return self._invalid(describe_validation_error(exc), exc=exc)
         if submit.resolution and submit.image_size and submit.resolution != submit.image_size:
-            return detail_error(
-                422,
+            return self._invalid(
                 f"resolution ({submit.resolution.value}) and image_size ({submit.image_size.value}) disagree; "
                 "send only one of them",
+                loc=("resolution",),
             )
         for i, url in enumerate(submit.image_urls or []):
             if not url.startswith(("http://", "https://", "data:image/")):
-                return detail_error(422, f"image_urls[{i}]: must be an http(s) URL or a data:image URI")
+                return self._invalid(f"image_urls[{i}]: must be an http(s) URL or a data:image URI", ("image_urls", i))
 
         refusal = self.rt.concurrency_refusal(ODIROUTER, now)
         if refusal is not None:
@@ -167,7 +172,8 @@ class OdiRouterApi:
                 "request_id": task.id,
                 **self._urls(request, task.id),
                 "queue_position": self.rt.queue_position(task, now),
-            }
+            },
+            self.rt.config.wire.odirouter_create_status,
         )
 
     # --- status / response / cancel --------------------------------------------------------------
@@ -250,20 +256,19 @@ class OdiRouterApi:
                 "height": height,
             }
         )
-        return json_response(
-            {
-                "request_id": task.id,
-                "outputs": outputs,
-                "metadata": {
-                    "model": ODIROUTER_ENDPOINT_ID,
-                    "aspect_ratio": task.aspect_ratio,
-                    "resolution": task.resolution,
-                    "num_images": 1,
-                    "inference_time": round(task.processing_s, 3),
-                    "queue_time": round(task.queue_s, 3),
-                },
-            }
-        )
+        body = {
+            "request_id": task.id,
+            "outputs": outputs,
+            "metadata": {
+                "model": ODIROUTER_ENDPOINT_ID,
+                "aspect_ratio": task.aspect_ratio,
+                "resolution": task.resolution,
+                "num_images": 1,
+                "inference_time": round(task.processing_s, 3),
+                "queue_time": round(task.queue_s, 3),
+            },
+        }
+        return json_response(wire_shapes.odirouter_result(self.rt.config.wire, body))
 
     async def cancel(self, request: Request) -> Response:
         found = self._lookup(request)

@@ -26,6 +26,7 @@ from nbpro_pipeline.models.common import (
     nearest_aspect_ratio,
 )
 from nbpro_pipeline.models.rivya import RivyaCreateRequest, RivyaParams
+from nbpro_pipeline.sandbox import wire_shapes
 from nbpro_pipeline.sandbox.faults import body_digest, route_digest
 from nbpro_pipeline.sandbox.images import image_size
 from nbpro_pipeline.sandbox.responses import (
@@ -182,7 +183,7 @@ class RivyaApi:
                         f"Idempotency-Key {key!r} was already used with a different request body; "
                         "use a new key for a different request",
                     )
-                original = self.rt.task(RIVYA, record.task_id)
+                original = self.rt.task(RIVYA, record.task_id)  # a replay answers 200 whatever the knob
                 if original is not None:
                     return json_response(
                         self._task_json(original, request, now), headers={"Idempotent-Replayed": "true"}
@@ -224,7 +225,9 @@ class RivyaApi:
         self.rt.register(task, billing, record)
         if plan.drop_after_processing:
             return DroppedConnection()
-        return json_response(self._task_json(task, request, now, phase=Phase.QUEUED))
+        return json_response(
+            self._task_json(task, request, now, phase=Phase.QUEUED), self.rt.config.wire.rivya_create_status
+        )
 
     def _uploaded_image_size(self, url: str) -> tuple[int, int] | None:
         ref = parse_sandbox_url(url)
@@ -255,7 +258,7 @@ class RivyaApi:
             error = {"code": "generation_failed", "message": f"{kind}: {FAILURE_MESSAGES.get(kind, kind)}"}
             final = 0
         updated = task.created_at if phase is Phase.QUEUED else task.updated_at(now)
-        return {
+        body = {
             "id": task.id,
             "status": _STATUS[phase],
             "model": RIVYA_MODEL_ID,
@@ -267,6 +270,7 @@ class RivyaApi:
             "error": error,
             "client_request_id": task.client_request_id,
         }
+        return wire_shapes.rivya_task(self.rt.config.wire, body)
 
     # --- account ---------------------------------------------------------------------------------
 

@@ -103,6 +103,7 @@ class ResponseCounters:
     def __init__(self) -> None:
         self.by_class: dict[str, Counter[str]] = {}
         self.dropped: Counter[str] = Counter()
+        self.status_polls: Counter[str] = Counter()  # task status reads per provider, whatever the answer
 
     def record(self, traffic_class: str, status: int) -> None:
         counter = self.by_class.get(traffic_class)
@@ -113,9 +114,13 @@ class ResponseCounters:
     def record_drop(self, traffic_class: str) -> None:
         self.dropped[traffic_class] += 1
 
+    def record_poll(self, traffic_class: str) -> None:
+        self.status_polls[traffic_class] += 1
+
     def clear(self) -> None:
         self.by_class.clear()
         self.dropped.clear()
+        self.status_polls.clear()
 
 
 def check_api_key(auth: AuthConfig, authorization: str | None, key_prefix: str | None) -> str | None:
@@ -513,6 +518,7 @@ class SandboxRuntime:
                 "responses": dict(sorted(responses.items())),
                 "rate_limited_429": responses.get("429", 0),
                 "dropped_connections": self.responses.dropped.get(provider, 0),
+                "status_polls": self.responses.status_polls.get(provider, 0),
                 "downloads": dict(sorted(downloads.items())),
                 "dropped_downloads": self.responses.dropped.get(f"{provider}-cdn", 0),
                 "balance": to_wire(provider, self.store.balance(provider)),

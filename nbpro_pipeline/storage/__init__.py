@@ -5,6 +5,7 @@ from nbpro_pipeline.storage.compaction import CompactionResult, compact_ledger
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir, safe_component
 from nbpro_pipeline.storage.journal import Journal, JournalState, read_journal
 from nbpro_pipeline.storage.ledger import LedgerWriter, read_ledger
+from nbpro_pipeline.storage.ledger_id import ledger_id
 from nbpro_pipeline.storage.tables import read_table, table_path, write_table
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "LedgerWriter",
     "Storage",
     "cell_dir",
+    "ledger_id",
     "read_journal",
     "read_ledger",
     "read_table",

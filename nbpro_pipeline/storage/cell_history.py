@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -85,18 +86,23 @@ class CellHistory:
     def tasks(self, task_ids: Iterable[str] | None = None) -> dict[str, TaskHistory]:
         """task id -> its history, for ``task_ids`` (default: all) that the ledger has booked."""
         rows = _where(self.table.filter(pc.is_valid(self.table["task_id"])), "task_id", task_ids)
-        out: dict[str, TaskHistory] = {}
-        for task, charged, code, status in zip(
-            rows["task_id"].to_pylist(),
-            rows["final_cost"].to_pylist(),
-            rows["error_code"].to_pylist(),
-            rows["status"].to_pylist(),
-            strict=True,
-        ):
-            before = out.get(task)
-            total = (before.charged if before else _ZERO) + (charged or _ZERO)
-            out[task] = TaskHistory(charged=total, latest_error_code=code, failed=status == _FAILED)
-        return out
+        if rows.num_rows == 0:
+            return {}
+        numbered = rows.append_column("_n", pa.array(np.arange(rows.num_rows)))
+        cost = pc.fill_null(numbered["final_cost"], pa.scalar(_ZERO, numbered.schema.field("final_cost").type))
+        numbered = numbered.set_column(numbered.schema.get_field_index("final_cost"), "final_cost", cost)
+        agg = numbered.group_by("task_id", use_threads=False).aggregate([("final_cost", "sum"), ("_n", "max")])
+        latest = numbered.take(agg["_n_max"])  # rows are in time order: the highest index is the latest row
+        return {
+            task: TaskHistory(charged=Decimal(charged), latest_error_code=code, failed=status == _FAILED)
+            for task, charged, code, status in zip(
+                agg["task_id"].to_pylist(),
+                agg["final_cost_sum"].to_pylist(),
+                latest["error_code"].to_pylist(),
+                latest["status"].to_pylist(),
+                strict=True,
+            )
+        }
 
     def failed_tasks(self, fingerprints: Iterable[str] | None = None) -> dict[str, set[str]]:
         """fingerprint -> the tasks with a failed row, for ``fingerprints`` (default: all)."""

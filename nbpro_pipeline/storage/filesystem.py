@@ -57,7 +57,9 @@ def safe_component(value: str) -> str:
 
 
 def cell_dir(provider: Provider | str, resolution: Resolution | str) -> str:
-    return f"provider={Provider(provider).value}/resolution={Resolution(resolution).value}"
+    """``provider=…/resolution=…``; any provider name (a ``Provider`` or a test's fake) that is a safe
+    path component."""
+    return f"provider={safe_component(str(provider))}/resolution={Resolution(resolution).value}"
 
 
 class Storage:
@@ -83,12 +85,14 @@ class Storage:
                 raise ValueError(f"refusing path part {part!r}: it could leave the storage root")
         return "/".join([self.root, *parts])
 
-    def image_path(self, provider: Provider, resolution: Resolution, prompt_id: str, fingerprint: str, ext: str) -> str:
+    def image_path(
+        self, provider: Provider | str, resolution: Resolution, prompt_id: str, fingerprint: str, ext: str
+    ) -> str:
         name = f"{safe_component(prompt_id)}-{fingerprint[:8]}.{ext}"
         return self.path("images", cell_dir(provider, resolution), name)
 
     def quarantine_path(
-        self, provider: Provider, resolution: Resolution, prompt_id: str, fingerprint: str, ext: str
+        self, provider: Provider | str, resolution: Resolution, prompt_id: str, fingerprint: str, ext: str
     ) -> str:
         """Paid-for images that failed validation: kept (never dropped), but apart from the good ones."""
         name = f"{safe_component(prompt_id)}-{fingerprint[:8]}.{ext}"
@@ -97,7 +101,7 @@ class Storage:
     def ledger_dir(self) -> str:
         return self.path("ledger")
 
-    def journal_dir(self, provider: Provider, resolution: Resolution) -> str:
+    def journal_dir(self, provider: Provider | str, resolution: Resolution) -> str:
         return self.path("journal", cell_dir(provider, resolution))
 
     def tables_dir(self) -> str:

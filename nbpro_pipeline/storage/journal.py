@@ -50,7 +50,7 @@ class JournalEntry(BaseModel):
 class Journal:
     """Appends entries for one (cell, run) and makes them durable in shared flushes."""
 
-    def __init__(self, storage: Storage, provider: Provider, resolution: Resolution, run_id: str) -> None:
+    def __init__(self, storage: Storage, provider: Provider | str, resolution: Resolution, run_id: str) -> None:
         self.storage = storage
         self.dir = f"{storage.journal_dir(provider, resolution)}/{safe_component(run_id)}"
         self.run_id = run_id
@@ -133,7 +133,7 @@ class JournalState:
         return out
 
 
-def read_journal(storage: Storage, provider: Provider, resolution: Resolution) -> JournalState:
+def read_journal(storage: Storage, provider: Provider | str, resolution: Resolution) -> JournalState:
     state = JournalState()
     paths = sorted(p for p in storage.find(storage.journal_dir(provider, resolution)) if p.endswith(".jsonl"))
     for path in paths:

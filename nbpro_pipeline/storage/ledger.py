@@ -34,7 +34,7 @@ class LedgerWriter:
     def __init__(
         self,
         storage: Storage,
-        provider: Provider,
+        provider: Provider | str,
         resolution: Resolution,
         run_id: str,
         *,

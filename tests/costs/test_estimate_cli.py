@@ -34,7 +34,7 @@ def write_ledger(root: Path, *records) -> None:
     """The ledger layout: provider and resolution in hive directory names, not in the files."""
     by_cell: dict[tuple[str, str], list] = {}
     for r in records:
-        by_cell.setdefault((r.provider.value, r.resolution.value), []).append(r)
+        by_cell.setdefault((str(r.provider), r.resolution.value), []).append(r)
     for (provider, resolution), rows in by_cell.items():
         cell = root / "ledger" / f"provider={provider}" / f"resolution={resolution}"
         cell.mkdir(parents=True, exist_ok=True)

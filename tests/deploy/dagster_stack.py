@@ -85,6 +85,41 @@ query($path: [String!]!) {
 }
 """
 
+LAUNCH_REEXECUTION = """
+mutation($params: ReexecutionParams!) {
+  launchRunReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message stack }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
+# Every metadata entry of the latest materialization of one partition (or of an unpartitioned asset).
+MATERIALIZATION_METADATA = """
+query($path: [String!]!, $partitions: [String!]) {
+  assetOrError(assetKey: {path: $path}) {
+    __typename
+    ... on Asset {
+      assetMaterializations(limit: 1, partitions: $partitions) {
+        runId
+        partition
+        metadataEntries {
+          label
+          __typename
+          ... on PathMetadataEntry { path }
+          ... on FloatMetadataEntry { floatValue }
+          ... on IntMetadataEntry { intValue }
+          ... on TextMetadataEntry { text }
+          ... on MarkdownMetadataEntry { mdStr }
+        }
+      }
+    }
+  }
+}
+"""
+
 LOCATION_STATUS = """
 { workspaceOrError { ... on Workspace { locationEntries { name loadStatus
   locationOrLoadError { __typename ... on PythonError { message } } } } } }
@@ -113,6 +148,42 @@ class GraphQL:
         result = self(LAUNCH_RUN, executionParams=params)["launchRun"]
         assert result["__typename"] == "LaunchRunSuccess", result
         return result["run"]["runId"]
+
+    def launch_cell(self, partition: str, extra_tags: dict[str, str] | None = None) -> str:
+        """One ``cells_job`` run of one cell, tagged as the UI tags it (the run queue limits read these)."""
+        provider, resolution = partition.split("|")
+        tags = {"dagster/partition": partition, "dagster/partition/provider": provider,
+                "dagster/partition/resolution": resolution, **(extra_tags or {})}  # fmt: skip
+        params = {
+            "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": "cells_job"},
+            "runConfigData": {},
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+        }
+        result = self(LAUNCH_RUN, executionParams=params)["launchRun"]
+        assert result["__typename"] == "LaunchRunSuccess", result
+        return result["run"]["runId"]
+
+    def reexecute(self, parent_run_id: str, strategy: str = "FROM_FAILURE", tags: dict[str, str] | None = None) -> str:
+        params: dict[str, Any] = {"parentRunId": parent_run_id, "strategy": strategy}
+        if tags:
+            params["extraTags"] = [{"key": k, "value": v} for k, v in tags.items()]
+        result = self(LAUNCH_REEXECUTION, params=params)
+        result = result["launchRunReexecution"]
+        assert result["__typename"] == "LaunchRunSuccess", result
+        return result["run"]["runId"]
+
+    def metadata(self, asset: str, partition: str | None = None) -> dict[str, Any]:
+        """The latest materialization's metadata of ``asset`` (one partition), label -> value."""
+        partitions = [partition] if partition else None
+        result = self(MATERIALIZATION_METADATA, path=[asset], partitions=partitions)["assetOrError"]
+        events = result.get("assetMaterializations") or []
+        if not events:
+            return {}
+        out: dict[str, Any] = {"__run_id": events[0]["runId"]}
+        for entry in events[0]["metadataEntries"]:
+            values = [v for k, v in entry.items() if k not in ("label", "__typename")]
+            out[entry["label"]] = values[0] if values else None
+        return out
 
     def launch_backfill(self, asset: str, partitions: list[str]) -> str:
         params = {"partitionNames": partitions, "assetSelection": [{"path": [asset]}]}

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pytest
 
 from nbpro_pipeline.costs.budget import BudgetGuard
-from nbpro_pipeline.engine import CellReport, CellRunner, EngineSettings, RunInfo
+from nbpro_pipeline.engine import CellReport, CellResult, EngineSettings, RunInfo, run_cell
 from nbpro_pipeline.models.common import Provider, Resolution
 from nbpro_pipeline.models.prompt import PromptRow
 from nbpro_pipeline.models.request import GenerationRequest
@@ -62,11 +62,25 @@ def sandbox_amounts(sandbox, provider: Provider) -> dict[str, Decimal]:
 
 
 @dataclass
+class BorrowedClientRun:
+    """``harness.runner(provider, client).run(rows)``: a cell run over a client the test made (and may
+    have patched); ``run_cell`` still opens and closes it, as it does every client."""
+
+    harness: Harness
+    provider: Provider
+    client: Any
+    kw: dict[str, Any]
+
+    async def run(self, rows: list[PromptRow]) -> CellReport:
+        return await self.harness.run_with(self.provider, lambda: self.client, rows, **self.kw)
+
+
+@dataclass
 class Harness:
     sandbox: Any
     storage: Storage
     keys: dict[Provider, str]
-    runners: list[CellRunner] = field(default_factory=list)
+    results: list[CellResult] = field(default_factory=list)
 
     def client(self, provider: Provider, *, key: str | None = None):
         cls, url = (
@@ -76,31 +90,36 @@ class Harness:
         )
         return cls(url, key or self.keys[provider], retry=FAST_RETRY, poll=FAST_POLL, seed=1)
 
-    def runner(
+    def runner(self, provider: Provider, client, **kw: Any) -> BorrowedClientRun:
+        return BorrowedClientRun(self, provider, client, kw)
+
+    async def run_with(
         self,
-        provider: Provider,
-        client,
+        provider: Provider | str,
+        client_factory,
+        rows: list[PromptRow],
         *,
         run_id: str = "run-1",
         resolution: Resolution = R1K,
         settings: EngineSettings | None = None,
         budget: BudgetGuard | None = None,
-    ) -> CellRunner:
-        runner = CellRunner(
+    ) -> CellReport:
+        """One cell run through the engine's one entry point; its ``CellResult`` is kept in ``results``."""
+        result = await run_cell(
+            rows,
+            client=client_factory,
             provider=provider,
             resolution=resolution,
-            client=client,
             storage=self.storage,
-            run=RunInfo(run_id=run_id, partition_key=f"{provider.value}|{resolution.value}", pipeline_version="test"),
+            run=RunInfo(run_id=run_id, partition_key=f"{provider}|{resolution.value}", pipeline_version="test"),
             settings=settings or SETTINGS,
             budget=budget,
         )
-        self.runners.append(runner)
-        return runner
+        self.results.append(result)
+        return result.report
 
     async def run(self, provider: Provider, rows: list[PromptRow], *, key: str | None = None, **kw: Any) -> CellReport:
-        async with self.client(provider, key=key) as client:
-            return await self.runner(provider, client, **kw).run(rows)
+        return await self.run_with(provider, lambda: self.client(provider, key=key), rows, **kw)
 
     # -- what the pipeline recorded ---------------------------------------------------------------
     def ledger(self, provider: Provider | None = None, resolution: Resolution | None = None) -> pa.Table:

@@ -11,30 +11,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
-from nbpro_pipeline.audit import (
-    check_accounting,
-    check_rejections,
-    check_stored_images,
-    reconcile_with_provider,
-    run_and_audit,
-)
-from nbpro_pipeline.engine import RunInfo
+from nbpro_pipeline.audit import audit_cell, check_accounting, check_reconciles, check_rejections, check_stored_images
+from nbpro_pipeline.engine.reconcile import ask_provider
 from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.prompt import REJECTED_SCHEMA
 from nbpro_pipeline.storage import Storage
 from tests.engine.conftest import R1K, SETTINGS, Harness, fingerprint, price, prompt_rows
 
 
-async def audit(harness: Harness, provider: Provider, rows, run_id: str = "run-1"):
-    return await run_and_audit(
-        rows,
-        client_factory=lambda: harness.client(provider),
-        provider=provider,
-        resolution=R1K,
-        storage=harness.storage,
-        run=RunInfo(run_id=run_id, partition_key=f"{provider.value}|1K", pipeline_version="test"),
-        settings=SETTINGS,
-    )
+async def audit(harness: Harness, provider: Provider, rows, run_id: str = "run-1", settings=SETTINGS):
+    """Run the cell through the engine's entry point, then check only what it produced."""
+    await harness.run(provider, rows, run_id=run_id, settings=settings)
+    return audit_cell(harness.results[-1], harness.storage)
 
 
 def eligible(rows, provider):
@@ -115,38 +103,28 @@ async def test_image_check_fails_on_a_replaced_or_missing_image(harness, provide
 async def test_reconciliation_fails_when_the_ledger_disagrees_with_the_provider(harness, provider):
     await audit(harness, provider, prompt_rows(4))
     ledger = harness.ledger(provider, R1K)
-    p = price(provider)
+    charges = harness.results[-1].provider_charges
+    ok = check_reconciles(charges, ledger)
+    assert ok.passed and ok.metadata["tasks_checked"] == 4
+    costs = pc.if_else(
+        pc.equal(ledger["prompt_id"], "p000"),
+        pa.scalar(Decimal(0), ledger["final_cost"].type),
+        ledger["final_cost"],
+    )
+    tampered = ledger.set_column(ledger.schema.get_field_index("final_cost"), "final_cost", costs)
+    bad = check_reconciles(charges, tampered)
+    assert not bad.passed and bad.metadata["mismatched"] == 1
+    # a task the provider does not know is reported as unreachable, not as a mismatch
     async with harness.client(provider) as client:
-        ok = await reconcile_with_provider(client, ledger, ledger, p)
-        assert ok.passed and ok.metadata["tasks_checked"] == 4
-        costs = pc.if_else(
-            pc.equal(ledger["prompt_id"], "p000"),
-            pa.scalar(Decimal(0), ledger["final_cost"].type),
-            ledger["final_cost"],
-        )
-        tampered = ledger.set_column(ledger.schema.get_field_index("final_cost"), "final_cost", costs)
-        bad = await reconcile_with_provider(client, tampered, tampered, p)
-        assert not bad.passed and bad.metadata["mismatched"] == 1
-        # a task the provider does not know is reported as unreachable, not as a mismatch
-        ghost = ledger.set_column(
-            ledger.schema.get_field_index("task_id"), "task_id", pa.array(["nope"] * ledger.num_rows)
-        )
-        unknown = await reconcile_with_provider(client, ghost, ghost, p)
-        assert unknown.metadata["unreachable"] == 1
+        unknown = await ask_provider(client, client.traits.billing, price(provider), ["nope"])
+    assert unknown.unreachable == ["nope"] and check_reconciles(unknown, ledger).metadata["unreachable"] == 1
 
 
 async def test_odirouter_tasks_cancelled_at_their_deadline_reconcile(harness):
     provider = Provider.ODIROUTER
     harness.configure(provider, latency={"processing": {"dist": "fixed", "value": 1.0}})
-    audited = await run_and_audit(
-        prompt_rows(2),
-        client_factory=lambda: harness.client(provider),
-        provider=provider,
-        resolution=R1K,
-        storage=harness.storage,
-        run=RunInfo(run_id="run-1", partition_key="odirouter|1K", pipeline_version="test"),
-        settings=SETTINGS.model_copy(update={"task_deadline_s": 0.3}),
-    )
+    settings = SETTINGS.model_copy(update={"task_deadline_s": 0.3})
+    audited = await audit(harness, provider, prompt_rows(2), settings=settings)
     assert audited.report.failures_by_reason == {"deadline_cancelled": 2}
     harness.assert_reconciles(provider)  # the ledger does match what was billed...
     check = audited.checks["ledger_reconciles"]

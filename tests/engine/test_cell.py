@@ -11,12 +11,14 @@ from pathlib import Path
 import pyarrow as pa
 from PIL import Image
 
-from nbpro_pipeline.engine import CellRunner, rows_for_cell
+from nbpro_pipeline.engine import placing, rows_for_cell
+from nbpro_pipeline.engine.booking import Books
+from nbpro_pipeline.engine.history import idempotency_key
+from nbpro_pipeline.engine.steps import PromptSteps
 from nbpro_pipeline.image_files import read_lineage
 from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Provider, Resolution, pixel_size
 from nbpro_pipeline.models.prompt import ACCEPTED_SCHEMA
-from nbpro_pipeline.providers import idempotency_key_for
-from nbpro_pipeline.storage import Storage, cell_dir, safe_component
+from nbpro_pipeline.storage import Storage, cell_dir, ledger_id, safe_component
 from tests.engine.conftest import R1K, Harness, price, prompt_row, prompt_rows
 
 FAILURE_CODE = {Provider.RIVYA: "generation_failed", Provider.ODIROUTER: "INFERENCE_FAILURE"}
@@ -65,7 +67,7 @@ async def test_a_clean_cell_stores_every_image_and_matches_the_bill(harness, pro
         assert rec["final_cost"] == price(provider) and rec["run_id"] == "run-clean"
         assert rec["partition_key"] == f"{provider.value}|1K" and rec["row_number"] == row.row_number
         assert rec["idempotency_key"] == (
-            idempotency_key_for(rec["fingerprint"]) if provider is Provider.RIVYA else None
+            idempotency_key(ledger_id(harness.storage), rec["fingerprint"], 0) if provider is Provider.RIVYA else None
         )
     # every file the run wrote is under the root, nothing half-written or in scratch is left over
     everything = [os.path.join(d, f) for d, _, fs in os.walk(harness.storage.root) for f in fs]
@@ -167,7 +169,7 @@ async def test_failed_tasks_are_recorded_free_and_only_they_are_retried(harness,
     for pid, r in retried.items():
         assert r["status"] == "succeeded" and r["task_id"] != failed[pid]["task_id"]
         if provider is Provider.RIVYA:  # the old key would replay the failed task: a new one is needed
-            assert failed[pid]["idempotency_key"] == idempotency_key_for(r["fingerprint"])
+            assert failed[pid]["idempotency_key"] == idempotency_key(ledger_id(harness.storage), r["fingerprint"], 0)
             assert r["idempotency_key"] not in (None, failed[pid]["idempotency_key"])
     assert harness.tasks_created(provider) == 3 + 4 + 4
     harness.assert_reconciles(provider)
@@ -220,14 +222,14 @@ async def test_expired_urls_and_dropped_downloads_are_recovered(harness, provide
 
 
 async def test_a_bug_before_submit_fails_only_that_row(harness, provider, monkeypatch):
-    real = CellRunner._submit_and_finish
+    real = PromptSteps.submit_and_see_through
 
-    async def buggy(self, row, request, fp):
-        if row.prompt_id == "p002":
+    async def buggy(self, attempt):
+        if attempt.row.prompt_id == "p002":
             raise RuntimeError("simulated bug")
-        return await real(self, row, request, fp)
+        return await real(self, attempt)
 
-    monkeypatch.setattr(CellRunner, "_submit_and_finish", buggy)
+    monkeypatch.setattr(PromptSteps, "submit_and_see_through", buggy)
     report = await harness.run(provider, prompt_rows(6))
     assert (report.succeeded, report.failed) == (5, 1) and report.failures_by_reason == {"internal_error": 1}
     bad = next(r for r in harness.rows() if r["prompt_id"] == "p002")
@@ -240,14 +242,14 @@ async def test_a_bug_before_submit_fails_only_that_row(harness, provider, monkey
 async def test_a_bug_after_submit_fails_that_row_and_the_next_run_recovers_the_paid_task(
     harness, provider, monkeypatch
 ):
-    real = CellRunner._lineage
+    real = placing.lineage
 
-    def buggy(self, row, *args):
-        if row.prompt_id == "p001":
+    def buggy(cell, attempt):
+        if attempt.row.prompt_id == "p001":
             raise ValueError("lineage bug")
-        return real(self, row, *args)
+        return real(cell, attempt)
 
-    monkeypatch.setattr(CellRunner, "_lineage", buggy)
+    monkeypatch.setattr(placing, "lineage", buggy)
     rows = prompt_rows(4)
     first = await harness.run(provider, rows, run_id="run-1")
     assert (first.succeeded, first.failed) == (3, 1) and first.failures_by_reason == {"internal_error": 1}
@@ -268,15 +270,15 @@ async def test_a_bug_after_submit_fails_that_row_and_the_next_run_recovers_the_p
 
 
 async def test_a_bug_after_the_row_is_recorded_adds_no_second_row(harness, provider, monkeypatch):
-    real = CellRunner._record
+    real = Books.book
 
-    def buggy(self, row, *args, **kw):
-        record = real(self, row, *args, **kw)
-        if row.prompt_id == "p001":
+    async def buggy(self, attempt, outcome):
+        record = await real(self, attempt, outcome)
+        if attempt.row.prompt_id == "p001":
             raise RuntimeError("bug after the ledger row")
         return record
 
-    monkeypatch.setattr(CellRunner, "_record", buggy)
+    monkeypatch.setattr(Books, "book", buggy)
     report = await harness.run(provider, prompt_rows(3))
     assert report.succeeded == 3 and report.failed == 0
     assert sorted(r["prompt_id"] for r in harness.rows()) == ["p000", "p001", "p002"]

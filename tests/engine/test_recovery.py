@@ -6,12 +6,14 @@ import asyncio
 
 import pytest
 
-from nbpro_pipeline.engine import CellRunner, EngineSettings
+from nbpro_pipeline.engine import EngineSettings
+from nbpro_pipeline.engine.history import idempotency_key
+from nbpro_pipeline.engine.steps import PromptSteps
 from nbpro_pipeline.image_files import read_lineage
 from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.request import GenerationRequest
-from nbpro_pipeline.providers import idempotency_key_for
-from nbpro_pipeline.storage import Journal
+from nbpro_pipeline.providers.rivya import idempotency_key_for
+from nbpro_pipeline.storage import Journal, ledger_id
 from tests.engine.conftest import R1K, fingerprint, price, prompt_row, prompt_rows
 
 
@@ -33,7 +35,7 @@ async def test_a_crash_after_the_task_id_is_journaled_resumes_without_resubmitti
         await barrier.wait()  # every task is created and journaled; none is stored or in the ledger
         raise SimulatedCrash
 
-    monkeypatch.setattr(CellRunner, "_store", crash)
+    monkeypatch.setattr(PromptSteps, "fetch_and_place", crash)
     with pytest.raises(SimulatedCrash):
         await harness.run(provider, rows, run_id="run-crashed")
     monkeypatch.undo()
@@ -58,7 +60,7 @@ async def test_a_crash_after_the_task_id_is_journaled_resumes_without_resubmitti
 async def journal_a_task_by_hand(harness, provider, row):
     """What a crashed run leaves behind: an intent and a task id, and no ledger row."""
     fp = fingerprint(row, provider)
-    key = idempotency_key_for(fp) if provider is Provider.RIVYA else None
+    key = idempotency_key(ledger_id(harness.storage), fp, 0) if provider is Provider.RIVYA else None
     async with harness.client(provider) as client:
         submitted = await client.submit(request_for(row), idempotency_key=key)
     journal = Journal(harness.storage, provider, R1K, "run-crashed")
@@ -98,13 +100,15 @@ async def test_a_journaled_task_whose_row_left_the_table_is_still_recorded(harne
     harness.assert_reconciles(provider)
 
 
-async def test_rivya_intent_without_a_task_id_is_replayed_not_paid_twice(harness):
+@pytest.mark.parametrize("keys", ["namespaced", "legacy"])
+async def test_rivya_intent_without_a_task_id_is_replayed_not_paid_twice(harness, keys):
     """Crash between sending the create and journaling its answer: the engine's resubmit carries the
-    same Idempotency-Key, so Rivya answers with the original task and bills nothing new."""
+    same Idempotency-Key, so Rivya answers with the original task and bills nothing new; also when the
+    intent was journaled by a version whose keys had no ledger id in them (an upgrade mid-crash)."""
     provider = Provider.RIVYA
     rows = prompt_rows(2)
     fp = fingerprint(rows[0], provider)
-    key = idempotency_key_for(fp)
+    key = idempotency_key(ledger_id(harness.storage), fp, 0) if keys == "namespaced" else idempotency_key_for(fp)
     async with harness.client(provider) as client:
         lost = await client.submit(request_for(rows[0]), idempotency_key=key)  # the answer is "lost"
     journal = Journal(harness.storage, provider, R1K, "run-crashed")

@@ -9,7 +9,8 @@ from pathlib import Path
 from PIL import Image
 
 from nbpro_pipeline.audit import check_accounting
-from nbpro_pipeline.engine import CellRunner, EngineSettings
+from nbpro_pipeline.engine import EngineSettings
+from nbpro_pipeline.engine.steps import PromptSteps
 from nbpro_pipeline.models.common import AspectRatio, Provider, pixel_size
 from nbpro_pipeline.providers import RivyaClient
 from tests.engine.conftest import SETTINGS, prompt_row, prompt_rows
@@ -48,7 +49,7 @@ async def test_a_shared_reference_is_uploaded_once_and_cached(harness, tmp_path,
     assert (report.succeeded, report.failed) == (6, 1)
     assert report.failures_by_reason == {"reference_unreadable": 1}
     assert uploads == [sha]
-    assert harness.runners[-1].references.uploaded == 1
+    assert harness.results[-1].report.references_uploaded == 1
     cache = harness.storage.path("references", "rivya", f"{sha}.json")
     assert harness.storage.find(harness.storage.path("references", "rivya")) == [cache]
     cached = json.loads(harness.storage.read_bytes(cache))
@@ -69,7 +70,7 @@ async def test_a_shared_reference_is_uploaded_once_and_cached(harness, tmp_path,
     later = [prompt_row(f"n{i}", row_number=i + 1, reference_images=(str(copy),)) for i in range(3)]
     again = await harness.run(Provider.RIVYA, later, run_id="run-2", settings=rooted(tmp_path))
     assert again.succeeded == 3 and uploads == [sha]
-    assert harness.runners[-1].references.uploaded == 0
+    assert harness.results[-1].report.references_uploaded == 0
 
 
 async def test_a_reference_change_makes_a_new_request(harness, tmp_path):
@@ -105,22 +106,22 @@ async def test_odirouter_needs_reference_urls_not_local_files(harness, tmp_path)
 
 
 async def test_a_bug_on_a_row_with_references_is_still_accounted_for(harness, tmp_path, monkeypatch):
-    real = CellRunner._submit_and_finish
+    real = PromptSteps.submit_and_see_through
 
-    async def buggy(self, row, request, fp):
-        if row.prompt_id == "r1":
+    async def buggy(self, attempt):
+        if attempt.row.prompt_id == "r1":
             raise RuntimeError("simulated bug")
-        return await real(self, row, request, fp)
+        return await real(self, attempt)
 
-    monkeypatch.setattr(CellRunner, "_submit_and_finish", buggy)
+    monkeypatch.setattr(PromptSteps, "submit_and_see_through", buggy)
     ref = reference_png(tmp_path / "ref.png")
     rows = [prompt_row(f"r{i}", row_number=i + 1, reference_images=(ref,)) for i in range(3)]
     report = await harness.run(Provider.RIVYA, rows, settings=rooted(tmp_path))
     assert (report.succeeded, report.failed) == (2, 1)
-    runner = harness.runners[-1]
-    outcome = check_accounting(runner.eligible_fingerprints, harness.ledger(Provider.RIVYA))
+    result = harness.results[-1]
+    outcome = check_accounting(result.eligible, harness.ledger(Provider.RIVYA))
     assert outcome.passed, outcome.description
-    assert len(runner.eligible_fingerprints) == 3
+    assert len(result.eligible) == 3
 
 
 async def test_auto_aspect_follows_the_reference_and_passes_the_size_check(harness, tmp_path):

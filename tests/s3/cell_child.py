@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from nbpro_pipeline.engine import CellRunner, EngineSettings, RunInfo
+from nbpro_pipeline.engine import EngineSettings, RunInfo, run_cell
 from nbpro_pipeline.models.common import Provider, Resolution
 from nbpro_pipeline.providers import RivyaClient
 from nbpro_pipeline.storage import Storage
@@ -19,16 +19,15 @@ from tests.providers.conftest import FAST_POLL, FAST_RETRY
 
 async def main(args: argparse.Namespace) -> None:
     settings = EngineSettings(max_in_flight=args.in_flight, progress_interval_s=60, ledger_flush_interval_s=0.1)
-    async with RivyaClient(args.url, args.key, retry=FAST_RETRY, poll=FAST_POLL, seed=1) as client:
-        runner = CellRunner(
-            provider=Provider.RIVYA,
-            resolution=Resolution.R1K,
-            client=client,
-            storage=Storage(args.root),
-            run=RunInfo(run_id=args.run_id, partition_key="rivya|1K", pipeline_version="test"),
-            settings=settings,
-        )
-        await runner.run(prompt_rows(args.rows))
+    await run_cell(
+        prompt_rows(args.rows),
+        client=lambda: RivyaClient(args.url, args.key, retry=FAST_RETRY, poll=FAST_POLL, seed=1),
+        provider=Provider.RIVYA,
+        resolution=Resolution.R1K,
+        storage=Storage(args.root),
+        run=RunInfo(run_id=args.run_id, partition_key="rivya|1K", pipeline_version="test"),
+        settings=settings,
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,131 @@
+"""Writing an attempt's outcome down: one ledger row, net of what earlier rows of its task hold, added
+to the cell report's counts (the one place they are kept), and flushed to storage off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from datetime import UTC, datetime
+
+from nbpro_pipeline.engine.attempt import Attempt
+from nbpro_pipeline.engine.context import Cell
+from nbpro_pipeline.engine.history import CellHistory
+from nbpro_pipeline.engine.outcomes import STOP_CODES, Outcome
+from nbpro_pipeline.engine.placing import request_params
+from nbpro_pipeline.engine.report import CellReport, StoredImage
+from nbpro_pipeline.models.ledger import LedgerRecord, OutcomeStatus
+from nbpro_pipeline.storage.ledger import LedgerWriter
+
+_MAX_MESSAGE = 500
+
+
+def ledger_record(cell: Cell, attempt: Attempt, outcome: Outcome, net) -> LedgerRecord:
+    row, task, snap, download, image = attempt.row, attempt.task, attempt.snapshot, attempt.download, attempt.placed
+    finished = datetime.now(UTC)
+    submitted_at = task.submitted_at if task else None
+    return LedgerRecord(
+        prompt_id=row.prompt_id,
+        prompt_sha256=row.prompt_sha256,
+        source_uri=row.source_uri,
+        source_sha256=row.source_sha256,
+        row_number=row.row_number,
+        provider=cell.name,
+        resolution=cell.resolution,
+        aspect_ratio=attempt.request.aspect_ratio.value,
+        output_format=attempt.request.output_format.value,
+        model_requested=cell.traits.model_id,
+        params=json.dumps(request_params(attempt.request), sort_keys=True),
+        fingerprint=attempt.fingerprint,
+        idempotency_key=attempt.key,
+        task_id=task.task_id if task else None,
+        status=outcome.status,
+        error_code=outcome.code,
+        error_message=(outcome.message or "")[:_MAX_MESSAGE] or None,
+        credits_reserved=snap.credits_reserved if snap else None,
+        credits_final=snap.credits_final if snap else None,
+        final_cost=net,
+        cost_unit=cell.price.unit,
+        cost_is_estimate=cell.price.is_estimate,
+        estimated_usd=cell.price.to_usd(net),
+        submitted_at=submitted_at,
+        finished_at=finished,
+        latency_s=(finished - submitted_at).total_seconds() if submitted_at else None,
+        attempts=(task.attempts if task else 0) + (download.attempts if download else 0),
+        polls=attempt.polls,
+        image_uri=image.uri if image else None,
+        image_sha256=image.sha256 if image else None,
+        provider_sha256=download.sha256 if download else None,
+        width=image.width if image else None,
+        height=image.height if image else None,
+        bytes=image.bytes if image else None,
+        run_id=cell.run.run_id,
+        partition_key=cell.run.partition_key,
+        pipeline_version=cell.run.pipeline_version,
+        recorded_at=finished,
+    )
+
+
+def tally(report: CellReport, record: LedgerRecord, thumbnails: int) -> None:
+    """Add one row to the report: counts, money, failures by reason, a few images to show."""
+    report.final_cost += record.final_cost
+    report.estimated_usd += record.estimated_usd or 0
+    report.credits_reserved += record.credits_reserved or 0
+    report.polls += record.polls
+    if record.status is OutcomeStatus.SUCCEEDED:
+        report.succeeded += 1
+        if len(report.images) < thumbnails and record.image_uri:
+            report.images.append(
+                StoredImage(
+                    prompt_id=record.prompt_id,
+                    uri=record.image_uri,
+                    width=record.width or 0,
+                    height=record.height or 0,
+                    bytes=record.bytes or 0,
+                )
+            )
+        return
+    if record.status is OutcomeStatus.FAILED:
+        report.failed += 1
+    else:
+        report.skipped += 1
+        if report.stop_reason is None and record.error_code in STOP_CODES:
+            report.stop_reason = record.error_message
+    report.count_failure(record.error_code or record.status.value)
+
+
+class Books:
+    """The cell's ledger: rows are buffered and written as Parquet parts in a thread, one part at a time,
+    so a write to object storage never blocks the event loop."""
+
+    def __init__(self, cell: Cell, history: CellHistory, report: CellReport) -> None:
+        s = cell.settings
+        self.cell, self.history, self.report = cell, history, report
+        # the writer never flushes by itself: this class decides when, and flushes off the loop
+        self.writer = LedgerWriter(cell.storage, cell.name, cell.resolution, cell.run.run_id, flush_rows=2**62,
+                                   flush_interval_s=math.inf)  # fmt: skip
+        self._rows, self._interval = s.ledger_flush_rows, s.ledger_flush_interval_s
+        self._pending = 0
+        self._last = time.monotonic()
+        self._lock = asyncio.Lock()
+        self.task_ids: set[str] = set()  # tasks this run booked a row for
+
+    async def book(self, attempt: Attempt, outcome: Outcome) -> LedgerRecord:
+        """Write ``attempt``'s one ledger row (its net charge), count it, and flush when due."""
+        task_id = attempt.task.task_id if attempt.task else None
+        if task_id is not None:
+            self.task_ids.add(task_id)
+        record = ledger_record(self.cell, attempt, outcome, self.history.book(task_id, outcome.charged))
+        self.writer.add(record)
+        attempt.record = record
+        tally(self.report, record, self.cell.settings.thumbnails)
+        self._pending += 1
+        if self._pending >= self._rows or time.monotonic() - self._last >= self._interval:
+            await self.flush()
+        return record
+
+    async def flush(self) -> None:
+        async with self._lock:
+            self._pending, self._last = 0, time.monotonic()
+            await asyncio.to_thread(self.writer.flush)

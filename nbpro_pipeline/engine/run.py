@@ -1,0 +1,218 @@
+"""The one entry point that runs a cell: ``run_cell`` (async) and ``run_cell_sync``.
+
+It makes the provider client inside the running loop (an async HTTP client belongs to the loop that
+opened it), runs every eligible prompt through ``steps.PromptSteps`` with a bounded pool of workers,
+finishes tasks journaled by earlier runs whose rows are gone, asks the provider what a sample of the
+run's tasks cost, and closes the client. The Dagster asset, ``nbpro run-cell``, the benches and the
+tests all call it; ``audit`` then checks what it produced. Nothing here knows Dagster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractAsyncContextManager
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+
+from nbpro_pipeline.costs.budget import BudgetGuard
+from nbpro_pipeline.costs.prices import PriceTable
+from nbpro_pipeline.engine.booking import Books
+from nbpro_pipeline.engine.context import Cell, cell_price
+from nbpro_pipeline.engine.history import load_history
+from nbpro_pipeline.engine.progress import Progress
+from nbpro_pipeline.engine.reconcile import ProviderCharges, ask_provider
+from nbpro_pipeline.engine.references import ReferenceResolver
+from nbpro_pipeline.engine.report import CellReport
+from nbpro_pipeline.engine.rows import CellRows
+from nbpro_pipeline.engine.settings import EngineSettings, RunInfo
+from nbpro_pipeline.engine.slots import ProviderSlots
+from nbpro_pipeline.engine.steps import PromptSteps
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.models.prompt import PromptRow
+from nbpro_pipeline.models.request import GenerationRequest
+from nbpro_pipeline.providers.base import ProviderClient
+from nbpro_pipeline.storage.filesystem import Storage, cell_dir
+from nbpro_pipeline.storage.journal import Journal
+from nbpro_pipeline.storage.ledger_id import ledger_id
+
+log = logging.getLogger(__name__)
+
+ClientFactory = Callable[[], AbstractAsyncContextManager[ProviderClient]]
+
+
+class CellResult(BaseModel):
+    """What a cell run produced, for the checks and the asset's metadata."""
+
+    run_id: str
+    report: CellReport
+    eligible: dict[str, str]  # fingerprint -> prompt id of every eligible prompt this run saw
+    provider_charges: ProviderCharges  # the provider's word on a sample of this run's tasks
+    price: Decimal  # the image price the run used, in the provider's unit
+
+
+async def run_cell(
+    rows: Iterable[PromptRow],
+    *,
+    client: ClientFactory,
+    resolution: Resolution,
+    storage: Storage,
+    run: RunInfo,
+    provider: str | None = None,
+    settings: EngineSettings | None = None,
+    prices: PriceTable | None = None,
+    budget: BudgetGuard | None = None,
+    logger: Any = None,
+) -> CellResult:
+    """Run one (provider, resolution) cell; ``client()`` makes the provider client, which this owns
+    and closes. ``provider``, when given, must be what the client serves (a guard against wiring a
+    cell to the wrong resource)."""
+    settings = settings or EngineSettings()
+    async with client() as c:
+        traits = c.traits
+        if provider is not None and str(provider) != str(traits.name):
+            raise ValueError(f"a {traits.name} client cannot run a {provider} cell")
+        cell = Cell(
+            traits=traits,
+            resolution=resolution,
+            storage=storage,
+            run=run,
+            settings=settings,
+            price=cell_price(traits, prices or PriceTable(), resolution),
+            ledger_id=await asyncio.to_thread(ledger_id, storage),
+        )
+        cell_run = CellRun(cell, c, budget=budget, logger=logger or log)
+        report = await cell_run.run(rows)
+        charges = await cell_run.ask_provider()
+    return CellResult(
+        run_id=run.run_id,
+        report=report,
+        eligible=cell_run.steps.eligible,
+        provider_charges=charges,
+        price=cell.price.per_image,
+    )
+
+
+def run_cell_sync(rows: Iterable[PromptRow], **kw: Any) -> CellResult:
+    """``run_cell`` in a fresh event loop, for callers that have none (the Dagster asset, the CLI)."""
+    return asyncio.run(run_cell(rows, **kw))
+
+
+class CellRun:
+    """One run of one cell: the workers, the orphaned journaled tasks, and the closing flushes."""
+
+    def __init__(self, cell: Cell, client: ProviderClient, *, budget: BudgetGuard | None, logger: Any) -> None:
+        self.cell, self.client, self.budget, self.log = cell, client, budget, logger
+        self.report = CellReport(
+            provider=cell.name,
+            resolution=cell.resolution,
+            partition_key=cell.run.partition_key,
+            cost_unit=cell.price.unit,
+            cost_is_estimate=cell.price.is_estimate,
+            image_dir=cell.storage.uri(cell.storage.path("images", cell_dir(cell.name, cell.resolution))),
+        )
+        self.steps: PromptSteps  # made in run(), once the history is read
+
+    async def run(self, rows: Iterable[PromptRow]) -> CellReport:
+        started = time.monotonic()
+        cell, s = self.cell, self.cell.settings
+        history = await asyncio.to_thread(load_history, cell.storage, cell.name, cell.resolution)
+        journal = Journal(cell.storage, cell.name, cell.resolution, cell.run.run_id)
+        self.steps = steps = PromptSteps(
+            cell=cell,
+            client=self.client,
+            history=history,
+            report=self.report,
+            books=Books(cell, history, self.report),
+            journal=journal,
+            references=ReferenceResolver(cell.traits, self.client, cell.storage, s.reference_roots),
+            slots=ProviderSlots(
+                s.max_in_flight, s.max_unjournaled_submits, idempotent_submit=cell.traits.idempotent_submit
+            ),
+            budget=self.budget,
+            logger=self.log,
+        )
+        eligible = self._eligible(rows)
+        progress = Progress(cell.run.partition_key, self.report, self.log.info, self._cost_so_far)
+        ticker = asyncio.ensure_future(progress.every(s.progress_interval_s))
+        self.log.info(
+            f"{cell.run.partition_key}: {self.report.eligible} eligible prompts; {len(history.succeeded)} "
+            f"fingerprints already stored; {len(history.unresolved)} journaled tasks to resume"
+        )
+        try:
+            await self._work(eligible)
+            await self._finish_orphans()
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            await steps.books.flush()
+            await journal.sync()
+            await steps.references.aclose()
+        self._close_report(time.monotonic() - started, journal)
+        self.log.info(progress.line())
+        return self.report
+
+    def _eligible(self, rows: Iterable[PromptRow]) -> Iterable[PromptRow]:
+        if isinstance(rows, CellRows):  # filtered already, and turned into PromptRows only as workers take them
+            self.report.eligible = len(rows)
+            return rows
+        eligible = [r for r in rows if r.eligible_for(self.cell.name, self.cell.resolution)]
+        self.report.eligible = len(eligible)
+        return eligible
+
+    async def _work(self, eligible: Iterable[PromptRow]) -> None:
+        queue: Iterator[PromptRow] = iter(eligible)
+        # a few more workers than provider slots: a task's download and store then overlap the next
+        # submit instead of keeping a slot the provider has already freed
+        n = self.cell.settings.max_in_flight
+        workers = n + max(1, n // 4)
+
+        async def worker() -> None:
+            for row in queue:
+                await self.steps.handle(row)
+
+        await asyncio.gather(*(worker() for _ in range(workers)))
+
+    async def _finish_orphans(self) -> None:
+        """Tasks journaled by earlier runs whose rows are gone from the table: still paid, still finished."""
+        history = self.steps.history
+        orphans, history.unresolved = list(history.unresolved.items()), {}
+        for fp, entry in orphans:
+            intent = history.intents.get(fp)
+            if intent is None or intent.row is None or intent.request is None:
+                self.log.warning("journaled task %s has no intent; cannot record it against a prompt", entry.task_id)
+                continue
+            row = PromptRow.model_validate(intent.row)
+            attempt = self.steps.new_attempt(row, GenerationRequest.model_validate(intent.request))
+            self.report.eligible += 1
+            try:
+                await self.steps.resume(attempt, entry)
+            except Exception as exc:  # noqa: BLE001 - recorded against the orphan's prompt
+                await self.steps.on_bug(attempt, exc)
+
+    def _close_report(self, wall_s: float, journal: Journal) -> None:
+        rep = self.report
+        rep.wall_s = wall_s
+        rep.ledger_parts = len(self.steps.books.writer.parts)
+        rep.journal_segments = journal.segments
+        rep.references_uploaded = self.steps.references.uploaded
+        rep.references_reused = self.steps.references.reused
+        rep.client_counters = dict(getattr(self.client, "counters", {}))
+        window = self.steps.slots.window_ms
+        if window:
+            rep.odirouter_submit_window_ms_max = round(max(window), 3)
+
+    def _cost_so_far(self) -> str:
+        est = " (est.)" if self.report.cost_is_estimate else ""
+        return f"{self.report.final_cost.normalize():f} {self.report.cost_unit}{est}"
+
+    async def ask_provider(self) -> ProviderCharges:
+        """The provider's word on (a sample of) the tasks this run booked, for the reconcile check."""
+        task_ids = sorted(self.steps.books.task_ids)[: self.cell.settings.reconcile_sample]
+        return await ask_provider(self.client, self.cell.traits.billing, self.cell.price.per_image, task_ids)

@@ -1,0 +1,137 @@
+"""Answers a real provider may plausibly give where the docs leave room (providers.md section 4).
+
+The sandbox's defaults are its documented Decisions; these knobs make it answer the other plausible
+way, so tests (and chaos runs) prove that the clients read what a real server may send, and that a
+shape nobody knows fails loudly instead of silently costing a paid image:
+
+- ``rivya_create_status`` / ``odirouter_create_status``: 201 or 202 instead of 200 on a create;
+- ``rivya_unsettled_final_credits = "zero"``: ``final_credits`` 0 (not null) while queued/processing,
+  as the Rivya docs' own create example shows;
+- ``rivya_result_shape = "unknown"``: a succeeded task whose ``result`` names no ``primary_url``/``urls``;
+- ``odirouter_response_shape``: the documented ``outputs``, fal.ai's ``{"images": [...], "description"}``,
+  or an ``unknown`` shape with neither;
+- ``odirouter_422_detail = "list"``: FastAPI's ``[{loc, msg, type}]`` instead of a string;
+- ``extra_fields``: an unknown key added to every JSON object either provider API answers (errors too).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+EXTRA_KEY = "x_sandbox_unknown_field"  # what extra_fields adds; no client may depend on or refuse it
+_PROVIDER_PATHS = ("/api/", "/model/")
+
+
+class WireConfig(BaseModel):
+    """The wire-shape knobs (see the module docstring); defaults keep the documented answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rivya_create_status: Literal[200, 201, 202] = 200
+    odirouter_create_status: Literal[200, 201, 202] = 200
+    rivya_unsettled_final_credits: Literal["null", "zero"] = "null"
+    rivya_result_shape: Literal["documented", "unknown"] = "documented"
+    odirouter_response_shape: Literal["outputs", "fal", "unknown"] = "outputs"
+    odirouter_422_detail: Literal["string", "list"] = "string"
+    extra_fields: bool = False
+
+
+def rivya_task(wire: WireConfig, body: dict[str, Any]) -> dict[str, Any]:
+    """A documented Rivya task object, re-shaped as the knobs say."""
+    out = dict(body)
+    if wire.rivya_unsettled_final_credits == "zero" and out["status"] in ("queued", "processing"):
+        out["final_credits"] = 0
+    if wire.rivya_result_shape == "unknown" and out.get("result"):
+        out["result"] = {"assets": [{"uri": u} for u in out["result"]["urls"]]}
+    return out
+
+
+def odirouter_result(wire: WireConfig, body: dict[str, Any]) -> dict[str, Any]:
+    """A documented OdiRouter result (``outputs``), re-shaped as fal.ai or an unknown service would."""
+    if wire.odirouter_response_shape == "outputs":
+        return body
+    images = [{k: v for k, v in o.items() if k != "type"} for o in body["outputs"] if o["type"] == "image"]
+    text = " ".join(o["text"] for o in body["outputs"] if o["type"] == "text")
+    if wire.odirouter_response_shape == "fal":
+        return {"images": images, "description": text}
+    return {"request_id": body["request_id"], "data": {"artifacts": [{"uri": i["url"]} for i in images]}}
+
+
+def odirouter_422_detail(
+    wire: WireConfig, message: str, loc: Sequence[str | int] = (), exc: ValidationError | None = None
+) -> str | list[dict[str, Any]]:
+    """The ``detail`` of a validation 422: the message, or FastAPI's issue list (from ``exc`` when given)."""
+    if wire.odirouter_422_detail == "string":
+        return message
+    if exc is not None:
+        return [
+            {"loc": ["body", *e.get("loc", ())], "msg": e.get("msg", "invalid"), "type": e.get("type", "value_error")}
+            for e in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+    return [{"loc": ["body", *loc], "msg": message, "type": "value_error"}]
+
+
+def with_extra_fields(value: Any) -> Any:
+    """``value`` with ``EXTRA_KEY`` added to every JSON object in it, however deep."""
+    if isinstance(value, dict):
+        return {**{k: with_extra_fields(v) for k, v in value.items()}, EXTRA_KEY: {"note": "a field no doc names"}}
+    if isinstance(value, list):
+        return [with_extra_fields(v) for v in value]
+    return value
+
+
+class ExtraFieldsMiddleware:
+    """Adds ``EXTRA_KEY`` to every JSON answer of the provider APIs while ``wire.extra_fields`` is on.
+
+    Off (the default), a request passes straight through. On, the answer is buffered, rewritten and
+    sent with a corrected Content-Length; a deliberately cut answer is passed on unchanged and cut.
+    """
+
+    def __init__(self, app: ASGIApp, runtime: Any) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or not self.runtime.config.wire.extra_fields
+            or not scope["path"].startswith(_PROVIDER_PATHS)
+        ):
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def buffering_send(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                assert start is not None
+                await _send_rewritten(send, start, b"".join(chunks))
+
+        try:
+            await self.app(scope, receive, buffering_send)
+        except Exception:
+            if start is not None:  # a deliberate cut: pass on what was sent so far, then cut as before
+                await send(start)
+                await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
+            raise
+
+
+async def _send_rewritten(send: Send, start: Message, body: bytes) -> None:
+    headers = list(start.get("headers", []))
+    content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+    if content_type.startswith(b"application/json") and body:
+        body = json.dumps(with_extra_fields(json.loads(body)), separators=(",", ":")).encode()
+        headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode("latin-1")))
+    await send({**start, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
