@@ -19,6 +19,7 @@ backend, each phase in a fresh subprocess (its peak RSS is its own):
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -181,14 +182,14 @@ def _job(root: str, url: str):
 
 
 def phase_seed(root: str, url: str) -> dict[str, Any]:
-    from nbpro_pipeline.engine.standalone import run_cell
+    from nbpro_pipeline.engine.standalone import run_job
 
-    report = run_cell(_job(root, url), _rows(NOOP_ROWS, "noop"))
+    report = run_job(_job(root, url), _rows(NOOP_ROWS, "noop"))
     return {"succeeded": report.succeeded}
 
 
 def phase_fixed(root: str, url: str) -> dict[str, Any]:
-    from nbpro_pipeline.engine.standalone import make_client, run_cell
+    from nbpro_pipeline.engine.standalone import run_job
     from nbpro_pipeline.storage import Storage, load_cell_history, spent_on
 
     storage = Storage(root)
@@ -199,34 +200,54 @@ def phase_fixed(root: str, url: str) -> dict[str, Any]:
     history_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    report = run_cell(_job(root, url), _rows(NOOP_ROWS, "noop"))
+    report = run_job(_job(root, url), _rows(NOOP_ROWS, "noop"))
     noop_s = time.perf_counter() - t0
     assert report.succeeded == 0 and report.failed == 0, "the no-op run submitted something"
-
-    first: list[float] = []
-
-    def factory(job):
-        client = make_client(job)
-        real = client.submit
-
-        async def submit(*args, **kw):
-            first.append(time.perf_counter()) if not first else None
-            return await real(*args, **kw)
-
-        client.submit = submit
-        return client
-
-    t0 = time.perf_counter()
-    run_cell(_job(root, url), _rows(1, f"new{uuid.uuid4().hex[:6]}-"), client_factory=factory)
+    first_submit_s = asyncio.run(_time_to_first_submit(root, url))
     return {
         "noop_s": round(noop_s, 3),
-        "first_submit_s": round(first[0] - t0, 3),
+        "first_submit_s": round(first_submit_s, 3),
         "history_api_s": round(history_s, 3),
         "history_rows": history.rows,
         "history_parts": history.parts,
         "stored_of_noop": len(stored),
         "spent_today": str(spent),
     }
+
+
+async def _time_to_first_submit(root: str, url: str) -> float:
+    """Seconds from the start of a one-new-prompt run to its first submit request."""
+    import nbpro_pipeline
+    from nbpro_pipeline.engine import RunInfo, run_cell
+    from nbpro_pipeline.engine.standalone import job_client
+    from nbpro_pipeline.storage import Storage
+
+    job = _job(root, url)
+    first: list[float] = []
+
+    def client():
+        c = job_client(job)
+        real = c.submit
+
+        async def submit(*args, **kw):
+            if not first:
+                first.append(time.perf_counter())
+            return await real(*args, **kw)
+
+        c.submit = submit
+        return c
+
+    t0 = time.perf_counter()
+    await run_cell(
+        _rows(1, f"new{uuid.uuid4().hex[:6]}-"),
+        client=client,
+        provider=job.provider,
+        resolution=job.resolution,
+        storage=Storage(root),
+        run=RunInfo(run_id=job.run_id, partition_key=job.partition_key, pipeline_version=nbpro_pipeline.__version__),
+        settings=job.settings,
+    )
+    return first[0] - t0
 
 
 def _noop_fingerprints() -> set[str]:
