@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from nbpro_pipeline.engine.outcomes import RESUMABLE_CODES
 from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.storage.cell_history import CellHistory as PastRows
 from nbpro_pipeline.storage.cell_history import load_cell_history
 from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.journal import JournalEntry, read_journal
@@ -51,20 +52,60 @@ class CellHistory:
         return net
 
 
+class _StoredFingerprints:
+    """``fp in stored``: the ledger shows a success for ``fp`` and its image is still there. Asked per
+    eligible row (one stat each, cached), never by listing a year of images; ``len`` is what the ledger
+    claims (for the start-of-run message)."""
+
+    def __init__(self, past: PastRows, storage: Storage) -> None:
+        self._images = past.succeeded_images()
+        self._storage = storage
+        self._checked: dict[str, bool] = {}
+
+    def __contains__(self, fingerprint: object) -> bool:
+        if not isinstance(fingerprint, str) or fingerprint not in self._images:
+            return False
+        if fingerprint not in self._checked:
+            uri, fs = self._images[fingerprint], self._storage.fs
+            self._checked[fingerprint] = fs.exists(uri if self._storage.is_local else fs._strip_protocol(uri))
+        return self._checked[fingerprint]
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+
+class _PastCharges(dict):
+    """Total booked per task id, looked up in the ledger on first use: only tasks a run books again
+    (resumed, replayed, re-polled) are ever asked for, so the year's tasks are never made into objects."""
+
+    def __init__(self, past: PastRows) -> None:
+        super().__init__()
+        self._past = past
+        self._known = past.task_ids()
+
+    def get(self, task_id: str, default: Decimal | None = None) -> Decimal | None:  # type: ignore[override]
+        if task_id not in self and task_id in self._known:
+            found = self._past.tasks([task_id]).get(task_id)
+            if found is not None:
+                self[task_id] = found.charged
+        return super().get(task_id, default)
+
+
 def load_history(storage: Storage, provider: str, resolution: Resolution) -> CellHistory:
     """Blocking (one listing of the cell's own ledger directory, its live parts' seven columns, the journal):
-    run it in a thread. ``storage.load_cell_history`` reads the ledger without scanning other cells or
-    days; a fingerprint counts as stored only if its image is still there (``CellHistory.stored``)."""
+    run it in a thread. Only what this run asks about is turned into Python objects (the failed and
+    resumable tasks, and per eligible row its stored image), so the cost stays flat as history grows."""
     past = load_cell_history(storage, provider, resolution)
-    tasks = past.tasks()
-    history = CellHistory(succeeded=past.stored(storage))
-    history.charged_by_task = {task: t.charged for task, t in tasks.items()}
-    resumable = {task for task, t in tasks.items() if t.latest_error_code in RESUMABLE_CODES}
-    resolved = set(tasks) - resumable
+    resumable = past.tasks_with_latest_code(RESUMABLE_CODES)
+    history = CellHistory(succeeded=_StoredFingerprints(past, storage))  # type: ignore[arg-type]
+    history.charged_by_task = _PastCharges(past)
     history.failed_generations = {
         fp: live for fp, failed in past.failed_tasks().items() if (live := failed - resumable)
     }
     journal = read_journal(storage, provider, resolution)
     history.intents = journal.intents
-    history.unresolved = journal.unresolved_tasks(resolved)
+    booked = past.task_ids()
+    history.unresolved = journal.unresolved_tasks(
+        {t for entries in journal.tasks.values() for e in entries if (t := e.task_id) in booked and t not in resumable}
+    )
     return history

@@ -104,6 +104,20 @@ class CellHistory:
             )
         }
 
+    def task_ids(self) -> set[str]:
+        """Every task id the ledger has booked in this cell."""
+        return set(pc.unique(pc.drop_null(self.table["task_id"])).to_pylist())
+
+    def tasks_with_latest_code(self, codes: Iterable[str]) -> set[str]:
+        """Tasks whose latest row carries one of ``codes`` (only tasks with such a row are looked at)."""
+        codes = pa.array(sorted(set(codes)), pa.string())
+        hits = self.table.filter(pc.fill_null(pc.is_in(self.table["error_code"], value_set=codes), False))
+        candidates = set(pc.drop_null(hits["task_id"]).to_pylist())
+        if not candidates:
+            return set()
+        allowed = set(codes.to_pylist())
+        return {task for task, t in self.tasks(candidates).items() if t.latest_error_code in allowed}
+
     def failed_tasks(self, fingerprints: Iterable[str] | None = None) -> dict[str, set[str]]:
         """fingerprint -> the tasks with a failed row, for ``fingerprints`` (default: all)."""
         rows = _where(self.table, "fingerprint", fingerprints)

@@ -122,3 +122,17 @@ def test_an_empty_cell_has_an_empty_history(local_storage):
     history = load_cell_history(local_storage, "odirouter", "4K")
     assert history.rows == 0 and history.parts == 0
     assert history.stored(local_storage) == set() and history.tasks() == {} and history.failed_tasks(["x"]) == {}
+
+
+def test_task_ids_and_tasks_whose_latest_row_carries_a_code(local_storage):
+    t = MIDNIGHT
+    rows = [
+        ledger_record("a", task_id="t1", status="failed", error_code="poll_failed", recorded_at=t),
+        ledger_record("a", task_id="t1", status="succeeded", recorded_at=t + timedelta(seconds=1)),
+        ledger_record("b", task_id="t2", status="failed", error_code="poll_failed", recorded_at=t),
+        ledger_record("c", task_id="t3", status="failed", error_code="content_policy", recorded_at=t),
+    ]
+    _write(local_storage, rows)
+    history = load_cell_history(local_storage, "rivya", "1K")
+    assert history.task_ids() == {"t1", "t2", "t3"}
+    assert history.tasks_with_latest_code({"poll_failed", "download_failed"}) == {"t2"}  # t1 succeeded later
