@@ -78,10 +78,10 @@ class _PastCharges(dict):
     """Total booked per task id, looked up in the ledger on first use: only tasks a run books again
     (resumed, replayed, re-polled) are ever asked for, so the year's tasks are never made into objects."""
 
-    def __init__(self, past: PastRows) -> None:
+    def __init__(self, past: PastRows, known: set[str]) -> None:
         super().__init__()
         self._past = past
-        self._known = past.task_ids()
+        self._known = known
 
     def get(self, task_id: str, default: Decimal | None = None) -> Decimal | None:  # type: ignore[override]
         if task_id not in self and task_id in self._known:
@@ -98,13 +98,13 @@ def load_history(storage: Storage, provider: str, resolution: Resolution) -> Cel
     past = load_cell_history(storage, provider, resolution)
     resumable = past.tasks_with_latest_code(RESUMABLE_CODES)
     history = CellHistory(succeeded=_StoredFingerprints(past, storage))  # type: ignore[arg-type]
-    history.charged_by_task = _PastCharges(past)
+    booked = past.task_ids()
+    history.charged_by_task = _PastCharges(past, booked)
     history.failed_generations = {
         fp: live for fp, failed in past.failed_tasks().items() if (live := failed - resumable)
     }
     journal = read_journal(storage, provider, resolution)
     history.intents = journal.intents
-    booked = past.task_ids()
     history.unresolved = journal.unresolved_tasks(
         {t for entries in journal.tasks.values() for e in entries if (t := e.task_id) in booked and t not in resumable}
     )
