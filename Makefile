@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint sandbox bench demo dev validate clean
+.PHONY: install test lint sandbox bench demo dev validate clean focus-validator
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,21 @@ bench: $(STAMP)
 	$(BIN)/python bench/sandbox_throughput.py
 
 clean:
-	rm -rf $(VENV) .nbpro .pytest_cache
+	rm -rf $(VENV) $(FOCUS_VENV) .nbpro .pytest_cache
+
+# The FinOps Foundation's FOCUS validator, in its own venv: it needs Python >= 3.12 and numpy < 2, the
+# project runs on 3.11. tests/costs/test_focus_validator.py uses it; .ci/run builds it before `make test`.
+# 3.12 first: numpy < 2 has no wheels for 3.13. Override with FOCUS_PYTHON=/path/to/python3.12.
+FOCUS_VENV := .venv-focus
+FOCUS_PYTHON ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python /root/.pyenv/versions/3.12*/bin/python \
+	python3.13 $$HOME/.pyenv/versions/3.1[3-9]*/bin/python; do command -v $$p >/dev/null 2>&1 && \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
+$(FOCUS_VENV)/.installed:
+	@test -n "$(FOCUS_PYTHON)" || { echo "focus-validator needs Python >= 3.12: install one or set FOCUS_PYTHON" >&2; exit 1; }
+	$(FOCUS_PYTHON) -m venv $(FOCUS_VENV)
+	$(FOCUS_VENV)/bin/python -m pip install -q 'focus-validator==2.2.1' 'numpy>=1.26,<2' 'pyarrow>=16,<22'
+	touch $@
+focus-validator: $(FOCUS_VENV)/.installed
 
 # The whole pipeline on the local sandbox (no keys): prompt_table, six cells, both reports.
 demo: $(STAMP)

@@ -13,12 +13,13 @@ from assets_defs.checks import CELL_CHECKS, PROMPT_TABLE_CHECKS, check_result
 from assets_defs.partitions import cell_of, cell_partitions
 from assets_defs.resources import BudgetResource, OdiRouterResource, PipelineResource, RivyaResource, StorageResource
 from nbpro_pipeline.audit import audit_cell, check_rejections
-from nbpro_pipeline.costs import reports
+from nbpro_pipeline.costs import focus, reports
 from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
 from nbpro_pipeline.image_files import contact_sheet_markdown
 from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.prompt import RejectedRow
 from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
+from nbpro_pipeline.provenance import SIGNING_HELP, ProvenanceSigner, SigningConfigError, signer_from_env
 from nbpro_pipeline.storage import compact_ledger, read_table, spent_on, table_path, write_table
 
 
@@ -89,6 +90,9 @@ def generated_images(
     resource = rivya if provider is Provider.RIVYA else odirouter
     today = datetime.now(UTC).date()
     guard = budget.guard(provider, spent_on(st, provider, today))
+    settings = resource.engine_settings().model_copy(
+        update={"reference_roots": pipeline.reference_roots, "signer": _c2pa_signer(context)}
+    )
     audited = audit_cell(
         run_cell_sync(
             rows,
@@ -101,12 +105,13 @@ def generated_images(
                 partition_key=str(context.partition_key),
                 pipeline_version=nbpro_pipeline.__version__,
             ),
-            settings=resource.engine_settings().model_copy(update={"reference_roots": pipeline.reference_roots}),
+            settings=settings,
             prices=budget.prices(),
             budget=guard,
             logger=context.log,
         ),
         st,
+        require_c2pa=settings.signer is not None,
     )
     rep = audited.report
     context.log.info(rep.summary())
@@ -142,6 +147,19 @@ def generated_images(
         metadata=metadata,
         check_results=[check_result(name, outcome) for name, outcome in audited.checks.items()],
     )
+
+
+def _c2pa_signer(context: dg.AssetExecutionContext) -> ProvenanceSigner | None:
+    """The deployment's C2PA signer (NBPRO_C2PA_CERT / NBPRO_C2PA_KEY); without one, say how to add it."""
+    try:
+        signer = signer_from_env()
+    except SigningConfigError as exc:
+        raise dg.Failure(description=str(exc)) from None
+    if signer is None:
+        context.log.warning(SIGNING_HELP)
+    else:
+        context.log.info(f"C2PA: signing stored images as {signer.subject} (issuer {signer.issuer})")
+    return signer
 
 
 # The reports run when any cell changed; they read the ledger dataset, so a missing cell is no reason
@@ -184,3 +202,19 @@ def provider_comparison(storage: StorageResource, budget: BudgetResource) -> dg.
     st = storage.storage()
     df = reports.provider_comparison_for(st, budget.prices())
     return _write_report("provider_comparison", df, st, reports.cost_chart_markdown(df))
+
+
+# -- FOCUS export (docs/focus.md) ------------------------------------------------------------------------
+class FocusExportConfig(dg.Config):
+    csv: bool = False  # also write focus_cost_export.csv beside the Parquet file
+
+
+@dg.asset(group_name="costs", kinds={"parquet"}, deps=[generated_images], automation_condition=REPORT_AUTOMATION)
+def focus_cost_export(
+    config: FocusExportConfig, storage: StorageResource, budget: BudgetResource
+) -> dg.MaterializeResult:
+    """The ledger as FinOps FOCUS 1.2 cost rows, for finance tools that load cloud bills."""
+    result = focus.export_focus(storage.storage(), budget.prices(), csv=config.csv)
+    metadata: dict = {"rows": result.rows, "path": dg.MetadataValue.path(result.paths[0])}
+    metadata.update({f"billed_usd_{name}": float(total) for name, total in result.billed.items()})
+    return dg.MaterializeResult(metadata=metadata)

@@ -10,7 +10,13 @@ import os
 
 import dagster as dg
 
-from assets_defs.assets import credit_cost_report, generated_images, prompt_table, provider_comparison
+from assets_defs.assets import (
+    credit_cost_report,
+    focus_cost_export,
+    generated_images,
+    prompt_table,
+    provider_comparison,
+)
 from assets_defs.jobs import cells_job, prompt_table_job, reports_job
 from assets_defs.resources import (
     SANDBOX_URL,
@@ -81,7 +87,7 @@ def build_resources() -> dict:
 
 
 defs = dg.Definitions(
-    assets=[prompt_table, generated_images, credit_cost_report, provider_comparison],
+    assets=[prompt_table, generated_images, credit_cost_report, provider_comparison, focus_cost_export],
     jobs=[prompt_table_job, cells_job, reports_job],
     schedules=[nightly_cells],
     sensors=[
@@ -89,7 +95,7 @@ defs = dg.Definitions(
         cells_after_prompt_table,
         dg.AutomationConditionSensorDefinition(
             "reports_automation",
-            target=[credit_cost_report, provider_comparison],
+            target=[credit_cost_report, provider_comparison, focus_cost_export],
             default_status=dg.DefaultSensorStatus.RUNNING,
         ),
     ],

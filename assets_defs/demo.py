@@ -3,7 +3,7 @@
     python -m assets_defs.demo [--home .nbpro] [--sources examples/prompts]
 
 Starts the sandbox (state in ``.nbpro/sandbox``), points the code location at it, materializes
-``prompt_table``, all six cells and both reports through the same jobs the UI launches (instance in
+``prompt_table``, all six cells, both reports and the FOCUS export through the same jobs the UI launches (instance in
 ``.nbpro/dagster_home``), then prints where everything is and what it cost, reconciled against the
 sandbox's own billing ledger. Running it again pays nothing new: every cell is already complete.
 """
@@ -37,6 +37,19 @@ def _prepare_env(home: Path, sources: list[str], sandbox_url: str) -> None:
     )
 
 
+def _demo_signing(home: Path) -> str:
+    """Sign the demo's images with a throwaway CA made under ``home/c2pa`` (never a deployment's: a
+    deployment signs only with the NBPRO_C2PA_CERT / NBPRO_C2PA_KEY it configures)."""
+    from nbpro_pipeline.provenance.democert import DEMO_NOTICE, make_demo_credential
+
+    if os.environ.get("NBPRO_C2PA_CERT") or os.environ.get("NBPRO_C2PA_KEY"):
+        return "C2PA: signing with the NBPRO_C2PA_CERT / NBPRO_C2PA_KEY of this environment"
+    cred = make_demo_credential(home / "c2pa")
+    os.environ["NBPRO_C2PA_CERT"] = str(cred.cert_path.resolve())
+    os.environ["NBPRO_C2PA_KEY"] = str(cred.key_path.resolve())
+    return f"C2PA: signing with {cred.cert_path}, {DEMO_NOTICE}"
+
+
 def _run(defs, instance, job_name: str, label: str, partition_key=None) -> bool:
     started = time.monotonic()
     result = defs.resolve_job_def(job_name).execute_in_process(
@@ -67,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with SandboxServer(home / "sandbox") as sandbox:
         _prepare_env(home, args.sources.split(","), sandbox.base_url)
+        signing = _demo_signing(home)
         import dagster as dg
 
         from assets_defs.definitions import defs
@@ -79,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"sandbox at {sandbox.base_url} (state {home / 'sandbox'}); Dagster instance {os.environ['DAGSTER_HOME']}"
         )
+        print(signing)
         ok = _run(defs, instance, "prompt_table_job", "prompt_table")
         for provider, resolution in ALL_CELLS if ok else []:
             key = cell_key(provider, resolution)
@@ -98,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  images    {storage.uri(storage.path('images'))}/provider=*/resolution=*/")
     print(f"  ledger    {storage.uri(storage.ledger_dir())}/ (Parquet, hive-partitioned)")
     print(f"  reports   {storage.uri(storage.reports_dir())}/credit_cost_report.parquet, provider_comparison.parquet")
+    print(f"  focus     {storage.uri(storage.reports_dir())}/focus_cost_export.parquet (FinOps FOCUS 1.2)")
     print(f"  prompts   {storage.uri(storage.tables_dir())}/prompt_table/accepted.parquet, rejected.parquet")
     print(f"  dagster   {os.environ['DAGSTER_HOME']}  (make dev opens it in the UI)")
     print("\ncost per cell (all runs so far; OdiRouter amounts come from its price table: estimates)")

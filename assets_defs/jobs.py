@@ -2,9 +2,15 @@
 
 import dagster as dg
 
-from assets_defs.assets import credit_cost_report, generated_images, prompt_table, provider_comparison
+from assets_defs.assets import (
+    credit_cost_report,
+    focus_cost_export,
+    generated_images,
+    prompt_table,
+    provider_comparison,
+)
 
 prompt_table_job = dg.define_asset_job("prompt_table_job", selection=[prompt_table])
 # One run per cell: the run queue then limits runs per provider (dagster/partition/provider tag).
 cells_job = dg.define_asset_job("cells_job", selection=[generated_images])
-reports_job = dg.define_asset_job("reports_job", selection=[credit_cost_report, provider_comparison])
+reports_job = dg.define_asset_job("reports_job", selection=[credit_cost_report, provider_comparison, focus_cost_export])

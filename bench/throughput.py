@@ -15,6 +15,11 @@ through Rivya four ways, one after the other against the same sandbox, each phas
 
     .venv/bin/python bench/throughput.py [--n 2000] [--concurrency 64] [--latency uniform:0.8,1.2] [--json]
     .venv/bin/python bench/throughput.py --n 300 --latency lognormal:20,0.5 --phases engine   # polls/task
+    .venv/bin/python bench/throughput.py --phases engine --transport httpx,aiohttp --json     # side by side
+
+``--transport`` runs the engine phase once per HTTP stack listed (each in its own process, same
+sandbox): ``httpx`` is httpx's own AsyncHTTPTransport, ``aiohttp`` the httpx-aiohttp transport; each
+one's figures are under ``transports`` in the JSON line, and the first one's are the headline.
 
 ``ideal_s`` = N·L/C with L the mean of the latency distribution (times ``--time-scale``).
 ``cpu_ms_per_image`` is the pipeline process's user+system CPU over the phase's wall, per prompt.
@@ -38,6 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import RIVYA_KEY, Sandbox, cpu_seconds, latency_dist, mean_latency, peak_rss_mb, run_phase  # noqa: E402
 
 PHASES = ("engine", "dagster", "sequential", "gather")
+TRANSPORTS = ("httpx", "aiohttp")
 # The sandbox in this bench has no request-rate limit; the pipeline's own token bucket (a guess at a
 # real provider's quota, 20/s by default) is set out of the way so that C and L set the bound.
 BENCH_RPS = 2000.0
@@ -106,15 +112,19 @@ async def engine_phase(args: argparse.Namespace) -> dict[str, Any]:
     )
     profiler = _profiler(args)
     cpu0, t0 = cpu_seconds(), time.perf_counter()
+    # --transport: the HTTP stack under test, injected (the provider client's own default otherwise)
+    http = _http_client(args.transport, max(16, settings.max_in_flight * 2))
     result = await run_cell(
         rows,
-        client=lambda: make_client(spec),
+        client=lambda: make_client(spec, **({"http_client": http} if http is not None else {})),
         resolution=Resolution(args.resolution),
         storage=Storage(storage_dir),
         run=RunInfo(run_id=f"bench-{args.prefix}", partition_key=f"rivya|{args.resolution}", pipeline_version="bench"),
         settings=settings.model_copy(update={"reconcile_sample": 0}),
     )
     report = result.report
+    if http is not None:
+        await http.aclose()
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     peak_mb = peak_rss_mb()  # before the bench reads the ledger back below
     _profile_done(profiler, args)
@@ -139,6 +149,20 @@ async def engine_phase(args: argparse.Namespace) -> dict[str, Any]:
         rss_before_rows_mb=round(rss_before_rows, 1),
         busy_slots_mean=round(held / wall, 2),
     )
+
+
+def _http_client(transport: str | None, max_connections: int):
+    """The HTTP stack under test, with the limits and timeouts the provider client gives its own."""
+    if transport is None:
+        return None  # the provider client's own default
+    import httpx
+
+    from nbpro_pipeline.providers.http_stack import DEFAULT_TIMEOUT, build_http_client
+
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    if transport == "aiohttp":  # what the provider clients ship: httpx-aiohttp (its errors re-mapped)
+        return build_http_client(max_connections=max_connections)
+    return httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=limits)  # httpx's own AsyncHTTPTransport
 
 
 def _held(storage_dir: str) -> float:
@@ -315,6 +339,9 @@ def main() -> int:
     parser.add_argument("--sequential-sample", type=int, default=30, help="prompts the sequential baseline runs")
     parser.add_argument("--baseline-poll", type=float, default=0.25, help="the baselines' fixed poll interval, s")
     parser.add_argument("--profile", help="write a pyinstrument profile of the engine phase to this file")
+    parser.add_argument(
+        "--transport", default=None, help=f"engine phase once per HTTP stack, comma-separated: {','.join(TRANSPORTS)}"
+    )
     parser.add_argument("--json", action="store_true", help="print all figures as one JSON line at the end")
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)  # internal: run one phase here
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -338,10 +365,14 @@ def main() -> int:
         f"(mean L={mean_l:.3f} s), ideal N*L/C = {ideal:.2f} s; cpus: {os.cpu_count()}",
         flush=True,
     )
+    transports = [t.strip() for t in (args.transport or "").split(",") if t.strip()]
+    if set(transports) - set(TRANSPORTS):
+        parser.error(f"unknown transports {sorted(set(transports) - set(TRANSPORTS))}; choose from {TRANSPORTS}")
+    runs = [(p, t) for p in phases for t in ((transports or [None]) if p == "engine" else [None])]
     results: dict[str, Any] = {}
-    sandbox_cpu: dict[str, float | None] = {}
+    by_transport: dict[str, Any] = {}
     with Sandbox(dist, args.concurrency, args.time_scale) as sandbox:
-        for phase in phases:
+        for phase, transport in runs:
             prefix = secrets.token_hex(4)  # fresh prompts: idempotency keys must not replay older tasks
             passthrough = [
                 "--phase", phase, "--url", sandbox.url, "--prefix", prefix, "--ideal", str(ideal),
@@ -350,14 +381,19 @@ def main() -> int:
             ]  # fmt: skip
             if args.profile and phase == "engine":
                 passthrough += ["--profile", args.profile]
+            if transport:
+                passthrough += ["--transport", transport]
             before = sandbox.cpu_s()
-            results[phase] = r = run_phase(__file__, passthrough)
+            r = run_phase(__file__, passthrough)
+            results.setdefault(phase, r)  # several transports: the first one's is the headline
+            if transport:
+                by_transport[transport] = r
             after = sandbox.cpu_s()
-            sandbox_cpu[phase] = round(1000 * (after - before) / r["n"], 3) if before is not None else None
-            r["sandbox_cpu_ms_per_task"] = sandbox_cpu[phase]
+            r["sandbox_cpu_ms_per_task"] = round(1000 * (after - before) / r["n"], 3) if before is not None else None
             extra = f" (sample of {r['sample_n']}, extrapolated)" if "sample_n" in r else ""
+            label = f"{phase}/{transport}" if transport else phase
             print(
-                f"  {phase:<10} wall {r['wall_s']:>8} s{extra}  wall/ideal {r['wall_over_ideal']}  "
+                f"  {label:<10} wall {r['wall_s']:>8} s{extra}  wall/ideal {r['wall_over_ideal']}  "
                 f"cpu {r['cpu_ms_per_image']} ms/image  polls/task {r['polls_per_task']}  "
                 f"peak RSS {r['peak_rss_mb']} MB  429s {r.get('http_429', 0)}  "
                 f"sandbox cpu {r['sandbox_cpu_ms_per_task']} ms/task",
@@ -378,6 +414,7 @@ def main() -> int:
         "peak_rss_mb": head["peak_rss_mb"],
         "phases": results,
         "baselines": {k: results[k] for k in ("sequential", "gather") if k in results},
+        "transports": by_transport,
         "cpus": os.cpu_count(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }

@@ -5,6 +5,7 @@ the provider says it charged. Nothing here runs the engine or talks to a provide
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from decimal import Decimal
 from typing import Any
@@ -19,6 +20,7 @@ from nbpro_pipeline.engine.run import CellResult
 from nbpro_pipeline.image_files import ImageProblem, check_image, inspect_image
 from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Resolution
 from nbpro_pipeline.models.ledger import OutcomeStatus
+from nbpro_pipeline.provenance import verify_marks
 from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.ledger import read_ledger
 
@@ -61,37 +63,55 @@ def check_accounting(eligible: dict[str, str], cell_ledger: pa.Table) -> CheckOu
     )
 
 
-def check_stored_images(run_rows: pa.Table, storage: Storage | None = None, *, limit: int = 1000) -> CheckOutcome:
-    """Every image this run stored decodes, in the ordered format and at the table pixel size; images
-    are read through the storage's filesystem, so this works on object stores too."""
+def check_stored_images(
+    run_rows: pa.Table, storage: Storage | None = None, *, limit: int = 1000, require_c2pa: bool = False
+) -> CheckOutcome:
+    """Every image this run stored decodes, in the ordered format and at the table pixel size, and
+    carries its provenance marks: the IPTC source type in XMP, bytes equal to the ledger's
+    ``image_sha256``, and (``require_c2pa``: signing is on) a C2PA manifest that validates against
+    them. Images are read through the storage's filesystem, so this works on object stores too."""
     succeeded = run_rows.filter(pc.equal(run_rows["status"], OutcomeStatus.SUCCEEDED.value))
-    rows = succeeded.select(["image_uri", "aspect_ratio", "output_format", "resolution", "prompt_id"]).to_pylist()
+    columns = ["image_uri", "image_sha256", "aspect_ratio", "output_format", "resolution", "prompt_id"]
+    rows = succeeded.select(columns).to_pylist()
     checked = rows[:limit]
     bad: list[str] = []
+    unmarked = 0
     for r in checked:
         try:
-            if storage is None:
-                info = inspect_image(r["image_uri"])
-            else:
-                with storage.fs.open(r["image_uri"], "rb") as fh:
-                    info = inspect_image(fh)
-            check_image(
-                info, OutputFormat(r["output_format"]), AspectRatio(r["aspect_ratio"]), Resolution(r["resolution"])
-            )
+            problem = _stored_image_problem(r, storage, require_c2pa)
         except ImageProblem as exc:
-            bad.append(f"{r['prompt_id']}: {exc.code}")
+            problem = exc.code
         except OSError as exc:  # FileNotFoundError and friends: the file is gone, not corrupt
-            bad.append(f"{r['prompt_id']}: missing or unreadable ({type(exc).__name__})")
+            problem = f"missing or unreadable ({type(exc).__name__})"
+        if problem:
+            unmarked += problem.startswith("marks:")
+            bad.append(f"{r['prompt_id']}: {problem}")
     sampled = f" (first {limit} of {len(rows)})" if len(rows) > limit else ""
+    marks = "IPTC XMP and a valid C2PA manifest" if require_c2pa else "IPTC XMP"
     return CheckOutcome(
         passed=not bad,
         description=(
-            f"{len(checked)} stored images decode at the expected size and format{sampled}"
+            f"{len(checked)} stored images decode at the expected size and format and carry {marks}{sampled}"
             if not bad
-            else f"{len(bad)} stored images are not what was ordered: {bad[:5]}"
+            else f"{len(bad)} stored images are not what was ordered or lack their marks: {bad[:5]}"
         ),
-        metadata={"checked": len(checked), "bad": len(bad)},
+        metadata={"checked": len(checked), "bad": len(bad), "bad_marks": unmarked},
     )
+
+
+def _stored_image_problem(r: dict[str, Any], storage: Storage | None, require_c2pa: bool) -> str | None:
+    """What is wrong with one stored image (None: nothing); raises ImageProblem for a bad decode."""
+    if storage is None:
+        with open(r["image_uri"], "rb") as fh:
+            data = fh.read()
+    else:
+        with storage.fs.open(r["image_uri"], "rb") as fh:
+            data = fh.read()
+    fmt = OutputFormat(r["output_format"])
+    info = inspect_image(io.BytesIO(data))
+    check_image(info, fmt, AspectRatio(r["aspect_ratio"]), Resolution(r["resolution"]))
+    marks = verify_marks(data, fmt, expected_sha256=r["image_sha256"], require_c2pa=require_c2pa)
+    return None if marks.ok else "marks: " + "; ".join(marks.problems)
 
 
 def check_reconciles(charges: ProviderCharges, cell_ledger: pa.Table) -> CheckOutcome:
@@ -147,14 +167,15 @@ class AuditedCell(BaseModel):
     checks: dict[str, CheckOutcome]
 
 
-def audit_cell(result: CellResult, storage: Storage) -> AuditedCell:
-    """Every cell check over what ``run_cell`` produced: reads the ledger and the stored images."""
+def audit_cell(result: CellResult, storage: Storage, *, require_c2pa: bool = False) -> AuditedCell:
+    """Every cell check over what ``run_cell`` produced: reads the ledger and the stored images
+    (``require_c2pa``: signing is on, so every stored image must carry a valid manifest)."""
     report = result.report
     cell_ledger = read_ledger(storage, provider=report.provider, resolution=report.resolution)
     run_rows = cell_ledger.filter(pc.equal(cell_ledger["run_id"], result.run_id))
     checks = {
         "all_rows_accounted": check_accounting(result.eligible, cell_ledger),
-        "images_valid": check_stored_images(run_rows, storage),
+        "images_valid": check_stored_images(run_rows, storage, require_c2pa=require_c2pa),
         "ledger_reconciles": check_reconciles(result.provider_charges, cell_ledger),
     }
     return AuditedCell(report=report, checks=checks)

@@ -352,6 +352,20 @@ def validate(tables: tuple[str, ...], reference_roots: tuple[str, ...], as_json:
 _SANDBOX_BASE = {"rivya": "http://127.0.0.1:8787", "odirouter": "http://127.0.0.1:8787/model"}
 
 
+def _signer_or_exit() -> Any:
+    """The C2PA signer from NBPRO_C2PA_CERT/KEY, or None (saying how to sign); exit 2 if half set."""
+    from nbpro_pipeline.provenance import SIGNING_HELP, SigningConfigError, signer_from_env
+
+    try:
+        signer = signer_from_env()
+    except SigningConfigError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(2) from None
+    if signer is None:
+        click.echo(f"Note: {SIGNING_HELP}", err=True)
+    return signer
+
+
 @main.command("run-cell")
 @click.argument("tables", nargs=-1, required=True, metavar="TABLE [TABLE...]")
 @click.option("--cell", "cell_spec", required=True, metavar="PROVIDER|RESOLUTION", help="e.g. 'rivya|2K' (quote it).")
@@ -433,6 +447,7 @@ def run_cell_command(
             progress_interval_s=60,
             requests_per_s=requests_per_s,
             burst=burst,
+            signer=_signer_or_exit(),
         ),
         poll=PollPolicy(first_delay_s=poll_first_delay, max_interval_s=max(poll_max_interval, poll_first_delay)),
         **({"run_id": run_id} if run_id else {}),
@@ -493,6 +508,63 @@ def compact_ledger_command(
                 f"{c.cell}: {c.sources} part(s) -> {len(c.written)} ({c.rows} rows); {c.deleted} file(s) removed"
             )
     click.echo(f"compacted {result.sources} part(s) into {result.written}; {result.rows} rows rewritten")
+
+
+@main.command("inspect")
+@click.argument("image")
+@click.option(
+    "--ledger-root",
+    envvar="NBPRO_STORAGE_ROOT",
+    metavar="DIR",
+    help="Storage root whose ledger to match the image against (default: $NBPRO_STORAGE_ROOT).",
+)
+@click.option(
+    "--trust-anchors",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM file of CA certificates to trust when validating the C2PA signer.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+def inspect_command(image: str, ledger_root: str | None, trust_anchors: str | None, as_json: bool) -> None:
+    """Print IMAGE's provenance: its XMP fields, its C2PA manifest's validation state, and the ledger
+    row it came from. Exit status 1 when the marks are missing or do not validate, 2 when unreadable."""
+    from nbpro_pipeline.provenance.inspect import describe_image, render
+
+    anchors = Path(trust_anchors).read_text() if trust_anchors else None
+    try:
+        info = describe_image(image, ledger_root, anchors)
+    except OSError as exc:
+        click.echo(f"Error: cannot read {image}: {exc}", err=True)
+        raise SystemExit(2) from None
+    click.echo(info.model_dump_json(indent=2) if as_json else render(info))
+    sys.exit(0 if info.marks is not None and info.marks.ok else 1)
+
+
+@main.command("export-focus")
+@click.option(
+    "--ledger-root",
+    envvar="NBPRO_STORAGE_ROOT",
+    required=True,
+    metavar="DIR",
+    help="Storage root (local path or URI) whose ledger to export; writes DIR/reports/focus_cost_export.*",
+)
+@click.option("--csv", "as_csv", is_flag=True, help="Write focus_cost_export.csv beside the Parquet file.")
+def export_focus_command(ledger_root: str, as_csv: bool) -> None:
+    """Export the ledger as FinOps FOCUS 1.2 cost rows (Parquet; CSV too with --csv), without Dagster.
+
+    Prices come from the same environment as `nbpro estimate` (NBPRO_RIVYA_USD_PER_CREDIT, ...)."""
+    from nbpro_pipeline.costs.focus import export_focus
+    from nbpro_pipeline.costs.prices import PriceTable
+    from nbpro_pipeline.storage import Storage
+
+    try:
+        prices = PriceTable.from_env()
+    except ValueError as exc:
+        click.echo(f"Error: invalid price setting: {exc}", err=True)
+        raise SystemExit(2) from None
+    result = export_focus(Storage(ledger_root), prices, csv=as_csv)
+    click.echo(f"{result.rows} FOCUS rows written to {', '.join(result.paths)}")
+    for name in sorted(result.billed):
+        click.echo(f"  {name:<10} BilledCost {result.billed[name]:f} USD; in pricing currency {result.priced[name]:f}")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
 """Checking a downloaded image against what was ordered, and embedding lineage into the file itself.
 
 A provider answering 1024x1024 for a 16:9 request, or a PNG for a JPEG, is a defect to record
-(``size_mismatch`` / ``format_mismatch``), not a success. Lineage goes into the file (a PNG ``tEXt``
-chunk, a JPEG ``COM`` segment) so it survives copying out of the storage root. Both edits are done at
-the byte level while copying: pixels are never decoded and re-encoded, so the image is bit-for-bit
-what the provider sent, plus one metadata block.
+(``size_mismatch`` / ``format_mismatch``), not a success. Lineage goes into the file so it survives
+copying out of the storage root: the full record as a private blob (a PNG ``tEXt`` chunk, a JPEG
+``COM`` segment), then the standard marks of ``nbpro_pipeline.provenance`` (IPTC XMP, a signed C2PA
+manifest). Pixels are never decoded and re-encoded: the image is bit-for-bit what the provider sent,
+plus metadata blocks.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import struct
 import zlib
@@ -27,6 +29,8 @@ from nbpro_pipeline.models.common import (
     Resolution,
     pixel_size,
 )
+from nbpro_pipeline.provenance import ImageLineage, ProvenanceSigner
+from nbpro_pipeline.provenance.marks import MarkingError, embed_marks
 
 LINEAGE_KEY = "nbpro:lineage"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -102,34 +106,49 @@ def lineage_blob(lineage: dict[str, Any]) -> bytes:
     return json.dumps(lineage, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
-def copy_with_lineage(src: BinaryIO, dst: BinaryIO, fmt: OutputFormat, lineage: dict[str, Any]) -> tuple[str, int]:
-    """Copy ``src`` to ``dst`` with lineage inserted after the header; returns (sha256, bytes) of ``dst``."""
-    blob = lineage_blob(lineage)
-    digest = hashlib.sha256()
-    size = 0
+def copy_with_lineage(
+    src: BinaryIO,
+    dst: BinaryIO,
+    fmt: OutputFormat,
+    lineage: dict[str, Any],
+    signer: ProvenanceSigner | None = None,
+) -> tuple[str, int]:
+    """Copy ``src`` to ``dst`` with lineage and the provenance marks; returns (sha256, bytes) of ``dst``.
 
-    def out(data: bytes) -> None:
-        nonlocal size
-        dst.write(data)
-        digest.update(data)
-        size += len(data)
+    Order: the private lineage blob after the header, then IPTC XMP (exiv2), then, with a signer, the
+    C2PA manifest, signed last so it covers everything before it. The file is held in memory for
+    exiv2 and c2pa (a 4K PNG is ~20 MB). Raises ``ImageProblem`` when the file cannot be marked.
+    """
+    downloaded = src.read()
+    annotated = io.BytesIO()
+    _insert_blob(io.BytesIO(downloaded), annotated, fmt, lineage_blob(lineage))
+    blobbed = annotated.getvalue()
+    del annotated  # one copy fewer held while exiv2 and c2pa make theirs
+    try:
+        data = embed_marks(blobbed, fmt, ImageLineage.from_engine(lineage), signer, downloaded=downloaded)
+    except MarkingError as exc:
+        raise ImageProblem("unmarkable_image", str(exc)) from None
+    dst.write(data)
+    return hashlib.sha256(data).hexdigest(), len(data)
 
+
+def _insert_blob(src: BinaryIO, dst: BinaryIO, fmt: OutputFormat, blob: bytes) -> None:
+    """Copy ``src`` to ``dst`` with ``blob`` as a PNG ``tEXt`` chunk after IHDR or a JPEG comment."""
     if fmt is OutputFormat.PNG:
         head = src.read(8 + 25)  # signature + IHDR (length 13): lineage goes right after IHDR
         if not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
             raise ImageProblem("corrupt_image", "not a PNG with a leading IHDR chunk")
         data = LINEAGE_KEY.encode("latin-1") + b"\x00" + blob
         chunk = struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data))
-        out(head + chunk)
+        dst.write(head + chunk)
     else:
         head = src.read(2)
         if head != b"\xff\xd8":
             raise ImageProblem("corrupt_image", "not a JPEG (no start-of-image marker)")
         blob = blob[:MAX_JPEG_COMMENT]
-        out(head + b"\xff\xfe" + struct.pack(">H", len(blob) + 2) + blob)
+        dst.write(head + b"\xff\xfe" + struct.pack(">H", len(blob) + 2) + blob)
     while chunk_bytes := src.read(_CHUNK):
-        out(chunk_bytes)
-    return digest.hexdigest(), size
+        dst.write(chunk_bytes)
 
 
 def read_lineage(path: str | Path | BinaryIO) -> dict[str, Any] | None:
@@ -140,6 +159,7 @@ def read_lineage(path: str | Path | BinaryIO) -> dict[str, Any] | None:
         return None
     if isinstance(raw, bytes):
         raw = raw.decode("ascii", "replace")
+    raw = raw.rstrip("\x00")  # exiv2 rewrites a JPEG comment NUL-terminated when it adds XMP
     try:
         return json.loads(raw)
     except ValueError:

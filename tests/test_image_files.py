@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ from nbpro_pipeline.models.common import ASPECT_RATIOS_FIXED, AspectRatio, Outpu
 
 LINEAGE = {
     "prompt_id": "p-001",
+    "provider": "rivya",
+    "model": "nano-banana-pro",
     "task_id": "gen_abc",
     "run_id": "run-1",
     "prompt": "a lighthouse — at dusk, «quoted» ünïcødé 名前",
@@ -67,22 +70,35 @@ def test_lineage_round_trip_keeps_pixels_bit_for_bit(tmp_path, fmt, pil):
     assert inspect_image(dst) == ImageInfo(format=fmt, width=96, height=64)
 
 
-def test_png_lineage_is_a_text_chunk_right_after_ihdr(tmp_path):
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    chunks, i = [], 8
+    while i < len(data):
+        (n,) = struct.unpack(">I", data[i : i + 4])
+        chunks.append((data[i + 4 : i + 8], data[i + 8 : i + 8 + n]))
+        i += 12 + n
+    return chunks
+
+
+def test_png_lineage_is_a_text_chunk_before_the_image_data(tmp_path):
     src = write(tmp_path, "a.png", encode(picture(8, 8), "PNG"))
     out = io.BytesIO()
     with open(src, "rb") as s:
-        copy_with_lineage(s, out, OutputFormat.PNG, {"k": "v"})
+        copy_with_lineage(s, out, OutputFormat.PNG, LINEAGE)
     data = out.getvalue()
-    assert data[33 + 4 : 33 + 8] == b"tEXt"
-    assert data[33 + 8 :].startswith(LINEAGE_KEY.encode() + b"\x00")
-    assert data[:33] == src.read_bytes()[:33] and data.endswith(src.read_bytes()[33:])
+    assert data[:33] == src.read_bytes()[:33]  # signature and IHDR untouched
+    kinds = [kind for kind, _ in _png_chunks(data)]
+    texts = [body for kind, body in _png_chunks(data) if kind == b"tEXt"]
+    assert kinds.index(b"tEXt") < kinds.index(b"IDAT") and kinds.index(b"iTXt") < kinds.index(b"IDAT")
+    assert texts[0].startswith(LINEAGE_KEY.encode() + b"\x00")
+    original_idat = [body for kind, body in _png_chunks(src.read_bytes()) if kind == b"IDAT"]
+    assert [body for kind, body in _png_chunks(data) if kind == b"IDAT"] == original_idat
 
 
 def test_huge_jpeg_lineage_is_bounded_to_one_comment_segment(tmp_path):
     src = write(tmp_path, "a.jpg", encode(picture(16, 16), "JPEG"))
     out = tmp_path / "out.jpg"
     with open(src, "rb") as s, open(out, "wb") as d:
-        copy_with_lineage(s, d, OutputFormat.JPG, {"prompt": "x" * 100_000})
+        copy_with_lineage(s, d, OutputFormat.JPG, {**LINEAGE, "prompt": "x" * 100_000})
     with Image.open(out) as im:
         assert im.size == (16, 16)
         im.load()

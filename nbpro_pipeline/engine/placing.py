@@ -27,7 +27,7 @@ def request_params(request: GenerationRequest) -> dict[str, Any]:
     }
 
 
-def lineage(cell: Cell, attempt: Attempt) -> dict[str, Any]:
+def lineage(cell: Cell, attempt: Attempt, charged: Outcome) -> dict[str, Any]:
     """What the stored file says about where it came from (embedded as XMP/C2PA by image_files)."""
     row, snap, download = attempt.row, attempt.snapshot, attempt.download
     return {
@@ -43,6 +43,8 @@ def lineage(cell: Cell, attempt: Attempt) -> dict[str, Any]:
         "params": request_params(attempt.request),
         "fingerprint": attempt.fingerprint,
         "provider_sha256": download.sha256 if download else None,
+        "cost": str(charged.charged),
+        "cost_unit": str(cell.price.unit),
         "run_id": cell.run.run_id,
         "partition_key": cell.run.partition_key,
         "pipeline_version": cell.run.pipeline_version,
@@ -68,7 +70,7 @@ def place_image(cell: Cell, attempt: Attempt, scratch: str, charged: Outcome) ->
     path = place(cell.name, cell.resolution, attempt.row.prompt_id, attempt.fingerprint, ext)
     try:
         with open(scratch, "rb") as src, st.open_atomic(path) as dst:
-            sha, size = copy_with_lineage(src, dst, fmt, lineage(cell, attempt))
+            sha, size = copy_with_lineage(src, dst, fmt, lineage(cell, attempt, charged), cell.settings.signer)
     except ImageProblem:  # too broken to annotate: keep the bytes as they came
         st.put_file(scratch, path)
         sha, size = download.sha256, download.bytes

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from nbpro_pipeline.provenance import ProvenanceSigner
 
 
 class EngineSettings(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     max_in_flight: int = Field(
         default=32, ge=1, description="tasks submitted and not yet finished at the provider, per cell"
     )
@@ -27,6 +31,9 @@ class EngineSettings(BaseModel):
     )
     reference_roots: list[str] | None = Field(
         default=None, description="local reference images must be under these; None: the row's own table folder"
+    )
+    signer: ProvenanceSigner | None = Field(
+        default=None, exclude=True, description="C2PA signer for stored images (signer_from_env); None: XMP only"
     )
 
 

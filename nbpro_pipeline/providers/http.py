@@ -38,9 +38,9 @@ from nbpro_pipeline.providers.errors import (
     SubmitOutcomeUnknown,
     UnreadableResultError,
 )
+from nbpro_pipeline.providers.http_stack import DEFAULT_TIMEOUT, build_http_client
 from nbpro_pipeline.providers.policies import LatencyTracker, PollPolicy, RetryPolicy, parse_retry_after
 from nbpro_pipeline.providers.ratelimit import TokenBucket
-from nbpro_pipeline.providers.transport import LeanAsyncTransport
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _TOKEN_PATTERNS = (re.compile(r"rvya_sk_[A-Za-z0-9_\-]+"), re.compile(r"(?i)bearer\s+[A-Za-z0-9_\-.~+/=]+"))
 _CHUNK = 64 * 1024
 MAX_RAW_BODY = 1024 * 1024  # an unreadable answer is kept up to this many bytes (a result body is small)
-DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _ERROR_BY_STATUS: dict[int, type[ProviderError]] = {
     401: AuthError,
     403: AuthError,
@@ -92,30 +91,29 @@ class HttpProviderClient:
         poll: PollPolicy | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         max_connections: int = 128,
+        http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         seed: int | None = None,
         limiter: TokenBucket | None = None,
     ) -> None:
+        """``http_client`` is the caller's own ``httpx.AsyncClient`` (their proxies, certificates, event
+        hooks...): it carries API calls and result downloads alike, and the caller closes it.
+        ``timeout`` and ``max_connections`` then do nothing: that client's own settings apply.
+        Without one, ``build_http_client`` makes (and ``aclose`` closes) the project's default.
+        ``transport`` is the test seam (e.g. ``httpx.MockTransport``) for that default client."""
         self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.poll_policy = poll or PollPolicy()
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self._api = httpx.AsyncClient(
-            base_url=self.base_url,
-            # no key, no header: the provider then answers "key missing", the clearest error there is
-            headers={"Authorization": f"Bearer {secret}"} if (secret := self._key.get_secret_value()) else {},
-            timeout=timeout,
-            limits=limits,
-            transport=transport or LeanAsyncTransport(max_connections=max_connections),
+        self._owns_http = http_client is None
+        self._http = http_client or build_http_client(
+            timeout=timeout, max_connections=max_connections, transport=transport
         )
-        # Result URLs point at CDNs and object stores: they get no credentials, and may redirect.
-        self._cdn = httpx.AsyncClient(
-            timeout=timeout,
-            limits=limits,
-            follow_redirects=True,
-            transport=transport or LeanAsyncTransport(max_connections=max_connections),
-        )
+        # Sent per API call only, never as a client default: result URLs point at CDNs and object
+        # stores, which must never see the key. No key, no header: the provider then answers "key
+        # missing", the clearest error there is.
+        secret = self._key.get_secret_value()
+        self._auth = {"Authorization": f"Bearer {secret}"} if secret else {}
         self._rng = random.Random(seed)
         self._pause_until = 0.0
         self.latencies = LatencyTracker()  # completion times seen by wait(): the poll schedule's input
@@ -132,8 +130,8 @@ class HttpProviderClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._api.aclose()
-        await self._cdn.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     # -- credentials never leave -------------------------------------------------------------------
     def _redact(self, text: str) -> str:
@@ -198,7 +196,7 @@ class HttpProviderClient:
                 await self.limiter.acquire()
             self.counters["requests"] += 1
             try:
-                response = await self._api.request(method, path, json=json, headers=headers, files=files, data=data)
+                response = await self._request(method, path, json=json, headers=headers, files=files, data=data)
             except httpx.LocalProtocolError as exc:  # our request is malformed; it never left
                 raise self._error(InvalidRequestError, f"{method} {path}: request not sendable ({exc})") from exc
             except _NEVER_SENT as exc:
@@ -229,6 +227,12 @@ class HttpProviderClient:
             await asyncio.sleep(delay)
         assert err is not None
         raise err
+
+    async def _request(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kw: Any):
+        """One API call, once: the key goes to the API host only, and an API call never follows a
+        redirect (a key must not travel to wherever a 3xx points)."""
+        sent = {**self._auth, **headers} if headers else self._auth
+        return await self._http.request(method, self.base_url + path, headers=sent, follow_redirects=False, **kw)
 
     def _status_error(
         self,
@@ -388,7 +392,8 @@ class HttpProviderClient:
     async def _download_once(self, url: str, sink: BinaryIO, attempt: int) -> DownloadedImage:
         shown = strip_query(url)
         try:
-            async with self._cdn.stream("GET", url) as response:
+            # no credentials here; redirects (to another host, say) are followed
+            async with self._http.stream("GET", url, follow_redirects=True) as response:
                 if not response.is_success:
                     body = (await response.aread())[:300].decode("utf-8", "replace")
                     raise self._download_error(response.status_code, shown, body)
@@ -399,10 +404,11 @@ class HttpProviderClient:
                     sink.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)
+                wire = response.num_bytes_downloaded  # Content-Length counts encoded (e.g. gzip) bytes
         except httpx.TransportError as exc:
             raise self._error(RetryableError, f"download of {shown} cut off ({type(exc).__name__})") from exc
-        if expected is not None and int(expected) != size:
-            raise self._error(RetryableError, f"download of {shown} is {size} bytes, expected {expected}")
+        if expected is not None and int(expected) != wire:
+            raise self._error(RetryableError, f"download of {shown} is {wire} bytes, expected {expected}")
         return DownloadedImage(
             url=shown,
             content_type=response.headers.get("Content-Type"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from collections.abc import Iterator
@@ -129,17 +130,24 @@ class PollPolicy(BaseModel):
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds (fractions tolerated) or an HTTP date."""
-    if not value:
+    """Seconds to wait from a Retry-After header, or None when it says nothing usable (absent, empty,
+    garbage, not finite): then the backoff policy decides (``RetryPolicy.delay``).
+
+    RFC 9110 allows delta-seconds or an HTTP date; fractional seconds ("0.5") are not in the RFC but
+    are sent, so they are read too. A date in the past, or a negative number, means "now" (0). A date
+    without a zone is taken as UTC, the only zone HTTP dates use.
+    """
+    if not value or not (value := value.strip()):
         return None
-    value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

@@ -19,7 +19,13 @@ def test_definitions_load_and_validate(defs):
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"prompt_table", "generated_images", "credit_cost_report", "provider_comparison"}
+    assert keys == {
+        "prompt_table",
+        "generated_images",
+        "credit_cost_report",
+        "provider_comparison",
+        "focus_cost_export",
+    }
     assert defs.resolve_job_def("cells_job").partitions_def == cell_partitions
 
 

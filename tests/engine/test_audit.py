@@ -41,7 +41,7 @@ async def test_every_check_passes_on_a_clean_run(harness, provider):
     for name, outcome in audited.checks.items():
         assert outcome.passed, (name, outcome.description)
     assert audited.checks["all_rows_accounted"].metadata["eligible"] == 8
-    assert audited.checks["images_valid"].metadata == {"checked": 8, "bad": 0}
+    assert audited.checks["images_valid"].metadata == {"checked": 8, "bad": 0, "bad_marks": 0}
     assert audited.checks["ledger_reconciles"].metadata == {
         "tasks_checked": 8,
         "mismatched": 0,
@@ -95,7 +95,7 @@ async def test_image_check_fails_on_a_replaced_or_missing_image(harness, provide
     Image.new("RGB", (640, 480)).save(uris[0], "PNG")  # decodes, wrong size
     os.unlink(uris[1])
     outcome = check_stored_images(ledger)
-    assert not outcome.passed and outcome.metadata == {"checked": 3, "bad": 2}
+    assert not outcome.passed and outcome.metadata == {"checked": 3, "bad": 2, "bad_marks": 0}
     assert "p000: size_mismatch" in outcome.description and "p001: " in outcome.description
     assert check_stored_images(ledger, limit=1).metadata["checked"] == 1
 

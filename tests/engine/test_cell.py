@@ -244,10 +244,10 @@ async def test_a_bug_after_submit_fails_that_row_and_the_next_run_recovers_the_p
 ):
     real = placing.lineage
 
-    def buggy(cell, attempt):
+    def buggy(cell, attempt, charged):
         if attempt.row.prompt_id == "p001":
             raise ValueError("lineage bug")
-        return real(cell, attempt)
+        return real(cell, attempt, charged)
 
     monkeypatch.setattr(placing, "lineage", buggy)
     rows = prompt_rows(4)

@@ -151,7 +151,7 @@ async def test_error_envelopes(sandbox, odirouter_key, caplog):
             await client.poll("mmsu_nope")
         assert "Request not found" in info.value.message
         # the server's own validation (422 detail), bypassing the client's local checks
-        response = await client._api.post("/v1/queue/nano_banana_pro", json={"prompt": "p", "resolution": "8K"})
+        response = await client._request("POST", "/v1/queue/nano_banana_pro", json={"prompt": "p", "resolution": "8K"})
         err = client._error_from_response(response)
         assert isinstance(err, InvalidRequestError) and err.status_code == 422 and "resolution" in err.message
         with pytest.raises(InvalidRequestError, match="auto"):

@@ -48,7 +48,7 @@ async def download(client, snapshot) -> Image.Image:
 async def test_fal_images_shape_is_read_and_downloaded(odirouter, sandbox):
     wire(sandbox, odirouter_response_shape="fal")
     submitted = await odirouter.submit(GenerationRequest(prompt="fal shape", aspect_ratio="16:9", resolution="2K"))
-    raw = await odirouter._api.get(f"/v1/queue/nano_banana_pro/requests/{submitted.task_id}/response")
+    raw = await odirouter._request("GET", f"/v1/queue/nano_banana_pro/requests/{submitted.task_id}/response")
     assert set(raw.json()) == {"images", "description"}  # really fal's shape: no outputs, no request_id
     final = await odirouter.wait(submitted.task_id)
     assert final.state is TaskState.SUCCEEDED
@@ -64,8 +64,11 @@ async def test_fal_images_shape_is_read_and_downloaded(odirouter, sandbox):
 @pytest.mark.parametrize("status", [201, 202])
 async def test_creates_answered_201_or_202_are_followed(rivya, odirouter, sandbox, status):
     wire(sandbox, rivya_create_status=status, odirouter_create_status=status)
-    raw = await rivya._api.post(
-        "/api/v1/generations", json={"model": "nano-banana-pro", "prompt": "raw"}, headers={"Idempotency-Key": "raw-1"}
+    raw = await rivya._request(
+        "POST",
+        "/api/v1/generations",
+        json={"model": "nano-banana-pro", "prompt": "raw"},
+        headers={"Idempotency-Key": "raw-1"},
     )
     assert raw.status_code == status  # the knob really changes the answer
     for client in (rivya, odirouter):
@@ -81,7 +84,7 @@ async def test_creates_answered_201_or_202_are_followed(rivya, odirouter, sandbo
 
 async def test_extra_fields_everywhere_are_ignored(rivya, odirouter, sandbox):
     wire(sandbox, extra_fields=True)
-    raw = await odirouter._api.get("/v1/queue/nano_banana_pro/requests/mmsu_none/status")
+    raw = await odirouter._request("GET", "/v1/queue/nano_banana_pro/requests/mmsu_none/status")
     assert EXTRA_KEY in raw.json()  # the sandbox really adds them (error bodies too)
 
     submitted = await rivya.submit(GenerationRequest(prompt="extras", resolution="2K"))
@@ -110,7 +113,7 @@ async def test_rivya_final_credits_zero_while_unsettled_is_not_a_settled_zero(sa
     configure(sandbox, "rivya", latency={"queued": {"dist": "fixed", "value": 0.3}, "processing": SLOW["processing"]})
     async with RivyaClient(sandbox.rivya_url, rivya_key, retry=FAST_RETRY, poll=FAST_POLL) as client:
         submitted = await client.submit(GenerationRequest(prompt="unsettled"))
-        raw = await client._api.get(f"/api/v1/generations/{submitted.task_id}")
+        raw = await client._request("GET", f"/api/v1/generations/{submitted.task_id}")
         assert raw.json()["status"] == "queued" and raw.json()["final_credits"] == 0
         assert submitted.snapshot.state is TaskState.QUEUED
         assert submitted.snapshot.credits_final is None and submitted.snapshot.credits_reserved == 8
@@ -127,14 +130,14 @@ async def test_rivya_final_credits_zero_while_unsettled_is_not_a_settled_zero(sa
 async def test_422_detail_string_or_list_names_the_field(odirouter, sandbox, shape):
     wire(sandbox, odirouter_422_detail=shape)
     # the server's own validation, bypassing the client's local checks (which would refuse first)
-    response = await odirouter._api.post("/v1/queue/nano_banana_pro", json={"prompt": "p", "resolution": "8K"})
+    response = await odirouter._request("POST", "/v1/queue/nano_banana_pro", json={"prompt": "p", "resolution": "8K"})
     assert response.status_code == 422
     assert isinstance(response.json()["detail"], str if shape == "string" else list)
     err = odirouter._error_from_response(response)
     assert isinstance(err, InvalidRequestError) and err.status_code == 422
     assert err.message.startswith("resolution:") and "body" not in err.message
-    both = await odirouter._api.post(
-        "/v1/queue/nano_banana_pro", json={"prompt": "p", "resolution": "1K", "image_size": "2K"}
+    both = await odirouter._request(
+        "POST", "/v1/queue/nano_banana_pro", json={"prompt": "p", "resolution": "1K", "image_size": "2K"}
     )
     assert "resolution" in odirouter._error_from_response(both).message
 

@@ -1,0 +1,59 @@
+"""IPTC XMP through exiv2 (``pyexiv2``): the digital source type every reader knows, plus the lineage
+in the project's namespace. exiv2 edits the metadata blocks only; pixels are never re-encoded."""
+
+from __future__ import annotations
+
+import threading
+
+import pyexiv2
+
+from nbpro_pipeline.provenance.lineage import TRAINED_ALGORITHMIC_MEDIA, ImageLineage
+
+NBPRO_XMP_NS = "urn:nbpro-pipeline:ns:lineage:1.0/"  # a URN: the project owns no domain to name it by
+NBPRO_XMP_PREFIX = "nbpro"
+SOURCE_TYPE_KEY = "Xmp.iptcExt.DigitalSourceType"
+_registered = threading.Lock()
+_done = False
+
+
+def _register_namespace() -> None:
+    """exiv2 keeps namespaces in a process-wide table: register ours once."""
+    global _done
+    with _registered:
+        if not _done:
+            pyexiv2.registerNs(NBPRO_XMP_NS, NBPRO_XMP_PREFIX)
+            _done = True
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def xmp_fields(lineage: ImageLineage) -> dict[str, str]:
+    """The XMP properties written for a lineage: ``Xmp.nbpro.promptId`` etc., None fields left out."""
+    fields = {SOURCE_TYPE_KEY: TRAINED_ALGORITHMIC_MEDIA, "Xmp.xmp.CreatorTool": "nbpro-pipeline"}
+    for name, value in lineage.model_dump(exclude={"references"}).items():
+        if value is not None:
+            fields[f"Xmp.{NBPRO_XMP_PREFIX}.{_camel(name)}"] = str(value)
+    if lineage.references:
+        fields[f"Xmp.{NBPRO_XMP_PREFIX}.references"] = " ".join(lineage.references)
+    return fields
+
+
+def write_xmp(data: bytes, lineage: ImageLineage) -> bytes:
+    """``data`` (a PNG or JPEG) with the lineage's XMP added; raises RuntimeError when exiv2 cannot."""
+    _register_namespace()
+    with pyexiv2.ImageData(data) as img:
+        img.modify_xmp(xmp_fields(lineage))
+        return img.get_bytes()
+
+
+def read_xmp(data: bytes) -> dict[str, str]:
+    """Every XMP property of an image (empty when it has none or exiv2 cannot read it)."""
+    _register_namespace()
+    try:
+        with pyexiv2.ImageData(data) as img:
+            return {k: v if isinstance(v, str) else str(v) for k, v in img.read_xmp().items()}
+    except RuntimeError:
+        return {}

@@ -1,0 +1,97 @@
+"""The FinOps Foundation's own validator (``focus-validator``) on an export of a real run of both
+providers. It needs Python >= 3.12, so it lives in its own venv (``make focus-validator`` builds
+``.venv-focus``; ``NBPRO_FOCUS_VENV`` points elsewhere). Under CI a missing validator fails the test.
+
+The one rule reported failing is ``InvoiceId-C-005-C`` ("MUST NOT be null when the charge is associated
+with an invoice"): it is one branch of ``InvoiceId-C-003-C``, an OR whose other branch ("MUST be null
+when not associated with an invoice") holds, and the OR passes. docs/focus.md says why InvoiceId is null.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nbpro_pipeline.costs.focus import export_focus
+from nbpro_pipeline.models.common import Provider
+from tests.engine.conftest import harness, prompt_rows  # noqa: F401  (harness is a fixture)
+
+REPO = Path(__file__).resolve().parents[2]
+# What the providers support, in the validator's terms: usage in images at a unit price, tags, a
+# virtual currency (Rivya credits) priced apart from the billing currency, and named accounts.
+APPLICABILITY = ",".join(
+    [
+        "USAGE_MEASUREMENT_SUPPORTED",
+        "UNIT_PRICING_SUPPORTED",
+        "TAGGING_SUPPORTED",
+        "VIRTUAL_CURRENCY_SUPPORTED",
+        "PRICING_BILLING_CURRENCY_DIFFERENCES_SUPPORTED",
+        "ACCOUNT_NAMING_SUPPORTED",
+        "MULTIPLE_BILLING_ACCOUNT_TYPES_SUPPORTED",
+    ]
+)
+KNOWN_OR_BRANCH = {"InvoiceId-C-005-C"}
+
+
+def validator_venv() -> Path:
+    venv = Path(os.environ.get("NBPRO_FOCUS_VENV", REPO / ".venv-focus"))
+    if not (venv / "bin" / "focus-validator").exists():
+        build = subprocess.run(["make", "-s", "focus-validator"], cwd=REPO, capture_output=True, text=True)
+        if build.returncode != 0 or not (venv / "bin" / "focus-validator").exists():
+            message = f"no focus-validator in {venv} (make focus-validator: {build.stderr.strip()[-300:] or 'ok'})"
+            if os.environ.get("CI") == "true":
+                pytest.fail(message)
+            pytest.skip(message)
+    return venv
+
+
+def run_validator(data_file: str, fmt: str) -> str:
+    venv = validator_venv()
+    # the validator opens its currency list by a path relative to its site-packages: run it from there
+    site = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import focus_validator, os; print(os.path.dirname(os.path.dirname(focus_validator.__file__)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    args = [str(venv / "bin" / "focus-validator"), "--data-file", data_file, "--data-format", fmt]
+    args += ["--validate-version", "1.2.0.1", "--block-download", "--applicability-criteria", APPLICABILITY]
+    done = subprocess.run(args, cwd=site, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def verdicts(output: str) -> dict[str, str]:
+    return dict(re.findall(r"^\S+ ([A-Za-z]+-[A-Z]-\d{3}-[A-Z]): (PASS|FAIL|SKIPPED)", output, flags=re.M))
+
+
+@pytest.fixture
+async def demo_export(harness):  # noqa: F811
+    """Both providers, a share of failed tasks on each, as the demo's cells produce."""
+    for provider in Provider:
+        harness.configure(provider, faults={"task_failed": {"CONTENT_BLOCKED": 0.25}})
+        await harness.run(provider, prompt_rows(8))
+    return export_focus(harness.storage, csv=True)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+async def test_the_finops_validator_accepts_the_export(demo_export, fmt):
+    output = run_validator(demo_export.paths[0 if fmt == "parquet" else 1], fmt)
+    total = re.search(r"Total: (\d+) \| Pass: (\d+) \| Fail: (\d+) \| Skipped: (\d+)", output)
+    assert total, output[-2000:]
+    results = verdicts(output)
+    failed = {rule for rule, verdict in results.items() if verdict == "FAIL"}
+    assert failed <= KNOWN_OR_BRANCH, sorted(failed)
+    assert results["InvoiceId-C-003-C"] == "PASS"  # the OR that InvoiceId-C-005-C is a branch of
+    for rule in ("BilledCost-C-000-M", "PricingCurrency-C-000-C", "ConsumedQuantity-C-000-C", "Tags-C-000-C"):
+        assert results[rule] == "PASS", rule
+    assert int(total.group(2)) >= 200  # rules actually checked, not skipped
