@@ -54,7 +54,7 @@ DEV_ENV = DAGSTER_HOME=$(CURDIR)/.nbpro/dagster_home NBPRO_STORAGE_ROOT=$(CURDIR
 	RIVYA_API_KEY=$${RIVYA_API_KEY:-rvya_sk_sandbox_demo_key} ODIROUTER_API_KEY=$${ODIROUTER_API_KEY:-odr_sandbox_demo_key}
 dev: $(STAMP)
 	mkdir -p .nbpro/dagster_home && cp deploy/local/dagster.yaml .nbpro/dagster_home/dagster.yaml
-	$(BIN)/nbpro sandbox --port 8787 --state .nbpro/sandbox & SANDBOX=$$!; \
+	$(BIN)/nbpro sandbox --port 8787 --state .nbpro/sandbox --latency realistic $(SANDBOX_ARGS) & SANDBOX=$$!; \
 	trap 'exit 130' INT TERM; \
 	trap 'kill $$SANDBOX 2>/dev/null; wait $$SANDBOX 2>/dev/null; true' EXIT; \
 	$(DEV_ENV) $(BIN)/dg dev -w workspace.yaml

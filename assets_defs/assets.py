@@ -14,7 +14,7 @@ from assets_defs.partitions import cell_of, cell_partitions
 from assets_defs.resources import BudgetResource, OdiRouterResource, PipelineResource, RivyaResource, StorageResource
 from nbpro_pipeline import cell_checks
 from nbpro_pipeline.audit import audit_cell
-from nbpro_pipeline.costs import focus, reports, spent_today_from_ledger
+from nbpro_pipeline.costs import focus, reports
 from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
 from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.models.common import Provider
@@ -24,7 +24,7 @@ from nbpro_pipeline.presentation.cell_view import CellView, cell_view
 from nbpro_pipeline.presentation.gallery import write_cross_provider_gallery
 from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
 from nbpro_pipeline.provenance import SIGNING_HELP, ProvenanceSigner, SigningConfigError, signer_from_env
-from nbpro_pipeline.storage import Storage, read_ledger, read_table, table_path, write_table
+from nbpro_pipeline.storage import Storage, compact_ledger, read_ledger, read_table, spent_on, table_path, write_table
 
 # One group: the Lineage page opens on the whole pipeline instead of collapsed groups of one or two assets.
 GROUP = "nbpro_pipeline"
@@ -97,7 +97,7 @@ def generated_images(
     rows = rows_for_cell(accepted, provider, resolution)
     resource = rivya if provider is Provider.RIVYA else odirouter
     today = datetime.now(UTC).date()
-    guard = budget.guard(provider, spent_today_from_ledger(read_ledger(st, provider=provider), provider, today))
+    guard = budget.guard(provider, spent_on(st, provider, today))
     settings = resource.engine_settings().model_copy(
         update={"reference_roots": pipeline.reference_roots, "signer": _c2pa_signer(context)}
     )
@@ -203,16 +203,18 @@ def _write_report(name: str, df, st, summary_md: str, chart_png: bytes | None) -
 @dg.asset(group_name=GROUP, kinds={"parquet"}, deps=[generated_images], automation_condition=REPORT_AUTOMATION)
 def credit_cost_report(storage: StorageResource, budget: BudgetResource) -> dg.MaterializeResult:
     """Cost by provider, resolution, day and source table: reserved vs final, successes, failures by
-    reason, cost lost to failures, cost per successful image, estimate vs actual."""
+    reason, cost lost to failures, cost per successful image, estimate vs actual. Compacts the ledger
+    first (parts older than an hour), so that neither this report nor the next cell run pays per file."""
     st = storage.storage()
-    ledger = read_ledger(st)
-    df = reports.credit_cost_report(ledger, budget.prices())
+    compacted = compact_ledger(st)
+    df = reports.credit_cost_report_for(st, budget.prices())
     result = _write_report("credit_cost_report", df, st, summary.cost_summary(df), charts.cost_per_day(df))
-    totals = reports.totals_by_provider(ledger)
+    totals = reports.totals_for(st)
     units = {p.value: budget.prices().unit(p) for p in Provider}
     result.metadata.update(  # type: ignore[union-attr]
         {f"total_{p}_{units.get(p, 'cost')}": round(float(v), 4) for p, v in totals.items()}
     )
+    result.metadata.update({"ledger_parts_compacted": compacted.sources})  # type: ignore[union-attr]
     return result
 
 
@@ -221,10 +223,9 @@ def provider_comparison(storage: StorageResource, budget: BudgetResource) -> dg.
     """The same prompts across providers: cost per image (unit and USD), latency p50/p95, failure rate,
     size mismatches; and the cross-provider gallery page."""
     st = storage.storage()
-    ledger = read_ledger(st)
-    df = reports.provider_comparison(ledger, budget.prices())
+    df = reports.provider_comparison_for(st, budget.prices())
     result = _write_report("provider_comparison", df, st, summary.comparison_summary(df), charts.comparison(df))
-    page = write_cross_provider_gallery(st, ledger, budget.prices())
+    page = write_cross_provider_gallery(st, read_ledger(st), budget.prices())
     result.metadata.update(  # type: ignore[union-attr]
         {"gallery": _link(page.uri), "gallery_prompts": f"{page.shown} of {page.total} shown"}
     )

@@ -7,6 +7,7 @@ that lacks newer columns. All of them are brought to the one schema here, so the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -21,30 +22,33 @@ LedgerLike = Any  # pa.Table | pd.DataFrame; kept loose so this module never imp
 REQUIRED_COLUMNS = ("prompt_id", "provider", "resolution", "status", "final_cost")
 
 
-def as_ledger_table(ledger: LedgerLike | None) -> pa.Table:
-    """``ledger`` as a table with exactly the ``LEDGER_SCHEMA`` columns and types (empty for ``None``)."""
+def as_ledger_table(ledger: LedgerLike | None, columns: Sequence[str] | None = None) -> pa.Table:
+    """``ledger`` as a table with exactly the ``LEDGER_SCHEMA`` columns and types (empty for ``None``);
+    only ``columns`` of them, in that order, when given (a report over a million rows then never builds
+    the thirty columns it does not read)."""
+    schema = LEDGER_SCHEMA if columns is None else pa.schema([LEDGER_SCHEMA.field(c) for c in columns])
     if ledger is None:
-        return LEDGER_SCHEMA.empty_table()
+        return schema.empty_table()
     if not isinstance(ledger, pa.Table):
         if hasattr(ledger, "to_dict") and hasattr(ledger, "columns"):  # a pandas DataFrame
             ledger = pa.Table.from_pandas(ledger, preserve_index=False)
         else:
             raise TypeError(f"expected a pyarrow Table or pandas DataFrame of ledger rows, got {type(ledger).__name__}")
-    missing = [c for c in REQUIRED_COLUMNS if c not in ledger.column_names]
+    missing = [c for c in REQUIRED_COLUMNS if c in schema.names and c not in ledger.column_names]
     if missing and ledger.num_rows:
         raise ValueError(f"ledger rows lack the column(s) {', '.join(missing)}; pass rows in LEDGER_SCHEMA")
-    columns = []
-    for field in LEDGER_SCHEMA:
+    arrays = []
+    for field in schema:
         if field.name not in ledger.column_names:
-            columns.append(pa.nulls(ledger.num_rows, field.type))
+            arrays.append(pa.nulls(ledger.num_rows, field.type))
             continue
         column = ledger[field.name]
         if pa.types.is_dictionary(column.type):
             column = column.cast(column.type.value_type)
         if pa.types.is_timestamp(field.type) and pa.types.is_timestamp(column.type) and column.type.tz is None:
             column = pc.assume_timezone(column, "UTC")  # naive times in the ledger are UTC by contract
-        columns.append(column.cast(field.type))
-    return pa.Table.from_arrays(columns, schema=LEDGER_SCHEMA)
+        arrays.append(column.cast(field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 MICRO = Decimal("0.000001")

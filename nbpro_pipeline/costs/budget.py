@@ -173,7 +173,7 @@ def spent_today_from_ledger(ledger: LedgerLike, provider: Provider | str, day: d
     A row's time is ``finished_at`` (when the provider charged), else ``recorded_at``. Every status
     counts: failed rows may have been billed, skipped rows cost 0.
     """
-    table = as_ledger_table(ledger)
+    table = as_ledger_table(ledger, ["provider", "final_cost", "finished_at", "recorded_at"])
     if table.num_rows == 0:
         return _ZERO
     ts_type = table.schema.field("recorded_at").type

@@ -18,15 +18,17 @@ from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.models.common import Provider
 
 
-def read_ledger_dataset(storage_root: str, *, storage_options: dict[str, Any] | None = None) -> pa.Table | None:
-    """Every row of ``<storage_root>/ledger`` (a local path or fsspec URI), or ``None`` if there is no
-    ledger there yet; the same reader the engine uses."""
+def read_ledger_dataset(
+    storage_root: str, *, storage_options: dict[str, Any] | None = None, columns: list[str] | None = None
+) -> pa.Table | None:
+    """Every row of ``<storage_root>/ledger`` (a local path or fsspec URI), only ``columns`` if given, or
+    ``None`` if there is no ledger there yet; the same reader the engine uses."""
     from nbpro_pipeline.storage import Storage, read_ledger
 
     storage = Storage(storage_root, storage_options)
     if not storage.exists(storage.ledger_dir()):
         return None
-    return read_ledger(storage)
+    return read_ledger(storage, columns=columns)
 
 
 def _money(amount: Decimal) -> str:

@@ -33,6 +33,8 @@ ALL_CELLS: tuple[Cell, ...] = tuple((p, r) for p in Provider for r in Resolution
 
 # What identifies "the same image asked again" between an accepted prompt row and a ledger row of one cell.
 DONE_MATCH_COLUMNS = ("prompt_id", "prompt_sha256", "aspect_ratio", "output_format")
+# all an estimate reads of the ledger (``read_ledger(columns=...)``: a million rows then cost ~100 MB, not GBs)
+ESTIMATE_LEDGER_COLUMNS = ["provider", "resolution", "status", *DONE_MATCH_COLUMNS]
 
 
 class CellSpecError(ValueError):
@@ -150,7 +152,7 @@ def estimate_cells(
 
     ``accepted`` is a table in ``ACCEPTED_SCHEMA``; ``ledger`` (optional) holds ledger rows of any run.
     """
-    ledger_table = as_ledger_table(ledger)
+    ledger_table = as_ledger_table(ledger, ESTIMATE_LEDGER_COLUMNS)
     out: list[CellEstimate] = []
     for provider, resolution in cells:
         provider, resolution = Provider(provider), Resolution(resolution)

@@ -14,12 +14,10 @@ from decimal import Decimal
 
 from nbpro_pipeline.engine.outcomes import RESUMABLE_CODES
 from nbpro_pipeline.models.common import Resolution
-from nbpro_pipeline.models.ledger import OutcomeStatus
-from nbpro_pipeline.storage.filesystem import Storage, cell_dir
+from nbpro_pipeline.storage.cell_history import CellHistory as PastRows
+from nbpro_pipeline.storage.cell_history import load_cell_history
+from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.journal import JournalEntry, read_journal
-from nbpro_pipeline.storage.ledger import read_ledger
-
-_COLUMNS = ["fingerprint", "status", "task_id", "error_code", "final_cost", "image_uri", "recorded_at"]
 
 
 def idempotency_key(ledger_id: str, fingerprint: str, generation: int) -> str:
@@ -54,25 +52,60 @@ class CellHistory:
         return net
 
 
+class _StoredFingerprints:
+    """``fp in stored``: the ledger shows a success for ``fp`` and its image is still there. Asked per
+    eligible row (one stat each, cached), never by listing a year of images; ``len`` is what the ledger
+    claims (for the start-of-run message)."""
+
+    def __init__(self, past: PastRows, storage: Storage) -> None:
+        self._images = past.succeeded_images()
+        self._storage = storage
+        self._checked: dict[str, bool] = {}
+
+    def __contains__(self, fingerprint: object) -> bool:
+        if not isinstance(fingerprint, str) or fingerprint not in self._images:
+            return False
+        if fingerprint not in self._checked:
+            uri, fs = self._images[fingerprint], self._storage.fs
+            self._checked[fingerprint] = fs.exists(uri if self._storage.is_local else fs._strip_protocol(uri))
+        return self._checked[fingerprint]
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+
+class _PastCharges(dict):
+    """Total booked per task id, looked up in the ledger on first use: only tasks a run books again
+    (resumed, replayed, re-polled) are ever asked for, so the year's tasks are never made into objects."""
+
+    def __init__(self, past: PastRows, known: set[str]) -> None:
+        super().__init__()
+        self._past = past
+        self._known = known
+
+    def get(self, task_id: str, default: Decimal | None = None) -> Decimal | None:  # type: ignore[override]
+        if task_id not in self and task_id in self._known:
+            found = self._past.tasks([task_id]).get(task_id)
+            if found is not None:
+                self[task_id] = found.charged
+        return super().get(task_id, default)
+
+
 def load_history(storage: Storage, provider: str, resolution: Resolution) -> CellHistory:
-    """Blocking (reads the ledger, lists images, reads the journal): run it in a thread."""
-    prev = read_ledger(storage, provider=provider, resolution=resolution, columns=_COLUMNS)
-    stored = {storage.uri(p) for p in storage.find(storage.path("images", cell_dir(provider, resolution)))}
-    history = CellHistory()
-    latest_code: dict[str, str | None] = {}
-    for r in prev.sort_by([("recorded_at", "ascending")]).to_pylist():
-        fp, task = r["fingerprint"], r["task_id"]
-        if r["status"] == OutcomeStatus.SUCCEEDED and r["image_uri"] in stored:
-            history.succeeded.add(fp)
-        if task:
-            history.charged_by_task[task] = history.earlier(task) + (r["final_cost"] or 0)
-            latest_code[task] = r["error_code"]
-            if r["status"] == OutcomeStatus.FAILED:
-                history.failed_generations.setdefault(fp, set()).add(task)
-    resolved = {t for t, code in latest_code.items() if code not in RESUMABLE_CODES}
-    for tasks in history.failed_generations.values():
-        tasks.difference_update([t for t in tasks if latest_code.get(t) in RESUMABLE_CODES])
+    """Blocking (one listing of the cell's own ledger directory, its live parts' seven columns, the journal):
+    run it in a thread. Only what this run asks about is turned into Python objects (the failed and
+    resumable tasks, and per eligible row its stored image), so the cost stays flat as history grows."""
+    past = load_cell_history(storage, provider, resolution)
+    resumable = past.tasks_with_latest_code(RESUMABLE_CODES)
+    history = CellHistory(succeeded=_StoredFingerprints(past, storage))  # type: ignore[arg-type]
+    booked = past.task_ids()
+    history.charged_by_task = _PastCharges(past, booked)
+    history.failed_generations = {
+        fp: live for fp, failed in past.failed_tasks().items() if (live := failed - resumable)
+    }
     journal = read_journal(storage, provider, resolution)
     history.intents = journal.intents
-    history.unresolved = journal.unresolved_tasks(resolved)
+    history.unresolved = journal.unresolved_tasks(
+        {t for entries in journal.tasks.values() for e in entries if (t := e.task_id) in booked and t not in resumable}
+    )
     return history

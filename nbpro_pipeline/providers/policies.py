@@ -54,13 +54,17 @@ class LatencyTracker:
         self._samples.append(max(0.0, seconds))
         self._added += 1
 
-    def quantiles(self, qs: tuple[float, ...]) -> list[float]:
-        """The ``qs`` quantiles of the window, ascending; re-sorted only every few new samples, since
-        every poll of every task reads them."""
+    def sorted_samples(self) -> list[float]:
+        """The window, ascending; re-sorted only every few new samples, since every poll of every task
+        (and every admission decision) reads it. Do not modify the list."""
         if self._cached_at < 0 or self._added - self._cached_at >= 8:
             self._sorted = sorted(self._samples)
             self._cached_at = self._added
-        data = self._sorted
+        return self._sorted
+
+    def quantiles(self, qs: tuple[float, ...]) -> list[float]:
+        """The ``qs`` quantiles of the window, ascending."""
+        data = self.sorted_samples()
         if not data:
             return []
         last = len(data) - 1

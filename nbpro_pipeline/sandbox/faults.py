@@ -117,7 +117,7 @@ class TaskPlan:
     corrupt_variant: float  # where and how the bytes get damaged, when corrupt_image fires
 
 
-def plan_task(config: ProviderConfig, time_scale: float, draw: Draw) -> TaskPlan:
+def plan_task(config: ProviderConfig, time_scale: float, draw: Draw, resolution: str | None = None) -> TaskPlan:
     faults = config.faults
     failure = None
     u = draw("task_failed")
@@ -129,7 +129,7 @@ def plan_task(config: ProviderConfig, time_scale: float, draw: Draw) -> TaskPlan
             break
     return TaskPlan(
         queue_s=_finite(config.latency.queued.sample(draw("latency.queued")) * time_scale),
-        processing_s=_finite(config.latency.processing.sample(draw("latency.processing")) * time_scale),
+        processing_s=_finite(config.latency.processing_for(resolution).sample(draw("latency.processing")) * time_scale),
         failure=failure,
         stuck=draw.fires("stuck_task", faults.stuck_task),
         corrupt_image=draw.fires("corrupt_image", faults.corrupt_image),

@@ -150,7 +150,7 @@ class OdiRouterApi:
             size = self.rt.known_image_size(first, now) if first else None
             aspect = nearest_aspect_ratio(*size) if size else AspectRatio.R1_1
         modalities = submit.response_modalities
-        plan = self.rt.plan(ODIROUTER, admitted.draw)
+        plan = self.rt.plan(ODIROUTER, admitted.draw, resolution.value)
         task = self.rt.new_task(
             ODIROUTER,
             plan,

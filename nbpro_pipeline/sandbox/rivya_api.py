@@ -205,7 +205,7 @@ class RivyaApi:
         aspect = params.aspect_ratio
         if aspect is AspectRatio.AUTO:
             aspect = nearest_aspect_ratio(*reference_sizes[0]) if reference_sizes else AspectRatio.R1_1
-        plan = self.rt.plan(RIVYA, admitted.draw)
+        plan = self.rt.plan(RIVYA, admitted.draw, params.resolution.value)
         task = self.rt.new_task(
             RIVYA,
             plan,

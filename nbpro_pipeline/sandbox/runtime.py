@@ -278,9 +278,10 @@ class SandboxRuntime:
         return str(max(1, math.ceil(wait_s - 1e-9)))
 
     def concurrency_refusal(self, provider: str, now: float) -> Refusal | None:
-        limit = self._config.provider(provider).rate_limit.max_concurrent_tasks
+        limits = self._config.provider(provider).rate_limit
+        limit = limits.max_concurrent_tasks
         active = self._active[provider]
-        if not limit or len(active) < limit:
+        if not limit or len(active) < limit or limits.admission == "queue":
             return None
         ends = [end for t in active.values() if (end := t.finishes_at) is not None]
         wait = (min(ends) - now) if ends else 60.0
@@ -292,15 +293,29 @@ class SandboxRuntime:
 
     # --- tasks -----------------------------------------------------------------------------------
 
-    def plan(self, provider: str, draw: Draw) -> TaskPlan:
-        return plan_task(self._config.provider(provider), self._config.time_scale, draw)
+    def plan(self, provider: str, draw: Draw, resolution: str | None = None) -> TaskPlan:
+        return plan_task(self._config.provider(provider), self._config.time_scale, draw, resolution)
+
+    def slot_wait(self, provider: str, now: float) -> float:
+        """Queue admission: seconds until a slot is free for a task created now (0 under the limit).
+
+        First come, first served: with n tasks unfinished and C slots, the new task gets the slot freed
+        by the (n - C + 1)-th of them to finish (tasks stuck forever never free one)."""
+        limits = self._config.provider(provider).rate_limit
+        limit = limits.max_concurrent_tasks
+        active = [t for t in self._active[provider].values() if t.canceled_at is None]
+        if limits.admission != "queue" or not limit or len(active) < limit:
+            return 0.0
+        ends = sorted(end for t in active if (end := t.finishes_at) is not None)
+        k = len(active) - limit
+        return max(0.0, ends[k] - now) if k < len(ends) else 365 * 24 * 3600.0
 
     def new_task(self, provider: str, plan: TaskPlan, now: float, **fields: Any) -> SandboxTask:
         return SandboxTask(
             provider=provider,
             id=new_task_id(provider),
             created_at=now,
-            queue_s=plan.queue_s,
+            queue_s=max(plan.queue_s, self.slot_wait(provider, now)),
             processing_s=plan.processing_s,
             failure=plan.failure,
             stuck=plan.stuck,

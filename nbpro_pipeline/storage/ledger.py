@@ -3,7 +3,11 @@
 Parts are never appended to or rewritten (object stores cannot append), so the writer buffers a few
 hundred outcomes or a few seconds' worth and writes a new part. A crash loses at most the unflushed
 buffer, and the journal brings those tasks back on the next run: they are polled again, not paid
-again. Readers get the union of all parts; tmp files are hidden (dot-prefixed) and never read.
+again. Readers get the union of the live parts (see ``ledger_parts``: compaction merges small parts into
+larger ones); tmp files are hidden (dot-prefixed) and never read.
+
+Every part holds rows charged on one UTC day, named for it (``part-YYYYMMDD-HHMMSS-…``), so what a day
+cost is read from that day's parts only.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import pyarrow.parquet as pq
 from nbpro_pipeline.models.common import Provider, Resolution
 from nbpro_pipeline.models.ledger import LEDGER_PARTITION_COLUMNS, LEDGER_SCHEMA, LedgerRecord, records_to_table
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
+from nbpro_pipeline.storage.ledger_parts import ledger_parts
 
 _HIVE = ds.partitioning(pa.schema([LEDGER_SCHEMA.field(c) for c in LEDGER_PARTITION_COLUMNS]), flavor="hive")
 
@@ -48,6 +53,8 @@ class LedgerWriter:
         self.parts: list[str] = []
 
     def add(self, record: LedgerRecord) -> None:
+        if self._buffer and charged_at(record).date() != charged_at(self._buffer[0]).date():
+            self.flush()  # one UTC day per part: the part's name then says which day it holds
         self._buffer.append(record)
         if len(self._buffer) >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_interval_s:
             self.flush()
@@ -60,13 +67,19 @@ class LedgerWriter:
         # provider and resolution live in the directory names (hive), not in the file
         table = records_to_table(records).drop_columns(list(LEDGER_PARTITION_COLUMNS))
         self._seq += 1
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        stamp = min(charged_at(r) for r in records).strftime("%Y%m%d-%H%M%S")
         name = f"part-{stamp}-{_short(self.run_id)}-{self._seq:05d}-{uuid.uuid4().hex[:6]}.parquet"
         path = f"{self.dir}/{name}"
         with self.storage.open_atomic(path) as fh:
             pq.write_table(table, fh, compression="zstd")
         self.parts.append(path)
         self.written += len(records)
+
+
+def charged_at(record: LedgerRecord) -> datetime:
+    """When a row's amount was charged, as the budget counts it: ``finished_at``, else ``recorded_at`` (UTC)."""
+    at = record.finished_at or record.recorded_at
+    return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _short(run_id: str) -> str:
@@ -82,25 +95,32 @@ def read_ledger(
 ) -> pa.Table:
     """Every ledger row (optionally one cell's), in ``LEDGER_SCHEMA`` column order; empty if none yet."""
     storage = storage if isinstance(storage, Storage) else Storage(storage)
-    root = storage.ledger_dir()
     wanted = columns or LEDGER_SCHEMA.names
-    empty = LEDGER_SCHEMA.empty_table().select(wanted)
-    if not storage.exists(root):
-        return empty
-    files = [p for p in storage.find(root) if p.endswith(".parquet")]
-    if provider is not None:
-        files = [p for p in files if f"/provider={provider}/" in p]
-    if resolution is not None:
-        files = [p for p in files if f"/resolution={Resolution(resolution).value}/" in p]
-    if not files:
-        return empty
+    if not storage.exists(storage.ledger_dir()):
+        return LEDGER_SCHEMA.empty_table().select(wanted)
+    parts = ledger_parts(storage, provider=provider, resolution=resolution)
+    return read_parts(storage, [p.path for p in parts], wanted)
+
+
+def ledger_dataset(storage: Storage, paths: list[str]) -> ds.Dataset:
+    """The given part files as one dataset with the hive columns (provider, resolution) restored."""
     file_schema = pa.schema([f for f in LEDGER_SCHEMA if f.name not in LEDGER_PARTITION_COLUMNS])
-    dataset = ds.dataset(
-        files,
+    return ds.dataset(
+        paths,
         filesystem=storage.fs,
         format="parquet",
         partitioning=_HIVE,
-        partition_base_dir=root,
+        partition_base_dir=storage.ledger_dir(),
         schema=pa.unify_schemas([file_schema, _HIVE.schema]),
     )
-    return dataset.to_table(columns=wanted).cast(empty.schema)
+
+
+def read_parts(
+    storage: Storage, paths: list[str], columns: list[str] | None = None, *, filter: ds.Expression | None = None
+) -> pa.Table:
+    """Rows of the given part files, in ``LEDGER_SCHEMA`` types and column order (``columns`` if given)."""
+    wanted = columns or LEDGER_SCHEMA.names
+    empty = LEDGER_SCHEMA.empty_table().select(wanted)
+    if not paths:
+        return empty
+    return ledger_dataset(storage, paths).to_table(columns=wanted, filter=filter).cast(empty.schema)

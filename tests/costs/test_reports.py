@@ -264,3 +264,78 @@ def test_report_day_uses_utc(prices):
     late_in_new_york = datetime(2025, 3, 10, 22, 0, tzinfo=timezone(timedelta(hours=-5)))  # 03:00 UTC next day
     (row,) = credit_cost_report(ledger(record("a", at=late_in_new_york)), prices).to_dict("records")
     assert row["day"] == date(2025, 3, 11)
+
+
+# -- over a storage root, cell by cell ------------------------------------------------------------------
+def _mixed_records():
+    rows = [
+        record("s1", provider="rivya", resolution="2K", fingerprint="f1", prompt_sha256="h1"),
+        record("s1", provider="odirouter", resolution="2K", fingerprint="g1", prompt_sha256="h1"),
+        record("s2", provider="rivya", resolution="2K", status="failed", error_code="content_policy", cost=2),
+        record("s2", provider="rivya", resolution="2K", at=T0 + timedelta(hours=1), fingerprint="fp-rivya-2K-s2"),
+        record("s3", provider="odirouter", resolution="2K", status="failed", error_code="size_mismatch", cost="0.15"),
+        record("s4", provider="rivya", resolution="4K", at=T0 + timedelta(days=1), source_uri="s3://b/other.csv"),
+        record("s5", provider="odirouter", resolution="1K", status="skipped", error_code="budget_exceeded"),
+    ]
+    return rows + _odirouter_records()
+
+
+def _odirouter_records():
+    return [record(f"m{i}", provider="odirouter", resolution="2K", latency_s=1.0 + i) for i in range(5)]
+
+
+def _write_cells(storage, records):
+    from nbpro_pipeline.storage import LedgerWriter
+
+    by_cell = {}
+    for r in records:
+        by_cell.setdefault((r.provider, r.resolution), []).append(r)
+    for (p, res), rows in by_cell.items():
+        writer = LedgerWriter(storage, p, res, "run", flush_rows=2)
+        for row in rows:
+            writer.add(row)
+        writer.flush()
+
+
+def test_reports_over_a_storage_root_equal_the_reports_of_the_whole_table(tmp_path, prices):
+    from nbpro_pipeline.costs.reports import credit_cost_report_for, provider_comparison_for, totals_for
+    from nbpro_pipeline.storage import Storage
+
+    storage = Storage(tmp_path / "root")
+    records = _mixed_records()
+    _write_cells(storage, records)
+    whole = ledger(*records)
+    pd.testing.assert_frame_equal(credit_cost_report_for(storage, prices), credit_cost_report(whole, prices))
+    pd.testing.assert_frame_equal(provider_comparison_for(storage, prices), provider_comparison(whole, prices))
+    assert totals_for(storage) == totals_by_provider(whole)
+    common = provider_comparison_for(storage, prices).set_index(["provider", "resolution"])
+    assert common.loc[("rivya", "2K"), "common_prompts"] == 1  # s1 succeeded on both providers at 2K
+
+
+def test_reports_over_an_empty_root_are_empty_with_their_columns(tmp_path, prices):
+    from nbpro_pipeline.costs.reports import credit_cost_report_for, provider_comparison_for
+    from nbpro_pipeline.storage import Storage
+
+    storage = Storage(tmp_path / "empty")
+    assert list(credit_cost_report_for(storage, prices).columns) == CREDIT_COST_COLUMNS
+    assert list(provider_comparison_for(storage, prices).columns) == COMPARISON_COLUMNS
+
+
+def test_failed_latest_equals_failed_and_latest_over_random_rows():
+    from nbpro_pipeline.costs.reports import failed_latest
+
+    rng = np.random.default_rng(3)
+    rows = [
+        record(
+            f"p{rng.integers(0, 15)}",
+            provider=str(rng.choice(["rivya", "odirouter"])),
+            status=str(rng.choice(["succeeded", "failed", "skipped"])),
+            at=T0 + timedelta(minutes=int(rng.integers(0, 5))),  # many ties
+        )
+        for _ in range(300)
+    ]
+    table = ledger(*rows)
+    failed = pa.array([r.status == "failed" for r in rows])
+    expected = pa.compute.and_(failed, latest_mask(table)).to_pylist()
+    assert failed_latest(table).to_pylist() == expected
+    assert any(expected) and not all(expected)

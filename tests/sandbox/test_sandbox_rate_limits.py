@@ -67,3 +67,37 @@ def test_unrelated_config_changes_do_not_refill_the_bucket(sandbox, rivya):
     assert rivya.http.get("/api/v1/credits").status_code == 200
     configure(sandbox, "rivya", faults={"corrupt_image": 0.1})
     assert rivya.http.get("/api/v1/credits").status_code == 429
+
+
+def test_queue_admission_accepts_beyond_the_limit_and_starts_each_when_a_slot_frees(sandbox, odi, rivya):
+    configure(
+        sandbox, "odirouter", latency=slow(processing=0.4), rate_limit={"max_concurrent_tasks": 2, "admission": "queue"}
+    )
+    ids = []
+    for prompt in "abcd":
+        response = odi.submit(prompt=prompt)
+        assert response.status_code == 200  # accepted, never 429
+        ids.append(response.json()["request_id"])
+    waiting = odi.status(ids[3]).json()
+    assert waiting["status"] == "IN_QUEUE" and waiting["queue_position"] == 1  # c is ahead of it
+    assert odi.status(ids[0]).json()["status"] == "IN_PROGRESS"
+    for request_id in ids:
+        odi.wait(request_id, timeout=5)
+    assert sandbox.stats()["odirouter"]["rate_limited_429"] == 0
+    configure(
+        sandbox, "rivya", latency=slow(processing=0.4), rate_limit={"max_concurrent_tasks": 1, "admission": "queue"}
+    )
+    assert rivya.create(prompt="x").status_code in (200, 201)
+    queued = rivya.create(prompt="y")
+    assert queued.status_code in (200, 201) and queued.json()["status"] == "queued"
+
+
+def test_processing_latency_per_resolution():
+    from nbpro_pipeline.sandbox.config import REALISTIC_PROCESSING, SandboxConfig
+
+    config = SandboxConfig().updated({"rivya": {"latency": {"processing_by_resolution": REALISTIC_PROCESSING}}})
+    latency = config.rivya.latency
+    medians = [latency.processing_for(r).sample(0.5) for r in ("1K", "2K", "4K")]
+    assert [round(m) for m in medians] == [17, 35, 60]
+    assert round(latency.processing_for("4K").sample(0.95)) == 90  # p95 of the published measurements
+    assert latency.processing_for(None) == latency.processing

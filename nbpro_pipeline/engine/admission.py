@@ -1,0 +1,186 @@
+"""When to submit the next task: by the number of tasks *expected* to be still unfinished at the provider.
+
+A provider runs at most C tasks at once. Holding one of our C slots from submit until *we see* the task
+done ties the provider's slot to our detection lag: at L ≈ 23 s with ~3 polls per task a slot was held
+26.6 s for 22.7 s of work (49 of 64 slots busy). Polling harder only trades requests for lag. Instead,
+from the completion times seen so far (``LatencyTracker``) and each task's age, the probability that a
+task is still running is the survival ``S(age) = P(T > age)``; knowing it was still running at its last
+poll (age ``a₀``) makes it ``S(age) / S(a₀)``. The sum over the tasks we hold is the expected number
+the provider is still working on, and a new task is admitted while that sum leaves room under C.
+
+The estimate can be wrong, so the provider's own answer is the backstop:
+- **reject** providers (Rivya, the sandbox's ``max_concurrent_tasks``) answer 429 when full:
+  ``rejected()`` counts it (never charged, never a failure: the submit is simply tried again) and
+  admits nothing more until a task is seen finished or ``backoff_s`` has passed;
+- **queue** providers (fal-style ``IN_QUEUE`` with a ``queue_position``) accept beyond C: admit while
+  the expected number unfinished stays under C plus ``queue_allowance``, and never while a held task
+  reports a queue position at or beyond ``queue_allowance``.
+Whatever the estimate, at most ``max_in_flight`` tasks are held at once (the configurable cap), and
+until ``min_samples`` completions are known every held task counts as unfinished (today's admission).
+
+Pure bookkeeping with an injectable clock: no I/O, no threads; ``wait_for_room`` is the one coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from nbpro_pipeline.providers.policies import LatencyTracker
+
+
+class AdmissionKind(StrEnum):
+    REJECT = "reject"  # over C: 429 (counted, retried, never charged)
+    QUEUE = "queue"  # over C: accepted and queued (IN_QUEUE / queued with a queue_position)
+
+
+class AdmissionSettings(BaseModel):
+    """How much work to keep at the provider; see the module docstring."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider_slots: int = Field(ge=1, description="C: tasks the provider runs at once")
+    max_in_flight: int = Field(ge=1, description="cap on tasks held (submitted, not yet seen finished)")
+    kind: AdmissionKind = AdmissionKind.REJECT
+    queue_allowance: int = Field(default=0, ge=0, description="queue providers: tasks allowed to wait beyond C")
+    headroom: float = Field(default=0.25, ge=0, le=1, description="admit while expected unfinished ≤ C - 1 + this")
+    min_samples: int = Field(default=8, ge=1)
+    backoff_s: float = Field(default=1.0, ge=0, description="after a 429, admit nothing for this long")
+    recheck_s: float = Field(default=0.25, gt=0, description="longest wait before re-evaluating the estimate")
+
+    @model_validator(mode="after")
+    def _queue_needs_kind(self) -> AdmissionSettings:
+        if self.queue_allowance and self.kind is not AdmissionKind.QUEUE:
+            raise ValueError("queue_allowance applies to queue providers only; set kind='queue'")
+        return self
+
+
+@dataclass
+class _Held:
+    submitted_at: float
+    running_at_age: float = 0.0  # the task was seen unfinished at this age (its last poll)
+    queue_position: int | None = None
+
+
+@dataclass
+class AdmissionCounters:
+    admitted: int = 0
+    finished: int = 0
+    rejected_429: int = 0  # backstop answers: counted, never charged, never failures
+    waits: int = 0  # times wait_for_room had to wait
+
+
+@dataclass
+class Admission:
+    """Admits submits by the expected number of unfinished tasks; one per (client, cell)."""
+
+    settings: AdmissionSettings
+    tracker: LatencyTracker
+    clock: Callable[[], float] = time.monotonic
+    counters: AdmissionCounters = field(default_factory=AdmissionCounters)
+    _held: dict[Hashable, _Held] = field(default_factory=dict)
+    _blocked_until: float = float("-inf")
+    _changed: asyncio.Event | None = None
+
+    # -- what happened ---------------------------------------------------------------------------------
+    def submitted(self, key: Hashable) -> None:
+        """The provider accepted task ``key`` (it now holds one of our in-flight places)."""
+        self._held[key] = _Held(submitted_at=self.clock())
+        self.counters.admitted += 1
+
+    def still_running(self, key: Hashable, queue_position: int | None = None) -> None:
+        """A poll saw ``key`` unfinished now (queued at ``queue_position``, if the provider says)."""
+        held = self._held.get(key)
+        if held is not None:
+            held.running_at_age = self.clock() - held.submitted_at
+            held.queue_position = queue_position
+
+    def finished(self, key: Hashable) -> None:
+        """``key`` was seen in a terminal state (or given up): it no longer counts, and room may open."""
+        if self._held.pop(key, None) is not None:
+            self.counters.finished += 1
+            self._blocked_until = float("-inf")
+            self._notify()
+
+    def rejected(self) -> None:
+        """A submit was answered 429 because the provider is full: the estimate was too low."""
+        self.counters.rejected_429 += 1
+        self._blocked_until = self.clock() + self.settings.backoff_s
+
+    # -- the estimate ----------------------------------------------------------------------------------
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def expected_unfinished(self) -> float:
+        """Expected number of held tasks the provider is still working on (all of them when cold)."""
+        samples = self.tracker.sorted_samples()
+        if len(samples) < self.settings.min_samples:
+            return float(len(self._held))
+        now = self.clock()
+        return sum(_conditional_survival(samples, now - h.submitted_at, h.running_at_age) for h in self._held.values())
+
+    def capacity(self) -> float:
+        allowance = self.settings.queue_allowance if self.settings.kind is AdmissionKind.QUEUE else 0
+        return self.settings.provider_slots + allowance
+
+    def may_submit(self) -> bool:
+        """Whether one more task may be submitted now."""
+        s = self.settings
+        if len(self._held) >= s.max_in_flight or self.clock() < self._blocked_until:
+            return False
+        if s.kind is AdmissionKind.QUEUE and self._queue_full():
+            return False
+        return self.expected_unfinished() <= self.capacity() - 1 + s.headroom
+
+    def _queue_full(self) -> bool:
+        positions = [h.queue_position for h in self._held.values() if h.queue_position is not None]
+        return bool(positions) and max(positions) >= self.settings.queue_allowance
+
+    # -- waiting ---------------------------------------------------------------------------------------
+    async def wait_for_room(self) -> None:
+        """Return once ``may_submit`` holds; re-checks on every finish, and at least every ``recheck_s``
+        (the estimate falls as held tasks age)."""
+        waited = False
+        while not self.may_submit():
+            waited = True
+            event = self._event()
+            event.clear()
+            delay = self.settings.recheck_s
+            if self._blocked_until > self.clock():
+                delay = min(delay, self._blocked_until - self.clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=max(delay, 0.001))
+        if waited:
+            self.counters.waits += 1
+
+    def _event(self) -> asyncio.Event:
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+
+def survival(samples: list[float], age: float) -> float:
+    """P(T > age) from sorted completion times (empirical, with a floor so old tasks never count as 0)."""
+    if not samples:
+        return 1.0
+    above = len(samples) - bisect.bisect_right(samples, age)
+    return max(above, 0.5) / len(samples)
+
+
+def _conditional_survival(samples: list[float], age: float, running_at_age: float) -> float:
+    """P(T > age | T > running_at_age): the task was seen running at ``running_at_age``."""
+    if age <= running_at_age:
+        return 1.0
+    return min(1.0, survival(samples, age) / survival(samples, running_at_age))

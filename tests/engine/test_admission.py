@@ -1,0 +1,126 @@
+"""Admission by the expected number of unfinished tasks: the estimate, the cap, and both backstops."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import ValidationError
+
+from nbpro_pipeline.engine.admission import Admission, AdmissionKind, AdmissionSettings, survival
+from nbpro_pipeline.providers.policies import LatencyTracker
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def tracker(times: list[float]) -> LatencyTracker:
+    t = LatencyTracker()
+    for x in times:
+        t.add(x)
+    return t
+
+
+TEN_TO_THIRTY = [10.0 + i for i in range(21)]  # completion times 10..30 s
+
+
+def admission(times=TEN_TO_THIRTY, **settings) -> tuple[Admission, Clock]:
+    clock = Clock()
+    defaults = {"provider_slots": 4, "max_in_flight": 100}
+    return Admission(AdmissionSettings(**{**defaults, **settings}), tracker(times), clock=clock), clock
+
+
+def test_survival_is_the_share_of_completion_times_beyond_the_age():
+    samples = sorted(TEN_TO_THIRTY)
+    assert survival(samples, 0) == 1.0
+    assert survival(samples, 20) == pytest.approx(10 / 21)
+    assert 0 < survival(samples, 99) < 1 / 21  # a straggler never counts as certainly done
+
+
+def test_cold_every_held_task_counts_so_it_admits_like_a_semaphore_of_c():
+    adm, clock = admission(times=[5.0] * 3)  # fewer than min_samples completions
+    for i in range(4):
+        assert adm.may_submit()
+        adm.submitted(i)
+    clock.t = 1000
+    assert adm.expected_unfinished() == 4 and not adm.may_submit()
+
+
+def test_old_tasks_count_less_so_new_work_is_admitted_before_they_are_seen_done():
+    adm, clock = admission()
+    for i in range(4):
+        adm.submitted(i)
+    assert not adm.may_submit()  # all four just started: the provider is full
+    clock.t = 29.0  # each has a ~1/21 chance of still running
+    assert adm.expected_unfinished() == pytest.approx(4 * 1 / 21)
+    assert adm.may_submit()  # though none has been seen finished yet
+
+
+def test_a_task_seen_running_late_counts_fully_again():
+    adm, clock = admission()
+    for i in range(4):
+        adm.submitted(i)
+    clock.t = 29.0
+    for i in range(4):
+        adm.still_running(i)  # the last poll says: not done at 29 s
+    assert adm.expected_unfinished() == pytest.approx(4.0)
+    assert not adm.may_submit()
+
+
+def test_the_cap_holds_whatever_the_estimate():
+    adm, clock = admission(max_in_flight=5)
+    for i in range(5):
+        adm.submitted(i)
+    clock.t = 1000
+    assert adm.expected_unfinished() < 1 and not adm.may_submit()
+    adm.finished(0)
+    assert adm.may_submit() and adm.held == 4
+
+
+def test_a_429_is_counted_and_blocks_until_a_finish_or_the_backoff():
+    adm, clock = admission(backoff_s=2.0)
+    adm.rejected()
+    assert adm.counters.rejected_429 == 1 and not adm.may_submit()
+    clock.t = 2.0
+    assert adm.may_submit()
+    adm.submitted("a")
+    adm.rejected()
+    assert not adm.may_submit()
+    adm.finished("a")  # room opened at the provider: the block ends at once
+    assert adm.may_submit()
+
+
+def test_queue_providers_admit_up_to_the_allowance_and_stop_at_a_deep_queue_position():
+    adm, clock = admission(kind=AdmissionKind.QUEUE, queue_allowance=2)
+    for i in range(6):
+        assert adm.may_submit(), i
+        adm.submitted(i)
+    assert not adm.may_submit()  # C=4 running + 2 queued
+    clock.t = 29.0
+    assert adm.may_submit()
+    adm.still_running(5, queue_position=2)  # the provider says our task waits 3rd in its queue
+    assert not adm.may_submit()
+    adm.still_running(5, queue_position=0)
+    assert adm.may_submit()
+
+
+def test_queue_allowance_needs_a_queue_provider():
+    with pytest.raises(ValidationError, match="queue providers only"):
+        AdmissionSettings(provider_slots=4, max_in_flight=8, queue_allowance=2)
+
+
+async def test_wait_for_room_returns_when_a_task_finishes():
+    adm, _ = admission(times=[1.0] * 3)  # cold: a semaphore of 4
+    for i in range(4):
+        adm.submitted(i)
+    waiter = asyncio.ensure_future(adm.wait_for_room())
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    adm.finished(2)
+    await asyncio.wait_for(waiter, 1)
+    assert adm.counters.waits == 1
