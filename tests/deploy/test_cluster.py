@@ -36,6 +36,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.aws_env import aws_env
 from tests.deploy.cluster import BUCKET, DEAD_RUN_MAX_RUNTIME_S, MONITORING, S3_CREDENTIALS, Cluster, build
 from tests.deploy.dagster_stack import TERMINAL, GraphQL
 from tests.deploy.netns import netns_available
@@ -73,18 +74,8 @@ def _s3_env(cluster: Cluster) -> Iterator[None]:
     """The test reads the bucket through the same Storage code as the pipeline (s3fs, env credentials)."""
     env = {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": cluster.s3_endpoint, "AWS_CONFIG_FILE": "/nonexistent",
            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}  # fmt: skip
-    saved = {k: os.environ.get(k) for k in (*env, "AWS_PROFILE", "AWS_SESSION_TOKEN")}
-    os.environ.pop("AWS_PROFILE", None)
-    os.environ.pop("AWS_SESSION_TOKEN", None)
-    os.environ.update(env)
-    try:
+    with aws_env(env):
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ checks the bucket with a second, independent client.
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -18,13 +17,13 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from tests.aws_env import aws_env
+
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "nbpro-test-key-id",
     "AWS_SECRET_ACCESS_KEY": "nbpro-test-secret-0123456789",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-# anything that could point boto at a real account or another endpoint is removed for the session
-_CLEARED = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
 
 
 @pytest.fixture(scope="session")
@@ -41,18 +40,10 @@ def s3_endpoint(tmp_path_factory) -> Iterator[str]:
         "AWS_CONFIG_FILE": str(empty),
         "AWS_SHARED_CREDENTIALS_FILE": str(empty),
     }
-    saved = {k: os.environ.get(k) for k in {*env, *_CLEARED}}
-    for name in _CLEARED:
-        os.environ.pop(name, None)
-    os.environ.update(env)
     try:
-        yield endpoint
+        with aws_env(env):
+            yield endpoint
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         server.stop()
 
 
