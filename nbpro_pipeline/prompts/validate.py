@@ -107,6 +107,7 @@ RULE_COLUMN = {
 }
 _SEP, _REF_SEP = "\x1f", "\x1e"  # field and reference separators of the canonical string behind derived ids
 _CONTROL = r"[\x00-\x1f\x7f\x{80}-\x{9f}]"
+_HASH_SLICE = 1 << 16  # rows whose derived ids are built and hashed at a time
 _PROMPT_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # tabs and newlines are fine in a prompt
 
 
@@ -290,8 +291,15 @@ def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], 
     derive = alive & ~id_given
     derived = pa.nulls(n, pa.string())
     if derive.any():
-        hashes = sha256_column(canonical(pa.array(derive)), hex_chars=16, prefix="p-")
-        derived = pc.replace_with_mask(derived, pa.array(derive), hashes.combine_chunks())
+        # in slices: the canonical strings of all rows at once would be the biggest temporary of the load
+        picks = np.nonzero(derive)[0]
+        hashes = [
+            sha256_column(canonical(pa.array(picks[start : start + _HASH_SLICE])), hex_chars=16, prefix="p-")
+            for start in range(0, len(picks), _HASH_SLICE)
+        ]
+        derived = pc.replace_with_mask(
+            derived, pa.array(derive), pa.chunked_array(hashes, type=pa.string()).combine_chunks()
+        )
     usable_id = id_given & ~global_masks["id_invalid"]
     prompt_id = pc.if_else(pa.array(usable_id), id_trim, derived)
 
@@ -378,13 +386,25 @@ def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], 
         "eligible_odirouter": pa.array(eligible[Provider.ODIROUTER]),
         "extra": col("extra"),
     }
-    kept = {name: values.filter(keep) for name, values in columns.items()}
+    # from here on only ``columns`` holds the full-length arrays, so each is freed once filtered (the staged
+    # table too, when the caller keeps no reference): the accepted copy never coexists with all of them
+    del table, col, canonical, prompt, aspect, resolution, output_format, provider, prompt_id, derived, id_trim
+    accepted_table = _accepted_table(columns, keep, kept_files, files)
+    per_file = np.bincount(file_index[accepted], minlength=len(files)).astype(np.int64)
+    return Validated(accepted=accepted_table, entries=entries, accepted_per_file=per_file)
+
+
+def _accepted_table(
+    columns: dict[str, Any], keep: pa.Array, kept_files: pa.Array, files: list[FileContext]
+) -> pa.Table:
+    """The accepted rows of ``columns`` (emptied on the way: each full column is dropped once filtered)."""
+    kept = {}
+    for name in list(columns):
+        kept[name] = columns.pop(name).filter(keep)
     kept["prompt_sha256"] = sha256_column(kept["prompt"])
     kept["source_uri"] = pa.array([f.uri for f in files], pa.string()).take(kept_files)
     kept["source_sha256"] = pa.array([f.sha256 for f in files], pa.string()).take(kept_files)
-    accepted_table = pa.Table.from_arrays([kept[f.name] for f in ACCEPTED_SCHEMA], schema=ACCEPTED_SCHEMA)
-    per_file = np.bincount(file_index[accepted], minlength=len(files)).astype(np.int64)
-    return Validated(accepted=accepted_table, entries=entries, accepted_per_file=per_file)
+    return pa.Table.from_arrays([kept[f.name] for f in ACCEPTED_SCHEMA], schema=ACCEPTED_SCHEMA)
 
 
 def _entries(
