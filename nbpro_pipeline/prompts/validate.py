@@ -143,6 +143,19 @@ def _set_null(arr: Any, where: np.ndarray) -> Any:
     return pc.if_else(pa.array(where), pa.scalar(None, pa.string()), arr)
 
 
+def _trimmed(values: pa.ChunkedArray, batch: int = 1 << 16) -> pa.ChunkedArray:
+    """``utf8_trim_whitespace`` that shares the input's memory where trimming changes nothing (the usual
+    case): a big text column is then not held twice, once as read and once trimmed."""
+    out = []
+    for chunk in values.chunks:
+        for start in range(0, len(chunk), batch):
+            part = chunk.slice(start, batch)
+            trimmed = pc.utf8_trim_whitespace(part)
+            same = pc.equal(pc.binary_length(trimmed), pc.binary_length(part))
+            out.append(part if pc.all(pc.fill_null(same, True)).as_py() else trimmed)
+    return pa.chunked_array(out, type=values.type)
+
+
 def _values_of(enum: Any) -> pa.Array:
     return pa.array([m.value for m in enum], pa.string())
 
@@ -183,7 +196,7 @@ def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], 
     col = table.column
 
     # --- normalize -------------------------------------------------------------------------------------------
-    prompt = pc.utf8_trim_whitespace(col("prompt"))
+    prompt = _trimmed(col("prompt"))
     prompt_len = pc.fill_null(pc.utf8_length(prompt), 0).to_numpy()
     id_raw = col("id")
     id_trim = pc.utf8_trim_whitespace(id_raw)
@@ -300,6 +313,7 @@ def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], 
         derived = pc.replace_with_mask(
             derived, pa.array(derive), pa.chunked_array(hashes, type=pa.string()).combine_chunks()
         )
+        del hashes
     usable_id = id_given & ~global_masks["id_invalid"]
     prompt_id = pc.if_else(pa.array(usable_id), id_trim, derived)
 
