@@ -68,6 +68,7 @@ def load_prompt_tables(
 
     positions = {ref.uri: i for i, ref in enumerate(refs)}
     files = [FileContext(s.ref.uri, s.sha256, s.ref.base_dir) for s in staged]
+    pa.default_memory_pool().release_unused()  # what parsing freed, before validation allocates its own
     file_index = np.repeat(np.arange(len(staged), dtype=np.int32), [s.table.num_rows for s in staged])
     # validate holds the only reference to the staged rows, so it can free them before building its output
     result = validate(_take_tables(staged), file_index, files, ReferenceChecker(reference_roots))

@@ -403,6 +403,7 @@ def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], 
     # from here on only ``columns`` holds the full-length arrays, so each is freed once filtered (the staged
     # table too, when the caller keeps no reference): the accepted copy never coexists with all of them
     del table, col, canonical, prompt, aspect, resolution, output_format, provider, prompt_id, derived, id_trim
+    pa.default_memory_pool().release_unused()  # the temporaries above would stay resident (mimalloc keeps them)
     accepted_table = _accepted_table(columns, keep, kept_files, files)
     per_file = np.bincount(file_index[accepted], minlength=len(files)).astype(np.int64)
     return Validated(accepted=accepted_table, entries=entries, accepted_per_file=per_file)
