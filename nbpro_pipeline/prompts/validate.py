@@ -27,6 +27,7 @@ Only rows that pass every other rule take part, so a broken row never blocks or 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -288,18 +289,9 @@ def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], 
         ref_key_arr[i] = key
     ref_key_col = pa.array(ref_key_arr, pa.string()) if ref_keys else None
 
-    def canonical(select: pa.Array) -> Any:
-        """What a derived id hashes (and duplicates compare), for the selected rows (mask or indices)."""
-        pick = (lambda a: a.filter(select)) if pa.types.is_boolean(select.type) else (lambda a: a.take(select))
-        return pc.binary_join_element_wise(
-            pick(prompt),
-            pick(aspect),
-            pc.fill_null(pick(resolution), ""),
-            pick(output_format),
-            pc.fill_null(pick(provider), ""),
-            pc.fill_null(pick(ref_key_col), "") if ref_key_col is not None else "",
-            _SEP,
-        )
+    content = (prompt, aspect, resolution, output_format, provider, ref_key_col)
+
+    canonical = functools.partial(_canonical, content)
 
     derive = alive & ~id_given
     derived = pa.nulls(n, pa.string())
@@ -402,11 +394,27 @@ def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], 
     }
     # from here on only ``columns`` holds the full-length arrays, so each is freed once filtered (the staged
     # table too, when the caller keeps no reference): the accepted copy never coexists with all of them
-    del table, col, canonical, prompt, aspect, resolution, output_format, provider, prompt_id, derived, id_trim
+    del table, col, canonical, content, prompt, aspect, resolution, output_format, provider, prompt_id, derived, id_trim
     pa.default_memory_pool().release_unused()  # the temporaries above would stay resident (mimalloc keeps them)
     accepted_table = _accepted_table(columns, keep, kept_files, files)
     per_file = np.bincount(file_index[accepted], minlength=len(files)).astype(np.int64)
     return Validated(accepted=accepted_table, entries=entries, accepted_per_file=per_file)
+
+
+def _canonical(content: tuple[Any, ...], select: pa.Array) -> Any:
+    """What a derived id hashes (and duplicates compare), for the selected rows (mask or indices);
+    ``content``: prompt, aspect ratio, resolution, output format, provider and reference keys (or None)."""
+    prompt, aspect, resolution, output_format, provider, ref_key_col = content
+    pick = (lambda a: a.filter(select)) if pa.types.is_boolean(select.type) else (lambda a: a.take(select))
+    return pc.binary_join_element_wise(
+        pick(prompt),
+        pick(aspect),
+        pc.fill_null(pick(resolution), ""),
+        pick(output_format),
+        pc.fill_null(pick(provider), ""),
+        pc.fill_null(pick(ref_key_col), "") if ref_key_col is not None else "",
+        _SEP,
+    )
 
 
 def _accepted_table(
