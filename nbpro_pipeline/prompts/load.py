@@ -68,9 +68,10 @@ def load_prompt_tables(
 
     positions = {ref.uri: i for i, ref in enumerate(refs)}
     files = [FileContext(s.ref.uri, s.sha256, s.ref.base_dir) for s in staged]
-    table = pa.concat_tables([s.table for s in staged]) if staged else STAGED_SCHEMA.empty_table()
+    pa.default_memory_pool().release_unused()  # what parsing freed, before validation allocates its own
     file_index = np.repeat(np.arange(len(staged), dtype=np.int32), [s.table.num_rows for s in staged])
-    result = validate(table, file_index, files, ReferenceChecker(reference_roots))
+    # validate holds the only reference to the staged rows, so it can free them before building its output
+    result = validate(_take_tables(staged), file_index, files, ReferenceChecker(reference_roots))
     for entry in result.entries:  # order across files as given, not as read
         entry["_order"] = (positions[entry["source_uri"]], entry["_order"][1])
     entries.extend(result.entries)
@@ -104,6 +105,14 @@ def load_prompt_tables(
         sources=[summaries[ref.uri] for ref in refs],
         rows_read=sum(s.rows_read for s in staged),
     )
+
+
+def _take_tables(staged: list[StagedFile]) -> pa.Table:
+    """All staged rows as one table; each ``StagedFile`` keeps an empty table (and its ``rows_read``)."""
+    table = pa.concat_tables([s.table for s in staged]) if staged else STAGED_SCHEMA.empty_table()
+    for s in staged:
+        s.release()
+    return table
 
 
 def _unexpected(exc: Exception) -> str:

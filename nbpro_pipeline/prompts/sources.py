@@ -100,10 +100,14 @@ class StagedFile:
     sha256: str
     table: pa.Table  # STAGED_SCHEMA
     malformed: list[tuple[int, str]] = field(default_factory=list)  # (row_number, what is wrong)
+    rows_read: int = field(init=False)
 
-    @property
-    def rows_read(self) -> int:
-        return self.table.num_rows + len(self.malformed)
+    def __post_init__(self) -> None:
+        self.rows_read = self.table.num_rows + len(self.malformed)
+
+    def release(self) -> None:
+        """Drop the rows (once handed to validation, so that they are not held twice); counts stay."""
+        self.table = self.table.schema.empty_table()
 
 
 def detect_format(path: str) -> str | None:

@@ -27,6 +27,7 @@ Only rows that pass every other rule take part, so a broken row never blocks or 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -107,6 +108,7 @@ RULE_COLUMN = {
 }
 _SEP, _REF_SEP = "\x1f", "\x1e"  # field and reference separators of the canonical string behind derived ids
 _CONTROL = r"[\x00-\x1f\x7f\x{80}-\x{9f}]"
+_HASH_SLICE = 1 << 16  # rows whose derived ids are built and hashed at a time
 _PROMPT_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # tabs and newlines are fine in a prompt
 
 
@@ -140,6 +142,19 @@ def _blank(arr: Any) -> np.ndarray:
 
 def _set_null(arr: Any, where: np.ndarray) -> Any:
     return pc.if_else(pa.array(where), pa.scalar(None, pa.string()), arr)
+
+
+def _trimmed(values: pa.ChunkedArray, batch: int = 1 << 16) -> pa.ChunkedArray:
+    """``utf8_trim_whitespace`` that shares the input's memory where trimming changes nothing (the usual
+    case): a big text column is then not held twice, once as read and once trimmed."""
+    out = []
+    for chunk in values.chunks:
+        for start in range(0, len(chunk), batch):
+            part = chunk.slice(start, batch)
+            trimmed = pc.utf8_trim_whitespace(part)
+            same = pc.equal(pc.binary_length(trimmed), pc.binary_length(part))
+            out.append(part if pc.all(pc.fill_null(same, True)).as_py() else trimmed)
+    return pa.chunked_array(out, type=values.type)
 
 
 def _values_of(enum: Any) -> pa.Array:
@@ -182,7 +197,7 @@ def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], 
     col = table.column
 
     # --- normalize -------------------------------------------------------------------------------------------
-    prompt = pc.utf8_trim_whitespace(col("prompt"))
+    prompt = _trimmed(col("prompt"))
     prompt_len = pc.fill_null(pc.utf8_length(prompt), 0).to_numpy()
     id_raw = col("id")
     id_trim = pc.utf8_trim_whitespace(id_raw)
@@ -274,24 +289,23 @@ def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], 
         ref_key_arr[i] = key
     ref_key_col = pa.array(ref_key_arr, pa.string()) if ref_keys else None
 
-    def canonical(select: pa.Array) -> Any:
-        """What a derived id hashes (and duplicates compare), for the selected rows (mask or indices)."""
-        pick = (lambda a: a.filter(select)) if pa.types.is_boolean(select.type) else (lambda a: a.take(select))
-        return pc.binary_join_element_wise(
-            pick(prompt),
-            pick(aspect),
-            pc.fill_null(pick(resolution), ""),
-            pick(output_format),
-            pc.fill_null(pick(provider), ""),
-            pc.fill_null(pick(ref_key_col), "") if ref_key_col is not None else "",
-            _SEP,
-        )
+    content = (prompt, aspect, resolution, output_format, provider, ref_key_col)
+
+    canonical = functools.partial(_canonical, content)
 
     derive = alive & ~id_given
     derived = pa.nulls(n, pa.string())
     if derive.any():
-        hashes = sha256_column(canonical(pa.array(derive)), hex_chars=16, prefix="p-")
-        derived = pc.replace_with_mask(derived, pa.array(derive), hashes.combine_chunks())
+        # in slices: the canonical strings of all rows at once would be the biggest temporary of the load
+        picks = np.nonzero(derive)[0]
+        hashes = [
+            sha256_column(canonical(pa.array(picks[start : start + _HASH_SLICE])), hex_chars=16, prefix="p-")
+            for start in range(0, len(picks), _HASH_SLICE)
+        ]
+        derived = pc.replace_with_mask(
+            derived, pa.array(derive), pa.chunked_array(hashes, type=pa.string()).combine_chunks()
+        )
+        del hashes
     usable_id = id_given & ~global_masks["id_invalid"]
     prompt_id = pc.if_else(pa.array(usable_id), id_trim, derived)
 
@@ -378,13 +392,42 @@ def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], 
         "eligible_odirouter": pa.array(eligible[Provider.ODIROUTER]),
         "extra": col("extra"),
     }
-    kept = {name: values.filter(keep) for name, values in columns.items()}
+    # from here on only ``columns`` holds the full-length arrays, so each is freed once filtered (the staged
+    # table too, when the caller keeps no reference): the accepted copy never coexists with all of them
+    del table, col, canonical, content, prompt, aspect, resolution, output_format, provider, prompt_id, derived, id_trim
+    pa.default_memory_pool().release_unused()  # the temporaries above would stay resident (mimalloc keeps them)
+    accepted_table = _accepted_table(columns, keep, kept_files, files)
+    per_file = np.bincount(file_index[accepted], minlength=len(files)).astype(np.int64)
+    return Validated(accepted=accepted_table, entries=entries, accepted_per_file=per_file)
+
+
+def _canonical(content: tuple[Any, ...], select: pa.Array) -> Any:
+    """What a derived id hashes (and duplicates compare), for the selected rows (mask or indices);
+    ``content``: prompt, aspect ratio, resolution, output format, provider and reference keys (or None)."""
+    prompt, aspect, resolution, output_format, provider, ref_key_col = content
+    pick = (lambda a: a.filter(select)) if pa.types.is_boolean(select.type) else (lambda a: a.take(select))
+    return pc.binary_join_element_wise(
+        pick(prompt),
+        pick(aspect),
+        pc.fill_null(pick(resolution), ""),
+        pick(output_format),
+        pc.fill_null(pick(provider), ""),
+        pc.fill_null(pick(ref_key_col), "") if ref_key_col is not None else "",
+        _SEP,
+    )
+
+
+def _accepted_table(
+    columns: dict[str, Any], keep: pa.Array, kept_files: pa.Array, files: list[FileContext]
+) -> pa.Table:
+    """The accepted rows of ``columns`` (emptied on the way: each full column is dropped once filtered)."""
+    kept = {}
+    for name in list(columns):
+        kept[name] = columns.pop(name).filter(keep)
     kept["prompt_sha256"] = sha256_column(kept["prompt"])
     kept["source_uri"] = pa.array([f.uri for f in files], pa.string()).take(kept_files)
     kept["source_sha256"] = pa.array([f.sha256 for f in files], pa.string()).take(kept_files)
-    accepted_table = pa.Table.from_arrays([kept[f.name] for f in ACCEPTED_SCHEMA], schema=ACCEPTED_SCHEMA)
-    per_file = np.bincount(file_index[accepted], minlength=len(files)).astype(np.int64)
-    return Validated(accepted=accepted_table, entries=entries, accepted_per_file=per_file)
+    return pa.Table.from_arrays([kept[f.name] for f in ACCEPTED_SCHEMA], schema=ACCEPTED_SCHEMA)
 
 
 def _entries(
