@@ -2,7 +2,9 @@
 
 s3fs caches filesystem instances, and a cached one keeps the endpoint and credentials it was made with:
 without clearing that cache, a test run after another one's S3 server had gone (the cluster test's,
-inside its network namespaces) would still talk to the old endpoint."""
+inside its network namespaces) would still talk to the old endpoint. And s3fs sends every request from
+fsspec's one IO thread, which keeps the network namespace it was started in: the cluster test enters its
+client host with ``setns``, so that thread is replaced too (the old one stays idle)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+import fsspec.asyn
 import s3fs
 
 # anything that could point boto at a real account or another endpoint is removed while the test runs
@@ -23,7 +26,7 @@ def aws_env(env: dict[str, str]) -> Iterator[None]:
     for name in CLEARED:
         os.environ.pop(name, None)
     os.environ.update(env)
-    s3fs.S3FileSystem.clear_instance_cache()
+    _fresh_filesystems()
     try:
         yield
     finally:
@@ -32,4 +35,9 @@ def aws_env(env: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        s3fs.S3FileSystem.clear_instance_cache()
+        _fresh_filesystems()
+
+
+def _fresh_filesystems() -> None:
+    s3fs.S3FileSystem.clear_instance_cache()
+    fsspec.asyn.reset_lock()  # a new IO thread (and loop) for the next filesystem, in this thread's namespace
