@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -179,6 +180,11 @@ class Storage:
     def write_bytes(self, path: str, data: bytes) -> None:
         with self.open_atomic(path) as fh:
             fh.write(data)
+
+    def put_stream(self, src: BinaryIO, path: str) -> None:
+        """Copy the rest of ``src`` into place atomically."""
+        with self.open_atomic(path) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
 
     def put_file(self, local_path: str, path: str) -> None:
         """Copy a finished local file into place atomically."""
