@@ -6,7 +6,7 @@ engine runs these in a thread."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from nbpro_pipeline.engine.attempt import Attempt, PlacedImage
 from nbpro_pipeline.engine.context import Cell
@@ -52,12 +52,13 @@ def lineage(cell: Cell, attempt: Attempt, charged: Outcome) -> dict[str, Any]:
     }
 
 
-def place_image(cell: Cell, attempt: Attempt, scratch: str, charged: Outcome) -> Outcome:
-    """Check the downloaded file at ``scratch``, store it, set ``attempt.placed``; the outcome keeps
-    ``charged``'s amount and becomes a failure with the image's problem when it fails its checks."""
+def place_image(cell: Cell, attempt: Attempt, scratch: BinaryIO, charged: Outcome) -> Outcome:
+    """Check the downloaded file ``scratch`` (seekable), store it, set ``attempt.placed``; the outcome
+    keeps ``charged``'s amount and becomes a failure with the image's problem when it fails its checks."""
     request, download = attempt.request, attempt.download
     assert download is not None
     outcome, fmt, width, height = charged, request.output_format, None, None
+    scratch.seek(0)
     try:
         info = inspect_image(scratch)
         fmt, width, height = info.format, info.width, info.height
@@ -68,11 +69,13 @@ def place_image(cell: Cell, attempt: Attempt, scratch: str, charged: Outcome) ->
     st = cell.storage
     place = st.image_path if outcome.status is OutcomeStatus.SUCCEEDED else st.quarantine_path
     path = place(cell.name, cell.resolution, attempt.row.prompt_id, attempt.fingerprint, ext)
+    scratch.seek(0)
     try:
-        with open(scratch, "rb") as src, st.open_atomic(path) as dst:
-            sha, size = copy_with_lineage(src, dst, fmt, lineage(cell, attempt, charged), cell.settings.signer)
+        with st.open_atomic(path) as dst:
+            sha, size = copy_with_lineage(scratch, dst, fmt, lineage(cell, attempt, charged), cell.settings.signer)
     except ImageProblem:  # too broken to annotate: keep the bytes as they came
-        st.put_file(scratch, path)
+        scratch.seek(0)
+        st.put_stream(scratch, path)
         sha, size = download.sha256, download.bytes
     attempt.placed = PlacedImage(uri=st.uri(path), sha256=sha, bytes=size, width=width, height=height)
     return outcome

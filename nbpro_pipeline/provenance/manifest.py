@@ -25,6 +25,11 @@ _PARENT_ID = "provider-download"
 # c2pa embeds a JPEG thumbnail of the image by default (~45 KB at 1K): the image itself is right there,
 # so the manifest goes without and stays ~30 KB, most of it the certificate chain and signature space.
 _NO_THUMBNAIL = {"builder": {"thumbnail": {"enabled": False}}}
+# Byte strings one of which every file with a manifest store carries: the PNG chunk type ``caBX``, the
+# JUMBF superbox type ``jumb`` and the store's ``c2pa`` label (JPEG APP11), or an XMP
+# ``dcterms:provenance`` pointing at a remote store. A file with none of them has no store a reader
+# could find; scanning for them (memchr speed) spares the reader (~0.5 ms an image) for plain files.
+_STORE_MARKERS = (b"caBX", b"jumb", b"c2pa", b"provenance")
 
 
 class C2paState(BaseModel):
@@ -98,6 +103,8 @@ def _reader(data: bytes, mime: str, trust_anchors_pem: str | None) -> c2pa.Reade
 
 def read_state(data: bytes, mime: str, trust_anchors_pem: str | None = None) -> C2paState:
     """The manifest store of an image as a reader sees it (``present=False`` when there is none)."""
+    if not any(marker in data for marker in _STORE_MARKERS):
+        return C2paState(present=False)
     try:
         reader = _reader(data, mime, trust_anchors_pem)
     except c2pa.C2paError as exc:  # a store that does not even parse

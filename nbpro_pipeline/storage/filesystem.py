@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,6 +74,9 @@ class Storage:
             path = str(Path(path).resolve())
         self.root = path.rstrip("/") or "/"
         self.storage_options = storage_options or {}
+        # local directories this process made or found: every image and journal segment would otherwise
+        # cost a mkdir and a stat; a directory removed behind our back is made again (open_atomic)
+        self._made_dirs: set[str] = set()
 
     def __repr__(self) -> str:
         return f"Storage({self.uri(self.root)!r})"
@@ -119,7 +123,9 @@ class Storage:
         import tempfile
 
         base = Path(self.root) / ".scratch" if self.is_local else Path(tempfile.gettempdir()) / "nbpro-scratch"
-        base.mkdir(parents=True, exist_ok=True)
+        if str(base) not in self._made_dirs or not base.is_dir():
+            base.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(str(base))
         return str(base)
 
     # -- reads --------------------------------------------------------------------------------------
@@ -142,10 +148,9 @@ class Storage:
         """A binary file that appears at ``path`` complete or not at all."""
         parent = path.rsplit("/", 1)[0]
         if self.is_local:
-            os.makedirs(parent, exist_ok=True)
             tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{path.rsplit('/', 1)[1]}"
             try:
-                with open(tmp, "wb") as fh:
+                with self._open_new_local(parent, tmp) as fh:
                     yield fh
                 os.replace(tmp, path)
             except BaseException:
@@ -161,9 +166,25 @@ class Storage:
                 raise
             fh.close()
 
+    def _open_new_local(self, parent: str, tmp: str) -> BinaryIO:
+        """``tmp`` opened for writing, its directory made first unless this process already made it."""
+        if parent in self._made_dirs:
+            try:
+                return open(tmp, "wb")
+            except FileNotFoundError:  # removed since: make it again
+                self._made_dirs.discard(parent)
+        os.makedirs(parent, exist_ok=True)
+        self._made_dirs.add(parent)
+        return open(tmp, "wb")
+
     def write_bytes(self, path: str, data: bytes) -> None:
         with self.open_atomic(path) as fh:
             fh.write(data)
+
+    def put_stream(self, src: BinaryIO, path: str) -> None:
+        """Copy the rest of ``src`` into place atomically."""
+        with self.open_atomic(path) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
 
     def put_file(self, local_path: str, path: str) -> None:
         """Copy a finished local file into place atomically."""

@@ -300,3 +300,12 @@ async def test_a_cell_on_an_object_store_root(harness, provider):
         assert again.already_done == 5 and again.submitted == 0
     finally:
         harness.storage.fs.rm(harness.storage.root, recursive=True)
+
+
+async def test_downloads_rolled_over_to_a_scratch_file_are_stored_the_same(harness, provider, monkeypatch):
+    """Every download bigger than the in-memory spool (here: all of them) goes through an anonymous
+    scratch file: the same images, ledger and bill, and nothing left in scratch."""
+    from nbpro_pipeline.engine import steps
+
+    monkeypatch.setattr(steps, "SPOOL_BYTES", 1)
+    await test_a_clean_cell_stores_every_image_and_matches_the_bill(harness, provider)

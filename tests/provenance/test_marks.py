@@ -107,3 +107,18 @@ def test_copy_with_lineage_keeps_a_downloaded_manifest_as_parent(fmt, signer):
     assert check.c2pa.ingredients == ["parentOf: provider download"]
     assert read_lineage(io.BytesIO(out.getvalue()))["prompt_id"] == "p-9"
     assert read_xmp(out.getvalue())["Xmp.nbpro.promptId"] == "p-9"
+
+
+def test_the_reader_runs_only_on_files_that_can_carry_a_store(fmt, signer, monkeypatch):
+    """A plain download skips c2pa's reader (the marker scan says no store); a signed one, with the
+    store's markers, still gets read and found."""
+    from nbpro_pipeline.provenance import manifest
+
+    signed = sign(image_bytes(fmt), MIME[fmt], LINEAGE, signer, None)
+    opened: list[int] = []
+    real = manifest._reader
+    monkeypatch.setattr(manifest, "_reader", lambda data, *a: opened.append(len(data)) or real(data, *a))
+    assert not manifest.read_state(image_bytes(fmt), MIME[fmt]).present
+    assert opened == []
+    assert manifest.read_state(signed, MIME[fmt]).present
+    assert opened == [len(signed)]

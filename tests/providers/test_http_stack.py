@@ -209,3 +209,25 @@ async def test_a_create_the_server_read_and_hung_up_on_is_never_sent_again():
         with pytest.raises(SubmitOutcomeUnknown):
             await client.submit(GenerationRequest(prompt="a lighthouse"))
     assert state["requests"] == 1
+
+
+async def test_a_cookie_a_server_sets_is_sent_back_and_answers_without_one_leave_the_jar_alone():
+    """The jar skips responses without Set-Cookie (a CPU saving); one that sets a cookie still counts."""
+    sent: list[str | None] = []
+
+    async def sets(request: web.Request) -> web.Response:
+        response = web.json_response({"ok": True})
+        response.set_cookie("lb", "node-7")
+        return response
+
+    async def echoes(request: web.Request) -> web.Response:
+        sent.append(request.headers.get("Cookie"))
+        return web.json_response({"ok": True})
+
+    api = Origin({("GET", "/plain"): echoes, ("GET", "/sets"): sets})
+    async with api, build_http_client() as http:
+        await http.get(api.url + "/plain")
+        assert len(http.cookies.jar) == 0
+        await http.get(api.url + "/sets")
+        await http.get(api.url + "/plain")
+    assert sent == [None, "lb=node-7"]

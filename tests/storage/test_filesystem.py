@@ -218,3 +218,18 @@ def test_open_atomic_on_object_store_uploads_nothing_on_exception(object_storage
         raise RuntimeError("boom")
     assert not object_storage.exists(path)
     assert ObjectStoreFS.objects == {}
+
+
+def test_a_directory_removed_behind_the_storages_back_is_made_again(tmp_path):
+    """Directories are made once per process (a saving per image); one deleted since is made again."""
+    import shutil
+
+    st = Storage(tmp_path)
+    target = st.path("images", "a", "x.png")
+    st.write_bytes(target, b"one")
+    scratch = st.scratch_dir()
+    shutil.rmtree(tmp_path / "images")
+    shutil.rmtree(scratch)
+    st.write_bytes(target, b"two")
+    assert st.read_bytes(target) == b"two"
+    assert os.path.isdir(st.scratch_dir())
