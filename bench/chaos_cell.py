@@ -116,11 +116,11 @@ def install_hooks() -> None:
     if ERROR_RATE > 0:
         real_lineage = placing.lineage
 
-        def lineage(cell, attempt):
+        def lineage(cell, attempt, charged):
             if _errors.random() < ERROR_RATE:
                 mark("injected-error")
                 raise RuntimeError("chaos: injected error while placing a paid image")
-            return real_lineage(cell, attempt)
+            return real_lineage(cell, attempt, charged)
 
         placing.lineage = lineage
 
