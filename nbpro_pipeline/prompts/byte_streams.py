@@ -11,6 +11,7 @@ import contextlib
 import gzip
 import hashlib
 import io
+import threading
 import zlib
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -70,6 +71,54 @@ class TailKeeper(io.RawIOBase):
         if data:
             self.total += len(data)
             self.tail = data[-self._keep :] if len(data) >= self._keep else (self.tail + data)[-self._keep :]
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class Throttle(io.RawIOBase):
+    """Keeps a background reader at most ``window`` bytes ahead of what the consumer took.
+
+    pyarrow's streaming CSV reader reads the input on an I/O thread as fast as it can: left alone it holds
+    most of a big file in memory before the first batch is validated. Reads from that thread wait until
+    the consumer calls ``took(n)``; a wait never lasts more than ``max_wait`` seconds (a parser that needs
+    more than the window for one batch is slowed, never stuck), and reads on the consumer's own thread
+    never wait."""
+
+    def __init__(self, raw: BinaryIO, window: int, max_wait: float = 0.5) -> None:
+        self._raw = raw
+        self._window = window
+        self._max_wait = max_wait
+        self._read = 0
+        self._taken = 0
+        self._owner = threading.get_ident()
+        self._changed = threading.Condition()
+        self._closed_flag = False
+
+    def readable(self) -> bool:
+        return True
+
+    def took(self, nbytes: int) -> None:
+        with self._changed:
+            self._taken += nbytes
+            self._changed.notify_all()
+
+    def release(self) -> None:
+        with self._changed:
+            self._closed_flag = True
+            self._changed.notify_all()
+
+    def read(self, size: int = -1) -> bytes:
+        if threading.get_ident() != self._owner:
+            with self._changed:
+                self._changed.wait_for(
+                    lambda: self._closed_flag or self._read - self._taken < self._window, timeout=self._max_wait
+                )
+        data = self._raw.read(size)
+        self._read += len(data)
         return data
 
     def readinto(self, buffer: Any) -> int:

@@ -297,7 +297,7 @@ def _file_rejections(f: _File, duplicates: _Duplicates) -> pa.Table:
     if not tables:
         return REJECTED_SCHEMA.empty_table()
     table = pa.concat_tables(tables)
-    return table.take(pc.sort_indices(table, sort_keys=[("row_number", "ascending")], null_placement="at_start"))
+    return table.take(pc.sort_indices(table, sort_keys=[("row_number", "ascending")]))  # stable: ties keep order
 
 
 def _summary(f: _File, rejected: pa.Table) -> SourceFile:

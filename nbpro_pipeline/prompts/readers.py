@@ -25,7 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nbpro_pipeline.prompts.byte_streams import (
+    HashingReader,
     TailKeeper,
+    Throttle,
     open_raw,
     open_table_bytes,
     read_head,
@@ -34,10 +36,11 @@ from nbpro_pipeline.prompts.byte_streams import (
 )
 from nbpro_pipeline.prompts.problems import FileProblem
 
-CSV_BLOCK_BYTES = 1 << 22  # CSV bytes parsed (and validated) at a time; a row longer than this is read again
-PARQUET_BATCH_ROWS = 1 << 16  # Parquet rows decoded (and validated) at a time
+CSV_BLOCK_BYTES = 1 << 20  # CSV bytes parsed (and validated) at a time; a row longer than this is read again
+PARQUET_BATCH_ROWS = 1 << 14  # Parquet rows decoded (and validated) at a time
 _PANDAS_INDEX = re.compile(r"^__index_level_\d+__$")
 _TAIL_BYTES = 1 << 20
+_AHEAD_BLOCKS = 3  # blocks the parser may read ahead of validation
 
 
 class ReadAgain(Exception):  # noqa: N818 - a signal, not an error
@@ -184,9 +187,11 @@ class CsvReader:
             raise FileProblem("unreadable_file", "the file is UTF-16 text; save it as UTF-8 (in Excel: 'CSV UTF-8')")
         _refuse_binary(head, self._label)
         with open_table_bytes(self.ref, sanitize=self.mode.sanitize) as (stream, _):
-            reader = self._guarded(lambda: self._open_csv(stream, typed=False))
-            self._names = reader.schema.names
-            reader.close()
+            throttle = Throttle(stream, window=2 * (self.mode.block_size or CSV_BLOCK_BYTES))
+            try:  # only the first block is wanted: the parser must not read the whole file ahead meanwhile
+                self._names = self._guarded(lambda: _names_of(self._open_csv(throttle, typed=False)))
+            finally:
+                throttle.release()
         return list(self._names)
 
     def _open_csv(self, stream: Any, typed: bool) -> Any:
@@ -240,22 +245,32 @@ class CsvReader:
         """The rows block by block; the last block is held back until the end of the file is known (an
         unclosed quote swallows the rest of the file into the last row, which is then taken out)."""
         self._bad.clear()
+        block = self.mode.block_size or CSV_BLOCK_BYTES
         with open_table_bytes(self.ref, sanitize=self.mode.sanitize) as (stream, hashing):
             tail = TailKeeper(stream, _TAIL_BYTES)
-            reader = self._guarded(lambda: self._open_csv(tail, typed=True))
-            good, held = 0, None
-            while (batch := self._guarded(lambda: _next_batch(reader))) is not None:
-                batch = self._restore_bytes(batch)
-                if held is not None:
-                    yield self._numbered(held, good)
-                    good += held.num_rows
-                held = batch
-            hashing.drain()
-            self.sha256 = hashing.hexdigest()
-            if held is not None:
-                held = self._without_unclosed(held, good + held.num_rows, tail)
-                yield self._numbered(held, good)
+            throttle = Throttle(tail, window=_AHEAD_BLOCKS * block)
+            try:
+                yield from self._parse(throttle, hashing, tail, block)
+            finally:
+                throttle.release()
         self.malformed = self._messages(tail)
+
+    def _parse(self, throttle: Throttle, hashing: HashingReader, tail: TailKeeper, block: int) -> Iterator[RawBatch]:
+        reader = self._guarded(lambda: self._open_csv(throttle, typed=True))
+        good, held = 0, None
+        while (batch := self._guarded(lambda: _next_batch(reader))) is not None:
+            throttle.took(block)
+            batch = self._restore_bytes(batch)
+            if held is not None:
+                yield self._numbered(held, good)
+                good += held.num_rows
+            held = batch
+        throttle.release()
+        hashing.drain()
+        self.sha256 = hashing.hexdigest()
+        if held is not None:
+            held = self._without_unclosed(held, good + held.num_rows, tail)
+            yield self._numbered(held, good)
 
     def _restore_bytes(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         if not self.mode.sanitize:
@@ -323,6 +338,12 @@ class CsvReader:
                 )
             out.append((b.number - 1, message))  # the parser counts the header as row 1
         return out
+
+
+def _names_of(reader: Any) -> list[str]:
+    """The header's names (decoding them fails for a header that is not UTF-8)."""
+    with reader:
+        return list(reader.schema.names)
 
 
 def _next_batch(reader: Any) -> pa.RecordBatch | None:
