@@ -111,8 +111,10 @@ def write_prompt_tables(
     accepted_path = table_path(storage, f"{name}/accepted")
     with storage.open_atomic(accepted_path) as fh:
         sink = ParquetSink(fh)
-        summary = ingest(sources, sink, reference_roots=reference_roots, storage_options=storage_options)
-        sink.close()
+        try:
+            summary = ingest(sources, sink, reference_roots=reference_roots, storage_options=storage_options)
+        finally:
+            sink.close()  # on failure too (the half-written file is then discarded, not committed)
     rejected_uri = write_table(storage, f"{name}/rejected", summary.rejected)
     return WrittenPromptTables(**dict(summary), accepted_uri=storage.uri(accepted_path), rejected_uri=rejected_uri)
 

@@ -257,6 +257,12 @@ class CsvReader:
 
     def _parse(self, throttle: Throttle, hashing: HashingReader, tail: TailKeeper, block: int) -> Iterator[RawBatch]:
         reader = self._guarded(lambda: self._open_csv(throttle, typed=True))
+        with reader:
+            yield from self._numbered_batches(reader, throttle, hashing, tail, block)
+
+    def _numbered_batches(
+        self, reader: Any, throttle: Throttle, hashing: HashingReader, tail: TailKeeper, block: int
+    ) -> Iterator[RawBatch]:
         good, held = 0, None
         while (batch := self._guarded(lambda: _next_batch(reader))) is not None:
             throttle.took(block)
