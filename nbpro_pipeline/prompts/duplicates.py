@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+_SLICE = 1 << 16
+
 
 @dataclass(frozen=True)
 class Member:
@@ -33,16 +35,21 @@ class DuplicateVerdict:
 
 
 def repeated_positions(id_keys: np.ndarray) -> np.ndarray:
-    """Positions (ascending) of the rows whose id key occurs more than once."""
+    """Positions (ascending) of the rows whose id key occurs more than once (one sorted copy of the keys,
+    not an argsort: this runs over every accepted row of the load)."""
     if len(id_keys) < 2:
         return np.zeros(0, dtype=np.int64)
-    order = np.argsort(id_keys, kind="stable")
-    ordered = id_keys[order]
-    same = ordered[1:] == ordered[:-1]
-    hit = np.zeros(len(ordered), dtype=bool)
-    hit[1:] |= same
-    hit[:-1] |= same
-    return np.sort(order[hit]).astype(np.int64)
+    ordered = np.sort(id_keys)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered
+    if not len(repeated):
+        return np.zeros(0, dtype=np.int64)
+    found = []
+    for start in range(0, len(id_keys), _SLICE):  # in slices: the temporaries stay small
+        part = id_keys[start : start + _SLICE]
+        at = np.minimum(np.searchsorted(repeated, part), len(repeated) - 1)
+        found.append(np.nonzero(repeated[at] == part)[0] + start)
+    return np.concatenate(found).astype(np.int64)
 
 
 def verdicts(members: list[Member]) -> dict[int, DuplicateVerdict]:

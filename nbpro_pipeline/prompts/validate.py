@@ -349,7 +349,7 @@ def validate(table: pa.Table, file: FileContext, checker: ReferenceChecker) -> V
     usable_id = id_given & ~global_masks["id_invalid"]
     prompt_id = pc.if_else(pa.array(usable_id), id_trim, derived)
     keys = CandidateKeys(
-        id_key=sha256_prefixes(prompt_id.filter(pa.array(accepted)), 8).view("<u8").reshape(-1),
+        id_key=_id_keys(prompt_id, accepted, id_given, content_digest),
         content_key=content_digest[accepted].view("<u8").reshape(-1),
         id_given=id_given[accepted],
     )
@@ -403,6 +403,25 @@ def validate(table: pa.Table, file: FileContext, checker: ReferenceChecker) -> V
     # table too, when the caller keeps no reference): the accepted copy never coexists with all of them
     del table, col, canonical, content, prompt, aspect, resolution, output_format, provider, prompt_id, derived, id_trim
     return Validated(accepted=_accepted_table(columns, keep), entries=entries, keys=keys)
+
+
+_DERIVED_ID = r"^p-[0-9a-f]{16}$"
+
+
+def _id_keys(prompt_id: Any, accepted: np.ndarray, id_given: np.ndarray, content_digest: np.ndarray) -> np.ndarray:
+    """8 bytes per accepted row that only its id string decides: the hex of an id shaped like a derived
+    one (``p-`` + 16 hex digits; a derived id's key is thus its content digest, with no hashing), else
+    the sha256 of the id. Equal ids have equal keys; unequal ids rarely do, and are told apart later."""
+    keys = content_digest.copy()
+    given = np.nonzero(accepted & id_given)[0]
+    if len(given):
+        ids = prompt_id.take(pa.array(given))
+        shaped = _mask(pc.match_substring_regex(ids, _DERIVED_ID))
+        if (~shaped).any():
+            keys[given[~shaped]] = sha256_prefixes(ids.filter(pa.array(~shaped)), 8)
+        for i, pid in zip(given[shaped].tolist(), ids.filter(pa.array(shaped)).to_pylist(), strict=True):
+            keys[i] = np.frombuffer(bytes.fromhex(pid[2:]), dtype=np.uint8)
+    return keys[accepted].view("<u8").reshape(-1)
 
 
 def _canonical(content: tuple[Any, ...], select: pa.Array) -> Any:

@@ -178,3 +178,14 @@ def test_throttle_keeps_a_background_reader_a_window_ahead():
 def test_throttle_never_holds_the_consumers_own_reads():
     throttle = Throttle(io.BytesIO(b"x" * 1000), window=10, max_wait=30)
     assert len(throttle.read(500)) + len(throttle.read(500)) == 1000
+
+
+def test_a_given_id_shaped_like_a_derived_one_meets_the_derived_row(write, monkeypatch):
+    plain = load_prompt_tables([str(write("p.csv", "prompt\na red fox\n"))])
+    derived = plain.accepted.column("prompt_id")[0].as_py()
+    same = write("same.csv", f"id,prompt\n,a red fox\n{derived},a red fox\n")
+    other = write("other.csv", f"id,prompt\n,a red fox\n{derived},a blue whale\n")
+    assert [(r, c) for r, _, _, c in rejections(load_prompt_tables([str(same)]))] == [(2, "duplicate_row")]
+    clash = load_prompt_tables([str(other)])
+    assert [(r, c) for r, _, _, c in rejections(clash)] == [(1, "duplicate_id_conflict"), (2, "duplicate_id_conflict")]
+    assert clash.accepted.num_rows == 0
