@@ -12,7 +12,7 @@ fsspec URIs) into the accepted and rejected Arrow tables of ``nbpro_pipeline.mod
 Rules, their order and the duplicate policy are documented in ``nbpro_pipeline.prompts.validate``.
 """
 
-from nbpro_pipeline.prompts.load import load_prompt_tables, write_prompt_tables
+from nbpro_pipeline.prompts.load import check_prompt_tables, load_prompt_tables, write_prompt_tables
 from nbpro_pipeline.prompts.result import (
     PromptTableError,
     PromptTableResult,
@@ -31,6 +31,7 @@ __all__ = [
     "PromptTableSummary",
     "SourceFile",
     "WrittenPromptTables",
+    "check_prompt_tables",
     "load_prompt_tables",
     "write_prompt_tables",
 ]

@@ -98,6 +98,22 @@ def load_prompt_tables(
     return PromptTableResult(**dict(summary), accepted=sink.table())
 
 
+class _Discard:
+    def write(self, batch: pa.RecordBatch) -> None:
+        del batch
+
+
+def check_prompt_tables(
+    sources: Sequence[str],
+    *,
+    reference_roots: Sequence[str] | None = None,
+    storage_options: dict | None = None,
+) -> PromptTableSummary:
+    """``load_prompt_tables`` without keeping the accepted rows (``nbpro validate``): counts, rejections
+    and per-file summaries only, in the memory of one batch."""
+    return ingest(sources, _Discard(), reference_roots=reference_roots, storage_options=storage_options)
+
+
 def write_prompt_tables(
     sources: Sequence[str],
     storage: Any,
