@@ -189,3 +189,15 @@ def test_a_given_id_shaped_like_a_derived_one_meets_the_derived_row(write, monke
     clash = load_prompt_tables([str(other)])
     assert [(r, c) for r, _, _, c in rejections(clash)] == [(1, "duplicate_id_conflict"), (2, "duplicate_id_conflict")]
     assert clash.accepted.num_rows == 0
+
+
+def test_a_quoted_cell_longer_than_a_block_reads_the_file_again_in_one_block(write, monkeypatch):
+    big = "line\n" * 2000  # 10,000 bytes in one quoted value, over the 2,700-byte blocks
+    path = write("big.csv", _csv([*_rows()[:50], ["", big, "1:1", "c"], *_rows()[50:]]))
+    again = []
+    read_again = readers.ReadAgain.__init__
+    monkeypatch.setattr(readers.ReadAgain, "__init__", lambda self, mode: again.append(mode) or read_again(self, mode))
+    small, _, whole = _load_both(monkeypatch, [str(path)], 2700, 1 << 20)
+    assert again and again[0].block_size > len(big)  # the small-block load did meet the long cell
+    _same(small, whole)
+    assert big.strip() in {r["prompt"] for r in small.accepted.to_pylist()}
