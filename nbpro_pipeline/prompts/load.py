@@ -186,9 +186,8 @@ def _returning_pool() -> Iterator[None]:
     try:
         pool = pa.jemalloc_memory_pool()
         pa.jemalloc_set_decay_ms(0)
-    except (NotImplementedError, pa.ArrowNotImplementedError):
-        yield
-        return
+    except (NotImplementedError, pa.ArrowNotImplementedError):  # a pyarrow built without jemalloc
+        pool = previous
     pa.set_memory_pool(pool)
     try:
         yield
@@ -229,8 +228,7 @@ def _read_file(ref: SourceRef, checker: ReferenceChecker, spill: str) -> _File:
 
 
 def _read_attempt(ref: SourceRef, checker: ReferenceChecker, spill: str, mode: CsvMode) -> _File:
-    stream = open_source(ref)
-    stream.mode = mode
+    stream = open_source(ref, mode)
     out = _File(ref, format=stream.format, spill=spill)
     keys = []
     context = FileContext(ref.uri, None, ref.base_dir)

@@ -195,8 +195,9 @@ class StagedStream:
         return CsvReader(self.ref, "\t" if self.format.startswith("tsv") else ",", self.mode)
 
 
-def open_source(ref: SourceRef) -> StagedStream:
-    """The file as a ``StagedStream``; raises ``FileProblem`` at once for an extension no reader knows."""
+def open_source(ref: SourceRef, mode: CsvMode | None = None) -> StagedStream:
+    """The file as a ``StagedStream`` (CSV parsed in ``mode``, after a ``ReadAgain``); raises
+    ``FileProblem`` at once for an extension no reader knows."""
     if ref.error is not None:
         raise FileProblem("unreadable_file", ref.error)
     fmt = ref.format
@@ -205,7 +206,7 @@ def open_source(ref: SourceRef) -> StagedStream:
             "format_unknown",
             f"unknown file type; name prompt tables {', '.join(FORMATS)} (the extension picks the reader)",
         )
-    return StagedStream(ref, fmt)
+    return StagedStream(ref, fmt, mode or CsvMode())
 
 
 def _nameless_with_values(reader: CsvReader | ParquetReader, positions: list[int]) -> set[int]:
