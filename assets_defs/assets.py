@@ -22,9 +22,9 @@ from nbpro_pipeline.models.prompt import RejectedRow
 from nbpro_pipeline.presentation import charts, summary
 from nbpro_pipeline.presentation.cell_view import CellView, cell_view
 from nbpro_pipeline.presentation.gallery import write_cross_provider_gallery
-from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
+from nbpro_pipeline.prompts import PromptTableError, write_prompt_tables
 from nbpro_pipeline.provenance import SIGNING_HELP, ProvenanceSigner, SigningConfigError, signer_from_env
-from nbpro_pipeline.storage import Storage, compact_ledger, read_ledger, read_table, spent_on, table_path, write_table
+from nbpro_pipeline.storage import Storage, compact_ledger, read_ledger, read_table, spent_on, table_path
 
 # One group: the Lineage page opens on the whole pipeline instead of collapsed groups of one or two assets.
 GROUP = "nbpro_pipeline"
@@ -41,13 +41,12 @@ def _md_counts(counts: dict[str, int], header: str) -> str:
 def prompt_table(pipeline: PipelineResource, storage: StorageResource) -> dg.MaterializeResult:
     """Every configured prompt source, validated: accepted rows (one Parquet table) and rejected rows
     with one reason each."""
-    try:
-        result = load_prompt_tables(pipeline.prompt_sources, reference_roots=pipeline.reference_roots)
+    st = storage.storage()
+    try:  # the accepted rows are streamed to storage, never all in memory
+        result = write_prompt_tables(pipeline.prompt_sources, st, reference_roots=pipeline.reference_roots)
     except PromptTableError as exc:
         raise dg.Failure(description=str(exc)) from None
-    st = storage.storage()
-    accepted_uri = write_table(st, "prompt_table/accepted", result.accepted)
-    rejected_uri = write_table(st, "prompt_table/rejected", result.rejected)
+    accepted_uri, rejected_uri = result.accepted_uri, result.rejected_uri
     rejections = [RejectedRow.model_validate(r).describe() for r in result.rejected.slice(0, 20).to_pylist()]
     sources = "\n".join(
         f"| {s.uri} | {s.format} | {s.rows_read} | {(s.sha256 or 'unreadable')[:16]} |" for s in result.sources
@@ -57,7 +56,7 @@ def prompt_table(pipeline: PipelineResource, storage: StorageResource) -> dg.Mat
         metadata={
             **({"about_rejections": dg.MetadataValue.md(checked.note)} if checked.note else {}),
             "rows_read": result.rows_read,
-            "accepted": result.accepted.num_rows,
+            "accepted": result.accepted_rows,
             "rejected": result.rejected.num_rows,
             "rejected_by_reason": dg.MetadataValue.md(_md_counts(result.rejected_by_reason(), "reason")),
             "rejections": dg.MetadataValue.md("\n".join(f"- {r}" for r in rejections) or "_none_"),

@@ -326,11 +326,11 @@ def validate(tables: tuple[str, ...], reference_roots: tuple[str, ...], as_json:
     """
     import json
 
-    from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
+    from nbpro_pipeline.prompts import PromptTableError, check_prompt_tables
     from nbpro_pipeline.prompts.report import EXIT_UNREADABLE, exit_code, render_json, render_text
 
     try:
-        result = load_prompt_tables(list(tables), reference_roots=list(reference_roots) or None)
+        result = check_prompt_tables(list(tables), reference_roots=list(reference_roots) or None)
         code = exit_code(result)
         output = json.dumps(render_json(result, limit), indent=2) if as_json else render_text(result, limit)
     except PromptTableError as exc:
