@@ -150,21 +150,6 @@ def _empty(columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
 
 
-def _reason_counts(table: pa.Table, keys: list[str]) -> dict[tuple, dict[str, dict[str, int]]]:
-    """{group key: {status: {error_code: rows}}} for failed and skipped rows."""
-    bad = table.filter(pc.is_in(table["status"], value_set=pa.array([_FAILED, _SKIPPED])))
-    out: dict[tuple, dict[str, dict[str, int]]] = defaultdict(lambda: {_FAILED: {}, _SKIPPED: {}})
-    if bad.num_rows == 0:
-        return out
-    bad = bad.set_column(
-        bad.schema.get_field_index("error_code"), "error_code", pc.fill_null(bad["error_code"], "unknown")
-    )
-    counts = bad.group_by([*keys, "status", "error_code"]).aggregate([("status", "count")])
-    for row in counts.to_pylist():
-        out[tuple(row[k] for k in keys)][row["status"]][row["error_code"]] = row["status_count"]
-    return out
-
-
 def failed_latest(table: pa.Table) -> pa.Array:
     """True for failed rows that are still the latest row of their (provider, resolution, fingerprint).
 
@@ -205,44 +190,11 @@ REPORT_LEDGER_COLUMNS = list(dict.fromkeys([*CREDIT_LEDGER_COLUMNS, "prompt_id",
 def credit_cost_report(ledger: LedgerLike, prices: PriceTable) -> pd.DataFrame:
     """One row per (provider, resolution, UTC day of ``recorded_at``, source_uri); columns in
     ``CREDIT_COST_COLUMNS``. Counts are events (ledger rows); see the module docstring."""
-    table = as_ledger_table(ledger, CREDIT_LEDGER_COLUMNS)
-    if table.num_rows == 0:
-        return _empty(CREDIT_COST_COLUMNS)
-    keys = ["provider", "resolution", "day", "source_uri"]
-    failed = pc.equal(table["status"], _FAILED)
-    cost = pc.fill_null(table["final_cost"], pa.scalar(_ZERO, table.schema.field("final_cost").type))
-    work = pa.table(
-        {
-            "provider": table["provider"],
-            "resolution": table["resolution"],
-            "day": pc.cast(table["recorded_at"], pa.date32()),
-            "source_uri": table["source_uri"],
-            "one": pa.array(np.ones(table.num_rows, dtype=np.int64)),
-            "succeeded": _status_flag(table, _SUCCEEDED),
-            "failed": _status_flag(table, _FAILED),
-            "skipped": _status_flag(table, _SKIPPED),
-            "failed_unresolved": pc.cast(failed_latest(table), pa.int64()),
-            "credits_reserved": table["credits_reserved"],
-            "credits_final": table["credits_final"],
-            "final_cost": cost,
-            "failed_cost": pc.if_else(pc.fill_null(failed, False), cost, pa.scalar(_ZERO, cost.type)),
-            "cost_is_estimate": pc.fill_null(table["cost_is_estimate"], False),
-        }
-    )
-    sums = ["one", "succeeded", "failed", "skipped", "failed_unresolved", "credits_reserved", "credits_final"]
-    aggregated = work.group_by(keys).aggregate(
-        [(c, "sum") for c in sums] + [("final_cost", "sum"), ("failed_cost", "sum"), ("cost_is_estimate", "any")]
-    )
-    reasons = _reason_counts(
-        work.append_column("status", table["status"]).append_column("error_code", table["error_code"]), keys
-    )
+    from nbpro_pipeline.costs.cost_report import CostAccumulator, cost_report_frame
 
-    cells = _CellPrices(prices)
-    rows = [_cost_row(g, cells, prices, reasons[tuple(g[k] for k in keys)]) for g in aggregated.to_pylist()]
-    df = pd.DataFrame(rows, columns=CREDIT_COST_COLUMNS)
-    for column in ("credits_reserved", "credits_final"):
-        df[column] = df[column].astype("Int64")
-    return _sort_cells(df, extra=["day", "source_uri"])
+    accumulator = CostAccumulator()
+    accumulator.add(as_ledger_table(ledger, CREDIT_LEDGER_COLUMNS))
+    return cost_report_frame(*accumulator.groups(), prices)
 
 
 class _CellPrices:
@@ -259,40 +211,6 @@ class _CellPrices:
             price = self.prices.per_image(Provider(provider), Resolution(resolution)) if known else None
             self._cache[key] = (known, price, known and self.prices.is_estimate(Provider(provider)))
         return self._cache[key]
-
-
-def _counts_json(counts: dict[str, int]) -> str:
-    return json.dumps(counts, sort_keys=True) if counts else "{}"
-
-
-def _cost_row(g: dict[str, Any], cells: _CellPrices, prices: PriceTable, by_reason: dict) -> dict[str, Any]:
-    provider, resolution = g["provider"], g["resolution"]
-    final_cost, succeeded = _dec(g["final_cost_sum"]), g["succeeded_sum"]
-    known, price, estimate = cells(provider, resolution)
-    expected = price * succeeded if known else None
-    return {
-        "provider": provider,
-        "resolution": resolution,
-        "day": g["day"],
-        "source_uri": g["source_uri"],
-        "cost_unit": _UNITS.get(provider),
-        "requests": g["one_sum"],
-        "succeeded": succeeded,
-        "failed": g["failed_sum"],
-        "skipped": g["skipped_sum"],
-        "failed_unresolved": g["failed_unresolved_sum"],
-        "credits_reserved": g["credits_reserved_sum"],
-        "credits_final": g["credits_final_sum"],
-        "final_cost": final_cost,
-        "cost_lost_to_failures": _dec(g["failed_cost_sum"]),
-        "cost_per_success": _div(final_cost, succeeded),
-        "estimated_usd": _usd(prices, provider, final_cost) if known else None,
-        "cost_is_estimate": bool(g["cost_is_estimate_any"]) or estimate,
-        "expected_cost": None if expected is None else quantize_cost(expected),
-        "cost_delta": None if expected is None else quantize_cost(final_cost - expected),
-        "failures_by_reason": _counts_json(by_reason[_FAILED]),
-        "skips_by_reason": _counts_json(by_reason[_SKIPPED]),
-    }
 
 
 _UNITS = {p.value: COST_UNIT[p] for p in Provider}
@@ -523,20 +441,29 @@ def _comparison_row(
 
 # -- over a storage root, a cell (or a resolution) at a time ----------------------------------------
 def credit_cost_report_for(storage: Any, prices: PriceTable) -> pd.DataFrame:
-    """``credit_cost_report`` of every row under ``storage`` (a ``Storage``), read one cell at a time.
+    """``credit_cost_report`` of every row under ``storage`` (a ``Storage``), read a cell at a time in
+    batches (``costs.scan``) and summed as it is read.
 
     Every group of the report lies within one cell, so the result equals the report of the whole
-    ledger, while memory holds one cell's columns, never the year's.
+    ledger, while memory holds a batch of rows, the groups' sums and five narrow columns of one cell
+    (for ``failed_unresolved``), never the year's rows.
     """
-    from nbpro_pipeline.storage import read_ledger
+    from nbpro_pipeline.costs.cost_report import CostAccumulator, cost_report_frame
+    from nbpro_pipeline.costs.scan import cell_batches
 
-    frames = []
+    groups, reasons = [], []
     for provider in Provider:
         for resolution in Resolution:
-            cell = read_ledger(storage, provider=provider, resolution=resolution, columns=CREDIT_LEDGER_COLUMNS)
-            if cell.num_rows:
-                frames.append(credit_cost_report(cell, prices))
-    return _concat(frames, CREDIT_COST_COLUMNS, extra=["day", "source_uri"])
+            accumulator = CostAccumulator()
+            for batch in cell_batches(storage, provider, resolution, CREDIT_LEDGER_COLUMNS):
+                accumulator.add(batch)
+            if accumulator.rows:
+                cell_groups, cell_reasons = accumulator.groups()
+                groups.append(cell_groups)
+                reasons.append(cell_reasons)
+    if not groups:
+        return _empty(CREDIT_COST_COLUMNS)
+    return cost_report_frame(pa.concat_tables(groups), pa.concat_tables(reasons), prices)
 
 
 def provider_comparison_for(storage: Any, prices: PriceTable) -> pd.DataFrame:
@@ -580,10 +507,14 @@ def _common_in_storage(storage: Any, resolution: Resolution) -> pa.Table:
 
 
 def totals_for(storage: Any) -> dict[str, Decimal]:
-    """``totals_by_provider`` of every row under ``storage``, reading two columns."""
-    from nbpro_pipeline.storage import read_ledger
+    """``totals_by_provider`` of every row under ``storage``, summed batch by batch from two columns."""
+    from nbpro_pipeline.costs.scan import ledger_batches
 
-    return totals_by_provider(read_ledger(storage, columns=["provider", "final_cost"]))
+    totals: dict[str, Decimal] = {}
+    for batch in ledger_batches(storage, ["provider", "final_cost"]):
+        for provider, amount in totals_by_provider(batch).items():
+            totals[provider] = totals.get(provider, _ZERO) + amount
+    return dict(sorted(totals.items(), key=lambda kv: (_PROVIDER_ORDER.get(kv[0], 99), kv[0])))
 
 
 def _concat(frames: list[pd.DataFrame], columns: list[str], **sort: Any) -> pd.DataFrame:
