@@ -256,8 +256,9 @@ def estimate(tables: tuple[str, ...], cells: str, ledger_root: str | None, as_js
     import json
     from typing import NoReturn
 
-    from nbpro_pipeline.costs.cli_support import estimates_json, read_ledger_dataset, render_estimates
-    from nbpro_pipeline.costs.estimate import ESTIMATE_LEDGER_COLUMNS, CellSpecError, estimate_cells, parse_cells
+    from nbpro_pipeline.costs.cli_support import estimates_json, ledger_storage, render_estimates
+    from nbpro_pipeline.costs.estimate import CellSpecError, estimate_cells, parse_cells, storage_done_keys
+    from nbpro_pipeline.costs.scan import count_rows
     from nbpro_pipeline.costs.prices import PriceTable
     from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
 
@@ -279,19 +280,26 @@ def estimate(tables: tuple[str, ...], cells: str, ledger_root: str | None, as_js
         fail(f"cannot read the prompt tables: {exc}")
     for source in getattr(result, "unreadable", []):
         click.echo(f"Warning: {source.uri} could not be read: {source.error}", err=True)
-    ledger = None
+    storage = None
     if ledger_root is not None:
         try:
-            ledger = read_ledger_dataset(ledger_root, columns=ESTIMATE_LEDGER_COLUMNS)
+            storage = ledger_storage(ledger_root)
+        except (OSError, ValueError, TypeError) as exc:
+            fail(f"cannot open the ledger under {ledger_root}/ledger: {exc}")
+        if storage is None:
+            click.echo(f"Note: no ledger under {ledger_root}/ledger yet; nothing is counted as done.", err=True)
+    if storage is None:
+        estimates, ledger_rows = estimate_cells(result.accepted, chosen, prices), None
+    else:
+        try:  # the ledger is read here, a cell at a time
+            estimates = estimate_cells(result.accepted, chosen, prices, done_keys=storage_done_keys(storage))
+            ledger_rows = count_rows(storage)
         except (OSError, ValueError, TypeError) as exc:  # pyarrow raises ArrowInvalid, a ValueError
             fail(f"cannot read the ledger under {ledger_root}/ledger: {exc}")
-        if ledger is None:
-            click.echo(f"Note: no ledger under {ledger_root}/ledger yet; nothing is counted as done.", err=True)
-    estimates = estimate_cells(result.accepted, chosen, prices, ledger=ledger)
     accepted, rejected = result.accepted.num_rows, result.rejected.num_rows
     if as_json:
         data = estimates_json(
-            estimates, ledger_rows=None if ledger is None else ledger.num_rows, accepted=accepted, rejected=rejected
+            estimates, ledger_rows=ledger_rows, accepted=accepted, rejected=rejected
         )
         click.echo(json.dumps(data, indent=2))
         return
