@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from nbpro_pipeline.costs._ledger import quantize_cost
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.costs.reports import (
     _FAILED,
@@ -39,7 +40,6 @@ from nbpro_pipeline.costs.reports import (
     _usd,
     failed_latest,
 )
-from nbpro_pipeline.costs._ledger import quantize_cost
 
 KEYS = ["provider", "resolution", "day", "source_uri"]
 _INT_SUMS = ["one", "succeeded", "failed", "skipped", "failed_unresolved", "credits_reserved", "credits_final"]
@@ -124,9 +124,11 @@ def _work(table: pa.Table) -> pa.Table:
 def _merge(partials: list[pa.Table]) -> pa.Table:
     """Rows with the ``_PARTIAL_COLUMNS`` (work rows or partial groups) summed per key."""
     if not partials:
-        return pa.schema([(k, t) for k, t in _KEY_TYPES.items()] + [(c, _TYPES[c]) for c in _SUMS]).append(
-            pa.field("cost_is_estimate", pa.bool_())
-        ).empty_table()
+        return (
+            pa.schema([(k, t) for k, t in _KEY_TYPES.items()] + [(c, _TYPES[c]) for c in _SUMS])
+            .append(pa.field("cost_is_estimate", pa.bool_()))
+            .empty_table()
+        )
     table = pa.concat_tables([p.select(_PARTIAL_COLUMNS) for p in partials])
     merged = table.group_by(KEYS, use_threads=False).aggregate(
         [(c, "sum") for c in _SUMS] + [("cost_is_estimate", "any")]

@@ -158,27 +158,41 @@ def table_done_keys(ledger: LedgerLike | None) -> DoneKeys:
     return lambda provider, resolution, wanted: _succeeded_keys(table, provider, resolution)
 
 
-def storage_done_keys(storage: Any) -> DoneKeys:
+class StorageDoneKeys:
     """``DoneKeys`` read from a storage root's ledger, a cell at a time and in batches (``costs.scan``):
     only the cell's parts, only the match columns and ``status``, and only the rows whose ``prompt_id``
     is among the wanted ones are kept, so memory holds a batch, not the year's ledger."""
-    from nbpro_pipeline.costs.scan import cell_batches
 
-    def done(provider: Provider, resolution: Resolution, wanted: pa.Table) -> pa.Table:
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage
+        self._rows: dict[tuple[str, str], int] = {}  # rows seen per cell read
+
+    def __call__(self, provider: Provider, resolution: Resolution, wanted: pa.Table) -> pa.Table:
+        from nbpro_pipeline.costs.scan import cell_batches
+
         ids = pc.unique(wanted["prompt_id"])
+        cell = (provider.value, resolution.value)
+        self._rows[cell] = 0
 
         def where(batch: pa.Table) -> pa.ChunkedArray:
+            self._rows[cell] += batch.num_rows
             succeeded = pc.equal(batch["status"], OutcomeStatus.SUCCEEDED.value)
             return pc.fill_null(pc.and_(succeeded, pc.is_in(batch["prompt_id"], value_set=ids)), False)
 
-        found = [
-            _distinct(batch.select(list(DONE_MATCH_COLUMNS)))
-            for batch in cell_batches(storage, provider, resolution, ESTIMATE_LEDGER_COLUMNS, where=where)
-        ]
-        keys = pa.concat_tables(found) if found else _EMPTY_KEYS
-        return _distinct(keys)
+        batches = cell_batches(self.storage, provider, resolution, ESTIMATE_LEDGER_COLUMNS, where=where)
+        found = [_distinct(batch.select(list(DONE_MATCH_COLUMNS))) for batch in batches]
+        return _distinct(pa.concat_tables(found)) if found else _EMPTY_KEYS
 
-    return done
+    def ledger_rows(self) -> int:
+        """Rows of the whole ledger: counted while reading for the cells read, from footers for the rest."""
+        from nbpro_pipeline.costs.scan import count_rows
+
+        return sum(self._rows.values()) + count_rows(self.storage, skip=set(self._rows))
+
+
+def storage_done_keys(storage: Any) -> StorageDoneKeys:
+    """``DoneKeys`` over the ledger of a storage root (``StorageDoneKeys``)."""
+    return StorageDoneKeys(storage)
 
 
 _EMPTY_KEYS = pa.schema([(c, pa.string()) for c in DONE_MATCH_COLUMNS]).empty_table()

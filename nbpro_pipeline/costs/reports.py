@@ -15,7 +15,6 @@ Which ledger rows count:
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from collections.abc import Sequence

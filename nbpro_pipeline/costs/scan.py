@@ -41,14 +41,15 @@ def cell_batches(
     columns: list[str],
     *,
     where: Where | None = None,
-    rows: int = BATCH_ROWS,
+    rows: int | None = None,
 ) -> Iterator[pa.Table]:
     """The live rows of one cell (those ``where`` keeps, if given), ``columns`` in ``LEDGER_SCHEMA`` types,
-    as tables of at least ``rows`` rows (the last one may be smaller); nothing for an empty cell."""
-    yield from _batches(storage, cell_parts(storage, provider, resolution), columns, where, rows)
+    as tables of at least ``rows`` (default ``BATCH_ROWS``) rows, the last one may be smaller; nothing for
+    an empty cell."""
+    yield from _batches(storage, cell_parts(storage, provider, resolution), columns, where, rows or BATCH_ROWS)
 
 
-def ledger_batches(storage: Storage, columns: list[str], *, rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
+def ledger_batches(storage: Storage, columns: list[str], *, rows: int | None = None) -> Iterator[pa.Table]:
     """``cell_batches`` over every cell of the ledger (any provider directory), one cell after another."""
     if not storage.exists(storage.ledger_dir()):
         return
@@ -56,7 +57,7 @@ def ledger_batches(storage: Storage, columns: list[str], *, rows: int = BATCH_RO
     for part in ledger_parts(storage):
         by_cell.setdefault(part.path.rsplit("/", 1)[0], []).append(part)
     for parts in by_cell.values():
-        yield from _batches(storage, parts, columns, None, rows)
+        yield from _batches(storage, parts, columns, None, rows or BATCH_ROWS)
 
 
 def _batches(storage: Storage, parts: list[LedgerPart], columns: list[str], where: Where | None, rows: int):
@@ -121,9 +122,7 @@ def _row_groups(storage: Storage, part: LedgerPart, schema: pa.Schema) -> Iterat
 def _conform(table: pa.Table, part: LedgerPart, schema: pa.Schema) -> pa.Table:
     """``table`` in ``schema``: the hive columns from the part's directory names, columns an older
     pipeline version did not write as nulls, every type as ``LEDGER_SCHEMA`` has it."""
-    hive = dict(
-        segment.split("=", 1) for segment in part.path.rsplit("/", 3)[-3:-1] if "=" in segment
-    )
+    hive = _hive(part)
     arrays = []
     for field in schema:
         if field.name in LEDGER_PARTITION_COLUMNS and field.name in hive:
@@ -136,8 +135,9 @@ def _conform(table: pa.Table, part: LedgerPart, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def count_rows(storage: Storage) -> int:
-    """How many rows the whole ledger holds, from the live parts' footers (no column is read)."""
+def count_rows(storage: Storage, *, skip: set[tuple[str, str]] = frozenset()) -> int:
+    """How many rows the ledger holds, from the live parts' footers (no column is read), leaving out the
+    (provider, resolution) cells in ``skip``."""
     if not storage.exists(storage.ledger_dir()):
         return 0
 
@@ -145,5 +145,16 @@ def count_rows(storage: Storage) -> int:
         with _open(storage, part) as file:
             return file.metadata.num_rows
 
+    parts = [p for p in ledger_parts(storage) if _cell_of(p) not in skip]
     with ThreadPoolExecutor(_THREADS) as pool:
-        return sum(pool.map(rows, ledger_parts(storage)))
+        return sum(pool.map(rows, parts))
+
+
+def _cell_of(part: LedgerPart) -> tuple[str, str]:
+    hive = _hive(part)
+    return hive.get("provider", ""), hive.get("resolution", "")
+
+
+def _hive(part: LedgerPart) -> dict[str, str]:
+    """The ``key=value`` directory names above a part: its provider and resolution."""
+    return dict(segment.split("=", 1) for segment in part.path.rsplit("/", 3)[-3:-1] if "=" in segment)
