@@ -209,7 +209,7 @@ def credit_cost_report(storage: StorageResource, budget: BudgetResource) -> dg.M
     compacted = compact_ledger(st)
     df = reports.credit_cost_report_for(st, budget.prices())
     result = _write_report("credit_cost_report", df, st, summary.cost_summary(df), charts.cost_per_day(df))
-    totals = reports.totals_for(st)
+    totals = reports.totals_of_report(df)  # the report's groups hold every row: no second read
     units = {p.value: budget.prices().unit(p) for p in Provider}
     result.metadata.update(  # type: ignore[union-attr]
         {f"total_{p}_{units.get(p, 'cost')}": round(float(v), 4) for p, v in totals.items()}

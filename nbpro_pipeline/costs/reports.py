@@ -345,6 +345,15 @@ def totals_for(storage: Any) -> dict[str, Decimal]:
     return dict(sorted(totals.items(), key=lambda kv: (_PROVIDER_ORDER.get(kv[0], 99), kv[0])))
 
 
+def totals_of_report(df: pd.DataFrame) -> dict[str, Decimal]:
+    """``totals_by_provider`` from a ``credit_cost_report`` frame (its ``final_cost`` sums every row of
+    its groups), so that an asset that has the report need not read the ledger again."""
+    totals: dict[str, Decimal] = {}
+    for provider, amount in zip(df["provider"], df["final_cost"], strict=True):
+        totals[provider] = totals.get(provider, _ZERO) + _dec(None if _is_missing(amount) else amount)
+    return dict(sorted(totals.items(), key=lambda kv: (_PROVIDER_ORDER.get(kv[0], 99), kv[0])))
+
+
 # -- totals -------------------------------------------------------------------------------------------
 def totals_by_provider(ledger: LedgerLike) -> dict[str, Decimal]:
     """Exact sum of ``final_cost`` of every row, per provider present in the ledger (credits for Rivya, USD

@@ -20,6 +20,7 @@ from nbpro_pipeline.costs.reports import (
     provider_comparison_for,
     totals_by_provider,
     totals_for,
+    totals_of_report,
 )
 from nbpro_pipeline.storage import LedgerWriter, Storage, compact_ledger
 from tests.costs.builders import T0, ledger, record
@@ -140,6 +141,7 @@ def test_totals_equal_a_decimal_reference(tmp_path, prices, monkeypatch):
     monkeypatch.setattr(scan, "BATCH_ROWS", 11)
     assert totals_for(storage) == dict(expected) == totals_by_provider(ledger(*records))
     assert list(totals_for(storage)) == ["rivya", "odirouter"]
+    assert totals_of_report(credit_cost_report_for(storage, prices)) == dict(expected)
 
 
 def _reference_comparison(records) -> dict[tuple, dict]:
