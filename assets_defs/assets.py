@@ -21,7 +21,7 @@ from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.prompt import RejectedRow
 from nbpro_pipeline.presentation import charts, summary
 from nbpro_pipeline.presentation.cell_view import CellView, cell_view
-from nbpro_pipeline.presentation.gallery import write_cross_provider_gallery
+from nbpro_pipeline.presentation.gallery import CROSS_GALLERY_COLUMNS, write_cross_provider_gallery
 from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
 from nbpro_pipeline.provenance import SIGNING_HELP, ProvenanceSigner, SigningConfigError, signer_from_env
 from nbpro_pipeline.storage import Storage, compact_ledger, read_ledger, read_table, spent_on, table_path, write_table
@@ -225,7 +225,7 @@ def provider_comparison(storage: StorageResource, budget: BudgetResource) -> dg.
     st = storage.storage()
     df = reports.provider_comparison_for(st, budget.prices())
     result = _write_report("provider_comparison", df, st, summary.comparison_summary(df), charts.comparison(df))
-    page = write_cross_provider_gallery(st, read_ledger(st), budget.prices())
+    page = write_cross_provider_gallery(st, read_ledger(st, columns=CROSS_GALLERY_COLUMNS), budget.prices())
     result.metadata.update(  # type: ignore[union-attr]
         {"gallery": _link(page.uri), "gallery_prompts": f"{page.shown} of {page.total} shown"}
     )

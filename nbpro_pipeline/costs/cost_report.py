@@ -15,7 +15,9 @@ so the whole-table report and the cell-by-cell one cannot drift apart.
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -157,21 +159,22 @@ def _merge_reasons(partials: list[pa.Table]) -> pa.Table:
 def cost_report_frame(groups: pa.Table, reasons: pa.Table, prices: PriceTable) -> pd.DataFrame:
     """The report (``CREDIT_COST_COLUMNS``) of merged groups, sorted by day, provider, resolution, source.
 
-    Built a column at a time: ``to_pandas`` shares one Python string per distinct value (a list per
-    row would not), and only the derived money columns are computed per row, as ``Decimal``.
+    Built a column at a time, and every object column holds one Python object per distinct value
+    (``_shared``, ``_Memo``): a year of six cells and 40 sources is ~90K rows of a dozen object columns,
+    which as one object per cell took ~65 MB; Decimals are immutable, so sharing them is safe.
     """
     if groups.num_rows == 0:
         return _empty(CREDIT_COST_COLUMNS)
     groups = _sorted(groups)
     zero = pa.scalar(_ZERO, _MONEY)
-    df = groups.select(KEYS).to_pandas()
+    df = pd.DataFrame({k: _shared(groups[k]) for k in KEYS})
     for name, column in (("requests", "one"), ("succeeded", "succeeded"), ("failed", "failed"), ("skipped", "skipped")):
         df[name] = groups[column].to_numpy()
     df["failed_unresolved"] = pc.fill_null(groups["failed_unresolved"], 0).to_numpy()
     for name in ("credits_reserved", "credits_final"):
         df[name] = groups[name].to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-    df["final_cost"] = pc.fill_null(groups["final_cost"], zero).to_pandas()
-    df["cost_lost_to_failures"] = pc.fill_null(groups["failed_cost"], zero).to_pandas()
+    df["final_cost"] = _shared(pc.fill_null(groups["final_cost"], zero))
+    df["cost_lost_to_failures"] = _shared(pc.fill_null(groups["failed_cost"], zero))
     _derived_money(df, groups, prices)
     by_reason = _reasons_json(reasons)
     keys = list(zip(df["provider"], df["resolution"], df["day"], df["source_uri"], strict=True))
@@ -180,21 +183,47 @@ def cost_report_frame(groups: pa.Table, reasons: pa.Table, prices: PriceTable) -
     return df[CREDIT_COST_COLUMNS]
 
 
+def _shared(column: pa.ChunkedArray) -> np.ndarray:
+    """``column`` as an object array holding one Python object per distinct value (None for nulls)."""
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    values = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)
+    return values[pc.fill_null(encoded.indices, len(values) - 1).to_numpy()]
+
+
+class _Memo:
+    """``fn`` called once per distinct argument tuple: equal inputs give the very same result object.
+
+    Every value it serves is quantized to 6 places, so ``Decimal('8')`` and ``Decimal('8.000000')``,
+    equal as keys, cannot give results that print differently."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn, self.cache = fn, {}
+
+    def __call__(self, *args: Any) -> Any:
+        try:
+            return self.cache[args]
+        except KeyError:
+            self.cache[args] = value = self.fn(*args)
+            return value
+
+
 def _derived_money(df: pd.DataFrame, groups: pa.Table, prices: PriceTable) -> None:
     """cost_unit, cost_per_success, estimated_usd, cost_is_estimate, expected_cost and cost_delta."""
     cells = _CellPrices(prices)
     cell = [cells(p, r) for p, r in zip(df["provider"], df["resolution"], strict=True)]
     final, succeeded = df["final_cost"].tolist(), df["succeeded"].tolist()
-    expected = [quantize_cost(c[1] * s) if c[0] else None for c, s in zip(cell, succeeded, strict=True)]
+    times = _Memo(lambda price, n: quantize_cost(price * n))
+    expected = [times(c[1], s) if c[0] else None for c, s in zip(cell, succeeded, strict=True)]
     df["cost_unit"] = df["provider"].map(_UNITS)
-    df["cost_per_success"] = [_div(f, s) for f, s in zip(final, succeeded, strict=True)]
-    df["estimated_usd"] = [
-        _usd(prices, p, f) if c[0] else None for p, f, c in zip(df["provider"], final, cell, strict=True)
-    ]
+    per = _Memo(_div)
+    df["cost_per_success"] = [per(f, s) for f, s in zip(final, succeeded, strict=True)]
+    usd = _Memo(lambda p, f: _usd(prices, p, f))
+    df["estimated_usd"] = [usd(p, f) if c[0] else None for p, f, c in zip(df["provider"], final, cell, strict=True)]
     estimate = groups["cost_is_estimate"].to_pylist()
     df["cost_is_estimate"] = [bool(a) or c[2] for a, c in zip(estimate, cell, strict=True)]
     df["expected_cost"] = expected
-    df["cost_delta"] = [None if e is None else quantize_cost(f - e) for f, e in zip(final, expected, strict=True)]
+    delta = _Memo(lambda f, e: quantize_cost(f - e))
+    df["cost_delta"] = [None if e is None else delta(f, e) for f, e in zip(final, expected, strict=True)]
 
 
 def _sorted(groups: pa.Table) -> pa.Table:
@@ -214,4 +243,8 @@ def _reasons_json(reasons: pa.Table) -> dict[str, dict[tuple, str]]:
     columns = [reasons[c].to_pylist() for c in (*KEYS, "status", "error_code", "rows")]
     for p, r, d, s, status, code, rows in zip(*columns, strict=True):
         counts[status][(p, r, d, s)][code] = rows
-    return {status: {k: json.dumps(v, sort_keys=True) for k, v in by_key.items()} for status, by_key in counts.items()}
+    # interned: the same few objects serve every group with the same counts
+    return {
+        status: {k: sys.intern(json.dumps(v, sort_keys=True)) for k, v in by_key.items()}
+        for status, by_key in counts.items()
+    }
