@@ -142,7 +142,9 @@ def _succeeded_keys(ledger: pa.Table, provider: Provider, resolution: Resolution
 
 
 def _distinct(keys: pa.Table) -> pa.Table:
-    return keys.group_by(list(DONE_MATCH_COLUMNS)).aggregate([])  # distinct keys: a semi join must not fan out
+    return keys.group_by(list(DONE_MATCH_COLUMNS), use_threads=False).aggregate(
+        []
+    )  # distinct keys: a semi join must not fan out
 
 
 class DoneKeys(Protocol):
@@ -222,7 +224,7 @@ def estimate_cells(
             wanted = rows.select(list(DONE_MATCH_COLUMNS))
             keys = lookup(provider, resolution, wanted)
             if keys.num_rows:
-                done = wanted.join(keys, list(DONE_MATCH_COLUMNS), join_type="left semi").num_rows
+                done = wanted.join(keys, list(DONE_MATCH_COLUMNS), join_type="left semi", use_threads=False).num_rows
         out.append(_cell_estimate(provider, resolution, rows.num_rows, done, prices))
     return out
 

@@ -112,7 +112,7 @@ def latest_mask(ledger: LedgerLike) -> pa.ChunkedArray | pa.Array:
     keyed = pa.table(
         {"p": table["provider"], "r": table["resolution"], "f": table["fingerprint"], "rank": pa.array(rank)}
     )
-    latest = keyed.group_by(["p", "r", "f"]).aggregate([("rank", "max")])["rank_max"]
+    latest = keyed.group_by(["p", "r", "f"], use_threads=False).aggregate([("rank", "max")])["rank_max"]
     return pc.is_in(pa.array(rank), value_set=latest.combine_chunks())
 
 
@@ -161,8 +161,9 @@ def failed_latest(table: pa.Table) -> pa.Array:
     if n == 0 or not pc.any(failed).as_py():
         return pa.array(out)
     suspects = pc.unique(table.filter(failed)["fingerprint"])
-    candidates = np.flatnonzero(pc.fill_null(pc.is_in(table["fingerprint"], value_set=suspects), False).to_numpy())
-    subset = table.take(pa.array(candidates))
+    mask = pc.fill_null(pc.is_in(table["fingerprint"], value_set=suspects), False)
+    candidates = np.flatnonzero(mask.to_numpy())
+    subset = table.filter(mask)  # chunk by chunk: ``take`` would first concatenate every chunk of the table
     latest = latest_mask(subset).to_numpy(zero_copy_only=False)
     out[candidates] = latest & pc.fill_null(pc.equal(subset["status"], _FAILED), False).to_numpy(zero_copy_only=False)
     return pa.array(out)
@@ -234,7 +235,7 @@ def failure_reasons(ledger: LedgerLike) -> pd.DataFrame:
         }
     )
     keys = FAILURE_REASON_COLUMNS[:6]
-    agg = work.group_by(keys).aggregate([("status", "count"), ("cost", "sum")])
+    agg = work.group_by(keys, use_threads=False).aggregate([("status", "count"), ("cost", "sum")])
     df = pd.DataFrame(
         [{**{k: g[k] for k in keys}, "rows": g["status_count"], "cost": _dec(g["cost_sum"])} for g in agg.to_pylist()],
         columns=FAILURE_REASON_COLUMNS,
@@ -361,7 +362,7 @@ def totals_by_provider(ledger: LedgerLike) -> dict[str, Decimal]:
     table = as_ledger_table(ledger, ["provider", "final_cost"])
     if table.num_rows == 0:
         return {}
-    agg = table.group_by("provider").aggregate([("final_cost", "sum")])
+    agg = table.group_by("provider", use_threads=False).aggregate([("final_cost", "sum")])
     totals = {row["provider"]: _dec(row["final_cost_sum"]) for row in agg.to_pylist()}
     return dict(sorted(totals.items(), key=lambda kv: (_PROVIDER_ORDER.get(kv[0], 99), kv[0])))
 
