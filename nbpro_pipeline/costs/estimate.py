@@ -142,9 +142,8 @@ def _succeeded_keys(ledger: pa.Table, provider: Provider, resolution: Resolution
 
 
 def _distinct(keys: pa.Table) -> pa.Table:
-    return keys.group_by(list(DONE_MATCH_COLUMNS), use_threads=False).aggregate(
-        []
-    )  # distinct keys: a semi join must not fan out
+    """The distinct rows of ``keys``: a semi join against them must not fan out."""
+    return keys.group_by(list(DONE_MATCH_COLUMNS), use_threads=False).aggregate([])
 
 
 class DoneKeys(Protocol):
