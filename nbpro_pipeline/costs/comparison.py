@@ -76,18 +76,20 @@ class CellComparison:
         self._latencies.append(latency.to_numpy())
         self._costs.append(pa.table({"key": prompt_key(table), "cost": cost, "ok": ok}))
 
+    def release(self) -> None:
+        """Drop the kept columns once the cell's row is made (the counters stay)."""
+        self._images, self._latencies, self._costs = [], [], []
+
     def images(self) -> int:
         """Distinct fingerprints with a succeeded row."""
         if not self._images:
             return 0
         return int(pc.count_distinct(pa.chunked_array(self._images, pa.string()), mode="only_valid").as_py())
 
-    def succeeded_keys(self) -> pa.Array:
-        """The distinct prompt keys that succeeded in this cell."""
-        if not self._costs:
-            return pa.array([], pa.string())
-        costs = pa.concat_tables(self._costs)
-        return pc.unique(costs["key"].filter(costs["ok"]))
+    def succeeded_keys(self) -> pa.ChunkedArray:
+        """The prompt keys of this cell's succeeded rows (a prompt may appear more than once)."""
+        costs = pa.concat_tables(self._costs) if self._costs else pa.table({"key": pa.array([], pa.string())})
+        return costs["key"].filter(costs["ok"]) if self._costs else costs["key"]
 
     def cost_of(self, keys: pa.Array) -> Decimal:
         """Every row's cost (failed attempts too) of the prompts ``keys``."""
@@ -110,9 +112,9 @@ def common_keys(cells: list[CellComparison]) -> pa.Array:
     if len(cells) < 2:
         return pa.array([], pa.string())
     common = cells[0].succeeded_keys()
-    for cell in cells[1:]:
-        common = common.filter(pc.is_in(common, value_set=cell.succeeded_keys()))
-    return common
+    for cell in cells[1:]:  # is_in hashes the other side once; only what is common is made distinct
+        common = common.filter(pc.is_in(common, value_set=cell.succeeded_keys().combine_chunks()))
+    return pc.unique(common)
 
 
 def comparison_rows(cells: list[CellComparison], prices: PriceTable) -> list[dict[str, Any]]:
@@ -122,7 +124,11 @@ def comparison_rows(cells: list[CellComparison], prices: PriceTable) -> list[dic
     for cell in cells:
         by_resolution.setdefault(cell.resolution, []).append(cell)
     common = {resolution: common_keys(group) for resolution, group in by_resolution.items()}
-    return [_row(cell, prices, common[cell.resolution]) for cell in cells]
+    rows = []
+    for cell in cells:
+        rows.append(_row(cell, prices, common[cell.resolution]))
+        cell.release()
+    return rows
 
 
 def _row(cell: CellComparison, prices: PriceTable, common: pa.Array) -> dict[str, Any]:
