@@ -212,8 +212,9 @@ def _derived_money(df: pd.DataFrame, groups: pa.Table, prices: PriceTable) -> No
     cells = _CellPrices(prices)
     cell = [cells(p, r) for p, r in zip(df["provider"], df["resolution"], strict=True)]
     final, succeeded = df["final_cost"].tolist(), df["succeeded"].tolist()
-    times = _Memo(lambda price, n: quantize_cost(price * n))
-    expected = [times(c[1], s) if c[0] else None for c, s in zip(cell, succeeded, strict=True)]
+    raw = [c[1] * s if c[0] else None for c, s in zip(cell, succeeded, strict=True)]  # unrounded: for the delta
+    rounded = _Memo(quantize_cost)
+    expected = [None if e is None else rounded(e) for e in raw]
     df["cost_unit"] = df["provider"].map(_UNITS)
     per = _Memo(_div)
     df["cost_per_success"] = [per(f, s) for f, s in zip(final, succeeded, strict=True)]
@@ -223,7 +224,7 @@ def _derived_money(df: pd.DataFrame, groups: pa.Table, prices: PriceTable) -> No
     df["cost_is_estimate"] = [bool(a) or c[2] for a, c in zip(estimate, cell, strict=True)]
     df["expected_cost"] = expected
     delta = _Memo(lambda f, e: quantize_cost(f - e))
-    df["cost_delta"] = [None if e is None else delta(f, e) for f, e in zip(final, expected, strict=True)]
+    df["cost_delta"] = [None if e is None else delta(f, e) for f, e in zip(final, raw, strict=True)]
 
 
 def _sorted(groups: pa.Table) -> pa.Table:
