@@ -15,7 +15,6 @@ so the whole-table report and the cell-by-cell one cannot drift apart.
 from __future__ import annotations
 
 import json
-import sys
 from collections import defaultdict
 from typing import Any
 
@@ -244,8 +243,8 @@ def _reasons_json(reasons: pa.Table) -> dict[str, dict[tuple, str]]:
     columns = [reasons[c].to_pylist() for c in (*KEYS, "status", "error_code", "rows")]
     for p, r, d, s, status, code, rows in zip(*columns, strict=True):
         counts[status][(p, r, d, s)][code] = rows
-    # interned: the same few objects serve every group with the same counts
+    # one string per distinct set of counts, written once: most groups share a few
+    text = _Memo(lambda items: json.dumps(dict(items), sort_keys=True))
     return {
-        status: {k: sys.intern(json.dumps(v, sort_keys=True)) for k, v in by_key.items()}
-        for status, by_key in counts.items()
+        status: {k: text(tuple(sorted(v.items()))) for k, v in by_key.items()} for status, by_key in counts.items()
     }
