@@ -21,7 +21,7 @@ from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.prompt import RejectedRow
 from nbpro_pipeline.presentation import charts, summary
 from nbpro_pipeline.presentation.cell_view import CellView, cell_view
-from nbpro_pipeline.presentation.gallery import write_cross_provider_gallery
+from nbpro_pipeline.presentation.gallery import CROSS_GALLERY_COLUMNS, write_cross_provider_gallery
 from nbpro_pipeline.prompts import PromptTableError, write_prompt_tables
 from nbpro_pipeline.provenance import SIGNING_HELP, ProvenanceSigner, SigningConfigError, signer_from_env
 from nbpro_pipeline.storage import Storage, compact_ledger, read_ledger, read_table, spent_on, table_path
@@ -208,7 +208,7 @@ def credit_cost_report(storage: StorageResource, budget: BudgetResource) -> dg.M
     compacted = compact_ledger(st)
     df = reports.credit_cost_report_for(st, budget.prices())
     result = _write_report("credit_cost_report", df, st, summary.cost_summary(df), charts.cost_per_day(df))
-    totals = reports.totals_for(st)
+    totals = reports.totals_of_report(df)  # the report's groups hold every row: no second read
     units = {p.value: budget.prices().unit(p) for p in Provider}
     result.metadata.update(  # type: ignore[union-attr]
         {f"total_{p}_{units.get(p, 'cost')}": round(float(v), 4) for p, v in totals.items()}
@@ -224,7 +224,7 @@ def provider_comparison(storage: StorageResource, budget: BudgetResource) -> dg.
     st = storage.storage()
     df = reports.provider_comparison_for(st, budget.prices())
     result = _write_report("provider_comparison", df, st, summary.comparison_summary(df), charts.comparison(df))
-    page = write_cross_provider_gallery(st, read_ledger(st), budget.prices())
+    page = write_cross_provider_gallery(st, read_ledger(st, columns=CROSS_GALLERY_COLUMNS), budget.prices())
     result.metadata.update(  # type: ignore[union-attr]
         {"gallery": _link(page.uri), "gallery_prompts": f"{page.shown} of {page.total} shown"}
     )
