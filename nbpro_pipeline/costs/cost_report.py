@@ -245,6 +245,4 @@ def _reasons_json(reasons: pa.Table) -> dict[str, dict[tuple, str]]:
         counts[status][(p, r, d, s)][code] = rows
     # one string per distinct set of counts, written once: most groups share a few
     text = _Memo(lambda items: json.dumps(dict(items), sort_keys=True))
-    return {
-        status: {k: text(tuple(sorted(v.items()))) for k, v in by_key.items()} for status, by_key in counts.items()
-    }
+    return {status: {k: text(tuple(sorted(v.items()))) for k, v in by_key.items()} for status, by_key in counts.items()}

@@ -36,16 +36,16 @@ class PriceTable(BaseModel):
 
     def per_image(self, provider: Provider, resolution: Resolution) -> Decimal:
         """Price of one successful image in the provider's unit (credits or USD)."""
-        if provider is Provider.RIVYA:
+        if provider == Provider.RIVYA:
             return Decimal(self.rivya_credits_per_image)
         return self.odirouter_usd_per_image[resolution]
 
     def to_usd(self, provider: Provider, amount: Decimal) -> Decimal:
-        return amount * self.rivya_usd_per_credit if provider is Provider.RIVYA else amount
+        return amount * self.rivya_usd_per_credit if provider == Provider.RIVYA else amount
 
     def is_estimate(self, provider: Provider) -> bool:
         """True where the amount charged is not reported by the provider but read from this table."""
-        return provider is Provider.ODIROUTER
+        return provider == Provider.ODIROUTER
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PriceTable:
