@@ -141,8 +141,8 @@ class CellRun:
         progress = Progress(cell.run.partition_key, self.report, self.log.info, self._cost_so_far)
         ticker = asyncio.ensure_future(progress.every(s.progress_interval_s))
         self.log.info(
-            f"{cell.run.partition_key}: {self.report.eligible} eligible prompts; {len(history.succeeded)} "
-            f"fingerprints already stored; {len(history.unresolved)} journaled tasks to resume"
+            f"{cell.run.partition_key}: {self.report.eligible} eligible prompts; {history.past_rows} rows of "
+            f"history ({history.past_source}); {len(history.unresolved)} journaled tasks to resume"
         )
         try:
             await self._work(eligible)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from decimal import Decimal
 
 import pyarrow.parquet as pq
@@ -16,7 +17,7 @@ from nbpro_pipeline.storage.compaction import compact_ledger
 from nbpro_pipeline.storage.ledger_parts import REPLACES_KEY, cell_parts
 from tests.storage.conftest import ledger_record
 
-ROOT = "/work/wt/i14-history"
+ROOT = str(Path(__file__).resolve().parents[2])  # the repository: ``python -m tests...`` runs from it
 
 
 def write_parts(storage: Storage, n_parts: int, rows: int = 3, **kw) -> list:

@@ -1,0 +1,153 @@
+"""Journal pruning: a cell's journal files merged into one compacted file of the entries still needed.
+
+Every submit journals an intent (with the row and request) and a task entry, so a year of runs leaves
+~170K intents per cell, and every run read them all. Once an intent's task has a final ledger outcome,
+nothing reads it again, except in the cases the engine's rules name (``JournalRules``); pruning keeps
+exactly those, per fingerprint:
+
+- a **task entry** whose task has no ledger row yet, or whose latest row carries a resumable code: the
+  next run polls it again (never resubmits it), so it stays, with the fingerprint's latest intent (it
+  holds the row and request an orphaned task is finished with);
+- the **latest intent** when no ledger row of its fingerprint was recorded at or after it (a submit in
+  flight, or a crash between the intent and the answer), or when a generation-0 resubmit would reuse its
+  idempotency key and that key is not the one the engine would derive anyway (an older version's key);
+- ``unknown`` entries go with their intent.
+Older intents of a fingerprint are never used (readers take the latest by time), so they go.
+
+Crash- and concurrency-safe like ledger compaction: the compacted file is written atomically and lists
+every file it replaces; only then are those deleted, so a kill in between leaves duplicates that readers
+skip (``journal.list_journal``). A run writing segments meanwhile is untouched (only listed files are
+replaced). Call it under the cell's compaction lock (``compaction.prune_cell_journal``).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.storage.filesystem import Storage
+from nbpro_pipeline.storage.journal import (
+    COMPACT_PREFIX,
+    CompactedJournal,
+    JournalEntry,
+    JournalState,
+    _segment_entries,
+    list_journal,
+)
+from nbpro_pipeline.storage.past import FingerprintFacts, PastRows, open_past
+
+
+@dataclass(frozen=True)
+class JournalRules:
+    """What the engine does with journal entries, as far as pruning must know."""
+
+    resumable_codes: frozenset[str]  # a task whose latest row has one of these is polled again
+    generation0_key: Callable[[str], str] | None  # fingerprint -> the key a first attempt derives
+
+
+@dataclass
+class JournalPruning:
+    files_before: int = 0
+    entries_before: int = 0
+    entries_kept: int = 0
+    deleted: int = 0
+    written: str | None = None
+
+
+def default_rules(storage: Storage) -> JournalRules:
+    """The engine's rules (imported here, not at module level: the engine imports storage)."""
+    from nbpro_pipeline.engine.history import idempotency_key
+    from nbpro_pipeline.engine.outcomes import RESUMABLE_CODES
+    from nbpro_pipeline.storage.ledger_id import ledger_id
+
+    lid = ledger_id(storage)
+    return JournalRules(frozenset(RESUMABLE_CODES), lambda fp: idempotency_key(lid, fp, 0))
+
+
+def needed(entries: list[JournalEntry], facts: FingerprintFacts, rules: JournalRules) -> list[JournalEntry]:
+    """The entries of one fingerprint a later run may still need (see the module docstring)."""
+    resumable = {t for t, f in facts.tasks.items() if f.latest_error_code in rules.resumable_codes}
+    tasks = [e for e in entries if e.kind == "task" and (e.task_id not in facts.tasks or e.task_id in resumable)]
+    intents = [e for e in entries if e.kind == "intent"]
+    if not intents:
+        return tasks
+    latest = max(intents, key=lambda e: e.at)
+    if tasks or facts.last_recorded_at is None or facts.last_recorded_at < latest.at or _own_key(latest, facts, rules):
+        return [*tasks, latest, *(e for e in entries if e.kind == "unknown")]
+    return tasks
+
+
+def _own_key(intent: JournalEntry, facts: FingerprintFacts, rules: JournalRules) -> bool:
+    """Whether a generation-0 resubmit would reuse a key the engine would not derive itself."""
+    if not intent.idempotency_key or rules.generation0_key is None:
+        return False
+    resumable = {t for t, f in facts.tasks.items() if f.latest_error_code in rules.resumable_codes}
+    generation = len(facts.failed_tasks - resumable)
+    return generation == 0 and intent.idempotency_key != rules.generation0_key(intent.fingerprint)
+
+
+def prune_journal(
+    storage: Storage,
+    provider: Provider | str,
+    resolution: Resolution,
+    rules: JournalRules,
+    past: PastRows | None = None,
+) -> JournalPruning:
+    """Merge the cell's journal files into one compacted file of the needed entries; see the module docstring.
+    ``past``: the cell's ledger as of now (read here if not given; it must be at least as new as the listing)."""
+    files = list_journal(storage, provider, resolution)
+    outcome = JournalPruning(files_before=len(files.compacted) + len(files.segments))
+    for name in files.leftovers:  # what a present compacted file replaces: a kill's leftovers
+        outcome.deleted += _remove(storage, f"{files.directory}/{name}")
+    if outcome.files_before <= 1 and not files.segments:
+        return outcome
+    state = JournalState()
+    entries = [e for c in files.compacted.values() for e in c.entries]
+    for name in files.segments:
+        entries.extend(_segment_entries(storage, f"{files.directory}/{name}", state))
+    outcome.entries_before = len(entries)
+    by_fp: dict[str, list[JournalEntry]] = {}
+    for entry in entries:
+        by_fp.setdefault(entry.fingerprint, []).append(entry)
+    past = past or open_past(storage, provider, resolution)
+    facts = past.facts(by_fp)
+    kept = sorted((e for fp, es in by_fp.items() for e in needed(es, facts[fp], rules)), key=lambda e: e.at)
+    outcome.entries_kept = len(kept)
+    now = datetime.now(UTC)
+    name = f"{COMPACT_PREFIX}{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.json"
+    replaces = sorted([*files.compacted, *files.segments])
+    body = CompactedJournal(replaces=replaces, entries=kept, created=now)
+    storage.write_bytes(f"{files.directory}/{name}", body.model_dump_json(exclude_none=True).encode())  # commit
+    outcome.written = name
+    for old in [*files.segments, *files.compacted]:  # segments first: a kill keeps the old compacted file
+        outcome.deleted += _remove(storage, f"{files.directory}/{old}")
+    if storage.is_local:
+        _remove_empty_dirs(files.directory)
+    return outcome
+
+
+def _remove(storage: Storage, path: str) -> int:
+    try:
+        storage.fs.rm_file(path)
+        return 1
+    except FileNotFoundError:
+        return 0
+
+
+def _remove_empty_dirs(directory: str) -> None:
+    """Run directories left empty (object stores have none); a run writing into one makes it again."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = os.path.join(directory, name)
+        if os.path.isdir(path):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
