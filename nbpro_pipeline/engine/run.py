@@ -25,6 +25,7 @@ from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.engine.booking import Books
 from nbpro_pipeline.engine.context import Cell, cell_price
 from nbpro_pipeline.engine.history import load_history
+from nbpro_pipeline.engine.maintenance import after_run
 from nbpro_pipeline.engine.progress import Progress
 from nbpro_pipeline.engine.reconcile import ProviderCharges, ask_provider
 from nbpro_pipeline.engine.references import ReferenceResolver
@@ -156,6 +157,17 @@ class CellRun:
             await steps.references.aclose()
         self._close_report(time.monotonic() - started, journal)
         self.log.info(progress.line())
+        done = await asyncio.to_thread(
+            after_run,
+            cell.storage,
+            cell.name,
+            cell.resolution,
+            s,
+            tail_parts=(history.past.tail_parts if history.past else 0) + len(steps.books.writer.parts),
+            wrote_journal=journal.segments > 0,
+        )
+        if done:
+            self.log.info(f"{cell.run.partition_key}: {done}")
         return self.report
 
     def _eligible(self, rows: Iterable[PromptRow]) -> Iterable[PromptRow]:

@@ -163,6 +163,19 @@ def _compact_directory(storage: Storage, directory: str, min_age_s: float, outco
             _remove(storage, source.path, outcome)
 
 
+def prune_cell_journal(storage: Storage, provider: Provider | str, resolution: Resolution, *, lock_ttl_s: float = 900.0):
+    """Prune one cell's journal under the cell's lock; None when another compaction holds it."""
+    from nbpro_pipeline.storage.journal_prune import default_rules, prune_journal
+
+    directory = storage.path("ledger", cell_dir(provider, resolution))
+    try:
+        with _cell_lock(storage, directory, lock_ttl_s):
+            return prune_journal(storage, provider, resolution, default_rules(storage))
+    except CompactionBusy as exc:
+        log.info("%s|%s: %s; journal not pruned", provider_name(provider), resolution.value, exc)
+        return None
+
+
 def _derive(
     storage: Storage, provider: Provider | str, resolution: Resolution, outcome: CellCompaction, *, index: bool, journal: bool
 ) -> None:
