@@ -137,7 +137,6 @@ def load_history(
     history.learn([*journal.tasks, *fingerprints])
     booked = {task for fp in journal.tasks for task in history.facts[fp].tasks}
     history.unresolved = journal.unresolved_tasks(
-        {e.task_id for entries in journal.tasks.values() for e in entries if e.task_id in booked}
-        - history.resumable
+        {e.task_id for entries in journal.tasks.values() for e in entries if e.task_id in booked} - history.resumable
     )
     return history

@@ -163,7 +163,9 @@ def _compact_directory(storage: Storage, directory: str, min_age_s: float, outco
             _remove(storage, source.path, outcome)
 
 
-def prune_cell_journal(storage: Storage, provider: Provider | str, resolution: Resolution, *, lock_ttl_s: float = 900.0):
+def prune_cell_journal(
+    storage: Storage, provider: Provider | str, resolution: Resolution, *, lock_ttl_s: float = 900.0
+):
     """Prune one cell's journal under the cell's lock; None when another compaction holds it."""
     from nbpro_pipeline.storage.journal_prune import default_rules, prune_journal
 
@@ -177,7 +179,13 @@ def prune_cell_journal(storage: Storage, provider: Provider | str, resolution: R
 
 
 def _derive(
-    storage: Storage, provider: Provider | str, resolution: Resolution, outcome: CellCompaction, *, index: bool, journal: bool
+    storage: Storage,
+    provider: Provider | str,
+    resolution: Resolution,
+    outcome: CellCompaction,
+    *,
+    index: bool,
+    journal: bool,
 ) -> None:
     """Step 4: the fingerprint index of the cell as it now is, then the journal pruned against it."""
     from nbpro_pipeline.storage.history_index import write_index

@@ -20,6 +20,7 @@ Since live parts never share a row, index rows plus tail rows are the cell's row
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -89,7 +90,9 @@ def bucket_ids(fingerprints: pa.ChunkedArray | pa.Array, buckets: int) -> pa.Arr
     """``bucket_of`` of every value (a null fingerprint goes to bucket 0), hashing each distinct value once."""
     if buckets == 1:
         return pa.array([0] * len(fingerprints), pa.int32())
-    encoded = pc.dictionary_encode(pc.fill_null(fingerprints, "")).combine_chunks()
+    if isinstance(fingerprints, pa.ChunkedArray):
+        fingerprints = fingerprints.combine_chunks()
+    encoded = pc.dictionary_encode(pc.fill_null(fingerprints, ""))
     per_value = pa.array([bucket_of(v, buckets) for v in encoded.dictionary.to_pylist()], pa.int32())
     return per_value.take(encoded.indices)
 
@@ -160,10 +163,8 @@ def _forget_old_files(storage: Storage, directory: str, keep: str) -> None:
         except ValueError:
             continue
         if created < cutoff:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 storage.fs.rm_file(path)
-            except FileNotFoundError:
-                pass
 
 
 def read_manifest(storage: Storage, provider: Provider | str, resolution: Resolution | str) -> IndexManifest:

@@ -22,6 +22,7 @@ replaced). Call it under the cell's compaction lock (``compaction.prune_cell_jou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable
@@ -147,7 +148,5 @@ def _remove_empty_dirs(directory: str) -> None:
     for name in names:
         path = os.path.join(directory, name)
         if os.path.isdir(path):
-            try:
+            with contextlib.suppress(OSError):
                 os.rmdir(path)
-            except OSError:
-                pass
