@@ -1,6 +1,7 @@
 """The end of a cell run: keep what the next run reads bounded, without waiting for the report asset.
 
-A run that journaled submits prunes the cell's journal (its own intents now have final ledger rows);
+A run that journaled submits or resumed journaled tasks prunes the cell's journal (those now have final
+ledger rows);
 a run that leaves a long uncovered tail (``EngineSettings.compact_tail_parts`` live parts the index
 does not cover, its own included) compacts the cell, which also rewrites the index and prunes the
 journal. Both take the cell's compaction lock and are skipped when another compaction holds it; both

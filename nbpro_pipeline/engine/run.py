@@ -164,7 +164,7 @@ class CellRun:
             cell.resolution,
             s,
             tail_parts=(history.past.tail_parts if history.past else 0) + len(steps.books.writer.parts),
-            wrote_journal=journal.segments > 0,
+            wrote_journal=journal.segments > 0 or self.report.resumed > 0,
         )
         if done:
             self.log.info(f"{cell.run.partition_key}: {done}")

@@ -104,7 +104,7 @@ def prune_journal(
     outcome = JournalPruning(files_before=len(files.compacted) + len(files.segments))
     for name in files.leftovers:  # what a present compacted file replaces: a kill's leftovers
         outcome.deleted += _remove(storage, f"{files.directory}/{name}")
-    if outcome.files_before <= 1 and not files.segments:
+    if outcome.files_before == 0:
         return outcome
     state = JournalState()
     entries = [e for c in files.compacted.values() for e in c.entries]
