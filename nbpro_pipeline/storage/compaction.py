@@ -192,7 +192,8 @@ def _derive(
     from nbpro_pipeline.storage.journal_prune import default_rules, prune_journal
 
     if index:
-        outcome.index_rows = sum(write_index(storage, provider, resolution).rows)
+        manifest = write_index(storage, provider, resolution)
+        outcome.index_rows = sum(manifest.rows) if manifest else None
     if journal and storage.exists(storage.journal_dir(provider, resolution)):
         pruned = prune_journal(storage, provider, resolution, default_rules(storage))
         outcome.journal_entries = (pruned.entries_before, pruned.entries_kept)

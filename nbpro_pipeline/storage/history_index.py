@@ -97,10 +97,15 @@ def bucket_ids(fingerprints: pa.ChunkedArray | pa.Array, buckets: int) -> pa.Arr
     return per_value.take(encoded.indices)
 
 
-def write_index(storage: Storage, provider: Provider | str, resolution: Resolution | str) -> IndexManifest:
-    """Index the cell's live parts as they are now; call it under the cell's compaction lock."""
+def write_index(
+    storage: Storage, provider: Provider | str, resolution: Resolution | str
+) -> IndexManifest | None:
+    """Index the cell's live parts as they are now (None: the cell has none); call it under the cell's
+    compaction lock."""
     resolution = Resolution(resolution)
     parts = cell_parts(storage, provider, resolution)
+    if not parts:
+        return None
     table = read_parts(storage, [p.path for p in parts], HISTORY_COLUMNS)
     manifest = _write_buckets(storage, index_dir(storage, provider, resolution), table, parts)
     _forget_old_files(storage, index_dir(storage, provider, resolution), manifest.file)

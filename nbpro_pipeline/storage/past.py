@@ -89,11 +89,13 @@ class _Rows:
     def of(self, fingerprints: Iterable[str]) -> dict[str, list[dict]]:
         if self.table.num_rows == 0:
             return {}
-        if self._where is None:
-            self._where = {}
+        where = self._where
+        if where is None:  # built whole, then published: a thread never sees half of it
+            where = {}
             for i, fp in enumerate(self.table["fingerprint"].to_pylist()):
-                self._where.setdefault(fp, []).append(i)
-        wanted = [i for fp in fingerprints for i in self._where.get(fp, ())]
+                where.setdefault(fp, []).append(i)
+            self._where = where
+        wanted = [i for fp in fingerprints for i in where.get(fp, ())]
         out: dict[str, list[dict]] = {}
         for row in self.table.take(sorted(wanted)).to_pylist() if wanted else ():
             out.setdefault(row["fingerprint"], []).append(row)

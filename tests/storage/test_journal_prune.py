@@ -152,7 +152,10 @@ async def test_pruning_merges_the_segments_into_one_file_of_what_is_still_needed
 
 @pytest.mark.parametrize("point", ["mid_write", "after_commit", "mid_delete"])
 async def test_a_kill_mid_pruning_keeps_every_needed_entry_once(tmp_path, point):
-    root = str(tmp_path / "root")
+    await kill_pruning_and_check(str(tmp_path / "root"), point)
+
+
+async def kill_pruning_and_check(root: str, point: str) -> None:
     storage = Storage(root)
     await _history(storage)
     before = _needed_view(storage)
