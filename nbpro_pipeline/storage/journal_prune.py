@@ -23,6 +23,7 @@ replaced). Call it under the cell's compaction lock (``compaction.prune_cell_jou
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import Callable
@@ -31,14 +32,7 @@ from datetime import UTC, datetime
 
 from nbpro_pipeline.models.common import Provider, Resolution
 from nbpro_pipeline.storage.filesystem import Storage
-from nbpro_pipeline.storage.journal import (
-    COMPACT_PREFIX,
-    CompactedJournal,
-    JournalEntry,
-    JournalState,
-    _segment_entries,
-    list_journal,
-)
+from nbpro_pipeline.storage.journal import COMPACT_PREFIX, CompactedJournal, JournalEntry, list_journal
 from nbpro_pipeline.storage.past import FingerprintFacts, PastRows, open_past
 
 
@@ -106,17 +100,22 @@ def prune_journal(
         outcome.deleted += _remove(storage, f"{files.directory}/{name}")
     if outcome.files_before == 0:
         return outcome
-    state = JournalState()
-    entries = [e for c in files.compacted.values() for e in c.entries]
+    seen = _Seen()
+    for compacted in files.compacted.values():
+        for entry in compacted.entries:
+            seen.add(entry.kind, entry.fingerprint, entry.at, entry)
     for name in files.segments:
-        entries.extend(_segment_entries(storage, f"{files.directory}/{name}", state))
-    outcome.entries_before = len(entries)
-    by_fp: dict[str, list[JournalEntry]] = {}
-    for entry in entries:
-        by_fp.setdefault(entry.fingerprint, []).append(entry)
+        seen.add_segment(storage, f"{files.directory}/{name}")
+    outcome.entries_before = seen.count
     past = past or open_past(storage, provider, resolution)
-    facts = past.facts(by_fp)
-    kept = sorted((e for fp, es in by_fp.items() for e in needed(es, facts[fp], rules)), key=lambda e: e.at)
+    kept: list[JournalEntry] = []
+    fps = list(seen.by_fp)
+    for lo in range(0, len(fps), _BATCH):  # a batch's facts and parsed entries at a time: memory stays bounded
+        batch = fps[lo : lo + _BATCH]
+        facts = past.facts(batch)
+        for fp in batch:
+            kept.extend(needed(seen.entries(fp), facts[fp], rules))
+    kept.sort(key=lambda e: e.at)
     outcome.entries_kept = len(kept)
     now = datetime.now(UTC)
     name = f"{COMPACT_PREFIX}{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.json"
@@ -129,6 +128,51 @@ def prune_journal(
     if storage.is_local:
         _remove_empty_dirs(files.directory)
     return outcome
+
+
+_BATCH = 10_000
+
+
+class _Seen:
+    """The journal's entries per fingerprint, kept as their JSON lines (parsed when decided): the task
+    entries and only the latest intent, as ``needed`` uses no other. A year of intents is never in memory
+    as objects at once."""
+
+    def __init__(self) -> None:
+        self.by_fp: dict[str, tuple[list[str | JournalEntry], tuple[datetime, str | JournalEntry] | None]] = {}
+        self.count = 0
+        self.bad_lines = 0
+
+    def add(self, kind: str, fp: str, at: datetime, raw: str | JournalEntry) -> None:
+        self.count += 1
+        others, latest = self.by_fp.get(fp, ([], None))
+        if kind == "intent":
+            if latest is None or at >= latest[0]:
+                latest = (at, raw)
+        else:
+            others.append(raw)
+        self.by_fp[fp] = (others, latest)
+
+    def add_segment(self, storage: Storage, path: str) -> None:
+        for line in storage.read_bytes(path).decode("utf-8", "replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                head = json.loads(line)
+                self.add(head["kind"], head["fingerprint"], datetime.fromisoformat(head["at"]), line)
+            except (ValueError, KeyError, TypeError):
+                self.bad_lines += 1  # read_journal skips it too: nothing a run would use
+
+    def entries(self, fp: str) -> list[JournalEntry]:
+        others, latest = self.by_fp[fp]
+        raw = [*others, *([latest[1]] if latest else [])]
+        out = []
+        for r in raw:
+            try:
+                out.append(r if isinstance(r, JournalEntry) else JournalEntry.model_validate_json(r))
+            except ValueError:
+                self.bad_lines += 1
+        return out
 
 
 def _remove(storage: Storage, path: str) -> int:
