@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -140,22 +141,36 @@ class PastRows:
                 self.reader, self.rest, self.why_no_index = None, fresh.rest, str(exc)
         return self.rest.of(fps)
 
+    def _fetch(self, buckets: list[int]) -> None:
+        assert self.reader is not None
+        _fetch_buckets(self.reader, buckets, self._buckets)
+
     def _indexed_rows_of(self, fps: list[str]) -> dict[str, list[dict]]:
         assert self.reader is not None
         by_bucket: dict[int, list[str]] = {}
         for fp in fps:
             by_bucket.setdefault(bucket_of(fp, self.reader.manifest.buckets), []).append(fp)
+        self._fetch([b for b in by_bucket if b not in self._buckets])
         out: dict[str, list[dict]] = {}
         for b, members in by_bucket.items():
-            table = self._buckets.get(b)
-            if table is None:
-                table = self._buckets[b] = self.reader.bucket(b)
+            table = self._buckets[b]
             hits = table.filter(pc.is_in(table["fingerprint"], value_set=pa.array(members, pa.string())))
             for row in hits.to_pylist():
                 out.setdefault(row["fingerprint"], []).append(row)
         for fp, rows in self.rest.of(fps).items():  # the tail is newer: after the index's rows
             out.setdefault(fp, []).extend(rows)
         return out
+
+
+def _fetch_buckets(reader: IndexReader, buckets: list[int], into: dict[int, pa.Table]) -> None:
+    """Read ``buckets`` into ``into``: a memory map locally, concurrent range reads on object stores."""
+    if reader.storage.is_local or len(buckets) < 2:
+        for b in buckets:
+            into[b] = reader.bucket(b)
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(buckets))) as pool:
+        for b, table in zip(buckets, pool.map(reader.bucket, buckets), strict=True):
+            into[b] = table
 
 
 def _in_time_order(rows: list[dict]) -> list[dict]:
