@@ -97,9 +97,7 @@ def bucket_ids(fingerprints: pa.ChunkedArray | pa.Array, buckets: int) -> pa.Arr
     return per_value.take(encoded.indices)
 
 
-def write_index(
-    storage: Storage, provider: Provider | str, resolution: Resolution | str
-) -> IndexManifest | None:
+def write_index(storage: Storage, provider: Provider | str, resolution: Resolution | str) -> IndexManifest | None:
     """Index the cell's live parts as they are now (None: the cell has none); call it under the cell's
     compaction lock."""
     resolution = Resolution(resolution)
