@@ -173,7 +173,8 @@ def _journal_segments(storage, tables):
                 f'{{"prompt_id":"{pid}","prompt":"a lighthouse at dusk, {pid}, oil on canvas, warm light",'
                 f'"prompt_sha256":"{fp[-64:]:0>64}","source_uri":"s3://team/prompts/batch-07.csv",'
                 f'"source_sha256":"{"7" * 64}","row_number":17,"aspect_ratio":"1:1","output_format":"png",'
-                f'"providers":["{provider}"],"resolutions":["{resolution}"],"reference_images":[],"extra":{{}}}}'
+                f'"resolution":"{resolution}","provider":"{provider}","reference_images":[],"eligible_rivya":true,'
+                f'"eligible_odirouter":true,"extra":"{{}}"}}'
             )
             request = (
                 f'{{"prompt":"a lighthouse at dusk, {pid}, oil on canvas, warm light","aspect_ratio":"1:1",'
