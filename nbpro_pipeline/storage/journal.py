@@ -184,7 +184,7 @@ def read_journal(storage: Storage, provider: Provider | str, resolution: Resolut
         state.segments += 1
         for entry in compacted.entries:
             _add(state, entry)
-    for path, data in _segments(storage, [f"{files.directory}/{name}" for name in files.segments]):
+    for path, data in read_segments(storage, [f"{files.directory}/{name}" for name in files.segments]):
         state.segments += 1
         for entry in _entries(data, path, state):
             _add(state, entry)
@@ -193,7 +193,7 @@ def read_journal(storage: Storage, provider: Provider | str, resolution: Resolut
     return state
 
 
-def _segments(storage: Storage, paths: list[str]) -> Iterator[tuple[str, bytes]]:
+def read_segments(storage: Storage, paths: list[str]) -> Iterator[tuple[str, bytes]]:
     """Each segment's bytes, in order: one at a time locally, 256 concurrent requests at a time elsewhere."""
     if storage.is_local:
         for path in paths:

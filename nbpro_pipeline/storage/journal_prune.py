@@ -32,7 +32,13 @@ from datetime import UTC, datetime
 
 from nbpro_pipeline.models.common import Provider, Resolution
 from nbpro_pipeline.storage.filesystem import Storage
-from nbpro_pipeline.storage.journal import COMPACT_PREFIX, CompactedJournal, JournalEntry, list_journal
+from nbpro_pipeline.storage.journal import (
+    COMPACT_PREFIX,
+    CompactedJournal,
+    JournalEntry,
+    list_journal,
+    read_segments,
+)
 from nbpro_pipeline.storage.past import FingerprintFacts, PastRows, open_past
 
 
@@ -104,8 +110,8 @@ def prune_journal(
     for compacted in files.compacted.values():
         for entry in compacted.entries:
             seen.add(entry.kind, entry.fingerprint, entry.at, entry)
-    for name in files.segments:
-        seen.add_segment(storage, f"{files.directory}/{name}")
+    for _path, data in read_segments(storage, [f"{files.directory}/{name}" for name in files.segments]):
+        seen.add_segment(data)
     outcome.entries_before = seen.count
     past = past or open_past(storage, provider, resolution)
     kept: list[JournalEntry] = []
@@ -123,8 +129,9 @@ def prune_journal(
     body = CompactedJournal(replaces=replaces, entries=kept, created=now)
     storage.write_bytes(f"{files.directory}/{name}", body.model_dump_json(exclude_none=True).encode())  # commit
     outcome.written = name
-    for old in [*files.segments, *files.compacted]:  # segments first: a kill keeps the old compacted file
-        outcome.deleted += _remove(storage, f"{files.directory}/{old}")
+    # segments first (a kill then keeps the old compacted file, which the new one replaces)
+    outcome.deleted += _remove_all(storage, [f"{files.directory}/{old}" for old in files.segments])
+    outcome.deleted += _remove_all(storage, [f"{files.directory}/{old}" for old in files.compacted])
     if storage.is_local:
         _remove_empty_dirs(files.directory)
     return outcome
@@ -153,8 +160,8 @@ class _Seen:
             others.append(raw)
         self.by_fp[fp] = (others, latest)
 
-    def add_segment(self, storage: Storage, path: str) -> None:
-        for line in storage.read_bytes(path).decode("utf-8", "replace").splitlines():
+    def add_segment(self, data: bytes) -> None:
+        for line in data.decode("utf-8", "replace").splitlines():
             if not line.strip():
                 continue
             try:
@@ -173,6 +180,15 @@ class _Seen:
             except ValueError:
                 self.bad_lines += 1
         return out
+
+
+def _remove_all(storage: Storage, paths: list[str]) -> int:
+    """Delete ``paths``: one at a time locally, 1,000 per request on object stores (a year of segments)."""
+    if storage.is_local or len(paths) < 2:
+        return sum(_remove(storage, path) for path in paths)
+    for lo in range(0, len(paths), 1000):
+        storage.fs.rm(paths[lo : lo + 1000])
+    return len(paths)
 
 
 def _remove(storage: Storage, path: str) -> int:
