@@ -16,7 +16,7 @@ from nbpro_pipeline.storage import LedgerWriter, Storage, compact_ledger, load_c
 from nbpro_pipeline.storage.history_index import MANIFEST, buckets_for, index_dir, read_manifest, write_index
 from nbpro_pipeline.storage.past import open_past
 from tests.storage.conftest import T0, ledger_record
-from tests.storage.test_compaction import ROOT
+from tests.storage.test_compaction import REPO
 
 CELL = (Provider.RIVYA, Resolution.R1K)
 RESUMABLE = ["deadline_exceeded", "result_unreadable", "poll_failed"]
@@ -224,7 +224,7 @@ def _kill_index_write_and_check(storage: Storage, root: str, point: str) -> None
     compact_ledger(storage, min_age_s=0)  # an index exists; the killed write would replace it
     history.run(storage, "run-3", new=50, again=20)
     child = subprocess.run(
-        [sys.executable, "-m", "tests.storage.index_child", root, point], cwd=ROOT, capture_output=True, timeout=120
+        [sys.executable, "-m", "tests.storage.index_child", root, point], cwd=REPO, capture_output=True, timeout=120
     )
     assert child.returncode == -9, child.stderr.decode()[-2000:]
     assert_same_answers(storage, history)  # right after the kill: the old index and its tail, or the cell

@@ -14,7 +14,7 @@ from nbpro_pipeline.storage.journal import JournalEntry, list_journal
 from nbpro_pipeline.storage.journal_prune import JournalRules, needed, prune_journal
 from nbpro_pipeline.storage.past import FingerprintFacts, TaskFacts, open_past
 from tests.storage.conftest import T0, ledger_record
-from tests.storage.test_compaction import ROOT
+from tests.storage.test_compaction import REPO
 
 R, K = Provider.RIVYA, Resolution.R1K
 RULES = JournalRules(frozenset({"deadline_exceeded", "result_unreadable"}), lambda fp: f"key-{fp}")
@@ -161,7 +161,7 @@ async def kill_pruning_and_check(root: str, point: str) -> None:
     before = _needed_view(storage)
     count = sum(len(v) for v in read_journal(storage, R, K).tasks.values())
     child = subprocess.run(
-        [sys.executable, "-m", "tests.storage.prune_child", root, point], cwd=ROOT, capture_output=True, timeout=120
+        [sys.executable, "-m", "tests.storage.prune_child", root, point], cwd=REPO, capture_output=True, timeout=120
     )
     assert child.returncode == -9, child.stderr.decode()[-2000:]
     assert _needed_view(Storage(root)) == before
