@@ -39,6 +39,8 @@ import pyarrow.parquet as pq
 from nbpro_pipeline.models.common import Provider, Resolution
 from nbpro_pipeline.models.ledger import LEDGER_PARTITION_COLUMNS, LEDGER_SCHEMA
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
+from nbpro_pipeline.storage.history_index import write_index
+from nbpro_pipeline.storage.journal_prune import JournalPruning, default_rules, prune_journal
 from nbpro_pipeline.storage.ledger_parts import (
     REPLACES_KEY,
     LedgerPart,
@@ -165,10 +167,8 @@ def _compact_directory(storage: Storage, directory: str, min_age_s: float, outco
 
 def prune_cell_journal(
     storage: Storage, provider: Provider | str, resolution: Resolution, *, lock_ttl_s: float = 900.0
-):
+) -> JournalPruning | None:
     """Prune one cell's journal under the cell's lock; None when another compaction holds it."""
-    from nbpro_pipeline.storage.journal_prune import default_rules, prune_journal
-
     directory = storage.path("ledger", cell_dir(provider, resolution))
     try:
         with _cell_lock(storage, directory, lock_ttl_s):
@@ -188,9 +188,6 @@ def _derive(
     journal: bool,
 ) -> None:
     """Step 4: the fingerprint index of the cell as it now is, then the journal pruned against it."""
-    from nbpro_pipeline.storage.history_index import write_index
-    from nbpro_pipeline.storage.journal_prune import default_rules, prune_journal
-
     if index:
         manifest = write_index(storage, provider, resolution)
         outcome.index_rows = sum(manifest.rows) if manifest else None
