@@ -16,7 +16,7 @@ backend, each phase in a fresh subprocess (its peak RSS is its own):
   ``report_rss_mb`` no report can save).
 
     .venv/bin/python bench/history.py [--sizes 10000,100000,1000000] [--backends local,s3]
-        [--s3-sizes 10000,100000] [--json]
+        [--s3-sizes 10000,100000] [--skip-reports] [--json]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from _common import RIVYA_KEY, Sandbox, peak_rss_mb  # noqa: E402
 PART_ROWS = 250
 DAYS = 365
 NOOP_ROWS = 20
+FIXED_REPEATS = 3
 CELLS = [
     ("rivya", "1K"),
     ("rivya", "2K"),
@@ -126,10 +127,11 @@ def generate(root: str, rows: int) -> dict[str, Any]:
     storage = Storage(root)
     today = datetime.now(UTC).date()
     days = [today - timedelta(days=DAYS - i) for i in range(DAYS)]
-    jobs = []
+    jobs, tables = [], {}
     for k, (provider, resolution) in enumerate(CELLS):
         n = rows // len(CELLS)
         table, day_of = _cell_table(n, provider, resolution, k * n, days)
+        tables[(provider, resolution)] = table
         bounds = [0]
         for i in range(1, n):  # split at day changes and every PART_ROWS rows
             if day_of[i] != day_of[i - 1] or i - bounds[-1] >= PART_ROWS:
@@ -148,7 +150,53 @@ def generate(root: str, rows: int) -> dict[str, Any]:
 
     with ThreadPoolExecutor(max_workers=1 if storage.is_local else 16) as pool:
         list(pool.map(write, jobs))
-    return {"files": len(jobs), "rows": sum(t.num_rows for _, t in jobs)}
+        segments = list(pool.map(lambda job: storage.write_bytes(*job), _journal_segments(storage, tables)))
+    return {"files": len(jobs), "rows": sum(t.num_rows for _, t in jobs), "journal_segments": len(segments)}
+
+
+def _journal_segments(storage, tables):
+    """The journal those nightly runs wrote: per submitted row an intent (with its row and request, ~0.7 KB,
+    the generation-0 key) and its task id, 64 entries a segment (a group commit of a full window), one
+    directory per run. Every task has its ledger row, as after clean runs: pruning keeps none of it."""
+    from nbpro_pipeline.engine.history import idempotency_key
+    from nbpro_pipeline.storage import ledger_id
+
+    lid = ledger_id(storage)
+    for (provider, resolution), table in tables.items():
+        rows = table.select(["fingerprint", "task_id", "status", "prompt_id", "run_id", "recorded_at"]).to_pylist()
+        by_run: dict[str, list[str]] = {}
+        for r in rows:
+            if r["status"] == "skipped":
+                continue  # never submitted
+            at = (r["recorded_at"] - timedelta(seconds=20)).isoformat()
+            fp, pid = r["fingerprint"], r["prompt_id"]
+            key = idempotency_key(lid, fp, 0) if provider == "rivya" else None
+            key_field = f'"idempotency_key":"{key}",' if key else ""
+            row = (
+                f'{{"prompt_id":"{pid}","prompt":"a lighthouse at dusk, {pid}, oil on canvas, warm light",'
+                f'"prompt_sha256":"{fp[-64:]:0>64}","source_uri":"s3://team/prompts/batch-07.csv",'
+                f'"source_sha256":"{"7" * 64}","row_number":17,"aspect_ratio":"1:1","output_format":"png",'
+                f'"resolution":"{resolution}","provider":"{provider}","reference_images":[],"eligible_rivya":true,'
+                f'"eligible_odirouter":true,"extra":"{{}}"}}'
+            )
+            request = (
+                f'{{"prompt":"a lighthouse at dusk, {pid}, oil on canvas, warm light","aspect_ratio":"1:1",'
+                f'"resolution":"{resolution}","output_format":"png","references":[]}}'
+            )
+            lines = by_run.setdefault(r["run_id"], [])
+            lines.append(
+                f'{{"kind":"intent","fingerprint":"{fp}","run_id":"{r["run_id"]}","at":"{at}",{key_field}'
+                f'"row":{row},"request":{request}}}'
+            )
+            lines.append(
+                f'{{"kind":"task","fingerprint":"{fp}","run_id":"{r["run_id"]}","at":"{at}",{key_field}'
+                f'"task_id":"{r["task_id"]}"}}'
+            )
+        directory = storage.journal_dir(provider, resolution)
+        for run_id, lines in by_run.items():
+            for seq, lo in enumerate(range(0, len(lines), 64), start=1):
+                data = ("\n".join(lines[lo : lo + 64]) + "\n").encode()
+                yield f"{directory}/{run_id}/seg-{seq:06d}-{uuid.uuid4().hex[:8]}.jsonl", data
 
 
 # -- phases (each in its own process) ------------------------------------------------------------------
@@ -179,9 +227,19 @@ def _job(root: str, url: str):
         storage_root=root,
         base_url=url,
         api_key=RIVYA_KEY,
-        settings=EngineSettings(max_in_flight=8, progress_interval_s=600),
+        settings=EngineSettings(
+            max_in_flight=8,
+            progress_interval_s=600,
+            # "as written" phases keep the year as written: no end-of-run compaction or journal pruning
+            compact_tail_parts=64 if _maintain() else 0,
+            prune_journal_at_end=_maintain(),
+        ),
         poll=PollPolicy(first_delay_s=0.02, max_interval_s=0.05),
     )
+
+
+def _maintain() -> bool:
+    return os.environ.get("BENCH_MAINTAIN", "1") == "1"
 
 
 def phase_seed(root: str, url: str) -> dict[str, Any]:
@@ -192,7 +250,14 @@ def phase_seed(root: str, url: str) -> dict[str, Any]:
 
 
 def phase_fixed(root: str, url: str) -> dict[str, Any]:
+    """The fixed cost, each figure the median of ``FIXED_REPEATS``: the engine's ``load_history`` with the
+    no-op fingerprints learned (what a run reads from the past), a no-op run end to end, and start to
+    first submit of a one-new-prompt run; plus the storage API's whole-cell ``load_cell_history``."""
+    import statistics
+
+    from nbpro_pipeline.engine.history import load_history
     from nbpro_pipeline.engine.standalone import run_job
+    from nbpro_pipeline.models.common import Resolution
     from nbpro_pipeline.storage import Storage, load_cell_history, spent_on
 
     storage = Storage(root)
@@ -201,15 +266,26 @@ def phase_fixed(root: str, url: str) -> dict[str, Any]:
     stored = history.stored(storage, _noop_fingerprints())
     spent = spent_on(storage, "rivya", datetime.now(UTC).date())
     history_s = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    report = run_job(_job(root, url), _rows(NOOP_ROWS, "noop"))
-    noop_s = time.perf_counter() - t0
-    assert report.succeeded == 0 and report.failed == 0, "the no-op run submitted something"
-    first_submit_s = asyncio.run(_time_to_first_submit(root, url))
+    load_s, noop_s, first_s = [], [], []
+    for _ in range(FIXED_REPEATS if _maintain() else 1):  # as written, one round is slow enough
+        t0 = time.perf_counter()
+        engine_history = load_history(Storage(root), "rivya", Resolution.R1K, _noop_fingerprints())
+        load_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        report = run_job(_job(root, url), _rows(NOOP_ROWS, "noop"))
+        noop_s.append(time.perf_counter() - t0)
+        assert report.succeeded == 0 and report.failed == 0, "the no-op run submitted something"
+        first_s.append(asyncio.run(_time_to_first_submit(root, url)))
+    past = engine_history.past
     return {
-        "noop_s": round(noop_s, 3),
-        "first_submit_s": round(first_submit_s, 3),
+        "noop_s": round(statistics.median(noop_s), 4),
+        "first_submit_s": round(statistics.median(first_s), 4),
+        "load_history_s": round(statistics.median(load_s), 4),
+        "samples": {"noop_s": noop_s, "first_submit_s": first_s, "load_history_s": load_s},
+        "history_source": engine_history.past_source,
+        "indexed_rows": past.indexed_rows if past else 0,
+        "tail_parts": past.tail_parts if past else 0,
+        "stored_of_noop_engine": len(engine_history.succeeded),
         "history_api_s": round(history_s, 3),
         "history_rows": history.rows,
         "history_parts": history.parts,
@@ -363,8 +439,16 @@ def phase_compact(root: str, url: str) -> dict[str, Any]:
     from nbpro_pipeline.storage import Storage, compact_ledger
 
     t0 = time.perf_counter()
-    result = compact_ledger(Storage(root), min_age_s=0)
-    return {"compact_s": round(time.perf_counter() - t0, 3), "sources": result.sources, "written": result.written}
+    result = compact_ledger(Storage(root), min_age_s=0)  # also writes each cell's index, prunes its journal
+    journal = [c.journal_entries for c in result.cells if c.journal_entries]
+    return {
+        "compact_s": round(time.perf_counter() - t0, 3),
+        "sources": result.sources,
+        "written": result.written,
+        "indexed_rows": sum(c.index_rows or 0 for c in result.cells),
+        "journal_entries_before": sum(j[0] for j in journal),
+        "journal_entries_kept": sum(j[1] for j in journal),
+    }
 
 
 PHASES = {
@@ -395,17 +479,19 @@ def run_phase(name: str, root: str, url: str = "", env: dict[str, str] | None = 
 
 
 # -- driver ---------------------------------------------------------------------------------------------
-def one_history(rows: int, root: str, url: str, env: dict[str, str] | None) -> dict[str, Any]:
+def one_history(rows: int, root: str, url: str, env: dict[str, str] | None, reports: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     gen = run_phase("generate", root, str(rows), env)
     figures: dict[str, Any] = {
         "rows": gen["rows"],
         "files": gen["files"],
+        "journal_segments": gen["journal_segments"],
         "generate_s": round(time.perf_counter() - t0, 1),
     }
-    run_phase("seed", root, url, env)
-    for name in ("fixed", "report", "comparison", "estimate"):
-        figures[name] = run_phase(name, root, url, env)
+    as_written = {**(env or {}), "BENCH_MAINTAIN": "0"}
+    run_phase("seed", root, url, as_written)
+    for name in ("fixed", "report", "comparison", "estimate") if reports else ("fixed",):
+        figures[name] = run_phase(name, root, url, as_written)
     before = run_phase("digest", root, url, env)
     figures["compact"] = run_phase("compact", root, url, env)
     after = run_phase("digest", root, url, env)
@@ -413,28 +499,43 @@ def one_history(rows: int, root: str, url: str, env: dict[str, str] | None) -> d
     figures["compact"]["exact"] = all(before[k] == after[k] for k in same)
     figures["compact"]["rows_before"], figures["compact"]["rows_after"] = before["rows"], after["rows"]
     figures["compact"]["totals"] = after["totals"]
-    after = ("fixed", "report", "comparison", "estimate")
-    figures["after_compaction"] = {name: run_phase(name, root, url, env) for name in after}
+    after_names = ("fixed", "report", "comparison", "estimate") if reports else ("fixed",)
+    figures["after_compaction"] = {name: run_phase(name, root, url, env) for name in after_names}
     return figures
 
 
 def _print(backend: str, f: dict[str, Any]) -> None:
-    fx, rp, cp, c, ac = f["fixed"], f["report"], f["comparison"], f["compact"], f["after_compaction"]
+    fx, c, ac = f["fixed"], f["compact"], f["after_compaction"]
     print(
-        f"{backend} {f['rows']:>8} rows in {f['files']} files (generated in {f['generate_s']} s):\n"
-        f"  as written: first submit {fx['first_submit_s']} s, no-op run {fx['noop_s']} s, history API "
-        f"{fx['history_api_s']} s; credit_cost_report {rp['report_s']} s / {rp['peak_rss_mb']} MB, "
-        f"provider_comparison {cp['comparison_s']} s / {cp['peak_rss_mb']} MB; estimate "
-        f"{f['estimate']['estimate_s']} s / {f['estimate']['peak_rss_mb']} MB\n"
+        f"{backend} {f['rows']:>8} rows in {f['files']} files, {f['journal_segments']} journal segments "
+        f"(generated in {f['generate_s']} s):\n"
+        f"  as written: {_fixed_line(fx)}{_reports_line(f)}\n"
         f"  compaction: {c['sources']} -> {c['written']} parts in {c['compact_s']} s / {c['peak_rss_mb']} MB, "
-        f"rows {c['rows_before']} -> {c['rows_after']}, multiset and totals equal: {c['exact']}\n"
-        f"  compacted: first submit {ac['fixed']['first_submit_s']} s, no-op {ac['fixed']['noop_s']} s, history API "
-        f"{ac['fixed']['history_api_s']} s; credit_cost_report {ac['report']['report_s']} s / "
-        f"{ac['report']['peak_rss_mb']} MB, provider_comparison {ac['comparison']['comparison_s']} s / "
-        f"{ac['comparison']['peak_rss_mb']} MB; estimate {ac['estimate']['estimate_s']} s / "
-        f"{ac['estimate']['peak_rss_mb']} MB",
+        f"rows {c['rows_before']} -> {c['rows_after']}, multiset and totals equal: {c['exact']}; index "
+        f"{c['indexed_rows']} rows; journal entries {c['journal_entries_before']} -> {c['journal_entries_kept']}\n"
+        f"  compacted: {_fixed_line(ac['fixed'])}{_reports_line(ac)}",
         flush=True,
     )
+
+
+def _fixed_line(fx: dict[str, Any]) -> str:
+    return (
+        f"first submit {fx['first_submit_s']} s, no-op run {fx['noop_s']} s, load_history {fx['load_history_s']} s "
+        f"({fx['history_source']}), whole-cell history API {fx['history_api_s']} s"
+    )
+
+
+def _reports_line(f: dict[str, Any]) -> str:
+    if "report" not in f:
+        return ""
+    rp, cp = f["report"], f["comparison"]
+    line = (
+        f"; credit_cost_report {rp['report_s']} s / {rp['peak_rss_mb']} MB, "
+        f"provider_comparison {cp['comparison_s']} s / {cp['peak_rss_mb']} MB"
+    )
+    if "estimate" in f:
+        line += f"; estimate {f['estimate']['estimate_s']} s / {f['estimate']['peak_rss_mb']} MB"
+    return line
 
 
 def _s3(backends: list[str]):
@@ -469,6 +570,9 @@ def main() -> None:
     parser.add_argument("--backends", default="local,s3")
     parser.add_argument("--s3-sizes", help="sizes on S3 if not --sizes (moto answers ~10-30 ms per request)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line at the end")
+    parser.add_argument(
+        "--skip-reports", action="store_true", help="only the fixed cost and compaction (no report/estimate phases)"
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--url", default="", help=argparse.SUPPRESS)
@@ -500,7 +604,7 @@ def main() -> None:
                     else:
                         tmp, root, env = None, f"s3://history/r{rows}-{uuid.uuid4().hex[:6]}", s3_env
                     try:
-                        figures = one_history(rows, root, sandbox.rivya_url, env)
+                        figures = one_history(rows, root, sandbox.rivya_url, env, reports=not args.skip_reports)
                     finally:
                         if tmp:
                             shutil.rmtree(tmp, ignore_errors=True)
@@ -522,7 +626,7 @@ def _fixed(fixed: dict[str, Any]) -> float:
 
 def _summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Goals at the largest size against the smallest; the compacted ledger is the steady state (the report
-    asset compacts before it reads), the figures as written are beside it."""
+    asset and a run with a long tail compact), the figures as written are beside it."""
     out: dict[str, Any] = {}
     for backend, by_size in results.items():
         lo, hi = min(by_size, key=int), max(by_size, key=int)
@@ -530,18 +634,27 @@ def _summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         a, b = by_size[lo], by_size[hi]
         ac, bc = a["after_compaction"], b["after_compaction"]
         out[f"{backend}_history_ratio"] = round(_fixed(bc["fixed"]) / _fixed(ac["fixed"]), 2)
+        out[f"{backend}_load_history_ratio"] = round(bc["fixed"]["load_history_s"] / ac["fixed"]["load_history_s"], 2)
         out[f"{backend}_history_ratio_as_written"] = round(_fixed(b["fixed"]) / _fixed(a["fixed"]), 2)
         out[f"{backend}_fixed_s"] = round(_fixed(bc["fixed"]), 3)
-        out[f"{backend}_report_s"] = max(bc["report"]["report_s"], bc["comparison"]["comparison_s"])
-        out[f"{backend}_report_rss_mb"] = max(bc["report"]["peak_rss_mb"], bc["comparison"]["peak_rss_mb"])
-        out[f"{backend}_report_s_as_written"] = max(b["report"]["report_s"], b["comparison"]["comparison_s"])
-        out[f"{backend}_report_rss_mb_as_written"] = max(b["report"]["peak_rss_mb"], b["comparison"]["peak_rss_mb"])
-        out[f"{backend}_estimate_s"] = bc["estimate"]["estimate_s"]
-        out[f"{backend}_estimate_rss_mb"] = bc["estimate"]["peak_rss_mb"]
-        out[f"{backend}_estimate_s_as_written"] = b["estimate"]["estimate_s"]
-        out[f"{backend}_estimate_rss_mb_as_written"] = b["estimate"]["peak_rss_mb"]
+        out[f"{backend}_fixed_by_size"] = {
+            size: {k: f["after_compaction"]["fixed"][k] for k in ("first_submit_s", "noop_s", "load_history_s")}
+            | {"as_written_fixed_s": round(_fixed(f["fixed"]), 3)}
+            for size, f in sorted(by_size.items(), key=lambda kv: int(kv[0]))
+        }
+        if "report" in bc:
+            out[f"{backend}_report_s"] = max(bc["report"]["report_s"], bc["comparison"]["comparison_s"])
+            out[f"{backend}_report_rss_mb"] = max(bc["report"]["peak_rss_mb"], bc["comparison"]["peak_rss_mb"])
+            out[f"{backend}_report_s_as_written"] = max(b["report"]["report_s"], b["comparison"]["comparison_s"])
+            out[f"{backend}_report_rss_mb_as_written"] = max(b["report"]["peak_rss_mb"], b["comparison"]["peak_rss_mb"])
+            out[f"{backend}_estimate_s"] = bc["estimate"]["estimate_s"]
+            out[f"{backend}_estimate_rss_mb"] = bc["estimate"]["peak_rss_mb"]
+            out[f"{backend}_estimate_s_as_written"] = b["estimate"]["estimate_s"]
+            out[f"{backend}_estimate_rss_mb_as_written"] = b["estimate"]["peak_rss_mb"]
         out[f"{backend}_compact_s"] = b["compact"]["compact_s"]
         out[f"{backend}_compaction_exact"] = all(f["compact"]["exact"] for f in by_size.values())
+    if "local_history_ratio" in out:  # the goal's name; the S3 one is s3_history_ratio already
+        out["history_ratio"] = out["local_history_ratio"]
     return out
 
 

@@ -490,7 +490,8 @@ def run_cell_command(
 def compact_ledger_command(
     storage_root: str, provider: str | None, resolution: str | None, min_age_s: float, as_json: bool
 ) -> None:
-    """Merge the small ledger parts under ROOT/ledger into one part per cell and month.
+    """Merge the small ledger parts under ROOT/ledger into one part per cell and month, then write each
+    cell's fingerprint index and prune its journal to the entries a later run may need.
 
     Safe beside running cells and against a kill at any point: no row is lost or counted twice.
     ROOT is a local path or URI (s3://bucket/prefix, credentials from the environment).
@@ -509,6 +510,8 @@ def compact_ledger_command(
                 "rows": c.rows,
                 "deleted": c.deleted,
                 "busy": c.busy,
+                "index_rows": c.index_rows,
+                "journal_entries": list(c.journal_entries) if c.journal_entries else None,
             }
             for c in result.cells
         ]
@@ -517,9 +520,11 @@ def compact_ledger_command(
     for c in result.cells:
         if c.busy:
             click.echo(f"{c.cell}: skipped, another compaction holds the lock")
-        elif c.written or c.deleted:
+        elif c.written or c.deleted or c.index_rows is not None:
+            journal = f"; journal {c.journal_entries[0]} -> {c.journal_entries[1]} entries" if c.journal_entries else ""
             click.echo(
-                f"{c.cell}: {c.sources} part(s) -> {len(c.written)} ({c.rows} rows); {c.deleted} file(s) removed"
+                f"{c.cell}: {c.sources} part(s) -> {len(c.written)} ({c.rows} rows); {c.deleted} file(s) removed; "
+                f"index of {c.index_rows or 0} rows{journal}"
             )
     click.echo(f"compacted {result.sources} part(s) into {result.written}; {result.rows} rows rewritten")
 

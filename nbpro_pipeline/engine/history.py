@@ -1,23 +1,25 @@
 """What earlier runs of a cell left behind, and the net-of-earlier-rows booking that keeps every credit
 in the ledger exactly once.
 
-Read once at the start of a run (ledger rows, stored images, journal): which fingerprints already have
-a stored image, what each task id has been charged so far, which terminal failures count towards a new
-idempotency key, and which journaled tasks have no final outcome yet (polled again, never resubmitted).
+Asked per fingerprint of the run's own rows (the cell's fingerprint index, see ``storage.past``): which
+already have a stored image, what each of their tasks has been charged so far, which terminal failures
+count towards a new idempotency key; and from the (pruned) journal, which journaled tasks have no final
+outcome yet (polled again, never resubmitted).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from nbpro_pipeline.engine.outcomes import RESUMABLE_CODES
 from nbpro_pipeline.models.common import Resolution
-from nbpro_pipeline.storage.cell_history import CellHistory as PastRows
-from nbpro_pipeline.storage.cell_history import load_cell_history
 from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.journal import JournalEntry, read_journal
+from nbpro_pipeline.storage.past import FingerprintFacts, PastRows, open_past
 
 
 def idempotency_key(ledger_id: str, fingerprint: str, generation: int) -> str:
@@ -30,14 +32,58 @@ def idempotency_key(ledger_id: str, fingerprint: str, generation: int) -> str:
 
 @dataclass
 class CellHistory:
-    succeeded: set[str] = field(default_factory=set)  # fingerprints with a stored, valid image
+    """What the ledger and journal hold about the fingerprints this run asks about (``ensure`` them first).
+
+    Answers are per fingerprint, read from the cell's index bucket and tail (``storage.past``) the first
+    time a fingerprint is asked about, and kept: a run's cost grows with its own rows. A task's rows all
+    carry the fingerprint of the request that made it (the engine books every attempt under its
+    fingerprint), so the charges of a task a run books again are known once its fingerprint is.
+    """
+
+    past: PastRows | None = None
+    storage: Storage | None = None
     charged_by_task: dict[str, Decimal] = field(default_factory=dict)  # total booked per task id
-    failed_generations: dict[str, set[str]] = field(default_factory=dict)  # fingerprint -> failed tasks
     intents: dict[str, JournalEntry] = field(default_factory=dict)
     unresolved: dict[str, JournalEntry] = field(default_factory=dict)  # fingerprint -> task to poll again
+    facts: dict[str, FingerprintFacts] = field(default_factory=dict)
+    stored: dict[str, bool] = field(default_factory=dict)  # fingerprint -> its latest image is still there
+    resumable: set[str] = field(default_factory=set)  # tasks (of known fingerprints) to poll again
+
+    @property
+    def past_rows(self) -> int:
+        return self.past.rows if self.past else 0
+
+    @property
+    def past_source(self) -> str:
+        """How the past was read, for the start-of-run message."""
+        if self.past is None:
+            return "none"
+        if self.past.reader is not None:
+            return f"fingerprint index + {self.past.tail_parts} newer parts"
+        return f"{self.past.tail_parts} parts read in full: {self.past.why_no_index}"
+
+    @property
+    def succeeded(self) -> set[str]:
+        """Fingerprints (of those ensured) with a stored, valid image."""
+        return {fp for fp, ok in self.stored.items() if ok}
+
+    def is_stored(self, fingerprint: str) -> bool:
+        self._known(fingerprint)
+        return self.stored.get(fingerprint, False)
 
     def generation(self, fingerprint: str) -> int:
-        return len(self.failed_generations.get(fingerprint, ()))
+        self._known(fingerprint)
+        return len(self.failed_generation_tasks(fingerprint))
+
+    def _known(self, fingerprint: str) -> None:
+        """Asking before ``ensure`` would answer "never seen" and could pay for a stored image again."""
+        if self.past is not None and fingerprint not in self.facts:
+            raise LookupError(f"fingerprint {fingerprint} was not ensured before it was asked about")
+
+    def failed_generation_tasks(self, fingerprint: str) -> set[str]:
+        """Tasks of ``fingerprint`` that failed for good (a resumable one is polled again instead)."""
+        facts = self.facts.get(fingerprint)
+        return facts.failed_tasks - self.resumable if facts else set()
 
     def earlier(self, task_id: str | None) -> Decimal:
         return self.charged_by_task.get(task_id, Decimal(0)) if task_id else Decimal(0)
@@ -51,61 +97,46 @@ class CellHistory:
         self.charged_by_task[task_id] = charged
         return net
 
+    async def ensure(self, fingerprint: str) -> None:
+        """Make the answers about ``fingerprint`` known (a bucket read and a stat, in a thread off local disk)."""
+        if fingerprint in self.facts or self.past is None:
+            return
+        if self.past.storage.is_local:
+            self.learn([fingerprint])
+        else:
+            await asyncio.to_thread(self.learn, [fingerprint])
 
-class _StoredFingerprints:
-    """``fp in stored``: the ledger shows a success for ``fp`` and its image is still there. Asked per
-    eligible row (one stat each, cached), never by listing a year of images; ``len`` is what the ledger
-    claims (for the start-of-run message)."""
-
-    def __init__(self, past: PastRows, storage: Storage) -> None:
-        self._images = past.succeeded_images()
-        self._storage = storage
-        self._checked: dict[str, bool] = {}
-
-    def __contains__(self, fingerprint: object) -> bool:
-        if not isinstance(fingerprint, str) or fingerprint not in self._images:
-            return False
-        if fingerprint not in self._checked:
-            uri, fs = self._images[fingerprint], self._storage.fs
-            self._checked[fingerprint] = fs.exists(uri if self._storage.is_local else fs._strip_protocol(uri))
-        return self._checked[fingerprint]
-
-    def __len__(self) -> int:
-        return len(self._images)
-
-
-class _PastCharges(dict):
-    """Total booked per task id, looked up in the ledger on first use: only tasks a run books again
-    (resumed, replayed, re-polled) are ever asked for, so the year's tasks are never made into objects."""
-
-    def __init__(self, past: PastRows, known: set[str]) -> None:
-        super().__init__()
-        self._past = past
-        self._known = known
-
-    def get(self, task_id: str, default: Decimal | None = None) -> Decimal | None:  # type: ignore[override]
-        if task_id not in self and task_id in self._known:
-            found = self._past.tasks([task_id]).get(task_id)
-            if found is not None:
-                self[task_id] = found.charged
-        return super().get(task_id, default)
+    def learn(self, fingerprints: Iterable[str]) -> None:
+        """Blocking: read the facts of the fingerprints not known yet, and stat their latest images."""
+        assert self.past is not None
+        missing = [fp for fp in dict.fromkeys(fingerprints) if fp not in self.facts]
+        if not missing:
+            return
+        for fp, facts in self.past.facts(missing).items():
+            for task, t in facts.tasks.items():
+                self.charged_by_task.setdefault(task, t.charged)  # never over this run's own bookings
+                if t.latest_error_code in RESUMABLE_CODES:
+                    self.resumable.add(task)
+            self.stored[fp] = facts.image_uri is not None and _exists(self.past.storage, facts.image_uri)
+            self.facts[fp] = facts
 
 
-def load_history(storage: Storage, provider: str, resolution: Resolution) -> CellHistory:
-    """Blocking (one listing of the cell's own ledger directory, its live parts' seven columns, the journal):
-    run it in a thread. Only what this run asks about is turned into Python objects (the failed and
-    resumable tasks, and per eligible row its stored image), so the cost stays flat as history grows."""
-    past = load_cell_history(storage, provider, resolution)
-    resumable = past.tasks_with_latest_code(RESUMABLE_CODES)
-    history = CellHistory(succeeded=_StoredFingerprints(past, storage))  # type: ignore[arg-type]
-    booked = past.task_ids()
-    history.charged_by_task = _PastCharges(past, booked)
-    history.failed_generations = {
-        fp: live for fp, failed in past.failed_tasks().items() if (live := failed - resumable)
-    }
+def _exists(storage: Storage, uri: str) -> bool:
+    return storage.fs.exists(uri if storage.is_local else storage.fs._strip_protocol(uri))
+
+
+def load_history(
+    storage: Storage, provider: str, resolution: Resolution, fingerprints: Iterable[str] = ()
+) -> CellHistory:
+    """Blocking (one listing of the cell's ledger directory, the index manifest, the tail, the journal): run
+    it in a thread. It learns the journaled tasks' fingerprints (to know which are unresolved) and
+    ``fingerprints``; a run ``ensure``s every other fingerprint before asking about it."""
+    past = open_past(storage, provider, resolution)
     journal = read_journal(storage, provider, resolution)
-    history.intents = journal.intents
+    history = CellHistory(past=past, storage=storage, intents=journal.intents)
+    history.learn([*journal.tasks, *fingerprints])
+    booked = {task for fp in journal.tasks for task in history.facts[fp].tasks}
     history.unresolved = journal.unresolved_tasks(
-        {t for entries in journal.tasks.values() for e in entries if (t := e.task_id) in booked and t not in resumable}
+        {e.task_id for entries in journal.tasks.values() for e in entries if e.task_id in booked} - history.resumable
     )
     return history

@@ -25,6 +25,7 @@ from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.engine.booking import Books
 from nbpro_pipeline.engine.context import Cell, cell_price
 from nbpro_pipeline.engine.history import load_history
+from nbpro_pipeline.engine.maintenance import after_run
 from nbpro_pipeline.engine.progress import Progress
 from nbpro_pipeline.engine.reconcile import ProviderCharges, ask_provider
 from nbpro_pipeline.engine.references import ReferenceResolver
@@ -141,8 +142,8 @@ class CellRun:
         progress = Progress(cell.run.partition_key, self.report, self.log.info, self._cost_so_far)
         ticker = asyncio.ensure_future(progress.every(s.progress_interval_s))
         self.log.info(
-            f"{cell.run.partition_key}: {self.report.eligible} eligible prompts; {len(history.succeeded)} "
-            f"fingerprints already stored; {len(history.unresolved)} journaled tasks to resume"
+            f"{cell.run.partition_key}: {self.report.eligible} eligible prompts; {history.past_rows} rows of "
+            f"history ({history.past_source}); {len(history.unresolved)} journaled tasks to resume"
         )
         try:
             await self._work(eligible)
@@ -156,6 +157,17 @@ class CellRun:
             await steps.references.aclose()
         self._close_report(time.monotonic() - started, journal)
         self.log.info(progress.line())
+        done = await asyncio.to_thread(
+            after_run,
+            cell.storage,
+            cell.name,
+            cell.resolution,
+            s,
+            tail_parts=(history.past.tail_parts if history.past else 0) + len(steps.books.writer.parts),
+            wrote_journal=journal.segments > 0 or self.report.resumed > 0,
+        )
+        if done:
+            self.log.info(f"{cell.run.partition_key}: {done}")
         return self.report
 
     def _eligible(self, rows: Iterable[PromptRow]) -> Iterable[PromptRow]:

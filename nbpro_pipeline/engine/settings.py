@@ -32,6 +32,18 @@ class EngineSettings(BaseModel):
     reference_roots: list[str] | None = Field(
         default=None, description="local reference images must be under these; None: the row's own table folder"
     )
+    compact_tail_parts: int = Field(
+        default=64,
+        ge=0,
+        description="at the end of a run, compact the cell (and rewrite its fingerprint index) when this many "
+        "live ledger parts are not covered by the index; 0: never (the report asset still compacts)",
+    )
+    prune_journal_at_end: bool = Field(
+        default=True, description="a run that journaled submits prunes the cell's journal when it ends"
+    )
+    compact_min_age_s: float = Field(
+        default=3600.0, ge=0, description="the end-of-run compaction leaves parts younger than this alone"
+    )
     signer: ProvenanceSigner | None = Field(
         default=None, exclude=True, description="C2PA signer for stored images (signer_from_env); None: XMP only"
     )

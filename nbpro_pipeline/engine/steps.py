@@ -92,7 +92,8 @@ class PromptSteps:
 
     async def settle(self, attempt: Attempt) -> None:
         fp, pid = attempt.fingerprint, attempt.row.prompt_id
-        if fp in self.history.succeeded or fp in self.seen:
+        await self.history.ensure(fp)  # its bucket of the index, before anything is asked about it
+        if fp in self.seen or self.history.is_stored(fp):
             self.eligible.setdefault(fp, pid)
             self.report.already_done += 1
             return

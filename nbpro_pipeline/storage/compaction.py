@@ -12,6 +12,9 @@ How it never loses or duplicates a row (see ``ledger_parts``):
    the commit: a rename locally, a single PUT on object stores;
 3. delete the sources. A kill before 3 leaves duplicates on disk that readers skip.
 Runs writing new parts meanwhile are unaffected: parts are immutable and only the listed ones are touched.
+4. under the same lock, write the cell's fingerprint index (``history_index``, covering the live parts
+   as they now are) and prune its journal (``journal_prune``), so that the next run reads only its own
+   buckets, a short tail and the entries still needed.
 Two compactions of one cell are kept apart by a lock file (created exclusively where the filesystem can;
 on object stores a write-then-read-back lease); should they still race, readers keep only one of two
 compacted parts that replace the same sources.
@@ -36,7 +39,16 @@ import pyarrow.parquet as pq
 from nbpro_pipeline.models.common import Provider, Resolution
 from nbpro_pipeline.models.ledger import LEDGER_PARTITION_COLUMNS, LEDGER_SCHEMA
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
-from nbpro_pipeline.storage.ledger_parts import REPLACES_KEY, LedgerPart, live_parts, parse_part, replaced_by
+from nbpro_pipeline.storage.history_index import write_index
+from nbpro_pipeline.storage.journal_prune import JournalPruning, default_rules, prune_journal
+from nbpro_pipeline.storage.ledger_parts import (
+    REPLACES_KEY,
+    LedgerPart,
+    live_parts,
+    parse_part,
+    provider_name,
+    replaced_by,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +70,8 @@ class CellCompaction:
     rows: int = 0  # rows in the parts written
     deleted: int = 0  # files removed (sources, and leftovers of an earlier kill)
     busy: bool = False  # skipped: another compaction held the lock
+    index_rows: int | None = None  # rows in the index written (None: none written)
+    journal_entries: tuple[int, int] | None = None  # journal entries before and kept by pruning
 
 
 @dataclass
@@ -84,34 +98,43 @@ def compact_ledger(
     resolution: Resolution | str | None = None,
     min_age_s: float = 3600.0,
     lock_ttl_s: float = 900.0,
+    index: bool = True,
+    journal: bool = True,
 ) -> CompactionResult:
     """Compact every cell matching the filters; see the module docstring.
 
     ``min_age_s``: parts younger than this (by the time in their name) are left alone, so a warehouse
-    loading new parts incrementally has time to load them before they are merged away.
+    loading new parts incrementally has time to load them before they are merged away. ``index`` and
+    ``journal``: also write the cell's fingerprint index and prune its journal (step 4).
     """
     providers = [Provider(provider)] if provider is not None else list(Provider)
     resolutions = [Resolution(resolution)] if resolution is not None else list(Resolution)
     result = CompactionResult()
     for p in providers:
         for r in resolutions:
-            result.cells.append(compact_cell(storage, p, r, min_age_s=min_age_s, lock_ttl_s=lock_ttl_s))
+            result.cells.append(
+                compact_cell(storage, p, r, min_age_s=min_age_s, lock_ttl_s=lock_ttl_s, index=index, journal=journal)
+            )
     return result
 
 
 def compact_cell(
     storage: Storage,
-    provider: Provider,
+    provider: Provider | str,
     resolution: Resolution,
     *,
     min_age_s: float = 3600.0,
     lock_ttl_s: float = 900.0,
+    index: bool = True,
+    journal: bool = True,
 ) -> CellCompaction:
     directory = storage.path("ledger", cell_dir(provider, resolution))
-    outcome = CellCompaction(cell=f"{provider.value}|{resolution.value}")
+    outcome = CellCompaction(cell=f"{provider_name(provider)}|{resolution.value}")
     try:
         with _cell_lock(storage, directory, lock_ttl_s):
             _compact_directory(storage, directory, min_age_s, outcome)
+            if index or journal:
+                _derive(storage, provider, resolution, outcome, index=index, journal=journal)
     except CompactionBusy as exc:
         log.info("%s: %s; skipped", outcome.cell, exc)
         outcome.busy = True
@@ -140,6 +163,38 @@ def _compact_directory(storage: Storage, directory: str, min_age_s: float, outco
         outcome.sources += len(sources)
         for source in sources:
             _remove(storage, source.path, outcome)
+
+
+def prune_cell_journal(
+    storage: Storage, provider: Provider | str, resolution: Resolution, *, lock_ttl_s: float = 900.0
+) -> JournalPruning | None:
+    """Prune one cell's journal under the cell's lock; None when another compaction holds it."""
+    directory = storage.path("ledger", cell_dir(provider, resolution))
+    try:
+        with _cell_lock(storage, directory, lock_ttl_s):
+            return prune_journal(storage, provider, resolution, default_rules(storage))
+    except CompactionBusy as exc:
+        log.info("%s|%s: %s; journal not pruned", provider_name(provider), resolution.value, exc)
+        return None
+
+
+def _derive(
+    storage: Storage,
+    provider: Provider | str,
+    resolution: Resolution,
+    outcome: CellCompaction,
+    *,
+    index: bool,
+    journal: bool,
+) -> None:
+    """Step 4: the fingerprint index of the cell as it now is, then the journal pruned against it."""
+    if index:
+        manifest = write_index(storage, provider, resolution)
+        outcome.index_rows = sum(manifest.rows) if manifest else None
+    if journal and storage.exists(storage.journal_dir(provider, resolution)):
+        pruned = prune_journal(storage, provider, resolution, default_rules(storage))
+        outcome.journal_entries = (pruned.entries_before, pruned.entries_kept)
+        outcome.deleted += pruned.deleted
 
 
 def _merge(storage: Storage, directory: str, group: str, sources: list[LedgerPart], now: datetime) -> tuple[str, int]:

@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -133,26 +133,97 @@ class JournalState:
         return out
 
 
-def read_journal(storage: Storage, provider: Provider | str, resolution: Resolution) -> JournalState:
-    state = JournalState()
-    paths = sorted(p for p in storage.find(storage.journal_dir(provider, resolution)) if p.endswith(".jsonl"))
-    for path in paths:
-        state.segments += 1
-        for line in storage.read_bytes(path).decode("utf-8", "replace").splitlines():
-            if not line.strip():
-                continue
+COMPACT_PREFIX = "compact-"
+
+
+class CompactedJournal(BaseModel):
+    """A pruned journal file (``compact-….json`` in the cell's journal directory): the entries a later run
+    may still need, and the journal files (relative to that directory) they stand in for."""
+
+    replaces: list[str]
+    entries: list[JournalEntry]
+    created: datetime
+
+
+@dataclass
+class JournalFiles:
+    """One listing of a cell's journal: what counts, and what a pruning left behind."""
+
+    directory: str
+    compacted: dict[str, CompactedJournal]  # relative name -> content, of the kept compacted files
+    segments: list[str]  # relative names of the segments no kept compacted file replaces
+    leftovers: list[str]  # relative names of files a kept compacted file replaces (a kill's leftovers)
+
+
+def list_journal(storage: Storage, provider: Provider | str, resolution: Resolution) -> JournalFiles:
+    directory = storage.journal_dir(provider, resolution)
+    names = sorted(p[len(directory) + 1 :] for p in storage.find(directory))
+    compacted: dict[str, CompactedJournal] = {}
+    for name in names:
+        if name.startswith(COMPACT_PREFIX) and name.endswith(".json"):
             try:
-                entry = JournalEntry.model_validate(json.loads(line))
-            except ValueError:
-                state.bad_lines += 1
-                log.warning("journal %s: skipping an unreadable line", path)
-                continue
-            if entry.kind == "intent":
-                state.intents[entry.fingerprint] = entry
-            elif entry.kind == "task":
-                state.tasks.setdefault(entry.fingerprint, []).append(entry)
-            else:
-                state.unknown[entry.fingerprint] = state.unknown.get(entry.fingerprint, 0) + 1
+                compacted[name] = CompactedJournal.model_validate_json(storage.read_bytes(f"{directory}/{name}"))
+            except ValueError as exc:  # written atomically: this is damage, and it may hold paid tasks
+                raise RuntimeError(
+                    f"{storage.uri(f'{directory}/{name}')} is unreadable ({exc}); it lists journaled tasks that "
+                    "may still need finishing: restore it from a backup or move it aside knowingly"
+                ) from exc
+    replaced_files = set().union(*(set(c.replaces) for c in compacted.values())) if compacted else set()
+    kept = {n: c for n, c in compacted.items() if n not in replaced_files}
+    replaced = set().union(*(set(c.replaces) for c in kept.values())) if kept else set()
+    segments = [n for n in names if n.endswith(".jsonl") and n not in replaced]
+    leftovers = [n for n in names if n in replaced or (n in compacted and n not in kept)]
+    return JournalFiles(directory, kept, segments, leftovers)
+
+
+def read_journal(storage: Storage, provider: Provider | str, resolution: Resolution) -> JournalState:
+    """Every entry that counts: the kept compacted files' and the segments none of them replaces."""
+    files = list_journal(storage, provider, resolution)
+    state = JournalState()
+    for compacted in files.compacted.values():
+        state.segments += 1
+        for entry in compacted.entries:
+            _add(state, entry)
+    for path, data in read_segments(storage, [f"{files.directory}/{name}" for name in files.segments]):
+        state.segments += 1
+        for entry in _entries(data, path, state):
+            _add(state, entry)
     for entries in state.tasks.values():
         entries.sort(key=lambda e: e.at)
     return state
+
+
+def read_segments(storage: Storage, paths: list[str]) -> Iterator[tuple[str, bytes]]:
+    """Each segment's bytes, in order: one at a time locally, 256 concurrent requests at a time elsewhere."""
+    if storage.is_local:
+        for path in paths:
+            yield path, storage.read_bytes(path)
+        return
+    for lo in range(0, len(paths), 256):
+        batch = paths[lo : lo + 256]
+        fetched = storage.fs.cat(batch) if len(batch) > 1 else {batch[0]: storage.read_bytes(batch[0])}
+        for path in batch:
+            data = fetched.get(path)
+            yield path, data if data is not None else fetched[storage.fs._strip_protocol(path)]
+
+
+def _entries(data: bytes, path: str, state: JournalState) -> Iterator[JournalEntry]:
+    for line in data.decode("utf-8", "replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            yield JournalEntry.model_validate(json.loads(line))
+        except ValueError:
+            state.bad_lines += 1
+            log.warning("journal %s: skipping an unreadable line", path)
+
+
+def _add(state: JournalState, entry: JournalEntry) -> None:
+    if entry.kind == "intent":
+        latest = state.intents.get(entry.fingerprint)
+        if latest is None or entry.at >= latest.at:  # the latest intent by time, wherever it is kept
+            state.intents[entry.fingerprint] = entry
+    elif entry.kind == "task":
+        state.tasks.setdefault(entry.fingerprint, []).append(entry)
+    else:
+        state.unknown[entry.fingerprint] = state.unknown.get(entry.fingerprint, 0) + 1

@@ -27,6 +27,8 @@ from tests.providers.conftest import FAST_POLL, FAST_RETRY
 
 R1K = Resolution.R1K
 SETTINGS = EngineSettings(max_in_flight=16, progress_interval_s=60, ledger_flush_interval_s=60)
+# for tests that look at the raw journal a run wrote (a run prunes the cell's journal when it ends)
+KEEP_JOURNAL = SETTINGS.model_copy(update={"prune_journal_at_end": False})
 
 
 def prompt_row(prompt_id: str, prompt: str | None = None, *, row_number: int = 1, **fields: Any) -> PromptRow:

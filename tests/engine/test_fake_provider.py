@@ -18,7 +18,9 @@ from tests.engine.conftest import prompt_row, prompt_rows
 from tests.engine.fakeco import NAME, PRICE, RAW_BODY, FakeCoClient, FakeCoServer
 
 R1K = Resolution.R1K
-SETTINGS = EngineSettings(max_in_flight=4, progress_interval_s=60, ledger_flush_interval_s=60)
+SETTINGS = EngineSettings(
+    max_in_flight=4, progress_interval_s=60, ledger_flush_interval_s=60, prune_journal_at_end=False
+)
 
 
 class SimulatedCrash(BaseException):

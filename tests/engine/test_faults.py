@@ -6,7 +6,7 @@ import os
 
 from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.models.common import Provider
-from tests.engine.conftest import price, prompt_row, prompt_rows
+from tests.engine.conftest import KEEP_JOURNAL, price, prompt_row, prompt_rows
 
 
 async def test_server_errors_are_retried_and_every_row_succeeds(harness, provider):
@@ -39,7 +39,7 @@ async def test_odirouter_submits_without_an_answer_are_recorded_as_unknown_and_r
     provider = Provider.ODIROUTER
     harness.configure(provider, faults={"drop_connection": 0.4})
     rows = prompt_rows(12)
-    first = await harness.run(provider, rows, run_id="run-1")
+    first = await harness.run(provider, rows, run_id="run-1", settings=KEEP_JOURNAL)
     unknown = first.failures_by_reason.get("submit_outcome_unknown", 0)
     assert first.succeeded + unknown == 12 and first.succeeded > 0
     for r in harness.rows(run_id="run-1"):
@@ -63,7 +63,7 @@ async def test_results_do_not_depend_on_concurrency(harness, provider):
 
 
 async def test_journal_group_commit_and_the_odirouter_submit_window_are_reported(harness, provider):
-    report = await harness.run(provider, prompt_rows(20))
+    report = await harness.run(provider, prompt_rows(20), settings=KEEP_JOURNAL)
     assert report.succeeded == 20
     assert 0 < report.journal_segments < 2 * 20  # shared flushes, not one per entry
     assert sum(len(v) for v in harness.journal(provider).tasks.values()) == 20

@@ -169,3 +169,40 @@ async def test_a_task_past_its_deadline_is_recorded_and_settled_by_a_later_run(h
         assert (second.resumed, second.submitted) == (0, 2)
         assert harness.tasks_created(provider) == 4
     harness.assert_reconciles(provider)
+
+
+@pytest.mark.parametrize("rows_still_in_the_table", [True, False])
+async def test_pruning_the_journal_after_a_crash_keeps_what_the_next_run_resumes(
+    harness, provider, monkeypatch, rows_still_in_the_table
+):
+    """Crash with every task journaled and none booked, compact (index + journal pruning), run again:
+    the tasks are polled, never resubmitted, also as orphans whose prompts left the table (their intents
+    carry the row and request); once booked, the next pruning leaves nothing of them."""
+    from nbpro_pipeline.storage import compact_ledger, read_journal
+
+    rows = prompt_rows(4)
+    done = prompt_rows(6)[4:]
+    await harness.run(provider, done, run_id="run-0")  # booked: their entries are pruned away
+    barrier = asyncio.Barrier(len(rows))
+
+    async def crash(self, *args, **kwargs):
+        await barrier.wait()
+        raise SimulatedCrash
+
+    monkeypatch.setattr(PromptSteps, "fetch_and_place", crash)
+    with pytest.raises(SimulatedCrash):
+        await harness.run(provider, rows, run_id="run-crashed")
+    monkeypatch.undo()
+    result = compact_ledger(harness.storage, min_age_s=0)
+    cell = next(c for c in result.cells if c.cell == f"{provider.value}|1K")
+    assert cell.journal_entries is not None and cell.journal_entries[1] == 8  # 4 tasks and their intents
+    journal = read_journal(harness.storage, provider, R1K)
+    assert set(journal.tasks) == set(journal.intents) == {fingerprint(r, provider) for r in rows}
+
+    report = await harness.run(provider, rows if rows_still_in_the_table else [], run_id="run-2")
+    assert (report.resumed, report.submitted, report.succeeded) == (4, 0, 4)
+    assert harness.tasks_created(provider) == 6
+    harness.assert_reconciles(provider)
+    assert read_journal(harness.storage, provider, R1K).tasks == {}  # run-2 pruned what it finished
+    third = await harness.run(provider, rows + done, run_id="run-3")
+    assert (third.resumed, third.submitted, third.already_done) == (0, 0, 6)

@@ -32,7 +32,9 @@ async def _max_concurrent_submits(harness, provider: Provider, settings: EngineS
 
 
 async def test_odirouter_submits_in_the_unjournaled_window_are_bounded(harness):
-    settings = EngineSettings(max_in_flight=12, max_unjournaled_submits=2, progress_interval_s=60)
+    settings = EngineSettings(
+        max_in_flight=12, max_unjournaled_submits=2, progress_interval_s=60, prune_journal_at_end=False
+    )
     peak, report = await _max_concurrent_submits(harness, Provider.ODIROUTER, settings)
     assert report.succeeded == 12
     assert peak == 2

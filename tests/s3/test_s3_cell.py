@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 
 import pytest
 
@@ -39,10 +40,14 @@ async def test_a_cell_on_s3_keeps_images_ledger_and_journal_in_the_bucket(s3_har
     cell = f"provider={provider.value}/resolution=1K"
     images = [k for k in objects if k.startswith(f"{PREFIX}/images/{cell}/")]
     parts = [k for k in objects if k.startswith(f"{PREFIX}/ledger/{cell}/part-") and k.endswith(".parquet")]
-    segments = [k for k in objects if k.startswith(f"{PREFIX}/journal/{cell}/") and k.endswith(".jsonl")]
+    journal = [k for k in objects if k.startswith(f"{PREFIX}/journal/{cell}/")]
     assert len(images) == 6
     assert len(parts) == report.ledger_parts >= 1
-    assert len(segments) == report.journal_segments >= 1
+    assert report.journal_segments >= 1
+    # the run pruned the cell's journal when it ended: its segments merged into one file, every task booked
+    assert len(journal) == 1 and journal[0].rsplit("/", 1)[-1].startswith("compact-")
+    pruned = json.loads(s3_client.get_object(Bucket=bucket, Key=journal[0])["Body"].read())
+    assert len(pruned["replaces"]) == report.journal_segments and pruned["entries"] == []
     assert report.image_dir == f"s3://{bucket}/{PREFIX}/images/{cell}"
 
     ledger = s3_harness.rows(provider)

@@ -21,7 +21,7 @@ import pytest
 from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.storage import Storage
-from tests.engine.conftest import Harness, fingerprint, prompt_rows, sandbox_amounts
+from tests.engine.conftest import R1K, Harness, fingerprint, prompt_rows, sandbox_amounts
 from tests.s3.conftest import keys
 
 pytestmark = pytest.mark.s3
@@ -43,7 +43,10 @@ def _wait_for(predicate, proc: subprocess.Popen, limit_s: float = 30.0) -> None:
         time.sleep(0.02)
 
 
-def test_a_killed_cell_on_s3_resumes_without_paying_twice(sandbox, bucket, s3_client, rivya_key):
+@pytest.mark.parametrize("compact_between", [False, True], ids=["as-left", "compacted-and-pruned"])
+def test_a_killed_cell_on_s3_resumes_without_paying_twice(sandbox, bucket, s3_client, rivya_key, compact_between):
+    """``compacted-and-pruned``: a compaction (index written, journal pruned) runs between the kill and the
+    next run; what it kept of the journal must be all that run needs."""
     root = f"s3://{bucket}/nbpro"
     sandbox.set_config({"rivya": SLOW})
     proc = subprocess.Popen(
@@ -75,6 +78,12 @@ def test_a_killed_cell_on_s3_resumes_without_paying_twice(sandbox, bucket, s3_cl
     assert 0 < recorded_before < created_before, "the kill must land mid-run, with paid tasks not yet recorded"
     print(f"killed with {recorded_before} rows recorded, {created_before} tasks created")
 
+    if compact_between:
+        from nbpro_pipeline.storage import compact_ledger, read_journal
+
+        compact_ledger(Storage(root), min_age_s=0)
+        assert not [k for k in keys(s3_client, bucket, "nbpro/journal/") if k.endswith(".jsonl")]
+        assert read_journal(Storage(root), Provider.RIVYA, R1K).tasks
     sandbox.set_config({"rivya": FAST})
     harness = Harness(sandbox=sandbox, storage=Storage(root), keys={Provider.RIVYA: rivya_key})
     rows = prompt_rows(ROWS)
@@ -93,3 +102,7 @@ def test_a_killed_cell_on_s3_resumes_without_paying_twice(sandbox, bucket, s3_cl
     assert sorted(r["fingerprint"] for r in ledger) == sorted(fingerprint(r, Provider.RIVYA) for r in rows)
     assert all(r["status"] == "succeeded" for r in ledger)
     harness.assert_reconciles(Provider.RIVYA)
+    if compact_between:  # the run pruned what it finished: nothing left to resume
+        from nbpro_pipeline.storage import read_journal
+
+        assert read_journal(Storage(root), Provider.RIVYA, R1K).tasks == {}
