@@ -96,7 +96,7 @@ class OdiRouterClient(HttpProviderClient):
         body = self.wire_request(request)
         submitted_at = datetime.now(UTC)
         response, attempts = await self._send(
-            "POST", _QUEUE, json=body.model_dump(mode="json", exclude_none=True), safe_to_repeat=False
+            "POST", _QUEUE, json=body.model_dump(mode="json", exclude_none=True), safe_to_repeat=False, create=True
         )
         answer = self._read_submitted(response)
         return SubmittedTask(
