@@ -21,6 +21,9 @@ until ``min_samples`` completions are known every held task counts as unfinished
 The estimate is a sum of probabilities, so the true number unfinished scatters around it (its variance
 is the sum of ``p(1 - p)``; about 3 tasks of standard deviation at C=64 with Nano Banana Pro's spread).
 ``margin_sd`` keeps that many standard deviations free: more means fewer 429s and a slot or two idle.
+With ``target_429_share`` the margin adapts (up ``margin_step`` on every 429, down a little on every
+accepted create) until about that share of creates is refused: the 429 rate is then a setting, and the
+margin the smallest that keeps to it.
 
 Pure bookkeeping with an injectable clock: no I/O, no threads. ``admit`` is the one coroutine: waiters
 are served one at a time, in order, so a finish re-evaluates the estimate once rather than once per
@@ -61,6 +64,10 @@ class AdmissionSettings(BaseModel):
     backoff_s: float = Field(default=1.0, ge=0, description="after a 429, admit nothing for this long")
     recheck_s: float = Field(default=0.25, gt=0, description="longest wait before re-evaluating the estimate")
     margin_sd: float = Field(default=0.0, ge=0, description="standard deviations of the estimate kept free")
+    target_429_share: float | None = Field(
+        default=None, gt=0, lt=1, description="adapt margin_sd so this share of creates is answered 429"
+    )
+    margin_step: float = Field(default=0.1, gt=0, description="how far one 429 moves the adaptive margin")
 
     @model_validator(mode="after")
     def _queue_needs_kind(self) -> AdmissionSettings:
@@ -74,6 +81,7 @@ class _Held:
     submitted_at: float
     running_at_age: float = 0.0  # the task was seen unfinished at this age (its last poll)
     queue_position: int | None = None
+    finished_then: int = 0  # tasks seen finished when the position was reported
 
 
 @dataclass
@@ -96,6 +104,17 @@ class Admission:
     _blocked_until: float = float("-inf")
     _changed: asyncio.Event | None = None
     _turn: asyncio.Lock | None = None
+    _margin: float | None = None
+
+    @property
+    def margin_sd(self) -> float:
+        return self.settings.margin_sd if self._margin is None else self._margin
+
+    def accepted(self) -> None:
+        """The provider took a create: an adaptive margin shrinks a little."""
+        share = self.settings.target_429_share
+        if share is not None:
+            self._margin = max(0.0, self.margin_sd - self.settings.margin_step * share / (1 - share))
 
     # -- what happened ---------------------------------------------------------------------------------
     def submitted(self, key: Hashable) -> None:
@@ -124,6 +143,7 @@ class Admission:
         if held is not None:
             held.running_at_age = self.clock() - held.submitted_at
             held.queue_position = queue_position
+            held.finished_then = self.counters.finished
 
     def finished(self, key: Hashable) -> None:
         """``key`` was seen in a terminal state (or given up): it no longer counts, and room may open."""
@@ -139,6 +159,8 @@ class Admission:
         if key is not None:
             self.forget(key)
         self.counters.rejected_429 += 1
+        if self.settings.target_429_share is not None:
+            self._margin = min(4.0, self.margin_sd + self.settings.margin_step)
         backoff = self.settings.backoff_s if retry_after is None else min(self.settings.backoff_s, retry_after)
         self._blocked_until = self.clock() + backoff
 
@@ -176,11 +198,18 @@ class Admission:
         if s.kind is AdmissionKind.QUEUE and self._queue_full():
             return False
         mean, var = self.estimate()
-        return mean + s.margin_sd * var**0.5 <= self.capacity() - 1 + s.headroom
+        return mean + self.margin_sd * var**0.5 <= self.capacity() - 1 + s.headroom
 
     def _queue_full(self) -> bool:
-        positions = [h.queue_position for h in self._held.values() if h.queue_position is not None]
-        return bool(positions) and max(positions) >= self.settings.queue_allowance
+        """A held task stands at or beyond the allowance in the provider's queue. A position is as old as
+        the poll that reported it, and every task seen finished since moved the queue on by one, so it
+        counts that much less (a stale position must not block admission until the task is next polled)."""
+        done = self.counters.finished
+        return any(
+            h.queue_position - (done - h.finished_then) >= self.settings.queue_allowance
+            for h in self._held.values()
+            if h.queue_position is not None
+        )
 
     # -- waiting ---------------------------------------------------------------------------------------
     async def wait_for_room(self) -> None:

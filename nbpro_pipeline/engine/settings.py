@@ -45,8 +45,15 @@ class EngineSettings(BaseModel):
     admission_margin_sd: float = Field(
         default=1.0,
         ge=0,
-        description="reject providers: standard deviations of the estimate kept free; more means fewer "
-        "429s (each is counted, retried and never charged) and a little idle capacity",
+        description="reject providers: standard deviations of the estimate kept free at first; more means "
+        "fewer 429s (each is counted, retried and never charged) and a little idle capacity",
+    )
+    admission_429_share: float | None = Field(
+        default=0.03,
+        gt=0,
+        lt=1,
+        description="reject providers: the margin adapts so about this share of creates is answered 429; "
+        "None: admission_margin_sd stays fixed",
     )
     requests_per_s: float = Field(default=20.0, gt=0, description="token-bucket rate for API calls")
     burst: int = Field(default=40, ge=1, description="token-bucket size")

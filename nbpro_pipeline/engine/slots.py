@@ -105,6 +105,7 @@ class ExpectedSlots(ProviderSlots):
         assert attempt.task is not None
         key = id(attempt)
         self.admission.submitted(key)  # re-stamped: the task's age runs from the provider's answer
+        self.admission.accepted()
         self._by_task[attempt.task.task_id] = key
         if snapshot is not None and not snapshot.state.terminal:
             self.admission.still_running(key, snapshot.queue_position)
@@ -142,6 +143,7 @@ def slots_for(settings: EngineSettings, traits: ProviderTraits, client: Any) -> 
             kind=kind,
             queue_allowance=settings.allowance() if kind is AdmissionKind.QUEUE else 0,
             margin_sd=settings.admission_margin_sd if kind is AdmissionKind.REJECT else 0.0,
+            target_429_share=settings.admission_429_share if kind is AdmissionKind.REJECT else None,
         ),
         tracker if (tracker := getattr(client, "latencies", None)) is not None else LatencyTracker(),
     )

@@ -26,7 +26,8 @@ def _settings(**kw) -> EngineSettings:
 
 
 class _Recorder:
-    """Every admission decision of a cell: how many tasks were held, and the deepest queue position known."""
+    """Every admission decision of a cell: how many tasks were held, and the deepest queue position known
+    (as of now: reported, less the tasks seen finished since)."""
 
     def __init__(self, monkeypatch) -> None:
         self.held: list[int] = []
@@ -36,7 +37,10 @@ class _Recorder:
         async def admit(adm: Admission, key) -> None:
             await real(adm, key)
             self.held.append(adm.held)
-            known = [h.queue_position for h in adm._held.values() if h.queue_position is not None]
+            done = adm.counters.finished  # a position counts less by each finish seen since it was reported
+            known = [
+                h.queue_position - (done - h.finished_then) for h in adm._held.values() if h.queue_position is not None
+            ]
             self.positions.append(max(known, default=-1))
 
         monkeypatch.setattr(Admission, "admit", admit)
