@@ -181,3 +181,41 @@ async def test_a_token_taken_ahead_is_this_task_s_alone():
     await asyncio.gather(take(), take())
     assert client.limiter._tokens < 0.5  # two tasks, two tokens: neither reused the other's
     await client.aclose()
+
+
+# -- crash and resume with 429s in play ------------------------------------------------------------------
+class _Crash(BaseException):
+    """Not an Exception: nothing in the engine catches it, as with a killed process."""
+
+
+async def test_a_crash_amid_429s_resumes_exactly(harness, monkeypatch):
+    """On Rivya (idempotent creates) exactly: every prompt bought once. (OdiRouter's own bound, a crash
+    buying at most the unjournaled window twice, is the chaos bench's to check.)"""
+    from nbpro_pipeline.engine.steps import PromptSteps
+
+    provider = Provider.RIVYA
+
+    harness.configure(
+        provider, latency=_latency(0.05, 0.1), rate_limit={"max_concurrent_tasks": 2, "retry_after_s": 0.05}
+    )
+    rows = prompt_rows(10)
+    settings = _settings(max_in_flight=4, admission_kind="reject")
+    stored = 0
+    real = PromptSteps.fetch_and_place
+
+    async def crash_after_four(self, attempt):
+        nonlocal stored
+        if stored == 4:
+            raise _Crash
+        stored += 1
+        return await real(self, attempt)
+
+    monkeypatch.setattr(PromptSteps, "fetch_and_place", crash_after_four)
+    with pytest.raises(_Crash):
+        await harness.run(provider, rows, run_id="run-crashed", settings=settings)
+    monkeypatch.undo()
+    report = await harness.run(provider, rows, run_id="run-2", settings=settings)
+    assert report.failed == 0 and report.succeeded + report.already_done == 10
+    assert report.resumed >= 1  # the crashed run's journaled tasks were polled, not bought again
+    assert harness.tasks_created(provider) == 10  # every prompt bought once, 429s or not
+    harness.assert_reconciles(provider)
