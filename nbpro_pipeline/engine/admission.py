@@ -82,6 +82,7 @@ class _Held:
     running_at_age: float = 0.0  # the task was seen unfinished at this age (its last poll)
     queue_position: int | None = None
     finished_then: int = 0  # tasks seen finished when the position was reported
+    position_at: float = 0.0  # when it was reported
 
 
 @dataclass
@@ -144,6 +145,7 @@ class Admission:
             held.running_at_age = self.clock() - held.submitted_at
             held.queue_position = queue_position
             held.finished_then = self.counters.finished
+            held.position_at = self.clock()
 
     def finished(self, key: Hashable) -> None:
         """``key`` was seen in a terminal state (or given up): it no longer counts, and room may open."""
@@ -202,11 +204,18 @@ class Admission:
 
     def _queue_full(self) -> bool:
         """A held task stands at or beyond the allowance in the provider's queue. A position is as old as
-        the poll that reported it, and every task seen finished since moved the queue on by one, so it
-        counts that much less (a stale position must not block admission until the task is next polled)."""
-        done = self.counters.finished
+        the answer that reported it, and the queue has moved on since: by every task seen finished, and
+        (once completion times are known) by C tasks per mean processing time, the rate a full provider
+        frees slots at, whichever is more. A stale position must not block admission until that task is
+        next polled: that would tie admission to our detection lag again."""
+        done, now = self.counters.finished, self.clock()
+        samples = self.tracker.sorted_samples()
+        rate = 0.0
+        if len(samples) >= self.settings.min_samples:
+            rate = self.settings.provider_slots / max(sum(samples) / len(samples), 1e-6)
         return any(
-            h.queue_position - (done - h.finished_then) >= self.settings.queue_allowance
+            h.queue_position - max(done - h.finished_then, (now - h.position_at) * rate)
+            >= self.settings.queue_allowance
             for h in self._held.values()
             if h.queue_position is not None
         )

@@ -145,10 +145,19 @@ def slots_for(settings: EngineSettings, traits: ProviderTraits, client: Any) -> 
             margin_sd=settings.admission_margin_sd if kind is AdmissionKind.REJECT else 0.0,
             target_429_share=settings.admission_429_share if kind is AdmissionKind.REJECT else None,
         ),
-        tracker if (tracker := getattr(client, "latencies", None)) is not None else LatencyTracker(),
+        _tracker(client),
     )
     slots = ExpectedSlots(admission, window, idempotent_submit=traits.idempotent_submit)
     attach = getattr(client, "attach_admission", None)
     if attach is not None:
         attach(slots.observe)
     return slots
+
+
+def _tracker(client: Any) -> LatencyTracker:
+    """The client's learned processing times (``run_times``), else its completion times, else none yet."""
+    for name in ("run_times", "latencies"):
+        tracker = getattr(client, name, None)
+        if isinstance(tracker, LatencyTracker):
+            return tracker
+    return LatencyTracker()

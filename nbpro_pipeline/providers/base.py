@@ -56,6 +56,8 @@ class TaskSnapshot(BaseModel):
     # (OdiRouter: a cancelled task is billed only if it had started processing); None: not known here.
     billed: bool | None = None
     run_s: float | None = None  # provider-reported seconds from creation to the terminal state, if known
+    # provider-reported seconds of processing only (OdiRouter/fal ``metrics.inference_time``), if known
+    processing_s: float | None = None
 
 
 class SubmittedTask(BaseModel):

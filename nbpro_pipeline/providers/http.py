@@ -123,6 +123,8 @@ class HttpProviderClient:
         self._rng = random.Random(seed)
         self._pause_until = 0.0
         self.latencies = LatencyTracker()  # completion times seen by wait(): the poll schedule's input
+        # processing times (the provider's, where it reports them): the engine's admission's input
+        self.run_times = LatencyTracker()
         self.counters: Counter[str] = Counter()
         self.limiter = limiter  # API calls only; CDN downloads are not the provider's quota
         # set by attach_admission: every poll's answer goes to the engine's admission, and a 429 to a
@@ -388,11 +390,11 @@ class HttpProviderClient:
     def _learn(self, snapshot: TaskSnapshot, before: float, seen: float) -> None:
         """Feed the poll schedule: the provider's own run time when it reports one, else the middle of
         the window in which the task finished (between the last two polls; the first poll's time when
-        it was the first). Failures count too: they occupy a slot just as long."""
-        if snapshot.run_s is not None:
-            self.latencies.add(snapshot.run_s)
-        else:
-            self.latencies.add((before + seen) / 2 if before > 0 else seen)
+        it was the first). Failures count too: they occupy a slot just as long. ``run_times`` learns the
+        processing time alone where the provider reports it (time queued left out), for the admission."""
+        observed = snapshot.run_s if snapshot.run_s is not None else (before + seen) / 2 if before > 0 else seen
+        self.latencies.add(observed)
+        self.run_times.add(snapshot.processing_s if snapshot.processing_s is not None else observed)
 
     # -- downloads ----------------------------------------------------------------------------------
     async def fetch_result(self, snapshot: TaskSnapshot, sink: BinaryIO, *, index: int = 0) -> DownloadedImage:

@@ -170,3 +170,14 @@ async def test_admit_holds_the_task_before_the_next_waiter_looks():
     assert adm.held == 4 and not adm.may_submit()
     adm.rejected(3)  # its create was refused: nothing made, the place is free again
     assert adm.held == 3 and adm.counters.admitted == 3 and adm.counters.rejected_429 == 1
+
+
+def test_a_reported_queue_position_ages_at_the_rate_a_full_provider_frees_slots():
+    adm, clock = admission(times=[20.0] * 21, kind=AdmissionKind.QUEUE, queue_allowance=2)  # C=4, 20 s tasks
+    adm.submitted("a")
+    adm.still_running("a", queue_position=4)
+    assert not adm.may_submit()
+    clock.t = 5.0  # 4 slots / 20 s: one task done every 5 s, so the queue moved on by one: 3, still >= 2
+    assert not adm.may_submit()
+    clock.t = 10.1  # by two: our task now stands 2nd at most... below the allowance
+    assert adm.may_submit()
