@@ -60,4 +60,4 @@ dev: $(STAMP)
 	$(DEV_ENV) $(BIN)/dg dev -w workspace.yaml
 
 validate: $(STAMP)
-	$(BIN)/dagster definitions validate -w workspace.yaml
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs --use-active-venv

@@ -21,10 +21,10 @@ from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.prompt import RejectedRow
 from nbpro_pipeline.presentation import charts, summary
 from nbpro_pipeline.presentation.cell_view import CellView, cell_view
-from nbpro_pipeline.presentation.gallery import write_cross_provider_gallery
-from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
+from nbpro_pipeline.presentation.gallery import CROSS_GALLERY_COLUMNS, write_cross_provider_gallery
+from nbpro_pipeline.prompts import PromptTableError, write_prompt_tables
 from nbpro_pipeline.provenance import SIGNING_HELP, ProvenanceSigner, SigningConfigError, signer_from_env
-from nbpro_pipeline.storage import Storage, compact_ledger, read_ledger, read_table, spent_on, table_path, write_table
+from nbpro_pipeline.storage import Storage, compact_ledger, read_ledger, read_table, spent_on, table_path
 
 # One group: the Lineage page opens on the whole pipeline instead of collapsed groups of one or two assets.
 GROUP = "nbpro_pipeline"
@@ -41,13 +41,12 @@ def _md_counts(counts: dict[str, int], header: str) -> str:
 def prompt_table(pipeline: PipelineResource, storage: StorageResource) -> dg.MaterializeResult:
     """Every configured prompt source, validated: accepted rows (one Parquet table) and rejected rows
     with one reason each."""
-    try:
-        result = load_prompt_tables(pipeline.prompt_sources, reference_roots=pipeline.reference_roots)
+    st = storage.storage()
+    try:  # the accepted rows are streamed to storage, never all in memory
+        result = write_prompt_tables(pipeline.prompt_sources, st, reference_roots=pipeline.reference_roots)
     except PromptTableError as exc:
         raise dg.Failure(description=str(exc)) from None
-    st = storage.storage()
-    accepted_uri = write_table(st, "prompt_table/accepted", result.accepted)
-    rejected_uri = write_table(st, "prompt_table/rejected", result.rejected)
+    accepted_uri, rejected_uri = result.accepted_uri, result.rejected_uri
     rejections = [RejectedRow.model_validate(r).describe() for r in result.rejected.slice(0, 20).to_pylist()]
     sources = "\n".join(
         f"| {s.uri} | {s.format} | {s.rows_read} | {(s.sha256 or 'unreadable')[:16]} |" for s in result.sources
@@ -57,7 +56,7 @@ def prompt_table(pipeline: PipelineResource, storage: StorageResource) -> dg.Mat
         metadata={
             **({"about_rejections": dg.MetadataValue.md(checked.note)} if checked.note else {}),
             "rows_read": result.rows_read,
-            "accepted": result.accepted.num_rows,
+            "accepted": result.accepted_rows,
             "rejected": result.rejected.num_rows,
             "rejected_by_reason": dg.MetadataValue.md(_md_counts(result.rejected_by_reason(), "reason")),
             "rejections": dg.MetadataValue.md("\n".join(f"- {r}" for r in rejections) or "_none_"),
@@ -209,7 +208,7 @@ def credit_cost_report(storage: StorageResource, budget: BudgetResource) -> dg.M
     compacted = compact_ledger(st)
     df = reports.credit_cost_report_for(st, budget.prices())
     result = _write_report("credit_cost_report", df, st, summary.cost_summary(df), charts.cost_per_day(df))
-    totals = reports.totals_for(st)
+    totals = reports.totals_of_report(df)  # the report's groups hold every row: no second read
     units = {p.value: budget.prices().unit(p) for p in Provider}
     result.metadata.update(  # type: ignore[union-attr]
         {f"total_{p}_{units.get(p, 'cost')}": round(float(v), 4) for p, v in totals.items()}
@@ -225,7 +224,7 @@ def provider_comparison(storage: StorageResource, budget: BudgetResource) -> dg.
     st = storage.storage()
     df = reports.provider_comparison_for(st, budget.prices())
     result = _write_report("provider_comparison", df, st, summary.comparison_summary(df), charts.comparison(df))
-    page = write_cross_provider_gallery(st, read_ledger(st), budget.prices())
+    page = write_cross_provider_gallery(st, read_ledger(st, columns=CROSS_GALLERY_COLUMNS), budget.prices())
     result.metadata.update(  # type: ignore[union-attr]
         {"gallery": _link(page.uri), "gallery_prompts": f"{page.shown} of {page.total} shown"}
     )

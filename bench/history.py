@@ -10,7 +10,10 @@ backend, each phase in a fresh subprocess (its peak RSS is its own):
 - ``report``: ``credit_cost_report`` + ``provider_comparison`` over ``read_ledger``;
 - ``estimate``: ``nbpro estimate`` of a 1,000-row table with ``--ledger-root``;
 - ``compact``: ``compact_ledger``, with the row multiset (an order-free digest of every row's identity)
-  and the exact totals checked before and after; then ``fixed`` and ``report`` again on the compacted ledger.
+  and the exact totals checked before and after; then ``fixed``, ``report``, ``comparison`` and
+  ``estimate`` again on the compacted ledger;
+- ``floor``: a process that only imports what a report process imports (``floor_rss_mb``: the part of
+  ``report_rss_mb`` no report can save).
 
     .venv/bin/python bench/history.py [--sizes 10000,100000,1000000] [--backends local,s3]
         [--s3-sizes 10000,100000] [--json]
@@ -265,13 +268,13 @@ def _noop_fingerprints() -> set[str]:
 def phase_report(root: str, url: str) -> dict[str, Any]:
     """What the ``credit_cost_report`` asset computes: the report a cell at a time, and the totals."""
     from nbpro_pipeline.costs import PriceTable
-    from nbpro_pipeline.costs.reports import credit_cost_report_for, totals_for
+    from nbpro_pipeline.costs.reports import credit_cost_report_for, totals_of_report
     from nbpro_pipeline.storage import Storage
 
     storage = Storage(root)
     t0 = time.perf_counter()
     cost = credit_cost_report_for(storage, PriceTable())
-    totals = totals_for(storage)
+    totals = totals_of_report(cost)
     return {
         "report_s": round(time.perf_counter() - t0, 3),
         "report_rows": len(cost),
@@ -307,7 +310,22 @@ def phase_estimate(root: str, url: str) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     shutil.rmtree(table_dir, ignore_errors=True)
     assert out.exit_code == 0, out.output
-    return {"estimate_s": round(seconds, 3)}
+    data = json.loads(out.output)
+    return {
+        "estimate_s": round(seconds, 3),
+        "estimate_ledger_rows": data["ledger_rows"],
+        "estimate_to_generate": sum(c["to_generate"] for c in data["cells"]),
+    }
+
+
+def phase_floor(root: str, url: str) -> dict[str, Any]:
+    """Nothing but the imports of a report process: the floor under ``report_rss_mb``."""
+    import nbpro_pipeline.cli  # noqa: F401
+    import nbpro_pipeline.costs.comparison  # noqa: F401
+    import nbpro_pipeline.costs.cost_report  # noqa: F401
+    import nbpro_pipeline.costs.scan  # noqa: F401
+
+    return {}
 
 
 def phase_digest(root: str, url: str) -> dict[str, Any]:
@@ -351,7 +369,16 @@ def phase_compact(root: str, url: str) -> dict[str, Any]:
 
 PHASES = {
     f.__name__[6:]: f
-    for f in (phase_seed, phase_fixed, phase_report, phase_comparison, phase_estimate, phase_digest, phase_compact)
+    for f in (
+        phase_seed,
+        phase_fixed,
+        phase_report,
+        phase_comparison,
+        phase_estimate,
+        phase_floor,
+        phase_digest,
+        phase_compact,
+    )
 }
 
 
@@ -386,7 +413,8 @@ def one_history(rows: int, root: str, url: str, env: dict[str, str] | None) -> d
     figures["compact"]["exact"] = all(before[k] == after[k] for k in same)
     figures["compact"]["rows_before"], figures["compact"]["rows_after"] = before["rows"], after["rows"]
     figures["compact"]["totals"] = after["totals"]
-    figures["after_compaction"] = {name: run_phase(name, root, url, env) for name in ("fixed", "report", "comparison")}
+    after = ("fixed", "report", "comparison", "estimate")
+    figures["after_compaction"] = {name: run_phase(name, root, url, env) for name in after}
     return figures
 
 
@@ -403,7 +431,8 @@ def _print(backend: str, f: dict[str, Any]) -> None:
         f"  compacted: first submit {ac['fixed']['first_submit_s']} s, no-op {ac['fixed']['noop_s']} s, history API "
         f"{ac['fixed']['history_api_s']} s; credit_cost_report {ac['report']['report_s']} s / "
         f"{ac['report']['peak_rss_mb']} MB, provider_comparison {ac['comparison']['comparison_s']} s / "
-        f"{ac['comparison']['peak_rss_mb']} MB",
+        f"{ac['comparison']['peak_rss_mb']} MB; estimate {ac['estimate']['estimate_s']} s / "
+        f"{ac['estimate']['peak_rss_mb']} MB",
         flush=True,
     )
 
@@ -481,6 +510,7 @@ def main() -> None:
         if server is not None:
             server.stop()
     summary = _summary(results)
+    summary["floor_rss_mb"] = run_phase("floor", tempfile.gettempdir())["peak_rss_mb"]
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
     if args.json:
         print(json.dumps({**summary, "load_avg": [round(x, 2) for x in load], "cpus": os.cpu_count(), "runs": results}))
@@ -505,8 +535,11 @@ def _summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         out[f"{backend}_report_s"] = max(bc["report"]["report_s"], bc["comparison"]["comparison_s"])
         out[f"{backend}_report_rss_mb"] = max(bc["report"]["peak_rss_mb"], bc["comparison"]["peak_rss_mb"])
         out[f"{backend}_report_s_as_written"] = max(b["report"]["report_s"], b["comparison"]["comparison_s"])
-        out[f"{backend}_estimate_s"] = b["estimate"]["estimate_s"]
-        out[f"{backend}_estimate_rss_mb"] = b["estimate"]["peak_rss_mb"]
+        out[f"{backend}_report_rss_mb_as_written"] = max(b["report"]["peak_rss_mb"], b["comparison"]["peak_rss_mb"])
+        out[f"{backend}_estimate_s"] = bc["estimate"]["estimate_s"]
+        out[f"{backend}_estimate_rss_mb"] = bc["estimate"]["peak_rss_mb"]
+        out[f"{backend}_estimate_s_as_written"] = b["estimate"]["estimate_s"]
+        out[f"{backend}_estimate_rss_mb_as_written"] = b["estimate"]["peak_rss_mb"]
         out[f"{backend}_compact_s"] = b["compact"]["compact_s"]
         out[f"{backend}_compaction_exact"] = all(f["compact"]["exact"] for f in by_size.values())
     return out

@@ -3,7 +3,9 @@
 Generates N rows (default 1,000,000; ~98% valid; the rest: empty prompts, unknown aspect ratios, prompts
 too long for OdiRouter, jpg rows that OdiRouter cannot serve, a few exact duplicates) with an extra
 column, writes them to a temp dir, and times one load of each file in a fresh subprocess so that the
-peak RSS is the loader's own.
+peak RSS is the loader's own. Each file is loaded the way the ``prompt_table`` asset does it
+(``write_prompt_tables``: accepted rows streamed to a Parquet table in a storage root; ``peak_rss_mb``),
+and into memory (``load_prompt_tables``, what ``nbpro run`` uses; ``in_memory_peak_rss_mb``).
 
     .venv/bin/python bench/ingest.py [--rows 1000000] [--json]
 """
@@ -11,6 +13,7 @@ peak RSS is the loader's own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -86,22 +89,49 @@ def generate(rows: int, directory: str) -> dict[str, str]:
     return paths
 
 
-def load_once(path: str) -> dict:
-    from nbpro_pipeline.prompts import load_prompt_tables
+def load_once(path: str, how: str) -> dict:
+    import pyarrow as pa
 
-    base = peak_rss_mb()
-    start = time.perf_counter()
-    result = load_prompt_tables([path])
-    seconds = time.perf_counter() - start
+    from nbpro_pipeline.prompts import load_prompt_tables, write_prompt_tables
+    from nbpro_pipeline.storage import Storage
+
+    with tempfile.TemporaryDirectory(prefix="nbpro-ingest-root-") as root:
+        storage = Storage(root)
+        base = peak_rss_mb()
+        start = time.perf_counter()
+        if how == "write":
+            result = write_prompt_tables([path], storage)
+            accepted = result.accepted_rows
+        else:
+            result = load_prompt_tables([path])
+            accepted = result.accepted.num_rows
+        seconds = time.perf_counter() - start
+        peak = peak_rss_mb()
     return {
         "seconds": round(seconds, 3),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak, 1),
         "rss_before_mb": round(base, 1),
+        "arrow_peak_mb": round(max(p.max_memory() for p in _pools(pa)) / 1e6, 1),
         "rows_read": result.rows_read,
-        "accepted": result.accepted.num_rows,
+        "accepted": accepted,
         "rejections": result.rejected.num_rows,
         "rejected_by_reason": result.rejected_by_reason(),
     }
+
+
+def _pools(pa) -> list:
+    """The default Arrow pool and jemalloc's (the load allocates on jemalloc when pyarrow has it)."""
+    pools = [pa.default_memory_pool()]
+    with contextlib.suppress(NotImplementedError):
+        pools.append(pa.jemalloc_memory_pool())
+    return pools
+
+
+def _run(path: str, how: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--load", path, "--how", how], check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -109,9 +139,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line at the end")
     parser.add_argument("--load", help=argparse.SUPPRESS)  # internal: time one load in this process
+    parser.add_argument("--how", default="write", help=argparse.SUPPRESS)  # internal: write or memory
     args = parser.parse_args()
     if args.load:
-        print(json.dumps(load_once(args.load)))
+        print(json.dumps(load_once(args.load, args.how)))
         return
 
     with tempfile.TemporaryDirectory(prefix="nbpro-ingest-") as directory:
@@ -122,22 +153,24 @@ def main() -> None:
             f"generated {args.rows} rows in {time.perf_counter() - t0:.1f} s: parquet {sizes['parquet']} MB, "
             f"csv {sizes['csv']} MB"
         )
-        runs = {}
+        runs, memory = {}, {}
         for fmt, path in paths.items():
-            out = subprocess.run(
-                [sys.executable, __file__, "--load", path], check=True, capture_output=True, text=True
-            ).stdout
-            runs[fmt] = json.loads(out.strip().splitlines()[-1])
-            r = runs[fmt]
-            print(
-                f"{fmt}: {r['seconds']} s, peak RSS {r['peak_rss_mb']} MB (before load {r['rss_before_mb']} MB), "
-                f"{r['accepted']} accepted, rejections {r['rejected_by_reason']}"
-            )
+            runs[fmt], memory[fmt] = _run(path, "write"), _run(path, "memory")
+            for label, r in (("to storage", runs[fmt]), ("in memory", memory[fmt])):
+                print(
+                    f"{fmt} {label}: {r['seconds']} s, peak RSS {r['peak_rss_mb']} MB (before load "
+                    f"{r['rss_before_mb']} MB, Arrow peak {r['arrow_peak_mb']} MB), {r['accepted']} accepted, "
+                    f"rejections {r['rejected_by_reason']}"
+                )
     figures = {
         "rows": args.rows,
         "parquet_s": runs["parquet"]["seconds"],
         "csv_s": runs["csv"]["seconds"],
         "peak_rss_mb": max(runs["parquet"]["peak_rss_mb"], runs["csv"]["peak_rss_mb"]),
+        "rss_before_mb": max(runs["parquet"]["rss_before_mb"], runs["csv"]["rss_before_mb"]),
+        "in_memory_parquet_s": memory["parquet"]["seconds"],
+        "in_memory_csv_s": memory["csv"]["seconds"],
+        "in_memory_peak_rss_mb": max(memory["parquet"]["peak_rss_mb"], memory["csv"]["peak_rss_mb"]),
         "parquet_mb": sizes["parquet"],
         "csv_mb": sizes["csv"],
         "cpus": os.cpu_count(),

@@ -256,8 +256,8 @@ def estimate(tables: tuple[str, ...], cells: str, ledger_root: str | None, as_js
     import json
     from typing import NoReturn
 
-    from nbpro_pipeline.costs.cli_support import estimates_json, read_ledger_dataset, render_estimates
-    from nbpro_pipeline.costs.estimate import ESTIMATE_LEDGER_COLUMNS, CellSpecError, estimate_cells, parse_cells
+    from nbpro_pipeline.costs.cli_support import estimates_json, render_estimates
+    from nbpro_pipeline.costs.estimate import CellSpecError, parse_cells
     from nbpro_pipeline.costs.prices import PriceTable
     from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
 
@@ -279,20 +279,10 @@ def estimate(tables: tuple[str, ...], cells: str, ledger_root: str | None, as_js
         fail(f"cannot read the prompt tables: {exc}")
     for source in getattr(result, "unreadable", []):
         click.echo(f"Warning: {source.uri} could not be read: {source.error}", err=True)
-    ledger = None
-    if ledger_root is not None:
-        try:
-            ledger = read_ledger_dataset(ledger_root, columns=ESTIMATE_LEDGER_COLUMNS)
-        except (OSError, ValueError, TypeError) as exc:  # pyarrow raises ArrowInvalid, a ValueError
-            fail(f"cannot read the ledger under {ledger_root}/ledger: {exc}")
-        if ledger is None:
-            click.echo(f"Note: no ledger under {ledger_root}/ledger yet; nothing is counted as done.", err=True)
-    estimates = estimate_cells(result.accepted, chosen, prices, ledger=ledger)
+    estimates, ledger_rows = _estimate(result.accepted, chosen, prices, ledger_root, fail)
     accepted, rejected = result.accepted.num_rows, result.rejected.num_rows
     if as_json:
-        data = estimates_json(
-            estimates, ledger_rows=None if ledger is None else ledger.num_rows, accepted=accepted, rejected=rejected
-        )
+        data = estimates_json(estimates, ledger_rows=ledger_rows, accepted=accepted, rejected=rejected)
         click.echo(json.dumps(data, indent=2))
         return
     click.echo(
@@ -301,6 +291,30 @@ def estimate(tables: tuple[str, ...], cells: str, ledger_root: str | None, as_js
         + "\n"
     )
     click.echo(render_estimates(estimates, prices, ledger_known=ledger_root is not None))
+
+
+def _estimate(accepted: Any, chosen: list, prices: Any, ledger_root: str | None, fail: Any) -> tuple[list, int | None]:
+    """The estimates, and the ledger's row count (None without a ledger). The ledger under
+    ``ledger_root`` is read a cell at a time while estimating; a read error exits 2 through ``fail``."""
+    from nbpro_pipeline.costs.cli_support import ledger_storage
+    from nbpro_pipeline.costs.estimate import estimate_cells, storage_done_keys
+
+    storage = None
+    if ledger_root is not None:
+        try:
+            storage = ledger_storage(ledger_root)
+        except (OSError, ValueError, TypeError) as exc:
+            fail(f"cannot open the ledger under {ledger_root}/ledger: {exc}")
+        if storage is None:
+            click.echo(f"Note: no ledger under {ledger_root}/ledger yet; nothing is counted as done.", err=True)
+    if storage is None:
+        return estimate_cells(accepted, chosen, prices), None
+    done_keys = storage_done_keys(storage)
+    try:
+        estimates = estimate_cells(accepted, chosen, prices, done_keys=done_keys)
+        return estimates, done_keys.ledger_rows()
+    except (OSError, ValueError, TypeError) as exc:  # pyarrow raises ArrowInvalid, a ValueError
+        fail(f"cannot read the ledger under {ledger_root}/ledger: {exc}")
 
 
 @main.command()
@@ -326,11 +340,11 @@ def validate(tables: tuple[str, ...], reference_roots: tuple[str, ...], as_json:
     """
     import json
 
-    from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
+    from nbpro_pipeline.prompts import PromptTableError, check_prompt_tables
     from nbpro_pipeline.prompts.report import EXIT_UNREADABLE, exit_code, render_json, render_text
 
     try:
-        result = load_prompt_tables(list(tables), reference_roots=list(reference_roots) or None)
+        result = check_prompt_tables(list(tables), reference_roots=list(reference_roots) or None)
         code = exit_code(result)
         output = json.dumps(render_json(result, limit), indent=2) if as_json else render_text(result, limit)
     except PromptTableError as exc:

@@ -16,7 +16,7 @@ import json
 import struct
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from PIL import Image
 from pydantic import BaseModel
@@ -28,7 +28,7 @@ from nbpro_pipeline.models.common import (
     Resolution,
     pixel_size,
 )
-from nbpro_pipeline.provenance import ImageLineage, ProvenanceSigner
+from nbpro_pipeline.provenance import ImageLineage, ProvenanceSigner, StoredLineage
 from nbpro_pipeline.provenance.marks import MarkingError, embed_marks
 
 LINEAGE_KEY = "nbpro:lineage"
@@ -101,15 +101,16 @@ def check_image(info: ImageInfo, output_format: OutputFormat, aspect: AspectRati
         )
 
 
-def lineage_blob(lineage: dict[str, Any]) -> bytes:
-    return json.dumps(lineage, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+def lineage_blob(lineage: StoredLineage) -> bytes:
+    record = lineage.model_dump(mode="json")
+    return json.dumps(record, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 def copy_with_lineage(
     src: BinaryIO,
     dst: BinaryIO,
     fmt: OutputFormat,
-    lineage: dict[str, Any],
+    lineage: StoredLineage,
     signer: ProvenanceSigner | None = None,
 ) -> tuple[str, int]:
     """Copy ``src`` to ``dst`` with lineage and the provenance marks; returns (sha256, bytes) of ``dst``.
@@ -150,8 +151,8 @@ def _insert_blob(src: BinaryIO, dst: BinaryIO, fmt: OutputFormat, blob: bytes) -
         dst.write(chunk_bytes)
 
 
-def read_lineage(path: str | Path | BinaryIO) -> dict[str, Any] | None:
-    """The lineage embedded by ``copy_with_lineage``, or None."""
+def read_lineage(path: str | Path | BinaryIO) -> StoredLineage | None:
+    """The lineage embedded by ``copy_with_lineage``, or None (none, or not ours)."""
     with Image.open(path) as img:
         raw = img.info.get(LINEAGE_KEY) if img.format == "PNG" else img.info.get("comment")
     if raw is None:
@@ -160,8 +161,8 @@ def read_lineage(path: str | Path | BinaryIO) -> dict[str, Any] | None:
         raw = raw.decode("ascii", "replace")
     raw = raw.rstrip("\x00")  # exiv2 rewrites a JPEG comment NUL-terminated when it adds XMP
     try:
-        return json.loads(raw)
-    except ValueError:
+        return StoredLineage.model_validate_json(raw)
+    except ValueError:  # pydantic's ValidationError is one: a foreign comment, or not a record
         return None
 
 

@@ -20,16 +20,17 @@ from nbpro_pipeline.image_files import (
     read_lineage,
 )
 from nbpro_pipeline.models.common import ASPECT_RATIOS_FIXED, AspectRatio, OutputFormat, Resolution, pixel_size
+from nbpro_pipeline.provenance import RequestParams, StoredLineage
 
-LINEAGE = {
-    "prompt_id": "p-001",
-    "provider": "rivya",
-    "model": "nano-banana-pro",
-    "task_id": "gen_abc",
-    "run_id": "run-1",
-    "prompt": "a lighthouse — at dusk, «quoted» ünïcødé 名前",
-    "params": {"aspect_ratio": "16:9", "references": []},
-}
+LINEAGE = StoredLineage(
+    prompt_id="p-001",
+    provider="rivya",
+    model="nano-banana-pro",
+    task_id="gen_abc",
+    run_id="run-1",
+    prompt="a lighthouse — at dusk, «quoted» ünïcødé 名前",
+    params=RequestParams(aspect_ratio="16:9"),
+)
 
 
 def picture(w: int = 96, h: int = 64) -> Image.Image:
@@ -97,7 +98,7 @@ def test_huge_jpeg_lineage_is_bounded_to_one_comment_segment(tmp_path):
     src = write(tmp_path, "a.jpg", encode(picture(16, 16), "JPEG"))
     out = tmp_path / "out.jpg"
     with open(src, "rb") as s, open(out, "wb") as d:
-        copy_with_lineage(s, d, OutputFormat.JPG, {**LINEAGE, "prompt": "x" * 100_000})
+        copy_with_lineage(s, d, OutputFormat.JPG, LINEAGE.model_copy(update={"prompt": "x" * 100_000}))
     with Image.open(out) as im:
         assert im.size == (16, 16)
         im.load()

@@ -31,6 +31,15 @@ def read_ledger_dataset(
     return read_ledger(storage, columns=columns)
 
 
+def ledger_storage(storage_root: str, *, storage_options: dict[str, Any] | None = None) -> Any:
+    """The ``Storage`` of ``storage_root`` (a local path or fsspec URI) if it holds a ledger, else ``None``;
+    ``nbpro estimate`` then reads it a cell at a time (``estimate.storage_done_keys``)."""
+    from nbpro_pipeline.storage import Storage
+
+    storage = Storage(storage_root, storage_options)
+    return storage if storage.exists(storage.ledger_dir()) else None
+
+
 def _money(amount: Decimal) -> str:
     text = format(quantize_cost(amount).normalize(), "f")
     return text if amount else "0"

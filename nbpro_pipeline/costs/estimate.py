@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,7 +33,7 @@ ALL_CELLS: tuple[Cell, ...] = tuple((p, r) for p in Provider for r in Resolution
 
 # What identifies "the same image asked again" between an accepted prompt row and a ledger row of one cell.
 DONE_MATCH_COLUMNS = ("prompt_id", "prompt_sha256", "aspect_ratio", "output_format")
-# all an estimate reads of the ledger (``read_ledger(columns=...)``: a million rows then cost ~100 MB, not GBs)
+# all an estimate reads of the ledger (through ``storage_done_keys``, a cell's parts in batches)
 ESTIMATE_LEDGER_COLUMNS = ["provider", "resolution", "status", *DONE_MATCH_COLUMNS]
 
 
@@ -138,7 +138,65 @@ def _succeeded_keys(ledger: pa.Table, provider: Provider, resolution: Resolution
             pc.equal(ledger["status"], OutcomeStatus.SUCCEEDED.value),
         )
     ).select(list(DONE_MATCH_COLUMNS))
-    return done.group_by(list(DONE_MATCH_COLUMNS)).aggregate([])  # distinct keys: a semi join must not fan out
+    return _distinct(done)
+
+
+def _distinct(keys: pa.Table) -> pa.Table:
+    """The distinct rows of ``keys``: a semi join against them must not fan out."""
+    return keys.group_by(list(DONE_MATCH_COLUMNS), use_threads=False).aggregate([])
+
+
+class DoneKeys(Protocol):
+    """Where "already succeeded" is looked up: the distinct ``DONE_MATCH_COLUMNS`` of a cell's succeeded
+    ledger rows, at least those among ``wanted`` (rows of the same columns)."""
+
+    def __call__(self, provider: Provider, resolution: Resolution, wanted: pa.Table) -> pa.Table: ...
+
+
+def table_done_keys(ledger: LedgerLike | None) -> DoneKeys:
+    """``DoneKeys`` over ledger rows in memory (any cells)."""
+    table = as_ledger_table(ledger, ESTIMATE_LEDGER_COLUMNS)
+    return lambda provider, resolution, wanted: _succeeded_keys(table, provider, resolution)
+
+
+class StorageDoneKeys:
+    """``DoneKeys`` read from a storage root's ledger, a cell at a time and in batches (``costs.scan``):
+    only the cell's parts, only the match columns and ``status``, and only the rows whose ``prompt_id``
+    is among the wanted ones are kept, so memory holds a batch, not the year's ledger."""
+
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage
+        self._rows: dict[tuple[str, str], int] = {}  # rows seen per cell read
+
+    def __call__(self, provider: Provider, resolution: Resolution, wanted: pa.Table) -> pa.Table:
+        from nbpro_pipeline.costs.scan import cell_batches
+
+        ids = pc.unique(wanted["prompt_id"])
+        cell = (provider.value, resolution.value)
+        self._rows[cell] = 0
+
+        def where(batch: pa.Table) -> pa.ChunkedArray:
+            self._rows[cell] += batch.num_rows
+            succeeded = pc.equal(batch["status"], OutcomeStatus.SUCCEEDED.value)
+            return pc.fill_null(pc.and_(succeeded, pc.is_in(batch["prompt_id"], value_set=ids)), False)
+
+        batches = cell_batches(self.storage, provider, resolution, ESTIMATE_LEDGER_COLUMNS, where=where)
+        found = [_distinct(batch.select(list(DONE_MATCH_COLUMNS))) for batch in batches]
+        return _distinct(pa.concat_tables(found)) if found else _EMPTY_KEYS
+
+    def ledger_rows(self) -> int:
+        """Rows of the whole ledger: counted while reading for the cells read, from footers for the rest."""
+        from nbpro_pipeline.costs.scan import count_rows
+
+        return sum(self._rows.values()) + count_rows(self.storage, skip=set(self._rows))
+
+
+def storage_done_keys(storage: Any) -> StorageDoneKeys:
+    """``DoneKeys`` over the ledger of a storage root (``StorageDoneKeys``)."""
+    return StorageDoneKeys(storage)
+
+
+_EMPTY_KEYS = pa.schema([(c, pa.string()) for c in DONE_MATCH_COLUMNS]).empty_table()
 
 
 def estimate_cells(
@@ -147,40 +205,47 @@ def estimate_cells(
     prices: PriceTable,
     *,
     ledger: LedgerLike | None = None,
+    done_keys: DoneKeys | None = None,
 ) -> list[CellEstimate]:
     """One estimate per cell, in the order given.
 
-    ``accepted`` is a table in ``ACCEPTED_SCHEMA``; ``ledger`` (optional) holds ledger rows of any run.
+    ``accepted`` is a table in ``ACCEPTED_SCHEMA``. What already succeeded comes from ``ledger``
+    (optional; ledger rows of any run) or ``done_keys`` (e.g. ``storage_done_keys(storage)``, which
+    reads a storage root's ledger a cell at a time); with neither, nothing counts as done.
     """
-    ledger_table = as_ledger_table(ledger, ESTIMATE_LEDGER_COLUMNS)
+    lookup = done_keys or (table_done_keys(ledger) if ledger is not None else None)
     out: list[CellEstimate] = []
     for provider, resolution in cells:
         provider, resolution = Provider(provider), Resolution(resolution)
         rows = accepted.filter(eligible_mask(accepted, provider, resolution))
         done = 0
-        if rows.num_rows and ledger_table.num_rows:
-            keys = _succeeded_keys(ledger_table, provider, resolution)
+        if rows.num_rows and lookup is not None:
+            wanted = rows.select(list(DONE_MATCH_COLUMNS))
+            keys = lookup(provider, resolution, wanted)
             if keys.num_rows:
-                done = rows.select(list(DONE_MATCH_COLUMNS)).join(keys, list(DONE_MATCH_COLUMNS), join_type="left semi")
-                done = done.num_rows
-        to_generate = rows.num_rows - done
-        price = prices.per_image(provider, resolution)
-        cost = price * to_generate
-        out.append(
-            CellEstimate(
-                provider=provider,
-                resolution=resolution,
-                eligible=rows.num_rows,
-                already_succeeded=done,
-                to_generate=to_generate,
-                cost_unit=prices.unit(provider),
-                price_per_image=price,
-                cost=cost,
-                estimated_usd=prices.to_usd(provider, cost),
-                is_estimate=prices.is_estimate(provider),
-            )
-        )
+                done = wanted.join(keys, list(DONE_MATCH_COLUMNS), join_type="left semi", use_threads=False).num_rows
+        out.append(_cell_estimate(provider, resolution, rows.num_rows, done, prices))
     return out
+
+
+def _cell_estimate(
+    provider: Provider, resolution: Resolution, eligible: int, done: int, prices: PriceTable
+) -> CellEstimate:
+    to_generate = eligible - done
+    price = prices.per_image(provider, resolution)
+    cost = price * to_generate
+    return CellEstimate(
+        provider=provider,
+        resolution=resolution,
+        eligible=eligible,
+        already_succeeded=done,
+        to_generate=to_generate,
+        cost_unit=prices.unit(provider),
+        price_per_image=price,
+        cost=cost,
+        estimated_usd=prices.to_usd(provider, cost),
+        is_estimate=prices.is_estimate(provider),
+    )
 
 
 def estimates_to_table(estimates: Sequence[CellEstimate]) -> pa.Table:

@@ -15,7 +15,6 @@ Which ledger rows count:
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -113,7 +112,7 @@ def latest_mask(ledger: LedgerLike) -> pa.ChunkedArray | pa.Array:
     keyed = pa.table(
         {"p": table["provider"], "r": table["resolution"], "f": table["fingerprint"], "rank": pa.array(rank)}
     )
-    latest = keyed.group_by(["p", "r", "f"]).aggregate([("rank", "max")])["rank_max"]
+    latest = keyed.group_by(["p", "r", "f"], use_threads=False).aggregate([("rank", "max")])["rank_max"]
     return pc.is_in(pa.array(rank), value_set=latest.combine_chunks())
 
 
@@ -150,21 +149,6 @@ def _empty(columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
 
 
-def _reason_counts(table: pa.Table, keys: list[str]) -> dict[tuple, dict[str, dict[str, int]]]:
-    """{group key: {status: {error_code: rows}}} for failed and skipped rows."""
-    bad = table.filter(pc.is_in(table["status"], value_set=pa.array([_FAILED, _SKIPPED])))
-    out: dict[tuple, dict[str, dict[str, int]]] = defaultdict(lambda: {_FAILED: {}, _SKIPPED: {}})
-    if bad.num_rows == 0:
-        return out
-    bad = bad.set_column(
-        bad.schema.get_field_index("error_code"), "error_code", pc.fill_null(bad["error_code"], "unknown")
-    )
-    counts = bad.group_by([*keys, "status", "error_code"]).aggregate([("status", "count")])
-    for row in counts.to_pylist():
-        out[tuple(row[k] for k in keys)][row["status"]][row["error_code"]] = row["status_count"]
-    return out
-
-
 def failed_latest(table: pa.Table) -> pa.Array:
     """True for failed rows that are still the latest row of their (provider, resolution, fingerprint).
 
@@ -177,8 +161,9 @@ def failed_latest(table: pa.Table) -> pa.Array:
     if n == 0 or not pc.any(failed).as_py():
         return pa.array(out)
     suspects = pc.unique(table.filter(failed)["fingerprint"])
-    candidates = np.flatnonzero(pc.fill_null(pc.is_in(table["fingerprint"], value_set=suspects), False).to_numpy())
-    subset = table.take(pa.array(candidates))
+    mask = pc.fill_null(pc.is_in(table["fingerprint"], value_set=suspects), False)
+    candidates = np.flatnonzero(mask.to_numpy())
+    subset = table.filter(mask)  # chunk by chunk: ``take`` would first concatenate every chunk of the table
     latest = latest_mask(subset).to_numpy(zero_copy_only=False)
     out[candidates] = latest & pc.fill_null(pc.equal(subset["status"], _FAILED), False).to_numpy(zero_copy_only=False)
     return pa.array(out)
@@ -205,44 +190,11 @@ REPORT_LEDGER_COLUMNS = list(dict.fromkeys([*CREDIT_LEDGER_COLUMNS, "prompt_id",
 def credit_cost_report(ledger: LedgerLike, prices: PriceTable) -> pd.DataFrame:
     """One row per (provider, resolution, UTC day of ``recorded_at``, source_uri); columns in
     ``CREDIT_COST_COLUMNS``. Counts are events (ledger rows); see the module docstring."""
-    table = as_ledger_table(ledger, CREDIT_LEDGER_COLUMNS)
-    if table.num_rows == 0:
-        return _empty(CREDIT_COST_COLUMNS)
-    keys = ["provider", "resolution", "day", "source_uri"]
-    failed = pc.equal(table["status"], _FAILED)
-    cost = pc.fill_null(table["final_cost"], pa.scalar(_ZERO, table.schema.field("final_cost").type))
-    work = pa.table(
-        {
-            "provider": table["provider"],
-            "resolution": table["resolution"],
-            "day": pc.cast(table["recorded_at"], pa.date32()),
-            "source_uri": table["source_uri"],
-            "one": pa.array(np.ones(table.num_rows, dtype=np.int64)),
-            "succeeded": _status_flag(table, _SUCCEEDED),
-            "failed": _status_flag(table, _FAILED),
-            "skipped": _status_flag(table, _SKIPPED),
-            "failed_unresolved": pc.cast(failed_latest(table), pa.int64()),
-            "credits_reserved": table["credits_reserved"],
-            "credits_final": table["credits_final"],
-            "final_cost": cost,
-            "failed_cost": pc.if_else(pc.fill_null(failed, False), cost, pa.scalar(_ZERO, cost.type)),
-            "cost_is_estimate": pc.fill_null(table["cost_is_estimate"], False),
-        }
-    )
-    sums = ["one", "succeeded", "failed", "skipped", "failed_unresolved", "credits_reserved", "credits_final"]
-    aggregated = work.group_by(keys).aggregate(
-        [(c, "sum") for c in sums] + [("final_cost", "sum"), ("failed_cost", "sum"), ("cost_is_estimate", "any")]
-    )
-    reasons = _reason_counts(
-        work.append_column("status", table["status"]).append_column("error_code", table["error_code"]), keys
-    )
+    from nbpro_pipeline.costs.cost_report import CostAccumulator, cost_report_frame
 
-    cells = _CellPrices(prices)
-    rows = [_cost_row(g, cells, prices, reasons[tuple(g[k] for k in keys)]) for g in aggregated.to_pylist()]
-    df = pd.DataFrame(rows, columns=CREDIT_COST_COLUMNS)
-    for column in ("credits_reserved", "credits_final"):
-        df[column] = df[column].astype("Int64")
-    return _sort_cells(df, extra=["day", "source_uri"])
+    accumulator = CostAccumulator()
+    accumulator.add(as_ledger_table(ledger, CREDIT_LEDGER_COLUMNS))
+    return cost_report_frame(*accumulator.groups(), prices)
 
 
 class _CellPrices:
@@ -259,40 +211,6 @@ class _CellPrices:
             price = self.prices.per_image(Provider(provider), Resolution(resolution)) if known else None
             self._cache[key] = (known, price, known and self.prices.is_estimate(Provider(provider)))
         return self._cache[key]
-
-
-def _counts_json(counts: dict[str, int]) -> str:
-    return json.dumps(counts, sort_keys=True) if counts else "{}"
-
-
-def _cost_row(g: dict[str, Any], cells: _CellPrices, prices: PriceTable, by_reason: dict) -> dict[str, Any]:
-    provider, resolution = g["provider"], g["resolution"]
-    final_cost, succeeded = _dec(g["final_cost_sum"]), g["succeeded_sum"]
-    known, price, estimate = cells(provider, resolution)
-    expected = price * succeeded if known else None
-    return {
-        "provider": provider,
-        "resolution": resolution,
-        "day": g["day"],
-        "source_uri": g["source_uri"],
-        "cost_unit": _UNITS.get(provider),
-        "requests": g["one_sum"],
-        "succeeded": succeeded,
-        "failed": g["failed_sum"],
-        "skipped": g["skipped_sum"],
-        "failed_unresolved": g["failed_unresolved_sum"],
-        "credits_reserved": g["credits_reserved_sum"],
-        "credits_final": g["credits_final_sum"],
-        "final_cost": final_cost,
-        "cost_lost_to_failures": _dec(g["failed_cost_sum"]),
-        "cost_per_success": _div(final_cost, succeeded),
-        "estimated_usd": _usd(prices, provider, final_cost) if known else None,
-        "cost_is_estimate": bool(g["cost_is_estimate_any"]) or estimate,
-        "expected_cost": None if expected is None else quantize_cost(expected),
-        "cost_delta": None if expected is None else quantize_cost(final_cost - expected),
-        "failures_by_reason": _counts_json(by_reason[_FAILED]),
-        "skips_by_reason": _counts_json(by_reason[_SKIPPED]),
-    }
 
 
 _UNITS = {p.value: COST_UNIT[p] for p in Provider}
@@ -317,7 +235,7 @@ def failure_reasons(ledger: LedgerLike) -> pd.DataFrame:
         }
     )
     keys = FAILURE_REASON_COLUMNS[:6]
-    agg = work.group_by(keys).aggregate([("status", "count"), ("cost", "sum")])
+    agg = work.group_by(keys, use_threads=False).aggregate([("status", "count"), ("cost", "sum")])
     df = pd.DataFrame(
         [{**{k: g[k] for k in keys}, "rows": g["status_count"], "cost": _dec(g["cost_sum"])} for g in agg.to_pylist()],
         columns=FAILURE_REASON_COLUMNS,
@@ -345,252 +263,96 @@ def provider_comparison(ledger: LedgerLike, prices: PriceTable) -> pd.DataFrame:
 
     ``common_*`` columns restrict both sides to the prompts (same ``prompt_id`` and ``prompt_sha256``)
     that succeeded on every provider at that resolution, so the costs compare like with like. Computed
-    by Arrow over the columns (a million rows in about a second); sums stay exact decimals.
+    by Arrow over the columns, a cell at a time (``costs.comparison``); sums stay exact decimals.
     """
+    from nbpro_pipeline.costs.comparison import CellComparison, comparison_rows
+
     table = as_ledger_table(ledger, COMPARISON_LEDGER_COLUMNS)
     if table.num_rows == 0:
         return _empty(COMPARISON_COLUMNS)
-    ok = pc.fill_null(pc.equal(table["status"], _SUCCEEDED), False)
-    rows = _comparison_rows(table, prices, _common_prompts(table, ok))
+    cells = []
+    for pair in table.group_by(["provider", "resolution"], use_threads=False).aggregate([]).to_pylist():
+        cell = CellComparison(pair["provider"], pair["resolution"])
+        cell.add(table.filter(_is_cell(table, pair["provider"], pair["resolution"])))
+        cells.append(cell)
+    rows = comparison_rows(cells, prices)
     return _sort_cells(pd.DataFrame(rows, columns=COMPARISON_COLUMNS), resolution_first=True)
 
 
-def _comparison_rows(table: pa.Table, prices: PriceTable, common: pa.Table) -> list[dict[str, Any]]:
-    """The comparison rows of the cells in ``table``, given the common prompts of their resolutions."""
-    ok = pc.fill_null(pc.equal(table["status"], _SUCCEEDED), False)
-    cost = pc.fill_null(table["final_cost"], pa.scalar(_ZERO, table.schema.field("final_cost").type))
-    work = pa.table(
-        {
-            "provider": table["provider"],
-            "resolution": table["resolution"],
-            "one": pa.array(np.ones(table.num_rows, dtype=np.int64)),
-            "succeeded": _status_flag(table, _SUCCEEDED),
-            "failed": _status_flag(table, _FAILED),
-            "skipped": _status_flag(table, _SKIPPED),
-            "image": pc.if_else(ok, table["fingerprint"], pa.scalar(None, pa.string())),
-            "size": pc.cast(pc.fill_null(pc.equal(table["error_code"], "size_mismatch"), False), pa.int64()),
-            "final_cost": cost,
-            "estimate": pc.fill_null(table["cost_is_estimate"], False),
-        }
-    )
-    agg = work.group_by(["provider", "resolution"]).aggregate(
-        [(c, "sum") for c in ("one", "succeeded", "failed", "skipped", "size", "final_cost")]
-        + [("image", "count_distinct", pc.CountOptions(mode="only_valid")), ("estimate", "any")]
-    )
-    common_cost = _common_cost(table, cost, common)
-    latencies = _latency_quantiles(table, ok)
-    return [_comparison_row(g, prices, common, common_cost, latencies) for g in agg.to_pylist()]
+def _is_cell(table: pa.Table, provider: str | None, resolution: str | None) -> pa.ChunkedArray:
+    def same(column: str, value: str | None) -> pa.ChunkedArray:
+        return pc.is_null(table[column]) if value is None else pc.fill_null(pc.equal(table[column], value), False)
 
-
-def _prompt_key(table: pa.Table) -> pa.ChunkedArray:
-    """One string per (prompt_id, prompt_sha256): a single hash key is far lighter than two."""
-    return pc.binary_join_element_wise(
-        table["prompt_id"], table["prompt_sha256"], "\x1f", null_handling="replace", null_replacement="\x00"
-    )
-
-
-def _common_prompts(table: pa.Table, ok: pa.ChunkedArray) -> pa.Table:
-    """(resolution, prompt key) of the prompts that succeeded on every provider present at the resolution,
-    where more than one is."""
-    present = {
-        g["resolution"]: g["provider_count_distinct"]
-        for g in table.group_by(["resolution"]).aggregate([("provider", "count_distinct")]).to_pylist()
-    }
-    return _common_among(_providers_per_prompt(table.filter(ok)), present)
-
-
-def _common_among(per_key: pa.Table, present: dict[str, int]) -> pa.Table:
-    """The prompts of ``per_key`` that succeeded on all ``present[resolution]`` providers, where > 1."""
-    wanted = pa.array(np.zeros(per_key.num_rows, dtype=bool))
-    for resolution, n in present.items():
-        if n > 1:
-            here = pc.and_(pc.equal(per_key["resolution"], resolution), pc.equal(per_key["provider_count_distinct"], n))
-            wanted = pc.or_(wanted, pc.fill_null(here, False))
-    return per_key.filter(wanted).select(["resolution", "key"])
-
-
-def _providers_per_prompt(succeeded: pa.Table) -> pa.Table:
-    """(resolution, key, provider_count_distinct) of succeeded rows, by sorting rather than hashing: a hash
-    aggregate of distinct providers per prompt took ~80 MB per 300K rows, a sort takes the keys once."""
-    n = succeeded.num_rows
-    if n == 0:
-        return pa.table(
-            {
-                "resolution": pa.array([], pa.string()),
-                "key": pa.array([], pa.string()),
-                "provider_count_distinct": pa.array([], pa.int64()),
-            }
-        )
-    resolutions = pc.dictionary_encode(succeeded["resolution"]).combine_chunks()
-    providers = pc.dictionary_encode(succeeded["provider"]).combine_chunks()
-    codes = {
-        "r": pc.fill_null(resolutions.indices, -1),
-        "k": _prompt_key(succeeded).combine_chunks(),
-        "p": pc.fill_null(providers.indices, -1),
-    }
-    order = pc.sort_indices(pa.table(codes), sort_keys=[(c, "ascending") for c in codes])
-    r, k, p = (codes[c].take(order) for c in ("r", "k", "p"))
-
-    def same_as_previous(values: pa.Array) -> np.ndarray:
-        out = np.zeros(n, dtype=bool)
-        out[1:] = pc.equal(values.slice(1), values.slice(0, n - 1)).to_numpy(zero_copy_only=False)
-        return out
-
-    same_prompt = same_as_previous(r) & same_as_previous(k)
-    new_pair = ~(same_prompt & same_as_previous(p))
-    firsts = np.flatnonzero(~same_prompt)
-    counts = np.add.reduceat(new_pair.astype(np.int64), firsts)
-    index = pa.array(firsts)
-    names = resolutions.dictionary
-    return pa.table(
-        {
-            "resolution": pc.take(names, pc.if_else(pc.equal(r.take(index), -1), None, r.take(index))),
-            "key": k.take(index),
-            "provider_count_distinct": counts,
-        }
-    )
-
-
-def _common_cost(table: pa.Table, cost: pa.ChunkedArray, common: pa.Table) -> dict[tuple[str, str], Decimal]:
-    """Every row's cost (failed attempts too) of the common prompts, per cell."""
-    if common.num_rows == 0:
-        return {}
-    out: dict[tuple[str, str], Decimal] = {}
-    for resolution in pc.unique(common["resolution"]).to_pylist():
-        keys = common.filter(pc.equal(common["resolution"], resolution))["key"]
-        mask = pc.and_(pc.equal(table["resolution"], resolution), pc.is_in(_prompt_key(table), value_set=keys))
-        rows = pa.table({"provider": table["provider"], "cost": cost}).filter(pc.fill_null(mask, False))
-        for g in rows.group_by(["provider"]).aggregate([("cost", "sum")]).to_pylist():
-            out[(g["provider"], resolution)] = _dec(g["cost_sum"])
-    return out
-
-
-def _latency_quantiles(table: pa.Table, ok: pa.ChunkedArray) -> dict[tuple[str, str], tuple[float, float]]:
-    """p50 and p95 (linear interpolation, as numpy) of succeeded rows' latency per cell."""
-    done = table.filter(pc.and_(ok, pc.is_valid(table["latency_s"]))).select(["provider", "resolution", "latency_s"])
-    done = done.sort_by([("provider", "ascending"), ("resolution", "ascending")])
-    out: dict[tuple[str, str], tuple[float, float]] = {}
-    counts = done.group_by(["provider", "resolution"], use_threads=False).aggregate([("latency_s", "count")])
-    start = 0
-    for g in counts.to_pylist():
-        n = g["latency_s_count"]
-        values = done["latency_s"].slice(start, n).to_numpy()
-        start += n
-        p50, p95 = np.percentile(values, [50, 95])
-        out[(g["provider"], g["resolution"])] = (float(p50), float(p95))
-    return out
-
-
-def _comparison_row(
-    g: dict[str, Any],
-    prices: PriceTable,
-    common: pa.Table,
-    common_cost: dict[tuple[str, str], Decimal],
-    latencies: dict[tuple[str, str], tuple[float, float]],
-) -> dict[str, Any]:
-    provider, resolution = g["provider"], g["resolution"]
-    succeeded, failed, images = g["succeeded_sum"], g["failed_sum"], g["image_count_distinct"]
-    final_cost = _dec(g["final_cost_sum"])
-    known = provider in _PROVIDER_ORDER and resolution in _RESOLUTION_ORDER
-    shared = int(pc.sum(pc.equal(common["resolution"], resolution)).as_py() or 0) if common.num_rows else 0
-    spent_common = common_cost.get((provider, resolution), _ZERO)
-    p50, p95 = latencies.get((provider, resolution), (np.nan, np.nan))
-    return {
-        "provider": provider,
-        "resolution": resolution,
-        "cost_unit": COST_UNIT[Provider(provider)] if provider in _PROVIDER_ORDER else None,
-        "requests": g["one_sum"],
-        "succeeded": succeeded,
-        "failed": failed,
-        "skipped": g["skipped_sum"],
-        "images": images,
-        "failure_rate": failed / (succeeded + failed) if succeeded + failed else np.nan,
-        "size_mismatches": g["size_sum"],
-        "final_cost": final_cost,
-        "cost_per_image": _div(final_cost, images),
-        "estimated_usd": _usd(prices, provider, final_cost) if known else None,
-        "cost_per_image_usd": _usd(prices, provider, _div(final_cost, images)) if known else None,
-        "price_per_image": prices.per_image(Provider(provider), Resolution(resolution)) if known else None,
-        "cost_is_estimate": bool(g["estimate_any"]) or (known and prices.is_estimate(Provider(provider))),
-        "latency_p50_s": p50,
-        "latency_p95_s": p95,
-        "common_prompts": shared,
-        "common_cost": spent_common,
-        "common_cost_usd": _usd(prices, provider, spent_common) if known else None,
-        "common_cost_per_image_usd": _usd(prices, provider, _div(spent_common, shared)) if known else None,
-    }
+    return pc.and_(same("provider", provider), same("resolution", resolution))
 
 
 # -- over a storage root, a cell (or a resolution) at a time ----------------------------------------
 def credit_cost_report_for(storage: Any, prices: PriceTable) -> pd.DataFrame:
-    """``credit_cost_report`` of every row under ``storage`` (a ``Storage``), read one cell at a time.
+    """``credit_cost_report`` of every row under ``storage`` (a ``Storage``), read a cell at a time in
+    batches (``costs.scan``) and summed as it is read.
 
     Every group of the report lies within one cell, so the result equals the report of the whole
-    ledger, while memory holds one cell's columns, never the year's.
+    ledger, while memory holds a batch of rows, the groups' sums and five narrow columns of one cell
+    (for ``failed_unresolved``), never the year's rows.
     """
-    from nbpro_pipeline.storage import read_ledger
+    from nbpro_pipeline.costs.cost_report import CostAccumulator, cost_report_frame
+    from nbpro_pipeline.costs.scan import cell_batches
 
-    frames = []
+    groups, reasons = [], []
     for provider in Provider:
         for resolution in Resolution:
-            cell = read_ledger(storage, provider=provider, resolution=resolution, columns=CREDIT_LEDGER_COLUMNS)
-            if cell.num_rows:
-                frames.append(credit_cost_report(cell, prices))
-    return _concat(frames, CREDIT_COST_COLUMNS, extra=["day", "source_uri"])
+            accumulator = CostAccumulator()
+            for batch in cell_batches(storage, provider, resolution, CREDIT_LEDGER_COLUMNS):
+                accumulator.add(batch)
+            if accumulator.rows:
+                cell_groups, cell_reasons = accumulator.groups()
+                groups.append(cell_groups)
+                reasons.append(cell_reasons)
+    if not groups:
+        return _empty(CREDIT_COST_COLUMNS)
+    return cost_report_frame(pa.concat_tables(groups), pa.concat_tables(reasons), prices)
 
 
 def provider_comparison_for(storage: Any, prices: PriceTable) -> pd.DataFrame:
-    """``provider_comparison`` of every row under ``storage``: per resolution, the common prompts from
-    four narrow columns, then each cell on its own, so memory holds one cell's columns at a time."""
-    from nbpro_pipeline.storage import read_ledger
+    """``provider_comparison`` of every row under ``storage``, each cell read in batches
+    (``costs.scan``) into its ``CellComparison``, a resolution at a time: memory holds a batch and the
+    narrow columns of one resolution's cells."""
+    from nbpro_pipeline.costs.comparison import CellComparison, comparison_rows
+    from nbpro_pipeline.costs.scan import cell_batches
 
     rows: list[dict[str, Any]] = []
     for resolution in Resolution:
-        common = _common_in_storage(storage, resolution)
+        cells = []
         for provider in Provider:
-            cell = read_ledger(storage, provider=provider, resolution=resolution, columns=COMPARISON_LEDGER_COLUMNS)
-            if cell.num_rows:
-                rows.extend(_comparison_rows(cell, prices, common))
+            cell = CellComparison(provider.value, resolution.value)
+            for batch in cell_batches(storage, provider, resolution, COMPARISON_LEDGER_COLUMNS):
+                cell.add(batch)
+            if cell.rows:
+                cells.append(cell)
+        rows.extend(comparison_rows(cells, prices))
     if not rows:
         return _empty(COMPARISON_COLUMNS)
     return _sort_cells(pd.DataFrame(rows, columns=COMPARISON_COLUMNS), resolution_first=True)
 
 
-_COMMON_COLUMNS = ["provider", "resolution", "prompt_id", "prompt_sha256"]
-
-
-def _common_in_storage(storage: Any, resolution: Resolution) -> pa.Table:
-    """The common prompts of one resolution, reading only succeeded rows' prompt keys, cell by cell."""
-    import pyarrow.dataset as ds
-
-    from nbpro_pipeline.storage.ledger import read_parts
-    from nbpro_pipeline.storage.ledger_parts import cell_parts
-
-    present, succeeded = 0, []
-    for provider in Provider:
-        parts = [p.path for p in cell_parts(storage, provider, resolution)]
-        if not parts:
-            continue
-        keys = read_parts(storage, parts, _COMMON_COLUMNS, filter=ds.field("status") == _SUCCEEDED)
-        present += 1  # a cell with parts has rows (the writer never writes an empty part)
-        succeeded.append(keys)
-    if present < 2:
-        return pa.table({"resolution": pa.array([], pa.string()), "key": pa.array([], pa.string())})
-    return _common_among(_providers_per_prompt(pa.concat_tables(succeeded)), {resolution.value: present})
-
-
 def totals_for(storage: Any) -> dict[str, Decimal]:
-    """``totals_by_provider`` of every row under ``storage``, reading two columns."""
-    from nbpro_pipeline.storage import read_ledger
+    """``totals_by_provider`` of every row under ``storage``, summed batch by batch from two columns."""
+    from nbpro_pipeline.costs.scan import ledger_batches
 
-    return totals_by_provider(read_ledger(storage, columns=["provider", "final_cost"]))
+    totals: dict[str, Decimal] = {}
+    for batch in ledger_batches(storage, ["provider", "final_cost"]):
+        for provider, amount in totals_by_provider(batch).items():
+            totals[provider] = totals.get(provider, _ZERO) + amount
+    return dict(sorted(totals.items(), key=lambda kv: (_PROVIDER_ORDER.get(kv[0], 99), kv[0])))
 
 
-def _concat(frames: list[pd.DataFrame], columns: list[str], **sort: Any) -> pd.DataFrame:
-    if not frames:
-        return _empty(columns)
-    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    return _sort_cells(df, **sort)
+def totals_of_report(df: pd.DataFrame) -> dict[str, Decimal]:
+    """``totals_by_provider`` from a ``credit_cost_report`` frame (its ``final_cost`` sums every row of
+    its groups), so that an asset that has the report need not read the ledger again."""
+    totals: dict[str, Decimal] = {}
+    for provider, amount in zip(df["provider"], df["final_cost"], strict=True):
+        totals[provider] = totals.get(provider, _ZERO) + _dec(None if _is_missing(amount) else amount)
+    return dict(sorted(totals.items(), key=lambda kv: (_PROVIDER_ORDER.get(kv[0], 99), kv[0])))
 
 
 # -- totals -------------------------------------------------------------------------------------------
@@ -600,7 +362,7 @@ def totals_by_provider(ledger: LedgerLike) -> dict[str, Decimal]:
     table = as_ledger_table(ledger, ["provider", "final_cost"])
     if table.num_rows == 0:
         return {}
-    agg = table.group_by("provider").aggregate([("final_cost", "sum")])
+    agg = table.group_by("provider", use_threads=False).aggregate([("final_cost", "sum")])
     totals = {row["provider"]: _dec(row["final_cost_sum"]) for row in agg.to_pylist()}
     return dict(sorted(totals.items(), key=lambda kv: (_PROVIDER_ORDER.get(kv[0], 99), kv[0])))
 

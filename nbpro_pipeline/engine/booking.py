@@ -36,7 +36,7 @@ def ledger_record(cell: Cell, attempt: Attempt, outcome: Outcome, net) -> Ledger
         aspect_ratio=attempt.request.aspect_ratio.value,
         output_format=attempt.request.output_format.value,
         model_requested=cell.traits.model_id,
-        params=json.dumps(request_params(attempt.request), sort_keys=True),
+        params=json.dumps(request_params(attempt.request).model_dump(mode="json"), sort_keys=True),
         fingerprint=attempt.fingerprint,
         idempotency_key=attempt.key,
         task_id=task.task_id if task else None,

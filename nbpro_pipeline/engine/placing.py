@@ -6,7 +6,7 @@ engine runs these in a thread."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from nbpro_pipeline.engine.attempt import Attempt, PlacedImage
 from nbpro_pipeline.engine.context import Cell
@@ -15,41 +15,42 @@ from nbpro_pipeline.image_files import ImageProblem, check_image, copy_with_line
 from nbpro_pipeline.models.common import OutputFormat
 from nbpro_pipeline.models.ledger import OutcomeStatus
 from nbpro_pipeline.models.request import GenerationRequest
+from nbpro_pipeline.provenance import RequestParams, StoredLineage
 from nbpro_pipeline.providers.errors import UnreadableResultError
 
 
-def request_params(request: GenerationRequest) -> dict[str, Any]:
-    return {
-        "aspect_ratio": request.aspect_ratio.value,
-        "resolution": request.resolution.value,
-        "output_format": request.output_format.value,
-        "references": [r.sha256 or r.url for r in request.references],
-    }
+def request_params(request: GenerationRequest) -> RequestParams:
+    return RequestParams(
+        aspect_ratio=request.aspect_ratio.value,
+        resolution=request.resolution.value,
+        output_format=request.output_format.value,
+        references=tuple(r.sha256 or r.url for r in request.references),
+    )
 
 
-def lineage(cell: Cell, attempt: Attempt, charged: Outcome) -> dict[str, Any]:
+def lineage(cell: Cell, attempt: Attempt, charged: Outcome) -> StoredLineage:
     """What the stored file says about where it came from (embedded as XMP/C2PA by image_files)."""
     row, snap, download = attempt.row, attempt.snapshot, attempt.download
-    return {
-        "prompt_id": row.prompt_id,
-        "prompt_sha256": row.prompt_sha256,
-        "prompt": row.prompt[:2000],
-        "source_uri": row.source_uri,
-        "source_sha256": row.source_sha256,
-        "row_number": row.row_number,
-        "provider": cell.name,
-        "model": cell.traits.model_id,
-        "task_id": snap.task_id if snap else None,
-        "params": request_params(attempt.request),
-        "fingerprint": attempt.fingerprint,
-        "provider_sha256": download.sha256 if download else None,
-        "cost": str(charged.charged),
-        "cost_unit": str(cell.price.unit),
-        "run_id": cell.run.run_id,
-        "partition_key": cell.run.partition_key,
-        "pipeline_version": cell.run.pipeline_version,
-        "created_at": datetime.now(UTC).isoformat(),
-    }
+    return StoredLineage(
+        prompt_id=row.prompt_id,
+        prompt_sha256=row.prompt_sha256,
+        prompt=row.prompt[:2000],
+        source_uri=row.source_uri,
+        source_sha256=row.source_sha256,
+        row_number=row.row_number,
+        provider=cell.name,
+        model=cell.traits.model_id,
+        task_id=snap.task_id if snap else None,
+        params=request_params(attempt.request),
+        fingerprint=attempt.fingerprint,
+        provider_sha256=download.sha256 if download else None,
+        cost=str(charged.charged),
+        cost_unit=str(cell.price.unit),
+        run_id=cell.run.run_id,
+        partition_key=cell.run.partition_key,
+        pipeline_version=cell.run.pipeline_version,
+        created_at=datetime.now(UTC).isoformat(),
+    )
 
 
 def place_image(cell: Cell, attempt: Attempt, scratch: BinaryIO, charged: Outcome) -> Outcome:

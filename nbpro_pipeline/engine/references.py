@@ -21,6 +21,7 @@ import httpx
 
 from nbpro_pipeline.models.request import ReferenceImage
 from nbpro_pipeline.providers.base import ProviderClient, ProviderTraits
+from nbpro_pipeline.providers.http_stack import build_http_client
 from nbpro_pipeline.references_policy import (
     ReferenceRefused,
     allowed_roots,
@@ -114,8 +115,9 @@ class ReferenceResolver:
     async def _download(self, url: str) -> bytes:
         """The body of ``url``, refused as soon as it passes the size limit (never held whole if larger)."""
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=60, follow_redirects=True)
-        async with self._http.stream("GET", url) as response:
+            # the providers' stack (env proxies and certificates), its own pool, never the API key
+            self._http = build_http_client(timeout=60, max_connections=8)
+        async with self._http.stream("GET", url, follow_redirects=True) as response:
             response.raise_for_status()
             declared = response.headers.get("content-length", "")
             if declared.isdigit():

@@ -106,10 +106,13 @@ def write_cell_gallery(storage: Storage, state: CellState) -> GalleryPage:
     return GalleryPage(uri=storage.uri(path), shown=len(kept), total=len(state.images))
 
 
+# what the cross-provider page reads of the ledger: pass it as ``read_ledger(columns=...)``
+CROSS_GALLERY_COLUMNS = ["prompt_id", "provider", "resolution", "status", "error_code", "error_message", "image_uri",
+                         "width", "height", "latency_s", "final_cost", "recorded_at"]  # fmt: skip
+
+
 def _latest_with_image(ledger: pa.Table) -> pd.DataFrame:
-    columns = ["prompt_id", "provider", "resolution", "status", "error_code", "error_message", "image_uri",
-               "width", "height", "latency_s", "final_cost", "recorded_at"]  # fmt: skip
-    df = ledger.select(columns).to_pandas().sort_values("recorded_at", kind="stable")
+    df = ledger.select(CROSS_GALLERY_COLUMNS).to_pandas().sort_values("recorded_at", kind="stable")
     return df.drop_duplicates(["prompt_id", "provider", "resolution"], keep="last")
 
 

@@ -6,12 +6,12 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from nbpro_pipeline.models.prompt import RejectedRow
-from nbpro_pipeline.prompts.result import PromptTableResult
+from nbpro_pipeline.prompts.result import PromptTableSummary
 
 EXIT_OK, EXIT_REJECTED, EXIT_UNREADABLE = 0, 1, 2
 
 
-def exit_code(result: PromptTableResult) -> int:
+def exit_code(result: PromptTableSummary) -> int:
     """0: every row valid for every provider it can go to; 1: some rows rejected; 2: a file unreadable."""
     if result.unreadable or any(n is None for n in result.rejected.column("row_number").to_pylist()):
         return EXIT_UNREADABLE
@@ -29,7 +29,7 @@ def _reasons(counts: dict[str, int]) -> str:
     return ", ".join(f"{code} {n}" for code, n in counts.items())
 
 
-def render_text(result: PromptTableResult, limit: int) -> str:
+def render_text(result: PromptTableSummary, limit: int) -> str:
     rows = result.rejected_rows()
     by_file = _by_reason(rows)
     lines = []
@@ -45,9 +45,9 @@ def render_text(result: PromptTableResult, limit: int) -> str:
     eligible = result.eligible_counts
     readable = [s for s in result.sources if s.error is None]
     lines.append(
-        f"total: {result.rows_read} rows in {len(readable)} file(s): {result.accepted.num_rows} accepted "
+        f"total: {result.rows_read} rows in {len(readable)} file(s): {result.accepted_rows} accepted "
         f"(valid for rivya {eligible['rivya']}, odirouter {eligible['odirouter']}), "
-        f"{result.rows_read - result.accepted.num_rows} rejected outright, {len(rows)} rejection(s)"
+        f"{result.rows_read - result.accepted_rows} rejected outright, {len(rows)} rejection(s)"
         + (f", {len(result.unreadable)} unreadable file(s)" if result.unreadable else "")
     )
     if rows:
@@ -58,13 +58,13 @@ def render_text(result: PromptTableResult, limit: int) -> str:
     return "\n".join(lines)
 
 
-def render_json(result: PromptTableResult, limit: int) -> dict[str, Any]:
+def render_json(result: PromptTableSummary, limit: int) -> dict[str, Any]:
     rows = result.rejected_rows()
     by_file = _by_reason(rows)
     return {
         "exit_code": exit_code(result),
         "rows_read": result.rows_read,
-        "accepted": result.accepted.num_rows,
+        "accepted": result.accepted_rows,
         "eligible": result.eligible_counts,
         "rejected_by_reason": result.rejected_by_reason(),
         "sources": [{**s.model_dump(), "rejected_by_reason": by_file.get(s.uri, {})} for s in result.sources],

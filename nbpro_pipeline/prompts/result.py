@@ -39,13 +39,17 @@ class SourceFile(BaseModel):
     error: str | None = None
 
 
-class PromptTableResult(BaseModel):
+class PromptTableSummary(BaseModel):
+    """What one load found, without the accepted rows themselves (``write_prompt_tables`` streams those
+    to storage): the rejected table, one summary per file, and counts."""
+
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
-    accepted: pa.Table  # ACCEPTED_SCHEMA
     rejected: pa.Table  # REJECTED_SCHEMA
     sources: list[SourceFile]
     rows_read: int
+    accepted_rows: int
+    eligible: dict[str, int]  # accepted rows valid for each provider (before restriction by a ``provider`` column)
 
     def rejected_by_reason(self) -> dict[str, int]:
         """Rejection entries per code, most frequent first."""
@@ -61,6 +65,27 @@ class PromptTableResult(BaseModel):
 
     @property
     def eligible_counts(self) -> dict[str, int]:
+        return dict(self.eligible)
+
+    def model_post_init(self, _context: object) -> None:
+        if not self.rejected.schema.equals(REJECTED_SCHEMA):
+            raise ValueError("rejected table does not have REJECTED_SCHEMA")
+
+
+class WrittenPromptTables(PromptTableSummary):
+    """``write_prompt_tables``: the summary, and where the accepted and rejected tables were written."""
+
+    accepted_uri: str
+    rejected_uri: str
+
+
+class PromptTableResult(PromptTableSummary):
+    """``load_prompt_tables``: the summary and the accepted rows in memory."""
+
+    accepted: pa.Table  # ACCEPTED_SCHEMA
+
+    @property
+    def eligible_counts(self) -> dict[str, int]:
         """Accepted rows valid for each provider (before restriction by a ``provider`` column)."""
         return {
             "rivya": int(pc.sum(self.accepted.column("eligible_rivya")).as_py() or 0),
@@ -68,7 +93,6 @@ class PromptTableResult(BaseModel):
         }
 
     def model_post_init(self, _context: object) -> None:
+        super().model_post_init(_context)
         if not self.accepted.schema.equals(ACCEPTED_SCHEMA):
             raise ValueError("accepted table does not have ACCEPTED_SCHEMA")
-        if not self.rejected.schema.equals(REJECTED_SCHEMA):
-            raise ValueError("rejected table does not have REJECTED_SCHEMA")

@@ -1,6 +1,7 @@
-"""The row rules, vectorized: staged rows in, ``ACCEPTED_SCHEMA`` and ``REJECTED_SCHEMA`` rows out.
+"""The row rules, vectorized: one batch of staged rows in, accepted rows (``SPILL_SCHEMA``: the
+``ACCEPTED_SCHEMA`` columns a batch knows) and ``REJECTED_SCHEMA`` rows out.
 
-Every rule is a boolean mask computed with pyarrow.compute over the whole table. Each row gets at most
+Every rule is a boolean mask computed with pyarrow.compute over the batch. Each row gets at most
 one reason per provider: the first failing rule in ``REJECTION_CODES`` order. Rules that do not depend on
 the provider (``GLOBAL_CODES``) come first, so a row that breaks one of them has exactly one rejected
 entry, with ``provider`` null. Otherwise each provider the row can go to (both, or the one its
@@ -11,7 +12,9 @@ merge into one with ``provider`` null.
 Python loops run only over rows with reference images, rows with a rejection, rows sharing an id, and
 the sha256 of each accepted prompt (pyarrow has no hash kernel).
 
-Duplicates (decided here, over all files of one load, in the order the files and rows were given):
+Duplicates span batches and files, so they are decided by ``duplicates`` once every file was read, from
+the keys each batch returns (``CandidateKeys``), over all files of one load, in the order the files and
+rows were given:
 
 * ``duplicate_row``: the same ``prompt_id`` with the same prompt and parameters (aspect ratio, resolution,
   output format, provider, references) as an earlier row: the first is kept, every later one is rejected,
@@ -45,6 +48,11 @@ from nbpro_pipeline.models.common import (
 from nbpro_pipeline.models.limits import PROVIDER_LIMITS
 from nbpro_pipeline.models.prompt import ACCEPTED_SCHEMA
 from nbpro_pipeline.prompts.references import ReferenceChecker
+
+# What a batch knows of an accepted row: the source file's columns are added when the file was read to its
+# end (its sha256 is known only then).
+SOURCE_COLUMNS = ("source_uri", "source_sha256")
+SPILL_SCHEMA = pa.schema([f for f in ACCEPTED_SCHEMA if f.name not in SOURCE_COLUMNS])
 
 PROVIDERS = (Provider.RIVYA, Provider.ODIROUTER)
 PROVIDER_NAMES = {p: PROVIDER_LIMITS[p].display_name for p in PROVIDERS}
@@ -115,15 +123,26 @@ _PROMPT_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # tabs and newlines are f
 @dataclass(frozen=True)
 class FileContext:
     uri: str
-    sha256: str
+    sha256: str | None  # of the whole file: known only once it was read to its end
     base_dir: str | None  # relative reference paths resolve here; None for remote tables
 
 
 @dataclass
+class CandidateKeys:
+    """What the duplicate rules need of each accepted row of a batch (aligned with ``Validated.accepted``):
+    8 bytes of the sha256 of its ``prompt_id`` (rows sharing it are compared by their ids, exactly) and
+    of its content (the canonical string a derived id hashes), and whether the id was given."""
+
+    id_key: np.ndarray  # uint64
+    content_key: np.ndarray  # uint64
+    id_given: np.ndarray  # bool
+
+
+@dataclass
 class Validated:
-    accepted: pa.Table  # ACCEPTED_SCHEMA
+    accepted: pa.Table  # SPILL_SCHEMA
     entries: list[dict[str, Any]]  # REJECTED_SCHEMA rows (with a private "_order" sort key)
-    accepted_per_file: np.ndarray  # int64, one count per file
+    keys: CandidateKeys
 
 
 def _mask(arr: Any) -> np.ndarray:
@@ -161,40 +180,60 @@ def _values_of(enum: Any) -> pa.Array:
     return pa.array([m.value for m in enum], pa.string())
 
 
-def sha256_column(values: Any, hex_chars: int = 64, prefix: str = "", batch: int = 1 << 16) -> pa.ChunkedArray:
-    """``prefix + sha256(value).hexdigest()[:hex_chars]`` for every value of a string or binary array (null
-    hashes like empty). pyarrow has no hash kernel, so the loop is one C call per value over slices of the
-    Arrow buffer (no Python object per value besides the digest), and the hex text is built per batch."""
+def sha256_prefixes(values: Any, nbytes: int = 8) -> np.ndarray:
+    """The first ``nbytes`` of the sha256 of every value (null hashes like empty), as an (n, nbytes) uint8
+    array (one C call per value over the Arrow buffer, as in ``sha256_column``)."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    parts = [_digests(chunk, nbytes) for chunk in chunks if len(chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, nbytes), dtype=np.uint8)
+
+
+def _digests(values: pa.Array, nbytes: int) -> np.ndarray:
+    if pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type):
+        values = values.cast(pa.binary())
+    n = len(values)
+    if n == 0:
+        return np.zeros((0, nbytes), dtype=np.uint8)
+    sha = hashlib.sha256
+    _, offsets_buf, data_buf = values.buffers()[:3]
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=n + 1, offset=values.offset * 4)
+    data = memoryview(data_buf) if data_buf is not None else memoryview(b"")
+    bounds = zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)
+    digests = [sha(data[a:b]).digest()[:nbytes] for a, b in bounds]
+    return np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(n, nbytes)
+
+
+def _hex_strings(digests: np.ndarray, prefix: str = "") -> pa.StringArray:
+    """``prefix + hex`` of each row of an (n, k) uint8 array, built as one Arrow buffer."""
+    n = len(digests)
+    text = np.frombuffer(digests.tobytes().hex().encode("ascii"), dtype=np.uint8).reshape(n, 2 * digests.shape[1])
+    if prefix:
+        head = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
+        text = np.concatenate([np.broadcast_to(head, (n, len(head))), text], axis=1)
+    width = text.shape[1]
+    out_offsets = np.arange(0, width * (n + 1), width, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(out_offsets), pa.py_buffer(np.ascontiguousarray(text).tobytes()))
+
+
+def sha256_column(values: Any, batch: int = 1 << 16) -> pa.ChunkedArray:
+    """``sha256(value).hexdigest()`` for every value of a string or binary array (null hashes like empty).
+    pyarrow has no hash kernel, so the loop is one C call per value over slices of the Arrow buffer (no
+    Python object per value besides the digest), and the hex text is built per batch."""
     chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
     out = [
-        _sha256_batch(chunk.slice(start, batch), hex_chars, prefix)
+        _hex_strings(_digests(chunk.slice(start, batch), 32))
         for chunk in chunks
         for start in range(0, len(chunk), batch)
     ]
     return pa.chunked_array(out, type=pa.string())
 
 
-def _sha256_batch(values: pa.Array, hex_chars: int, prefix: str) -> pa.Array:
-    if pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type):
-        values = values.cast(pa.binary())
-    n = len(values)
-    sha = hashlib.sha256
-    _, offsets_buf, data_buf = values.buffers()[:3]
-    offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=n + 1, offset=values.offset * 4)
-    data = memoryview(data_buf) if data_buf is not None else memoryview(b"")
-    digests = [sha(data[a:b]).digest() for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)]
-    text = np.frombuffer(b"".join(digests).hex().encode("ascii"), dtype=np.uint8).reshape(n, 64)[:, :hex_chars]
-    if prefix:
-        head = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
-        text = np.concatenate([np.broadcast_to(head, (n, len(head))), text], axis=1)
-    width = len(prefix) + hex_chars
-    out_offsets = np.arange(0, width * (n + 1), width, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(out_offsets), pa.py_buffer(np.ascontiguousarray(text).tobytes()))
-
-
-def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], checker: ReferenceChecker) -> Validated:
+def validate(table: pa.Table, file: FileContext, checker: ReferenceChecker) -> Validated:
+    """One batch of one file's staged rows; duplicates are left to ``duplicates`` (see the module doc)."""
     n = table.num_rows
     col = table.column
+    files = [file]
+    file_index = np.zeros(n, dtype=np.int32)
 
     # --- normalize -------------------------------------------------------------------------------------------
     prompt = _trimmed(col("prompt"))
@@ -293,59 +332,28 @@ def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], 
 
     canonical = functools.partial(_canonical, content)
 
+    # one sha256 of the canonical content per row that needs it: rows without an id take their id from it,
+    # accepted rows keep 8 bytes of it to tell a duplicate (same content) from an id conflict
     derive = alive & ~id_given
+    hashed = derive | accepted
+    content_digest = np.zeros((n, 8), dtype=np.uint8)
+    if hashed.any():
+        # in slices: the canonical strings of all rows at once would be the biggest temporary of a batch
+        picks = np.nonzero(hashed)[0]
+        for start in range(0, len(picks), _HASH_SLICE):
+            part = picks[start : start + _HASH_SLICE]
+            content_digest[part] = sha256_prefixes(canonical(pa.array(part)), 8)
     derived = pa.nulls(n, pa.string())
     if derive.any():
-        # in slices: the canonical strings of all rows at once would be the biggest temporary of the load
-        picks = np.nonzero(derive)[0]
-        hashes = [
-            sha256_column(canonical(pa.array(picks[start : start + _HASH_SLICE])), hex_chars=16, prefix="p-")
-            for start in range(0, len(picks), _HASH_SLICE)
-        ]
-        derived = pc.replace_with_mask(
-            derived, pa.array(derive), pa.chunked_array(hashes, type=pa.string()).combine_chunks()
-        )
-        del hashes
+        derived = pc.replace_with_mask(derived, pa.array(derive), _hex_strings(content_digest[derive], prefix="p-"))
     usable_id = id_given & ~global_masks["id_invalid"]
     prompt_id = pc.if_else(pa.array(usable_id), id_trim, derived)
-
-    # --- duplicates among rows that would be accepted ---------------------------------------------------------------
+    keys = CandidateKeys(
+        id_key=_id_keys(prompt_id, accepted, id_given, content_digest),
+        content_key=content_digest[accepted].view("<u8").reshape(-1),
+        id_given=id_given[accepted],
+    )
     duplicate: dict[int, tuple[str, str]] = {}
-    if accepted.any():
-        candidates = prompt_id.filter(pa.array(accepted))
-        counts = pc.value_counts(candidates)
-        repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
-        if len(repeated):
-            rows = np.nonzero(accepted & _mask(pc.is_in(prompt_id, value_set=repeated)))[0]
-            picked = table.select(["row_number"]).take(pa.array(rows)).column(0).to_pylist()
-            ids = prompt_id.take(pa.array(rows)).to_pylist()
-            contents = canonical(pa.array(rows)).to_pylist()
-            groups: dict[str, list[tuple[int, int, str]]] = {}
-            for i, row_number, pid, content in zip(rows.tolist(), picked, ids, contents, strict=True):
-                groups.setdefault(pid, []).append((i, row_number, content))
-            for pid, members in groups.items():
-                where = {i: f"row {row_number} of {files[file_index[i]].uri}" for i, row_number, _ in members}
-                if len({content for *_, content in members}) == 1:
-                    first = members[0][0]
-                    for i, *_ in members[1:]:
-                        duplicate[i] = (
-                            "duplicate_row",
-                            f"id {pid!r} with the same prompt and parameters as {where[first]}; it is generated "
-                            "once, from that row (this row's extra columns are not kept); delete this row",
-                        )
-                else:
-                    for i, *_ in members:
-                        named = [w for j, w in where.items() if j != i]
-                        others = ", ".join(named[:5]) + (f" and {len(named) - 5} more rows" if len(named) > 5 else "")
-                        duplicate[i] = (
-                            "duplicate_id_conflict",
-                            f"id {pid!r} is also used by {others} with a different prompt or parameters; none of "
-                            "these rows is generated until each prompt has its own id",
-                        )
-            dup_rows = np.fromiter(duplicate.keys(), dtype=np.int64, count=len(duplicate))
-            accepted[dup_rows] = False
-            for p in PROVIDERS:
-                eligible[p][dup_rows] = False
 
     # --- rejected entries -----------------------------------------------------------------------------------------
     failing = (global_rule != -1) | np.logical_or.reduce([provider_rule[p] != -1 for p in PROVIDERS])
@@ -378,7 +386,6 @@ def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], 
     flat = [path for resolved in ref_resolved for path in resolved]
     references = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.string()))
     keep = pa.array(accepted)
-    kept_files = pa.array(file_index, pa.int32()).filter(keep)
     columns = {
         "prompt_id": prompt_id,
         "prompt": prompt,
@@ -395,10 +402,26 @@ def validate(table: pa.Table, file_index: np.ndarray, files: list[FileContext], 
     # from here on only ``columns`` holds the full-length arrays, so each is freed once filtered (the staged
     # table too, when the caller keeps no reference): the accepted copy never coexists with all of them
     del table, col, canonical, content, prompt, aspect, resolution, output_format, provider, prompt_id, derived, id_trim
-    pa.default_memory_pool().release_unused()  # the temporaries above would stay resident (mimalloc keeps them)
-    accepted_table = _accepted_table(columns, keep, kept_files, files)
-    per_file = np.bincount(file_index[accepted], minlength=len(files)).astype(np.int64)
-    return Validated(accepted=accepted_table, entries=entries, accepted_per_file=per_file)
+    return Validated(accepted=_accepted_table(columns, keep), entries=entries, keys=keys)
+
+
+_DERIVED_ID = r"^p-[0-9a-f]{16}$"
+
+
+def _id_keys(prompt_id: Any, accepted: np.ndarray, id_given: np.ndarray, content_digest: np.ndarray) -> np.ndarray:
+    """8 bytes per accepted row that only its id string decides: the hex of an id shaped like a derived
+    one (``p-`` + 16 hex digits; a derived id's key is thus its content digest, with no hashing), else
+    the sha256 of the id. Equal ids have equal keys; unequal ids rarely do, and are told apart later."""
+    keys = content_digest.copy()
+    given = np.nonzero(accepted & id_given)[0]
+    if len(given):
+        ids = prompt_id.take(pa.array(given))
+        shaped = _mask(pc.match_substring_regex(ids, _DERIVED_ID))
+        if (~shaped).any():
+            keys[given[~shaped]] = sha256_prefixes(ids.filter(pa.array(~shaped)), 8)
+        for i, pid in zip(given[shaped].tolist(), ids.filter(pa.array(shaped)).to_pylist(), strict=True):
+            keys[i] = np.frombuffer(bytes.fromhex(pid[2:]), dtype=np.uint8)
+    return keys[accepted].view("<u8").reshape(-1)
 
 
 def _canonical(content: tuple[Any, ...], select: pa.Array) -> Any:
@@ -417,17 +440,13 @@ def _canonical(content: tuple[Any, ...], select: pa.Array) -> Any:
     )
 
 
-def _accepted_table(
-    columns: dict[str, Any], keep: pa.Array, kept_files: pa.Array, files: list[FileContext]
-) -> pa.Table:
+def _accepted_table(columns: dict[str, Any], keep: pa.Array) -> pa.Table:
     """The accepted rows of ``columns`` (emptied on the way: each full column is dropped once filtered)."""
     kept = {}
     for name in list(columns):
         kept[name] = columns.pop(name).filter(keep)
     kept["prompt_sha256"] = sha256_column(kept["prompt"])
-    kept["source_uri"] = pa.array([f.uri for f in files], pa.string()).take(kept_files)
-    kept["source_sha256"] = pa.array([f.sha256 for f in files], pa.string()).take(kept_files)
-    return pa.Table.from_arrays([kept[f.name] for f in ACCEPTED_SCHEMA], schema=ACCEPTED_SCHEMA)
+    return pa.Table.from_arrays([kept[f.name] for f in SPILL_SCHEMA], schema=SPILL_SCHEMA)
 
 
 def _entries(

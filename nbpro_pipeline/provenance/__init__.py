@@ -6,13 +6,15 @@ The EU AI Act (Art. 50) asks for machine-readable marking of AI-generated images
 every C2PA reader understand these marks, unlike the private lineage blob of ``image_files``.
 """
 
-from nbpro_pipeline.provenance.lineage import ImageLineage
+from nbpro_pipeline.provenance.lineage import ImageLineage, RequestParams, StoredLineage
 from nbpro_pipeline.provenance.marks import MarksCheck, embed_marks, verify_marks
 from nbpro_pipeline.provenance.signing import SIGNING_HELP, ProvenanceSigner, SigningConfigError, signer_from_env
 
 __all__ = [
     "SIGNING_HELP",
     "ImageLineage",
+    "RequestParams",
+    "StoredLineage",
     "MarksCheck",
     "ProvenanceSigner",
     "SigningConfigError",

@@ -2,11 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+
+
+class RequestParams(BaseModel):
+    """The request parameters a stored image was ordered with (the ledger's ``params`` column too)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    output_format: str | None = None
+    references: tuple[str, ...] = ()  # by sha256, or URL when the hash is unknown
+
+
+class StoredLineage(BaseModel):
+    """The engine's whole lineage record, embedded in each stored image as a private JSON blob (a PNG
+    ``tEXt`` chunk, a JPEG comment) so it survives copying the file out of the storage root; the XMP
+    and C2PA marks carry the standard subset (``ImageLineage``). Unknown keys from other versions are
+    ignored when a file is read back."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    prompt_id: str
+    prompt_sha256: str | None = None
+    prompt: str | None = None  # the first 2,000 characters
+    source_uri: str | None = None
+    source_sha256: str | None = None
+    row_number: int | None = None
+    provider: str
+    model: str
+    task_id: str | None = None
+    params: RequestParams = RequestParams()
+    fingerprint: str | None = None
+    provider_sha256: str | None = None  # of the bytes as downloaded, before any mark
+    cost: str | None = None  # a Decimal as text
+    cost_unit: str | None = None
+    run_id: str | None = None
+    partition_key: str | None = None
+    pipeline_version: str | None = None
+    created_at: str | None = None
 
 
 class ImageLineage(BaseModel):
@@ -36,11 +73,7 @@ class ImageLineage(BaseModel):
     references: tuple[str, ...] = ()  # reference images by sha256 (or URL when the hash is unknown)
 
     @classmethod
-    def from_engine(cls, lineage: dict[str, Any]) -> ImageLineage:
-        """The engine's lineage record (request params nested under ``params``) as this model."""
-        params = lineage.get("params") or {}
-        flat = {**params, **lineage}
-        flat["references"] = tuple(str(r) for r in params.get("references") or () if r)
-        if flat.get("cost") is not None:
-            flat["cost"] = str(flat["cost"])
+    def from_engine(cls, lineage: StoredLineage) -> ImageLineage:
+        """The XMP/C2PA subset of the engine's record (its request params flattened)."""
+        flat = {**lineage.params.model_dump(), **lineage.model_dump(exclude={"params"})}
         return cls.model_validate(flat)

@@ -24,14 +24,13 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.deploy.dagster_stack import BIN, REPO, GraphQL, Processes, daemon_cmd, dagster_env, webserver_cmd
+from tests.deploy.dagster_stack import BIN, REPO, GraphQL, Processes, daemon_cmd, pipeline_env, webserver_cmd
 from tests.deploy.postgres import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(480)]
 
 CHROMIUM = Path(os.environ.get("NBPRO_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("NBPRO_TEST_ARTIFACTS", REPO / ".nbpro" / "test-artifacts"))
-EXAMPLES = REPO / "examples" / "prompts"
 KEYS = {"RIVYA_API_KEY": "rvya_sk_browser_test", "ODIROUTER_API_KEY": "odr_browser_test"}
 # Rivya fails a quarter of its tasks and sends a wrong-size image for a sixth: every Rivya cell ends
 # with failures and quarantined images, OdiRouter's cells stay clean.
@@ -199,17 +198,7 @@ def test_ui_tells_the_truth_about_a_failing_cell(chromium, tmp_path):
     gql = GraphQL(base)
     config = SandboxConfig.zero_latency(**FAULTS)
     with SandboxServer(tmp_path / "sandbox", config) as sandbox:
-        env = dagster_env(
-            dagster_home,
-            {
-                **KEYS,
-                "RIVYA_BASE_URL": sandbox.rivya_url,
-                "ODIROUTER_BASE_URL": sandbox.odirouter_url,
-                "NBPRO_STORAGE_ROOT": str(storage_root),
-                "NBPRO_PROMPT_SOURCES": str(EXAMPLES),
-                "NBPRO_POLL_FIRST_DELAY_S": "0.05",
-            },
-        )
+        env = pipeline_env(dagster_home, sandbox, storage_root, KEYS)
         # create the SQLite storage once, before three processes (daemon, webserver, code server) race to
         migrate = [str(BIN / "dagster"), "instance", "migrate"]
         subprocess.run(migrate, cwd=REPO, env=env, check=True, capture_output=True, timeout=WAIT_S)

@@ -1,5 +1,6 @@
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from nbpro_pipeline.costs.estimate import (
@@ -155,3 +156,43 @@ def test_price_table_from_env():
         PriceTable.from_env({"NBPRO_ODIROUTER_USD_1K": "cheap"})
     with pytest.raises(ValueError, match="whole number"):
         PriceTable.from_env({"NBPRO_RIVYA_CREDITS_PER_IMAGE": "8.5"})
+
+
+# -- over a storage root, a cell at a time ------------------------------------------------------------
+def test_estimate_from_a_storage_root_equals_the_estimate_from_its_rows(tmp_path, prices, monkeypatch):
+    from nbpro_pipeline.costs import scan
+    from nbpro_pipeline.costs.estimate import storage_done_keys
+    from nbpro_pipeline.storage import LedgerWriter, Storage, compact_ledger
+
+    rng = np.random.default_rng(7)
+    rows = [
+        record(
+            f"p{rng.integers(0, 40)}",
+            provider=str(rng.choice(["rivya", "odirouter"])),
+            resolution=str(rng.choice(["1K", "2K", "4K"])),
+            status=str(rng.choice(["succeeded", "failed", "skipped"])),
+            aspect_ratio=str(rng.choice(["1:1", "16:9"])),
+            prompt_sha256="sha-old" if rng.random() < 0.3 else None,
+        )
+        for _ in range(300)
+    ]
+    storage = Storage(tmp_path / "root")
+    for provider in ("rivya", "odirouter"):
+        for resolution in ("1K", "2K", "4K"):
+            writer = LedgerWriter(storage, provider, resolution, "run", flush_rows=9)
+            for row in rows:
+                if (row.provider, row.resolution) == (provider, resolution):
+                    writer.add(row)
+            writer.flush()
+    table = accepted(*({"prompt_id": f"p{i}"} for i in range(30)), {"prompt_id": "p31", "aspect_ratio": "16:9"})
+    expected = estimate_cells(table, ALL_CELLS, prices, ledger=ledger(*rows))
+    assert sum(e.already_succeeded for e in expected) > 10  # the ledger does hold some of them
+    monkeypatch.setattr(scan, "BATCH_ROWS", 13)
+    done = storage_done_keys(storage)
+    assert estimate_cells(table, ALL_CELLS, prices, done_keys=done) == expected
+    assert done.ledger_rows() == len(rows)
+    compact_ledger(storage, min_age_s=0)
+    assert estimate_cells(table, ALL_CELLS, prices, done_keys=storage_done_keys(storage)) == expected
+    one = storage_done_keys(storage)
+    estimate_cells(table, [RIVYA_2K], prices, done_keys=one)  # one cell read, the others' rows from footers
+    assert one.ledger_rows() == len(rows)

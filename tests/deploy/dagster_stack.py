@@ -277,6 +277,25 @@ def dagster_env(dagster_home: Path, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def pipeline_env(
+    dagster_home: Path, sandbox: Any, storage_root: Path, keys: dict[str, str], extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment every Dagster process of a stack test runs with: both providers pointed at the
+    test's sandbox, its storage root, the example prompt tables and a fast first poll."""
+    return dagster_env(
+        dagster_home,
+        {
+            **(extra or {}),
+            **keys,
+            "RIVYA_BASE_URL": sandbox.rivya_url,
+            "ODIROUTER_BASE_URL": sandbox.odirouter_url,
+            "NBPRO_STORAGE_ROOT": str(storage_root),
+            "NBPRO_PROMPT_SOURCES": str(REPO / "examples" / "prompts"),
+            "NBPRO_POLL_FIRST_DELAY_S": "0.05",
+        },
+    )
+
+
 def daemon_cmd() -> list[str]:
     return [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")]
 

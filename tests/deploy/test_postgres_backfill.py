@@ -28,7 +28,7 @@ from tests.deploy.dagster_stack import (
     GraphQL,
     Processes,
     daemon_cmd,
-    dagster_env,
+    pipeline_env,
     webserver_cmd,
 )
 from tests.deploy.postgres import PrivatePostgres, find_bin_dir, free_port
@@ -36,7 +36,6 @@ from tests.deploy.postgres import PrivatePostgres, find_bin_dir, free_port
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(420)]
 
 DEPLOY_YAML = REPO / "deploy" / "dagster.yaml"
-EXAMPLES = REPO / "examples" / "prompts"
 KEYS = {"RIVYA_API_KEY": "rvya_sk_postgres_backfill_test", "ODIROUTER_API_KEY": "odr_postgres_backfill_test"}
 REPORTS = ("credit_cost_report", "provider_comparison")
 STARTUP_S, BACKFILL_S = 120, 240
@@ -93,18 +92,7 @@ def test_backfill_of_all_cells_on_postgres_instance(pg_bin, tmp_path, capsys):
     gql = GraphQL(f"http://127.0.0.1:{web_port}")
 
     with PrivatePostgres(pg_bin) as pg, SandboxServer(tmp_path / "sandbox", SandboxConfig.zero_latency()) as sandbox:
-        env = dagster_env(
-            dagster_home,
-            {
-                **pg.env(),
-                **KEYS,
-                "RIVYA_BASE_URL": sandbox.rivya_url,
-                "ODIROUTER_BASE_URL": sandbox.odirouter_url,
-                "NBPRO_STORAGE_ROOT": str(storage_root),
-                "NBPRO_PROMPT_SOURCES": str(EXAMPLES),
-                "NBPRO_POLL_FIRST_DELAY_S": "0.05",
-            },
-        )
+        env = pipeline_env(dagster_home, sandbox, storage_root, KEYS, pg.env())
         try:
             procs.start("daemon", daemon_cmd(), env)
             procs.start("webserver", webserver_cmd(web_port), env)

@@ -61,9 +61,9 @@ async def test_a_clean_cell_stores_every_image_and_matches_the_bill(harness, pro
             assert im.size == expected == (rec["width"], rec["height"])
             assert im.format == row.output_format.pil_format
         lineage = read_lineage(path)
-        assert lineage["prompt_id"] == row.prompt_id and lineage["task_id"] == rec["task_id"]
-        assert lineage["run_id"] == "run-clean" and lineage["fingerprint"] == rec["fingerprint"]
-        assert lineage["provider"] == provider.value and lineage["prompt_sha256"] == row.prompt_sha256
+        assert lineage.prompt_id == row.prompt_id and lineage.task_id == rec["task_id"]
+        assert lineage.run_id == "run-clean" and lineage.fingerprint == rec["fingerprint"]
+        assert lineage.provider == provider.value and lineage.prompt_sha256 == row.prompt_sha256
         assert rec["final_cost"] == price(provider) and rec["run_id"] == "run-clean"
         assert rec["partition_key"] == f"{provider.value}|1K" and rec["row_number"] == row.row_number
         assert rec["idempotency_key"] == (
@@ -186,7 +186,7 @@ async def test_wrong_size_is_quarantined_paid_for_and_redone_later(harness, prov
         assert r["image_uri"].startswith(image_dir(harness, provider, "quarantine") + "/")
         with Image.open(r["image_uri"]) as im:
             assert im.size == (r["width"], r["height"]) != pixel_size("1:1", R1K)
-        assert read_lineage(r["image_uri"])["task_id"] == r["task_id"]
+        assert read_lineage(r["image_uri"]).task_id == r["task_id"]
     assert harness.storage.find(image_dir(harness, provider)) == []
     assert report.final_cost == 3 * price(provider)
     harness.assert_reconciles(provider)
@@ -294,7 +294,7 @@ async def test_a_cell_on_an_object_store_root(harness, provider):
         for r in harness.rows():
             assert r["image_uri"].startswith("memory://")
             assert harness.storage.exists(r["image_uri"])
-            assert read_lineage(harness.storage.fs.open(r["image_uri"], "rb"))["prompt_id"] == r["prompt_id"]
+            assert read_lineage(harness.storage.fs.open(r["image_uri"], "rb")).prompt_id == r["prompt_id"]
         harness.assert_reconciles(provider)
         again = await harness.run(provider, rows, run_id="run-2")
         assert again.already_done == 5 and again.submitted == 0

@@ -50,7 +50,7 @@ async def test_a_crash_after_the_task_id_is_journaled_resumes_without_resubmitti
     assert harness.tasks_created(provider) == 4
     for r in harness.rows():
         assert r["task_id"] == journaled[r["fingerprint"]] and r["final_cost"] == price(provider)
-        assert read_lineage(r["image_uri"])["task_id"] == r["task_id"]
+        assert read_lineage(r["image_uri"]).task_id == r["task_id"]
     harness.assert_reconciles(provider)
 
     third = await harness.run(provider, rows, run_id="run-3")  # resolved now: nothing to resume
@@ -95,7 +95,7 @@ async def test_a_journaled_task_whose_row_left_the_table_is_still_recorded(harne
     assert (report.resumed, report.eligible, report.succeeded, report.submitted) == (1, 1, 1, 0)
     (rec,) = harness.rows()
     assert (rec["prompt_id"], rec["task_id"], rec["status"]) == ("gone", task_id, "succeeded")
-    assert read_lineage(rec["image_uri"])["prompt_id"] == "gone"
+    assert read_lineage(rec["image_uri"]).prompt_id == "gone"
     assert harness.tasks_created(provider) == 1
     harness.assert_reconciles(provider)
 

@@ -134,3 +134,38 @@ async def test_auto_aspect_follows_the_reference_and_passes_the_size_check(harne
     assert report.succeeded == 2
     sizes = {r["prompt_id"]: (r["width"], r["height"]) for r in harness.rows()}
     assert sizes == {"auto-ref": pixel_size("4:3", "1K"), "auto-plain": pixel_size("1:1", "1K")}
+
+
+async def test_reference_downloads_go_through_the_environment_proxy(tmp_path, monkeypatch):
+    """A corporate proxy in http_proxy carries reference downloads too, as it does API calls and results."""
+    import io
+
+    from aiohttp import web
+
+    from nbpro_pipeline.engine.references import ReferenceResolver
+    from nbpro_pipeline.providers.traits import RIVYA_TRAITS
+    from nbpro_pipeline.storage.filesystem import Storage
+    from tests.providers.http_servers import ForwardProxy, Origin
+
+    png = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 10)).save(png, "PNG")
+
+    async def image(request: web.Request) -> web.Response:
+        return web.Response(body=png.getvalue(), content_type="image/png")
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    proxy = ForwardProxy(tmp_path)
+    try:
+        monkeypatch.setenv("http_proxy", proxy.url)
+        async with Origin({("GET", "/ref.png"): image}) as origin:
+            resolver = ReferenceResolver(RIVYA_TRAITS, None, Storage(str(tmp_path / "root")))  # type: ignore[arg-type]
+            try:
+                (ref,) = await resolver.for_fingerprint((f"{origin.url}/ref.png",))
+            finally:
+                await resolver.aclose()
+        assert ref.sha256 == hashlib.sha256(png.getvalue()).hexdigest()
+        host = origin.url.split("://", 1)[1]
+        assert f"GET {host}/ref.png" in proxy.wait_for(lambda seen: any("/ref.png" in r for r in seen))
+    finally:
+        proxy.close()

@@ -10,7 +10,7 @@ import c2pa
 import pytest
 
 from nbpro_pipeline.provenance import embed_marks, verify_marks
-from nbpro_pipeline.provenance.lineage import TRAINED_ALGORITHMIC_MEDIA, ImageLineage
+from nbpro_pipeline.provenance.lineage import TRAINED_ALGORITHMIC_MEDIA, ImageLineage, StoredLineage
 from nbpro_pipeline.provenance.manifest import sign
 from nbpro_pipeline.provenance.marks import MIME
 from nbpro_pipeline.provenance.xmp import read_xmp
@@ -100,12 +100,12 @@ def test_copy_with_lineage_keeps_a_downloaded_manifest_as_parent(fmt, signer):
     google = ImageLineage(prompt_id="g", provider="google", model="gemini-3-pro-image")
     downloaded = sign(image_bytes(fmt), MIME[fmt], google, signer, None)
     out = io.BytesIO()
-    lineage = {"prompt_id": "p-9", "provider": "rivya", "model": "nano-banana-pro", "params": {"references": []}}
+    lineage = StoredLineage(prompt_id="p-9", provider="rivya", model="nano-banana-pro")
     copy_with_lineage(io.BytesIO(downloaded), out, fmt, lineage, signer)
     check = verify_marks(out.getvalue(), fmt, require_c2pa=True)
     assert check.ok and check.c2pa.parent_manifest is not None
     assert check.c2pa.ingredients == ["parentOf: provider download"]
-    assert read_lineage(io.BytesIO(out.getvalue()))["prompt_id"] == "p-9"
+    assert read_lineage(io.BytesIO(out.getvalue())).prompt_id == "p-9"
     assert read_xmp(out.getvalue())["Xmp.nbpro.promptId"] == "p-9"
 
 

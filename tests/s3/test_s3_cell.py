@@ -52,7 +52,7 @@ async def test_a_cell_on_s3_keeps_images_ledger_and_journal_in_the_bucket(s3_har
         assert hashlib.sha256(body).hexdigest() == r["image_sha256"]
         info = inspect_image(io.BytesIO(body))
         assert (info.width, info.height) == (r["width"], r["height"])
-        assert read_lineage(io.BytesIO(body))["task_id"] == r["task_id"]
+        assert read_lineage(io.BytesIO(body)).task_id == r["task_id"]
     s3_harness.assert_reconciles(provider)
 
     # a second run finds every image in the bucket and pays nothing

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 from decimal import Decimal
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -16,7 +17,7 @@ from nbpro_pipeline.storage.compaction import compact_ledger
 from nbpro_pipeline.storage.ledger_parts import REPLACES_KEY, cell_parts
 from tests.storage.conftest import ledger_record
 
-ROOT = "/work/wt/i14-history"
+REPO = str(Path(__file__).resolve().parents[2])
 
 
 def write_parts(storage: Storage, n_parts: int, rows: int = 3, **kw) -> list:
@@ -88,7 +89,7 @@ def test_a_held_lock_skips_the_cell_and_a_stale_one_is_broken(local_storage):
 def _kill_and_check(storage: Storage, root: str, point: str) -> None:
     records = write_parts(storage, 6)
     child = subprocess.run(
-        [sys.executable, "-m", "tests.storage.compact_child", root, point], cwd=ROOT, capture_output=True, timeout=120
+        [sys.executable, "-m", "tests.storage.compact_child", root, point], cwd=REPO, capture_output=True, timeout=120
     )
     assert child.returncode == -9, child.stderr.decode()[-2000:]
     assert multiset(storage) == expected(records)  # readers see every row once right after the kill

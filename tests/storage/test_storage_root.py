@@ -60,7 +60,7 @@ async def test_hostile_prompt_ids_write_only_under_the_storage_root(
         assert os.path.realpath(uri) == uri and uri.startswith(real_root + os.sep)
         rel = Path(uri).relative_to(real_root).parts
         assert rel[0] in ("images", "quarantine") and len(rel) == 4 and len(rel[3].encode()) <= 255
-        assert read_lineage(uri)["prompt_id"] == row["prompt_id"]
+        assert read_lineage(uri).prompt_id == row["prompt_id"]
     for p in _files(root):
         assert os.path.realpath(p).startswith(real_root + os.sep)
     # the absolute targets some ids name were not touched either
