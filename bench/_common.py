@@ -90,12 +90,28 @@ class Sandbox:
     Wallets are made big enough for any N.
     """
 
-    def __init__(self, latency: dict[str, Any], max_concurrent: int | None, time_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        latency: dict[str, Any] | None,
+        max_concurrent: int | None,
+        time_scale: float = 1.0,
+        *,
+        admission: str = "reject",
+    ) -> None:
+        """``latency`` None: the realistic per-resolution processing times (``REALISTIC_PROCESSING``).
+        ``admission``: what the sandbox does with a create beyond ``max_concurrent`` (429 or queue it)."""
         self.dir = tempfile.mkdtemp(prefix="nbpro-bench-sandbox-")
         zero = {"dist": "fixed", "value": 0}
+        if latency is None:
+            from nbpro_pipeline.sandbox.config import REALISTIC_PROCESSING
+
+            timing = {"queued": zero, "processing": REALISTIC_PROCESSING["1K"]}
+            timing["processing_by_resolution"] = REALISTIC_PROCESSING
+        else:
+            timing = {"queued": zero, "processing": latency}
         section = {
-            "latency": {"queued": zero, "processing": latency},
-            "rate_limit": {"max_concurrent_tasks": max_concurrent or 0},
+            "latency": timing,
+            "rate_limit": {"max_concurrent_tasks": max_concurrent or 0, "admission": admission},
         }
         config = {
             "time_scale": time_scale,

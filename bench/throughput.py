@@ -40,9 +40,24 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import RIVYA_KEY, Sandbox, cpu_seconds, latency_dist, mean_latency, peak_rss_mb, run_phase  # noqa: E402
+from _common import (  # noqa: E402
+    ODIROUTER_KEY,
+    RIVYA_KEY,
+    Sandbox,
+    cpu_seconds,
+    latency_dist,
+    mean_latency,
+    peak_rss_mb,
+    run_phase,
+)
 
 PHASES = ("engine", "dagster", "sequential", "gather")
+PROFILES = ("realistic", "1s")
+# The realistic profile's default time scale: 1K tasks then take ~1.7 s (4K ~6 s), and the engine at
+# C=64 does ~37 images/s at 1K, ~160 ms of CPU per second at ~4.3 ms per image: far from CPU-bound.
+REALISTIC_TIME_SCALE = 0.1
+# Goals of issue 14 per resolution, for the new admission
+GOALS = {"wall_over_ideal": 1.07, "polls_per_task": 3.0, "http_429_share": 0.05}
 TRANSPORTS = ("httpx", "aiohttp")
 # The sandbox in this bench has no request-rate limit; the pipeline's own token bucket (a guess at a
 # real provider's quota, 20/s by default) is set out of the way so that C and L set the bound.
@@ -92,20 +107,31 @@ async def engine_phase(args: argparse.Namespace) -> dict[str, Any]:
     work = tempfile.mkdtemp(prefix="nbpro-bench-rows-")
     table = os.path.join(work, "prompts.csv")
     _write_prompts(table, args.n, args.prefix)
-    rows = rows_for_cell(load_prompt_tables([table]).accepted, Provider.RIVYA, Resolution(args.resolution))
+    provider = Provider(args.provider)
+    rows = rows_for_cell(load_prompt_tables([table]).accepted, provider, Resolution(args.resolution))
     settings = EngineSettings(
         max_in_flight=args.concurrency,
         requests_per_s=BENCH_RPS,
         burst=BENCH_BURST,
         progress_interval_s=5.0,
+        admission=args.admission,
+        admission_kind=args.admission_kind,
+        **({"admission_margin_sd": args.margin_sd} if args.margin_sd is not None else {}),
     )
     storage_dir = tempfile.mkdtemp(prefix="nbpro-bench-storage-")
     # the client from the one factory the resources, the CLI and the benches share
+    # a time-scaled sandbox gets a time-scaled cold poll schedule (before any completion is learned)
+    cold = PollPolicy()
     spec = ClientSpec(
-        provider=Provider.RIVYA,
-        base_url=args.url,
-        api_key=RIVYA_KEY,
-        poll=PollPolicy(deadline_s=settings.task_deadline_s),
+        provider=provider,
+        base_url=args.url if provider is Provider.RIVYA else args.url + "/model",
+        api_key=RIVYA_KEY if provider is Provider.RIVYA else ODIROUTER_KEY,
+        poll=PollPolicy(
+            deadline_s=settings.task_deadline_s,
+            first_delay_s=cold.first_delay_s * args.time_scale,
+            max_interval_s=cold.max_interval_s * args.time_scale,
+            **({"quantiles": tuple(float(q) for q in args.poll_quantiles.split(","))} if args.poll_quantiles else {}),
+        ),
         requests_per_s=settings.requests_per_s,
         burst=settings.burst,
         max_in_flight=settings.max_in_flight,
@@ -119,7 +145,9 @@ async def engine_phase(args: argparse.Namespace) -> dict[str, Any]:
         client=lambda: make_client(spec, **({"http_client": http} if http is not None else {})),
         resolution=Resolution(args.resolution),
         storage=Storage(storage_dir),
-        run=RunInfo(run_id=f"bench-{args.prefix}", partition_key=f"rivya|{args.resolution}", pipeline_version="bench"),
+        run=RunInfo(
+            run_id=f"bench-{args.prefix}", partition_key=f"{provider.value}|{args.resolution}", pipeline_version="bench"
+        ),
         settings=settings.model_copy(update={"reconcile_sample": 0}),
     )
     report = result.report
@@ -142,6 +170,8 @@ async def engine_phase(args: argparse.Namespace) -> dict[str, Any]:
         failed=report.failed,
         failures=report.failures_by_reason,
         http_429=report.client_counters.get("rate_limited", 0),
+        create_429=report.create_429,
+        submits=report.submitted,
         requests=report.client_counters.get("requests", 0),
         # submit -> ledger row per task, and how many slots were busy on average: tells a slow task
         # (polling, storing) from an idle slot (the engine not keeping C tasks in flight)
@@ -297,7 +327,7 @@ async def gather_phase(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _profiler(args: argparse.Namespace):
-    if not args.profile:
+    if not args.pyinstrument:
         return None
     from pyinstrument import Profiler
 
@@ -310,7 +340,7 @@ def _profile_done(profiler, args: argparse.Namespace) -> None:
     if profiler is None:
         return
     profiler.stop()
-    with open(args.profile, "w") as fh:
+    with open(args.pyinstrument, "w") as fh:
         fh.write(profiler.output_text(unicode=False, color=False, show_all=False))
 
 
@@ -326,6 +356,103 @@ def run_one_phase(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
+# -- the realistic profile ----------------------------------------------------------------------------
+KIND_PROVIDER = {"reject": "rivya", "queue": "odirouter"}  # each kind on the provider whose traits it is
+KEPT = (
+    "wall_s", "ideal_s", "wall_over_ideal", "polls_per_task", "http_429", "create_429", "submits", "requests",
+    "succeeded", "failed", "busy_slots_mean", "held_s_mean", "cpu_ms_per_image", "peak_rss_mb",
+    "sandbox_cpu_ms_per_task",
+)  # fmt: skip
+
+
+def _realistic_l(resolution: str, time_scale: float) -> float:
+    from nbpro_pipeline.sandbox.config import REALISTIC_PROCESSING
+
+    return mean_latency(REALISTIC_PROCESSING[resolution], time_scale)
+
+
+def _goals(r: dict[str, Any]) -> dict[str, bool]:
+    share = r["http_429"] / max(1, r["submits"])
+    return {
+        "wall_over_ideal": r["wall_over_ideal"] <= GOALS["wall_over_ideal"],
+        "polls_per_task": r["polls_per_task"] <= GOALS["polls_per_task"],
+        "http_429_share": share <= GOALS["http_429_share"],
+    }
+
+
+def _realistic_cell(args, sandbox: Sandbox, kind: str, resolution: str, policy: str) -> dict[str, Any]:
+    ideal = args.n * _realistic_l(resolution, args.time_scale) / args.concurrency
+    passthrough = [
+        "--phase", "engine", "--url", sandbox.url, "--prefix", secrets.token_hex(4), "--ideal", str(ideal),
+        "--n", str(args.n), "--concurrency", str(args.concurrency), "--resolution", resolution,
+        "--provider", KIND_PROVIDER[kind], "--admission", policy, "--admission-kind", kind,
+        "--time-scale", str(args.time_scale),
+    ]  # fmt: skip
+    before = sandbox.cpu_s()
+    r = run_phase(__file__, passthrough)
+    after = sandbox.cpu_s()
+    r["sandbox_cpu_ms_per_task"] = round(1000 * (after - before) / r["n"], 3) if before is not None else None
+    out = {k: r.get(k) for k in KEPT}
+    out["http_429_share"] = round(r["http_429"] / max(1, r["submits"]), 4)
+    out["goals_met"] = _goals(r)
+    print(
+        f"  {resolution} {kind:<6} {policy:<8} wall {r['wall_s']:>7} s (ideal {r['ideal_s']})  "
+        f"wall/ideal {r['wall_over_ideal']}  polls/task {r['polls_per_task']}  429s {r['http_429']} "
+        f"of {r['submits']} submits  busy slots {r['busy_slots_mean']}  cpu {r['cpu_ms_per_image']} ms/image  "
+        f"failed {r['failed']}",
+        flush=True,
+    )
+    return out
+
+
+def realistic_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Every resolution x admission kind x engine admission, at Nano Banana Pro's latencies."""
+    from _frontier import frontier
+
+    from nbpro_pipeline.sandbox.config import REALISTIC_PROCESSING
+
+    resolutions = [r.strip() for r in args.resolutions.split(",") if r.strip()]
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    if set(resolutions) - set(REALISTIC_PROCESSING) or set(kinds) - set(KIND_PROVIDER):
+        parser.error(f"resolutions from {sorted(REALISTIC_PROCESSING)}, kinds from {sorted(KIND_PROVIDER)}")
+    if set(policies) - {"expected", "held"}:
+        parser.error("policies from expected,held")
+    print(
+        f"throughput, realistic profile: n={args.n}, C={args.concurrency}, time scale {args.time_scale:g}, "
+        f"mean L " + ", ".join(f"{r} {_realistic_l(r, 1.0):.1f} s" for r in resolutions) + f"; cpus {os.cpu_count()}; "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        flush=True,
+    )
+    results: dict[str, Any] = {r: {} for r in resolutions}
+    for kind in kinds:
+        with Sandbox(None, args.concurrency, args.time_scale, admission=kind) as sandbox:
+            for resolution in resolutions:
+                results[resolution][kind] = {
+                    policy: _realistic_cell(args, sandbox, kind, resolution, policy) for policy in policies
+                }
+    fronts = {}
+    for resolution in resolutions:
+        dist = REALISTIC_PROCESSING[resolution]
+        fronts[resolution] = frontier(dist["median"], dist["sigma"])
+        line = ", ".join(f"{p['polls_per_task']} polls -> {p['detection_lag_pct']}%" for p in fronts[resolution])
+        print(f"  frontier {resolution} (simulated at real latency): {line}", flush=True)
+    figures = {
+        "profile": "realistic",
+        "n": args.n,
+        "concurrency": args.concurrency,
+        "time_scale": args.time_scale,
+        "goals": GOALS,
+        "resolutions": results,
+        "frontier": fronts,
+        "cpus": os.cpu_count(),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+    }
+    if args.json:
+        print(json.dumps(figures))
+    return 0
+
+
 # -- the driver ----------------------------------------------------------------------------------------
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -334,11 +461,26 @@ def main() -> int:
     parser.add_argument(
         "--latency", default="uniform:0.8,1.2", help="task latency: fixed:S, uniform:LO,HI or lognormal:MEDIAN,SIGMA"
     )
-    parser.add_argument("--time-scale", type=float, default=1.0, help="the sandbox's time_scale (scales latency)")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help=f"the sandbox's time_scale (scales latency; default {REALISTIC_TIME_SCALE:g} realistic, 1 for 1s)",
+    )
     parser.add_argument("--phases", default=",".join(PHASES), help=f"subset of {','.join(PHASES)}")
     parser.add_argument("--sequential-sample", type=int, default=30, help="prompts the sequential baseline runs")
     parser.add_argument("--baseline-poll", type=float, default=0.25, help="the baselines' fixed poll interval, s")
-    parser.add_argument("--profile", help="write a pyinstrument profile of the engine phase to this file")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="realistic",
+        help="realistic (default): Nano Banana Pro's latency per resolution, both admission kinds, today's "
+        "admission beside the new one; 1s: the 1-second tasks of the CPU-per-image measurement",
+    )
+    parser.add_argument("--pyinstrument", help="write a pyinstrument profile of the engine phase to this file")
+    parser.add_argument("--resolutions", default="1K,2K,4K", help="realistic profile: resolutions to run")
+    parser.add_argument("--kinds", default="reject,queue", help="realistic profile: sandbox admission kinds")
+    parser.add_argument("--policies", default="expected,held", help="realistic profile: engine admissions")
     parser.add_argument(
         "--transport", default=None, help=f"engine phase once per HTTP stack, comma-separated: {','.join(TRANSPORTS)}"
     )
@@ -346,12 +488,21 @@ def main() -> int:
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)  # internal: run one phase here
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--resolution", default="1K", help=argparse.SUPPRESS)  # engine phase (bench/memory.py)
+    parser.add_argument("--provider", default="rivya", help=argparse.SUPPRESS)  # engine phase
+    parser.add_argument("--admission", default="expected", help=argparse.SUPPRESS)  # engine phase
+    parser.add_argument("--admission-kind", default=None, help=argparse.SUPPRESS)  # engine phase
+    parser.add_argument("--margin-sd", type=float, default=None, help=argparse.SUPPRESS)  # engine phase
+    parser.add_argument("--poll-quantiles", default=None, help=argparse.SUPPRESS)  # engine phase
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--ideal", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.time_scale is None:
+        args.time_scale = 1.0 if args.phase or args.profile == "1s" else REALISTIC_TIME_SCALE
     if args.phase:
         run_one_phase(args)
         return 0
+    if args.profile == "realistic":
+        return realistic_main(args, parser)
 
     dist = latency_dist(args.latency)
     mean_l = mean_latency(dist, args.time_scale)
@@ -379,8 +530,8 @@ def main() -> int:
                 "--n", str(args.n), "--concurrency", str(args.concurrency),
                 "--sequential-sample", str(args.sequential_sample), "--baseline-poll", str(args.baseline_poll),
             ]  # fmt: skip
-            if args.profile and phase == "engine":
-                passthrough += ["--profile", args.profile]
+            if args.pyinstrument and phase == "engine":
+                passthrough += ["--pyinstrument", args.pyinstrument]
             if transport:
                 passthrough += ["--transport", transport]
             before = sandbox.cpu_s()

@@ -388,7 +388,36 @@ def _signer_or_exit() -> Any:
     "--base-url", help="Provider endpoint; default $RIVYA_BASE_URL / $ODIROUTER_BASE_URL, else the local sandbox."
 )
 @click.option("--run-id", help="Run id written into the ledger, journal and images (default: a fresh one).")
-@click.option("--max-in-flight", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="C: tasks kept running at the provider at once (its concurrency limit, or this cell's share).",
+)
+@click.option(
+    "--admission",
+    type=click.Choice(["expected", "held"]),
+    default="expected",
+    show_default=True,
+    help="'expected': submit while the tasks expected to be still running leave room under C; 'held': "
+    "hold a slot from submit until the task is seen finished (before issue 14).",
+)
+@click.option(
+    "--admission-kind",
+    type=click.Choice(["reject", "queue"]),
+    help="What the provider does beyond C: answer 429 or queue the task (default: the provider's own).",
+)
+@click.option(
+    "--max-held",
+    type=click.IntRange(min=1),
+    help="Cap on tasks submitted and not yet seen finished (default 1.5 x --max-in-flight).",
+)
+@click.option(
+    "--queue-allowance",
+    type=click.IntRange(min=0),
+    help="Queue providers: tasks allowed to wait beyond C (default max(4, C/8)).",
+)
 @click.option("--poll-first-delay", type=click.FloatRange(min=0), default=2.0, show_default=True, help="Seconds.")
 @click.option("--poll-max-interval", type=click.FloatRange(min=0), default=8.0, show_default=True, help="Seconds.")
 @click.option("--ledger-flush-rows", type=click.IntRange(min=1), default=250, show_default=True)
@@ -408,6 +437,10 @@ def run_cell_command(
     base_url: str | None,
     run_id: str | None,
     max_in_flight: int,
+    admission: str,
+    admission_kind: str | None,
+    max_held: int | None,
+    queue_allowance: int | None,
     poll_first_delay: float,
     poll_max_interval: float,
     ledger_flush_rows: int,
@@ -457,6 +490,10 @@ def run_cell_command(
         api_key=key,
         settings=EngineSettings(
             max_in_flight=max_in_flight,
+            admission=admission,
+            admission_kind=admission_kind,
+            max_held=max_held,
+            queue_allowance=queue_allowance,
             ledger_flush_rows=ledger_flush_rows,
             progress_interval_s=60,
             requests_per_s=requests_per_s,

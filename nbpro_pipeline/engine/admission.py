@@ -18,7 +18,16 @@ The estimate can be wrong, so the provider's own answer is the backstop:
 Whatever the estimate, at most ``max_in_flight`` tasks are held at once (the configurable cap), and
 until ``min_samples`` completions are known every held task counts as unfinished (today's admission).
 
-Pure bookkeeping with an injectable clock: no I/O, no threads; ``wait_for_room`` is the one coroutine.
+The estimate is a sum of probabilities, so the true number unfinished scatters around it (its variance
+is the sum of ``p(1 - p)``; about 3 tasks of standard deviation at C=64 with Nano Banana Pro's spread).
+``margin_sd`` keeps that many standard deviations free: more means fewer 429s and a slot or two idle.
+With ``target_429_share`` the margin adapts (up ``margin_step`` on every 429, down a little on every
+accepted create) until about that share of creates is refused: the 429 rate is then a setting, and the
+margin the smallest that keeps to it.
+
+Pure bookkeeping with an injectable clock: no I/O, no threads. ``admit`` is the one coroutine: waiters
+are served one at a time, in order, so a finish re-evaluates the estimate once rather than once per
+waiting worker, and each admitted task counts before the next waiter looks.
 """
 
 from __future__ import annotations
@@ -54,6 +63,11 @@ class AdmissionSettings(BaseModel):
     min_samples: int = Field(default=8, ge=1)
     backoff_s: float = Field(default=1.0, ge=0, description="after a 429, admit nothing for this long")
     recheck_s: float = Field(default=0.25, gt=0, description="longest wait before re-evaluating the estimate")
+    margin_sd: float = Field(default=0.0, ge=0, description="standard deviations of the estimate kept free")
+    target_429_share: float | None = Field(
+        default=None, gt=0, lt=1, description="adapt margin_sd so this share of creates is answered 429"
+    )
+    margin_step: float = Field(default=0.1, gt=0, description="how far one 429 moves the adaptive margin")
 
     @model_validator(mode="after")
     def _queue_needs_kind(self) -> AdmissionSettings:
@@ -67,6 +81,8 @@ class _Held:
     submitted_at: float
     running_at_age: float = 0.0  # the task was seen unfinished at this age (its last poll)
     queue_position: int | None = None
+    finished_then: int = 0  # tasks seen finished when the position was reported
+    position_at: float = 0.0  # when it was reported
 
 
 @dataclass
@@ -88,6 +104,18 @@ class Admission:
     _held: dict[Hashable, _Held] = field(default_factory=dict)
     _blocked_until: float = float("-inf")
     _changed: asyncio.Event | None = None
+    _turn: asyncio.Lock | None = None
+    _margin: float | None = None
+
+    @property
+    def margin_sd(self) -> float:
+        return self.settings.margin_sd if self._margin is None else self._margin
+
+    def accepted(self) -> None:
+        """The provider took a create: an adaptive margin shrinks a little."""
+        share = self.settings.target_429_share
+        if share is not None:
+            self._margin = max(0.0, self.margin_sd - self.settings.margin_step * share / (1 - share))
 
     # -- what happened ---------------------------------------------------------------------------------
     def submitted(self, key: Hashable) -> None:
@@ -95,12 +123,29 @@ class Admission:
         self._held[key] = _Held(submitted_at=self.clock())
         self.counters.admitted += 1
 
+    async def admit(self, key: Hashable) -> None:
+        """Wait for room, then hold ``key`` at once (``submitted`` re-stamps it when the provider answers).
+        Waiters take turns in arrival order."""
+        if self._turn is None:
+            self._turn = asyncio.Lock()
+        async with self._turn:
+            await self.wait_for_room()
+            self.submitted(key)
+
+    def forget(self, key: Hashable) -> None:
+        """``key`` was never made at the provider (its submit was refused or failed): drop it, uncounted."""
+        if self._held.pop(key, None) is not None:
+            self.counters.admitted -= 1
+            self._notify()
+
     def still_running(self, key: Hashable, queue_position: int | None = None) -> None:
         """A poll saw ``key`` unfinished now (queued at ``queue_position``, if the provider says)."""
         held = self._held.get(key)
         if held is not None:
             held.running_at_age = self.clock() - held.submitted_at
             held.queue_position = queue_position
+            held.finished_then = self.counters.finished
+            held.position_at = self.clock()
 
     def finished(self, key: Hashable) -> None:
         """``key`` was seen in a terminal state (or given up): it no longer counts, and room may open."""
@@ -109,10 +154,17 @@ class Admission:
             self._blocked_until = float("-inf")
             self._notify()
 
-    def rejected(self) -> None:
-        """A submit was answered 429 because the provider is full: the estimate was too low."""
+    def rejected(self, key: Hashable | None = None, retry_after: float | None = None) -> None:
+        """A submit was answered 429 because the provider is full: the estimate was too low. ``key``
+        (held by ``admit``) is dropped; nothing more is admitted until a finish or the backoff (the
+        shorter of ``backoff_s`` and the provider's Retry-After)."""
+        if key is not None:
+            self.forget(key)
         self.counters.rejected_429 += 1
-        self._blocked_until = self.clock() + self.settings.backoff_s
+        if self.settings.target_429_share is not None:
+            self._margin = min(4.0, self.margin_sd + self.settings.margin_step)
+        backoff = self.settings.backoff_s if retry_after is None else min(self.settings.backoff_s, retry_after)
+        self._blocked_until = self.clock() + backoff
 
     # -- the estimate ----------------------------------------------------------------------------------
     @property
@@ -121,11 +173,20 @@ class Admission:
 
     def expected_unfinished(self) -> float:
         """Expected number of held tasks the provider is still working on (all of them when cold)."""
+        return self.estimate()[0]
+
+    def estimate(self) -> tuple[float, float]:
+        """(expected number unfinished, its variance); (held, 0) when cold."""
         samples = self.tracker.sorted_samples()
         if len(samples) < self.settings.min_samples:
-            return float(len(self._held))
+            return float(len(self._held)), 0.0
         now = self.clock()
-        return sum(_conditional_survival(samples, now - h.submitted_at, h.running_at_age) for h in self._held.values())
+        mean = var = 0.0
+        for h in self._held.values():
+            p = _conditional_survival(samples, now - h.submitted_at, h.running_at_age)
+            mean += p
+            var += p * (1 - p)
+        return mean, var
 
     def capacity(self) -> float:
         allowance = self.settings.queue_allowance if self.settings.kind is AdmissionKind.QUEUE else 0
@@ -138,11 +199,26 @@ class Admission:
             return False
         if s.kind is AdmissionKind.QUEUE and self._queue_full():
             return False
-        return self.expected_unfinished() <= self.capacity() - 1 + s.headroom
+        mean, var = self.estimate()
+        return mean + self.margin_sd * var**0.5 <= self.capacity() - 1 + s.headroom
 
     def _queue_full(self) -> bool:
-        positions = [h.queue_position for h in self._held.values() if h.queue_position is not None]
-        return bool(positions) and max(positions) >= self.settings.queue_allowance
+        """A held task stands at or beyond the allowance in the provider's queue. A position is as old as
+        the answer that reported it, and the queue has moved on since: by every task seen finished, and
+        (once completion times are known) by C tasks per mean processing time, the rate a full provider
+        frees slots at, whichever is more. A stale position must not block admission until that task is
+        next polled: that would tie admission to our detection lag again."""
+        done, now = self.counters.finished, self.clock()
+        samples = self.tracker.sorted_samples()
+        rate = 0.0
+        if len(samples) >= self.settings.min_samples:
+            rate = self.settings.provider_slots / max(sum(samples) / len(samples), 1e-6)
+        return any(
+            h.queue_position - max(done - h.finished_then, (now - h.position_at) * rate)
+            >= self.settings.queue_allowance
+            for h in self._held.values()
+            if h.queue_position is not None
+        )
 
     # -- waiting ---------------------------------------------------------------------------------------
     async def wait_for_room(self) -> None:
@@ -153,13 +229,21 @@ class Admission:
             waited = True
             event = self._event()
             event.clear()
-            delay = self.settings.recheck_s
+            delay = self._recheck_s()
             if self._blocked_until > self.clock():
                 delay = min(delay, self._blocked_until - self.clock())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout=max(delay, 0.001))
         if waited:
             self.counters.waits += 1
+
+    def _recheck_s(self) -> float:
+        """``recheck_s``, shortened for fast tasks: the estimate moves on the scale of the completion
+        times, so a 2 s task is re-evaluated every ~10 ms and a 20 s one every ~100 ms."""
+        samples = self.tracker.sorted_samples()
+        if len(samples) < self.settings.min_samples:
+            return self.settings.recheck_s
+        return max(0.002, min(self.settings.recheck_s, samples[len(samples) // 2] / 200))
 
     def _event(self) -> asyncio.Event:
         if self._changed is None:

@@ -28,6 +28,7 @@ class CellReport(BaseModel):
     resumed: int = 0  # tasks of earlier runs polled again instead of resubmitted
     replayed: int = 0  # submits the provider answered with a task it already had (idempotency key)
     submitted: int = 0
+    create_429: int = 0  # creates refused with 429 (provider full) that the admission resent: never charged
     succeeded: int = 0
     failed: int = 0
     skipped: int = 0  # never submitted (budget, funds, auth)

@@ -32,7 +32,7 @@ from nbpro_pipeline.engine.references import ReferenceResolver
 from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.engine.rows import CellRows
 from nbpro_pipeline.engine.settings import EngineSettings, RunInfo
-from nbpro_pipeline.engine.slots import ProviderSlots
+from nbpro_pipeline.engine.slots import slots_for
 from nbpro_pipeline.engine.steps import PromptSteps
 from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.prompt import PromptRow
@@ -132,9 +132,7 @@ class CellRun:
             books=Books(cell, history, self.report),
             journal=journal,
             references=ReferenceResolver(cell.traits, self.client, cell.storage, s.reference_roots),
-            slots=ProviderSlots(
-                s.max_in_flight, s.max_unjournaled_submits, idempotent_submit=cell.traits.idempotent_submit
-            ),
+            slots=slots_for(s, cell.traits, self.client),
             budget=self.budget,
             logger=self.log,
         )
@@ -182,7 +180,7 @@ class CellRun:
         queue: Iterator[PromptRow] = iter(eligible)
         # a few more workers than provider slots: a task's download and store then overlap the next
         # submit instead of keeping a slot the provider has already freed
-        n = self.cell.settings.max_in_flight
+        n = self.cell.settings.held_cap()
         workers = n + max(1, n // 4)
 
         async def worker() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from nbpro_pipeline.provenance import ProvenanceSigner
@@ -11,7 +13,47 @@ class EngineSettings(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     max_in_flight: int = Field(
-        default=32, ge=1, description="tasks submitted and not yet finished at the provider, per cell"
+        default=32,
+        ge=1,
+        description="C: tasks this cell keeps running at the provider at once (its concurrency limit, or "
+        "this cell's share of it)",
+    )
+    admission: Literal["expected", "held"] = Field(
+        default="expected",
+        description="'expected': submit while the tasks *expected* to be still running at the provider "
+        "(from the learned completion times and each task's age) leave room under max_in_flight, so a "
+        "slot is not kept idle until a poll sees its task done; 'held': a slot is held from submit until "
+        "the task is seen finished (the admission before issue 14)",
+    )
+    admission_kind: Literal["reject", "queue"] | None = Field(
+        default=None,
+        description="how the provider admits work beyond its limit ('reject': 429, 'queue': queued); None: "
+        "the provider's own traits (Rivya reject, OdiRouter queue)",
+    )
+    max_held: int | None = Field(
+        default=None,
+        ge=1,
+        description="cap on tasks submitted and not yet seen finished, whatever the estimate; None: 1.5 x "
+        "max_in_flight (under admission 'held' it is max_in_flight)",
+    )
+    queue_allowance: int | None = Field(
+        default=None,
+        ge=0,
+        description="queue providers: tasks allowed to wait in the provider's queue beyond max_in_flight, "
+        "so a freed slot starts the next task at once; None: max(4, max_in_flight // 8)",
+    )
+    admission_margin_sd: float = Field(
+        default=1.0,
+        ge=0,
+        description="reject providers: standard deviations of the estimate kept free at first; more means "
+        "fewer 429s (each is counted, retried and never charged) and a little idle capacity",
+    )
+    admission_429_share: float | None = Field(
+        default=0.03,
+        gt=0,
+        lt=1,
+        description="reject providers: the margin adapts so about this share of creates is answered 429; "
+        "None: admission_margin_sd stays fixed",
     )
     requests_per_s: float = Field(default=20.0, gt=0, description="token-bucket rate for API calls")
     burst: int = Field(default=40, ge=1, description="token-bucket size")
@@ -47,6 +89,15 @@ class EngineSettings(BaseModel):
     signer: ProvenanceSigner | None = Field(
         default=None, exclude=True, description="C2PA signer for stored images (signer_from_env); None: XMP only"
     )
+
+    def held_cap(self) -> int:
+        """The most tasks held (submitted, not yet seen finished) at once."""
+        if self.admission == "held":
+            return self.max_in_flight
+        return self.max_held or self.max_in_flight + self.max_in_flight // 2
+
+    def allowance(self) -> int:
+        return self.queue_allowance if self.queue_allowance is not None else max(4, self.max_in_flight // 8)
 
 
 class RunInfo(BaseModel):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -34,7 +35,12 @@ from nbpro_pipeline.models.ledger import LedgerRecord, OutcomeStatus
 from nbpro_pipeline.models.prompt import PromptRow
 from nbpro_pipeline.models.request import GenerationRequest
 from nbpro_pipeline.providers.base import ProviderClient, TaskSnapshot
-from nbpro_pipeline.providers.errors import ProviderError, SubmitOutcomeUnknown, UnreadableResultError
+from nbpro_pipeline.providers.errors import (
+    ProviderError,
+    RateLimitedError,
+    SubmitOutcomeUnknown,
+    UnreadableResultError,
+)
 from nbpro_pipeline.storage.journal import Journal, JournalEntry
 
 # A download up to this size stays in memory until stored (64 in flight hold at most 32 MiB so); a
@@ -140,7 +146,7 @@ class PromptSteps:
         await self.slots.acquire(attempt)
         await self.journal_intent(attempt)
         try:
-            await self.submit(attempt)
+            await self.submit_admitted(attempt)
         except ProviderError as exc:
             if isinstance(exc, SubmitOutcomeUnknown):
                 self.journal.add("unknown", attempt.fingerprint)
@@ -170,9 +176,29 @@ class PromptSteps:
             return intent.idempotency_key
         return idempotency_key(self.cell.ledger_id, fingerprint, generation)
 
+    async def submit_admitted(self, attempt: Attempt) -> None:
+        """Submit; a 429 to the create that the admission handles (``slots.handles_rejections``) made
+        nothing, so it is counted, the submit waits for room and goes again: never charged, never a
+        failure, unless the provider refuses it for a whole ``task_deadline_s``."""
+        started = time.monotonic()
+        while True:
+            try:
+                await self.submit(attempt)
+                return
+            except RateLimitedError as exc:
+                if not self.slots.handles_rejections or time.monotonic() - started > self.cell.settings.task_deadline_s:
+                    raise
+                self.slots.rejected(attempt, exc)
+                self.report.create_429 += 1
+            await self.slots.acquire(attempt)
+
     async def submit(self, attempt: Attempt) -> None:
         """Submit and journal the task id; where submits are not idempotent, the id is made durable at
-        once, inside the bounded window (``ProviderSlots.unjournaled_window``)."""
+        once, inside the bounded window (``ProviderSlots.unjournaled_window``), whose rate-limit token
+        is taken before it opens (``take_send_token``), so the window holds no token-bucket wait."""
+        take_token = getattr(self.client, "take_send_token", None)
+        if self.slots.bounds_window and take_token is not None:
+            await take_token()
         async with self.slots.unjournaled_window():
             submitted = await self.client.submit(attempt.request, idempotency_key=attempt.key)
             self.journal.add("task", attempt.fingerprint, task_id=submitted.task_id, idempotency_key=attempt.key)
@@ -185,6 +211,7 @@ class PromptSteps:
             replayed=submitted.replayed,
         )
         attempt.snapshot = submitted.snapshot
+        self.slots.submitted(attempt, submitted.snapshot)
         if submitted.replayed:  # booked net of what this ledger already holds for the task: never twice
             self.report.replayed += 1
 

@@ -56,6 +56,8 @@ class TaskSnapshot(BaseModel):
     # (OdiRouter: a cancelled task is billed only if it had started processing); None: not known here.
     billed: bool | None = None
     run_s: float | None = None  # provider-reported seconds from creation to the terminal state, if known
+    # provider-reported seconds of processing only (OdiRouter/fal ``metrics.inference_time``), if known
+    processing_s: float | None = None
 
 
 class SubmittedTask(BaseModel):
@@ -162,6 +164,12 @@ class ProviderTraits(BaseModel):
         description="a submit carries an idempotency key, so resending it after a crash replays the task"
     )
     cancel: bool = Field(description="a task past its deadline can be cancelled")
+    admission: Literal["reject", "queue"] = Field(
+        default="reject",
+        description="what the provider does with a create beyond its concurrency limit: 'reject' answers "
+        "429 (nothing made, nothing charged); 'queue' accepts it and keeps it queued (fal-style IN_QUEUE "
+        "with a queue_position) until a slot frees. The engine's admission follows it.",
+    )
     billing: Billing
     cost_unit: CostUnit
     cost_is_estimate: bool = Field(description="amounts come from a price table, not from the provider")

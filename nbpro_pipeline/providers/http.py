@@ -8,6 +8,7 @@ and how to get fresh result URLs for a task (``_fresh_images``).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import logging
 import random
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _TOKEN_PATTERNS = (re.compile(r"rvya_sk_[A-Za-z0-9_\-]+"), re.compile(r"(?i)bearer\s+[A-Za-z0-9_\-.~+/=]+"))
 _CHUNK = 64 * 1024
+# A rate-limit token taken ahead by ``take_send_token`` for the current asyncio task's next API call.
+_TOKEN_IN_HAND: contextvars.ContextVar[bool] = contextvars.ContextVar("nbpro_token_in_hand", default=False)
 MAX_RAW_BODY = 1024 * 1024  # an unreadable answer is kept up to this many bytes (a result body is small)
 _ERROR_BY_STATUS: dict[int, type[ProviderError]] = {
     401: AuthError,
@@ -73,7 +76,10 @@ class _PollCounter:
 
     async def poll(self) -> TaskSnapshot:
         self.polls += 1
-        return await self.client.poll(self.task_id)
+        snapshot = await self.client.poll(self.task_id)
+        if self.client.on_poll is not None:
+            self.client.on_poll(snapshot)
+        return snapshot
 
 
 class HttpProviderClient:
@@ -117,8 +123,14 @@ class HttpProviderClient:
         self._rng = random.Random(seed)
         self._pause_until = 0.0
         self.latencies = LatencyTracker()  # completion times seen by wait(): the poll schedule's input
+        # processing times (the provider's, where it reports them): the engine's admission's input
+        self.run_times = LatencyTracker()
         self.counters: Counter[str] = Counter()
         self.limiter = limiter  # API calls only; CDN downloads are not the provider's quota
+        # set by attach_admission: every poll's answer goes to the engine's admission, and a 429 to a
+        # create is raised at once for it to count and resend (see _send)
+        self.on_poll: Callable[[TaskSnapshot], None] | None = None
+        self._create_429_raises = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -162,6 +174,30 @@ class HttpProviderClient:
         ``poll`` reads the status once more and is counted in the wait's ``polls``."""
         return None
 
+    def attach_admission(self, on_poll: Callable[[TaskSnapshot], None]) -> None:
+        """Hand the caller's admission what it steers by: every poll's answer (``on_poll``), and a 429
+        answering a create, raised at once as ``RateLimitedError`` (no retry here, no client-wide pause:
+        the provider is full of *tasks*, and pausing polls would only delay the finishes that free it)."""
+        self.on_poll = on_poll
+        self._create_429_raises = True
+
+    async def take_send_token(self) -> None:
+        """Wait out a 429 pause and take the rate-limit token for this task's next API call now, so
+        that call goes out at once: the engine does this before opening the unjournaled submit window,
+        which then measures only "sent -> task id durable". The token is this asyncio task's alone."""
+        await self._respect_pause()
+        if self.limiter is not None and not _TOKEN_IN_HAND.get():
+            await self.limiter.acquire()
+            _TOKEN_IN_HAND.set(True)
+
+    async def _take_token(self) -> None:
+        if _TOKEN_IN_HAND.get():
+            _TOKEN_IN_HAND.set(False)
+            return
+        await self._respect_pause()
+        if self.limiter is not None:
+            await self.limiter.acquire()
+
     # -- requests -----------------------------------------------------------------------------------
     async def _respect_pause(self) -> None:
         """A 429 pauses every request of this client, not just the one that got it."""
@@ -182,18 +218,18 @@ class HttpProviderClient:
         headers: dict[str, str] | None = None,
         files: Any = None,
         data: Any = None,
+        create: bool = False,
     ) -> tuple[httpx.Response, int]:
         """One API call with retries; returns the 2xx response and the attempts it took.
 
         ``safe_to_repeat=False`` marks a create that may bill and has no idempotency key: it is retried
         only when nothing can have been created (connect failure, or a 429/5xx answer to it); any
-        other transport failure raises ``SubmitOutcomeUnknown`` instead of guessing.
+        other transport failure raises ``SubmitOutcomeUnknown`` instead of guessing. ``create`` marks a
+        task create: under ``attach_admission`` its 429 is raised at once, for the admission.
         """
         err: ProviderError | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
-            await self._respect_pause()
-            if self.limiter is not None:
-                await self.limiter.acquire()
+            await self._take_token()
             self.counters["requests"] += 1
             try:
                 response = await self._request(method, path, json=json, headers=headers, files=files, data=data)
@@ -219,6 +255,9 @@ class HttpProviderClient:
             delay = self.retry.delay(attempt, getattr(err, "retry_after", None), self._rng)
             if isinstance(err, RateLimitedError):
                 self.counters["rate_limited"] += 1
+                if create and self._create_429_raises:
+                    self.counters["create_rejected"] += 1
+                    raise err
                 self._pause(delay)  # every request of this client waits, not just this one
             if attempt == self.retry.max_attempts:
                 break
@@ -351,11 +390,11 @@ class HttpProviderClient:
     def _learn(self, snapshot: TaskSnapshot, before: float, seen: float) -> None:
         """Feed the poll schedule: the provider's own run time when it reports one, else the middle of
         the window in which the task finished (between the last two polls; the first poll's time when
-        it was the first). Failures count too: they occupy a slot just as long."""
-        if snapshot.run_s is not None:
-            self.latencies.add(snapshot.run_s)
-        else:
-            self.latencies.add((before + seen) / 2 if before > 0 else seen)
+        it was the first). Failures count too: they occupy a slot just as long. ``run_times`` learns the
+        processing time alone where the provider reports it (time queued left out), for the admission."""
+        observed = snapshot.run_s if snapshot.run_s is not None else (before + seen) / 2 if before > 0 else seen
+        self.latencies.add(observed)
+        self.run_times.add(snapshot.processing_s if snapshot.processing_s is not None else observed)
 
     # -- downloads ----------------------------------------------------------------------------------
     async def fetch_result(self, snapshot: TaskSnapshot, sink: BinaryIO, *, index: int = 0) -> DownloadedImage:

@@ -96,7 +96,7 @@ class OdiRouterClient(HttpProviderClient):
         body = self.wire_request(request)
         submitted_at = datetime.now(UTC)
         response, attempts = await self._send(
-            "POST", _QUEUE, json=body.model_dump(mode="json", exclude_none=True), safe_to_repeat=False
+            "POST", _QUEUE, json=body.model_dump(mode="json", exclude_none=True), safe_to_repeat=False, create=True
         )
         answer = self._read_submitted(response)
         return SubmittedTask(
@@ -146,6 +146,7 @@ class OdiRouterClient(HttpProviderClient):
             error_message=self._redact(status.error) if status.error else None,
             queue_position=status.queue_position,
             billed=_billed(status),
+            processing_s=_inference_s(status),
         )
 
     async def result(self, task_id: str) -> OdiResult:
@@ -238,6 +239,17 @@ class OdiRouterClient(HttpProviderClient):
 
     async def balance(self) -> Balance:
         raise self._error(UnsupportedOperationError, "OdiRouter publishes no balance endpoint")
+
+
+def _inference_s(status: OdiStatus) -> float | None:
+    """The provider's own processing time of a finished task (fal's ``metrics.inference_time``): it
+    leaves out the time queued, which is what the admission's estimate of tasks still *running* wants
+    (``run_times``), and, unlike our poll window, it is exact (a task found done at its first poll
+    would be learned as taking that long, and the estimate drift later and later)."""
+    if not status.state.terminal:
+        return None
+    inference = (status.metrics or {}).get("inference_time")
+    return float(inference) if isinstance(inference, int | float) and inference > 0 else None
 
 
 def _billed(status: OdiStatus) -> bool | None:

@@ -82,7 +82,9 @@ class PollPolicy(BaseModel):
     between two quantiles waits only for the next one. Past the last quantile (a straggler) the gaps
     grow with the task's age, by ``factor - 1`` of it.
     Gaps never exceed ``max_interval_s`` (except before the first poll) nor fall below
-    ``min_interval_s``. ``deadline_s`` bounds the whole wait for one task.
+    ``min_interval_s``; once warm the cap is at least ``max_interval_of_median`` of the learned median,
+    so a 60 s task (Nano Banana Pro at 4K) is not polled every 8 s between quantiles 11 s apart (at
+    4K that cap alone cost ~0.25 polls per task). ``deadline_s`` bounds the whole wait for one task.
     """
 
     first_delay_s: float = Field(default=2.0, ge=0)
@@ -93,6 +95,7 @@ class PollPolicy(BaseModel):
     quantiles: tuple[float, ...] = (0.3, 0.6, 0.8, 0.9, 0.95, 0.99)
     min_samples: int = Field(default=8, ge=1)
     min_interval_s: float = Field(default=0.05, ge=0)
+    max_interval_of_median: float = Field(default=0.25, ge=0)
 
     def intervals(self) -> Iterator[float]:
         """The classic (cold) schedule as gaps between polls."""
@@ -108,6 +111,9 @@ class PollPolicy(BaseModel):
         while True:
             warm = self.adaptive and tracker is not None and len(tracker) >= self.min_samples
             planned = tracker.quantiles(self.quantiles) if warm else []  # type: ignore[union-attr]
+            cap = self.max_interval_s
+            if warm:
+                cap = max(cap, self.max_interval_of_median * tracker.quantiles((0.5,))[0])  # type: ignore[union-attr]
             # the next quantile *level* not yet used: when the learned times shift a little between two
             # polls, the same level must not be polled twice a moment apart
             nxt = None
@@ -117,9 +123,9 @@ class PollPolicy(BaseModel):
                     nxt = planned[level - 1]
                     break
             if nxt is not None:
-                step = nxt - t if gap is None else min(nxt - t, self.max_interval_s)
+                step = nxt - t if gap is None else min(nxt - t, cap)
             elif warm:  # later than every learned time: a straggler, polled at intervals growing with its age
-                step = min(self.max_interval_s, max(self.min_interval_s, t * (self.factor - 1)))
+                step = min(cap, max(self.min_interval_s, t * (self.factor - 1)))
             elif gap is None:
                 step = self.first_delay_s
             else:

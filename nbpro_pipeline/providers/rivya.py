@@ -139,6 +139,7 @@ class RivyaClient(HttpProviderClient):
             json=body.model_dump(mode="json", exclude_none=True),
             headers={"Idempotency-Key": key},
             safe_to_repeat=True,  # the key makes a replay return the original task, uncharged
+            create=True,
         )
         task = self._read_created(response)
         return SubmittedTask(

@@ -18,6 +18,7 @@ RIVYA_TRAITS = ProviderTraits(
     model_id=RIVYA_MODEL_ID,
     idempotent_submit=True,  # Idempotency-Key: a resend replays the original task, uncharged
     cancel=False,  # no cancel endpoint: a task past its deadline lives on and stays resumable
+    admission="reject",  # a create beyond the plan's concurrency is answered 429 rate_limited
     # credits reserved at create, final credits once settled, per task
     billing=Billing(reported_credits=True, reserves_at_create=True),
     cost_unit=COST_UNIT[Provider.RIVYA],
@@ -32,6 +33,7 @@ ODIROUTER_TRAITS = ProviderTraits(
     model_id="fal-ai/nano-banana-pro",  # what OdiRouter's endpoint nano_banana_pro serves
     idempotent_submit=False,  # no such header: a crash between send and journal can pay twice
     cancel=True,
+    admission="queue",  # fal's queue: accepted, IN_QUEUE with a queue_position until a slot frees
     # no per-task charge reported: the price table applies to completed tasks, and to tasks cancelled
     # while running
     billing=Billing(

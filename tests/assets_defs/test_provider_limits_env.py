@@ -24,3 +24,13 @@ def test_bad_limit_names_the_variable(monkeypatch):
     monkeypatch.setenv("NBPRO_ODIROUTER_MAX_IN_FLIGHT", "lots")
     with pytest.raises(ValueError, match="NBPRO_ODIROUTER_MAX_IN_FLIGHT='lots' is not an integer"):
         build_resources()
+
+
+def test_admission_settings_come_from_env_too(monkeypatch):
+    monkeypatch.setenv("NBPRO_ODIROUTER_ADMISSION_KIND", "reject")
+    monkeypatch.setenv("NBPRO_ODIROUTER_MAX_HELD", "40")
+    monkeypatch.setenv("NBPRO_RIVYA_ADMISSION", "held")
+    resources = build_resources()
+    odi = resources["odirouter"].engine_settings()
+    assert (odi.admission, odi.admission_kind, odi.max_held) == ("expected", "reject", 40)
+    assert resources["rivya"].engine_settings().admission == "held"

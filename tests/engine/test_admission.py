@@ -124,3 +124,60 @@ async def test_wait_for_room_returns_when_a_task_finishes():
     adm.finished(2)
     await asyncio.wait_for(waiter, 1)
     assert adm.counters.waits == 1
+
+
+def test_a_reported_queue_position_counts_less_by_every_finish_seen_since():
+    adm, clock = admission(kind=AdmissionKind.QUEUE, queue_allowance=2)
+    for i in range(3):
+        adm.submitted(i)
+    adm.still_running(2, queue_position=3)
+    assert not adm.may_submit()
+    adm.finished(0)  # the queue moved on by one: our task now stands 2nd at most... still at the allowance
+    assert not adm.may_submit()
+    adm.finished(1)
+    assert adm.may_submit()  # a stale position no longer blocks until the task is polled again
+
+
+def test_the_margin_keeps_standard_deviations_of_the_estimate_free():
+    samples = [10.0 + i for i in range(21)]
+    tight, clock = admission(times=samples, provider_slots=8)
+    loose, loose_clock = admission(times=samples, provider_slots=8, margin_sd=3.0)
+    for adm in (tight, loose):
+        for i in range(8):
+            adm.submitted(i)
+    clock.t = loose_clock.t = 20.0  # half of each task's completion times are behind it: p = 0.5 each
+    mean, var = tight.estimate()
+    assert mean == pytest.approx(8 * 10 / 21) and var == pytest.approx(8 * (10 / 21) * (11 / 21))
+    # room is C - 1 + headroom = 7.25: 3.8 alone fits; 3.8 + 3 x 1.41 = 8.0 does not
+    assert tight.may_submit() and not loose.may_submit()
+
+
+def test_an_adaptive_margin_rises_on_429s_and_falls_on_accepted_creates():
+    adm, _ = admission(margin_sd=1.0, target_429_share=0.05, margin_step=0.1)
+    adm.rejected("x")
+    assert adm.margin_sd == pytest.approx(1.1)
+    for _ in range(19):  # 19 accepted for 1 refused: the target share, so back where it started
+        adm.accepted()
+    assert adm.margin_sd == pytest.approx(1.0)
+    for _ in range(1000):
+        adm.accepted()
+    assert adm.margin_sd == 0.0  # never below none
+
+
+async def test_admit_holds_the_task_before_the_next_waiter_looks():
+    adm, _ = admission(times=[1.0] * 3)  # cold: a semaphore of 4
+    await asyncio.gather(*(adm.admit(i) for i in range(4)))
+    assert adm.held == 4 and not adm.may_submit()
+    adm.rejected(3)  # its create was refused: nothing made, the place is free again
+    assert adm.held == 3 and adm.counters.admitted == 3 and adm.counters.rejected_429 == 1
+
+
+def test_a_reported_queue_position_ages_at_the_rate_a_full_provider_frees_slots():
+    adm, clock = admission(times=[20.0] * 21, kind=AdmissionKind.QUEUE, queue_allowance=2)  # C=4, 20 s tasks
+    adm.submitted("a")
+    adm.still_running("a", queue_position=4)
+    assert not adm.may_submit()
+    clock.t = 5.0  # 4 slots / 20 s: one task done every 5 s, so the queue moved on by one: 3, still >= 2
+    assert not adm.may_submit()
+    clock.t = 10.1  # by two: our task now stands 2nd at most... below the allowance
+    assert adm.may_submit()

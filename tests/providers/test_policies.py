@@ -109,3 +109,23 @@ def test_a_small_shift_of_the_learned_times_does_not_poll_the_same_level_twice()
         tracker.add(first + 1.0)  # meanwhile the window moved up a little
     second = next(times)
     assert second - first > 2.0  # the next quantile level, not the same level a moment later
+
+
+def test_warm_gaps_may_grow_with_the_learned_median_beyond_the_fixed_cap():
+    """60 s tasks (4K) have quantiles ~11 s apart: an 8 s cap would add a poll between most of them."""
+    rng = random.Random(4)
+    tracker = LatencyTracker()
+    for _ in range(256):
+        tracker.add(60 * math.exp(0.25 * rng.gauss(0, 1)))
+    times = list(itertools.islice(PollPolicy(max_interval_s=8).poll_times(tracker), 8))
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert max(gaps) > 8  # the fixed cap no longer binds...
+    assert max(gaps) <= 0.25 * tracker.quantiles((0.5,))[0] + 1e-9  # ...a quarter of the median does
+    assert times[:6] == pytest.approx(tracker.quantiles(PollPolicy().quantiles), abs=1e-9)  # one per quantile
+    short = LatencyTracker()
+    for _ in range(64):
+        short.add(1.0)
+    gaps = [
+        b - a for a, b in itertools.pairwise(itertools.islice(PollPolicy(max_interval_s=0.5).poll_times(short), 12))
+    ]
+    assert max(gaps) <= 0.5 + 1e-9  # short tasks keep the fixed cap
