@@ -12,10 +12,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -275,6 +277,41 @@ def dagster_env(dagster_home: Path, extra: dict[str, str]) -> dict[str, str]:
     env.update({"DAGSTER_HOME": str(dagster_home), "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
+
+
+PROVIDER_TAG = "dagster/partition/provider"
+
+
+def run_tags(run: dict) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in run["tags"]}
+
+
+def queue_limits() -> dict[str, int]:
+    """The run coordinator's tag concurrency limits, as deploy/dagster.yaml sets them."""
+    config = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())["run_coordinator"]["config"]
+    return {limit["key"]: limit["limit"] for limit in config["tag_concurrency_limits"]}
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """Most intervals open at one instant (an end at t frees its place before a start at t)."""
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda e: (e[0], e[1]))
+    current = peak = 0
+    for _, step in events:
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
+def assert_provider_concurrency(cell_runs: list[dict]) -> tuple[dict[str, int], int]:
+    """Per provider, the most of its runs that ran at once, checked against the run queue's limit; returns
+    (those maxima, the limit) for the test's summary line."""
+    limit = queue_limits()[PROVIDER_TAG]
+    by_provider: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for r in cell_runs:
+        by_provider[run_tags(r)[PROVIDER_TAG]].append((r["startTime"], r["endTime"]))
+    overlap = {p: max_overlap(iv) for p, iv in by_provider.items()}
+    assert max(overlap.values()) <= limit, overlap
+    return overlap, limit
 
 
 def pipeline_env(

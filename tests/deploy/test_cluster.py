@@ -38,10 +38,9 @@ import pytest
 
 from tests.aws_env import aws_env
 from tests.deploy.cluster import BUCKET, DEAD_RUN_MAX_RUNTIME_S, MONITORING, S3_CREDENTIALS, Cluster, build
-from tests.deploy.dagster_stack import TERMINAL, GraphQL
+from tests.deploy.dagster_stack import TERMINAL, GraphQL, assert_provider_concurrency, run_tags
 from tests.deploy.netns import netns_available
 from tests.deploy.postgres import find_bin_dir
-from tests.deploy.test_postgres_backfill import _max_overlap, _queue_limits, _tags
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(720)]
 
@@ -279,13 +278,8 @@ def _step_backfill(gql: GraphQL, c: Cluster, figures: Figures) -> None:
     partitions = [f"{p.value}|{r.value}" for p, r in ALL_CELLS]
     cell_runs = _wait_backfill(gql, c, gql.launch_backfill("generated_images", partitions), partitions)
     assert [r["status"] for r in cell_runs] == ["SUCCESS"] * len(partitions), c.logs()
-    assert sorted(_tags(r)["dagster/partition"] for r in cell_runs) == sorted(partitions)
-    limits = _queue_limits()
-    by_provider: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for r in cell_runs:
-        by_provider[_tags(r)["dagster/partition/provider"]].append((r["startTime"], r["endTime"]))
-    overlap = {p: _max_overlap(iv) for p, iv in by_provider.items()}
-    assert max(overlap.values()) <= limits["dagster/partition/provider"], overlap
+    assert sorted(run_tags(r)["dagster/partition"] for r in cell_runs) == sorted(partitions)
+    overlap, limit = assert_provider_concurrency(cell_runs)
     backfill_s = time.monotonic() - started
     reports_run = _run_ok(gql, c, "reports_job")
     ledger, ours = _check_every_cell_booked(c)
@@ -299,7 +293,7 @@ def _step_backfill(gql: GraphQL, c: Cluster, figures: Figures) -> None:
     totals = ", ".join(f"{p} {v.normalize():f}" for p, v in ours.items())
     figures.add(
         f"1. backfill: {len(cell_runs)} cell runs all SUCCESS, {len(ledger)} images, ledger ({totals}) == sandbox "
-        f"billing; max runs at once per provider {overlap} (limit {limits['dagster/partition/provider']}); "
+        f"billing; max runs at once per provider {overlap} (limit {limit}); "
         f"{objects} objects in the bucket; prompt_table+backfill {backfill_s:.1f}s, "
         f"with reports {time.monotonic() - started:.1f}s"
     )

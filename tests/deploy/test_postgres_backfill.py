@@ -21,14 +21,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.deploy.dagster_stack import (
     REPO,
     GraphQL,
     Processes,
+    assert_provider_concurrency,
     daemon_cmd,
     pipeline_env,
+    run_tags,
     webserver_cmd,
 )
 from tests.deploy.postgres import PrivatePostgres, find_bin_dir, free_port
@@ -51,25 +52,6 @@ def pg_bin() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return bin_dir
-
-
-def _queue_limits() -> dict[str, int]:
-    config = yaml.safe_load(DEPLOY_YAML.read_text())["run_coordinator"]["config"]
-    return {limit["key"]: limit["limit"] for limit in config["tag_concurrency_limits"]}
-
-
-def _tags(run: dict) -> dict[str, str]:
-    return {t["key"]: t["value"] for t in run["tags"]}
-
-
-def _max_overlap(intervals: list[tuple[float, float]]) -> int:
-    """Most intervals open at one instant (an end at t frees its place before a start at t)."""
-    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda e: (e[0], e[1]))
-    current = peak = 0
-    for _, step in events:
-        current += step
-        peak = max(peak, current)
-    return peak
 
 
 def test_backfill_of_all_cells_on_postgres_instance(pg_bin, tmp_path, capsys):
@@ -145,15 +127,10 @@ def test_backfill_of_all_cells_on_postgres_instance(pg_bin, tmp_path, capsys):
 
     # -- the runs: one per cell, all succeeded, within the run queue's limits ------------------------
     assert runs_in_postgres == len(all_runs), "the webserver and Postgres disagree on the runs"
-    assert sorted(_tags(r).get("dagster/partition") for r in cell_runs) == sorted(partitions)
+    assert sorted(run_tags(r).get("dagster/partition") for r in cell_runs) == sorted(partitions)
     assert [r["status"] for r in cell_runs] == ["SUCCESS"] * len(partitions), procs.tail("daemon")
-    limits = _queue_limits()
-    by_provider: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for r in cell_runs:
-        by_provider[_tags(r)["dagster/partition/provider"]].append((r["startTime"], r["endTime"]))
-    overlap = {p: _max_overlap(iv) for p, iv in by_provider.items()}
-    assert max(overlap.values()) <= limits["dagster/partition/provider"], overlap
-    runs_per_cell = Counter(_tags(r)["dagster/partition"] for r in all_runs if "dagster/partition" in _tags(r))
+    overlap, limit = assert_provider_concurrency(cell_runs)
+    runs_per_cell = Counter(run_tags(r)["dagster/partition"] for r in all_runs if "dagster/partition" in run_tags(r))
     assert set(runs_per_cell.values()) == {1}, runs_per_cell
 
     # -- the ledger: every eligible prompt exactly once, and what the sandbox billed -----------------
@@ -193,13 +170,13 @@ def test_backfill_of_all_cells_on_postgres_instance(pg_bin, tmp_path, capsys):
             f"\npostgres backfill: {len(cell_runs)} cell runs (all SUCCESS), {images} images, "
             f"{ledger.num_rows} ledger rows, totals ({totals}) "
             f"== sandbox billing; max concurrent runs per provider {overlap} (limit "
-            f"{limits['dagster/partition/provider']}); {len(all_runs)} runs in Postgres; "
+            f"{limit}); {len(all_runs)} runs in Postgres; "
             f"backfill status {backfill_status}; "
             f"stack ready in {ready_s:.1f}s, backfill {backfill_s:.1f}s, test {time.monotonic() - started:.1f}s"
         )
         t0 = min(r["creationTime"] for r in cell_runs)
         for r in sorted(cell_runs, key=lambda r: r["startTime"]):
             print(
-                f"  {_tags(r)['dagster/partition']:<13} created +{r['creationTime'] - t0:5.1f}s "
+                f"  {run_tags(r)['dagster/partition']:<13} created +{r['creationTime'] - t0:5.1f}s "
                 f"started +{r['startTime'] - t0:5.1f}s ended +{r['endTime'] - t0:5.1f}s"
             )
