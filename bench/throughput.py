@@ -69,6 +69,11 @@ def _prompt(prefix: str, i: int) -> str:
     return f"bench {prefix} #{i}: a lighthouse on a basalt cliff at dusk, oil painting"
 
 
+def _share(text: str) -> float | None:
+    """``--share-429``: the adaptive margin's 429 share, or ``none`` for a fixed margin."""
+    return None if text == "none" else float(text)
+
+
 def _write_prompts(path: str, n: int, prefix: str) -> None:
     import csv
 
@@ -117,6 +122,7 @@ async def engine_phase(args: argparse.Namespace) -> dict[str, Any]:
         admission=args.admission,
         admission_kind=args.admission_kind,
         **({"admission_margin_sd": args.margin_sd} if args.margin_sd is not None else {}),
+        **({"admission_429_share": _share(args.share_429)} if args.share_429 is not None else {}),
     )
     storage_dir = tempfile.mkdtemp(prefix="nbpro-bench-storage-")
     # the client from the one factory the resources, the CLI and the benches share
@@ -405,10 +411,32 @@ def _realistic_cell(args, sandbox: Sandbox, kind: str, resolution: str, policy: 
     return out
 
 
-def realistic_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Every resolution x admission kind x engine admission, at Nano Banana Pro's latencies."""
+def _simulated(resolutions: list[str], args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per resolution, at the real latencies: the poll schedule's frontier (polls per task -> detection
+    lag, ``_frontier``) and what admission can reach at a reject provider with the information it has
+    (``_admission_bound``: oracle, held and the engine's admission, simulated)."""
+    from _admission_bound import bound
     from _frontier import frontier
 
+    from nbpro_pipeline.sandbox.config import REALISTIC_PROCESSING
+
+    fronts, bounds = {}, {}
+    for resolution in resolutions:
+        dist = REALISTIC_PROCESSING[resolution]
+        fronts[resolution] = frontier(dist["median"], dist["sigma"])
+        line = ", ".join(f"{p['polls_per_task']} polls -> {p['detection_lag_pct']}%" for p in fronts[resolution])
+        print(f"  frontier {resolution} (simulated at real latency): {line}", flush=True)
+        bounds[resolution] = bound(dist["median"], dist["sigma"], n=args.n, slots=args.concurrency)
+        line = ", ".join(
+            f"{name} {b['span_over_ideal']} ({100 * b['busy_share']:.1f}% busy, {100 * b['http_429_share']:.1f}% 429)"
+            for name, b in bounds[resolution].items()
+        )
+        print(f"  reject admission bound {resolution} (simulated, span/ideal): {line}", flush=True)
+    return fronts, bounds
+
+
+def realistic_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Every resolution x admission kind x engine admission, at Nano Banana Pro's latencies."""
     from nbpro_pipeline.sandbox.config import REALISTIC_PROCESSING
 
     resolutions = [r.strip() for r in args.resolutions.split(",") if r.strip()]
@@ -431,12 +459,7 @@ def realistic_main(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
                 results[resolution][kind] = {
                     policy: _realistic_cell(args, sandbox, kind, resolution, policy) for policy in policies
                 }
-    fronts = {}
-    for resolution in resolutions:
-        dist = REALISTIC_PROCESSING[resolution]
-        fronts[resolution] = frontier(dist["median"], dist["sigma"])
-        line = ", ".join(f"{p['polls_per_task']} polls -> {p['detection_lag_pct']}%" for p in fronts[resolution])
-        print(f"  frontier {resolution} (simulated at real latency): {line}", flush=True)
+    fronts, bounds = _simulated(resolutions, args)
     figures = {
         "profile": "realistic",
         "n": args.n,
@@ -445,6 +468,7 @@ def realistic_main(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         "goals": GOALS,
         "resolutions": results,
         "frontier": fronts,
+        "reject_admission_bound": bounds,
         "cpus": os.cpu_count(),
         "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
@@ -492,6 +516,7 @@ def main() -> int:
     parser.add_argument("--admission", default="expected", help=argparse.SUPPRESS)  # engine phase
     parser.add_argument("--admission-kind", default=None, help=argparse.SUPPRESS)  # engine phase
     parser.add_argument("--margin-sd", type=float, default=None, help=argparse.SUPPRESS)  # engine phase
+    parser.add_argument("--share-429", default=None, help=argparse.SUPPRESS)  # engine phase: float or none
     parser.add_argument("--poll-quantiles", default=None, help=argparse.SUPPRESS)  # engine phase
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--ideal", type=float, help=argparse.SUPPRESS)

@@ -10,8 +10,13 @@ the provider is still working on, and a new task is admitted while that sum leav
 
 The estimate can be wrong, so the provider's own answer is the backstop:
 - **reject** providers (Rivya, the sandbox's ``max_concurrent_tasks``) answer 429 when full:
-  ``rejected()`` counts it (never charged, never a failure: the submit is simply tried again) and
-  admits nothing more until a task is seen finished or ``backoff_s`` has passed;
+  ``rejected()`` counts it (never charged, never a failure: the submit is simply tried again). A 429 is
+  also the one exact reading of the provider's count we ever get: with at least C tasks held, exactly C
+  of them are running at that moment. Each held task is conditioned on that (``alive_given_full``: its
+  probability of running given that the running ones number C), and the estimate goes on from there,
+  so its error is reset at every 429 instead of piling up until a poll happens to see a task done.
+  With fewer than C held (another run shares the key, or the 429 was a request-rate one) it says
+  nothing about our tasks: nothing more is admitted until a task is seen finished or ``backoff_s``;
 - **queue** providers (fal-style ``IN_QUEUE`` with a ``queue_position``) accept beyond C: admit while
   the expected number unfinished stays under C plus ``queue_allowance``, and never while a held task
   reports a queue position at or beyond ``queue_allowance``.
@@ -68,6 +73,10 @@ class AdmissionSettings(BaseModel):
         default=None, gt=0, lt=1, description="adapt margin_sd so this share of creates is answered 429"
     )
     margin_step: float = Field(default=0.1, gt=0, description="how far one 429 moves the adaptive margin")
+    condition_on_429: bool = Field(
+        default=True,
+        description="a 429 with C or more held conditions them on exactly C running; False: block until a finish",
+    )
 
     @model_validator(mode="after")
     def _queue_needs_kind(self) -> AdmissionSettings:
@@ -80,6 +89,7 @@ class AdmissionSettings(BaseModel):
 class _Held:
     submitted_at: float
     running_at_age: float = 0.0  # the task was seen unfinished at this age (its last poll)
+    alive: float = 1.0  # P(running at running_at_age): below 1 only after a 429 conditioned it
     queue_position: int | None = None
     finished_then: int = 0  # tasks seen finished when the position was reported
     position_at: float = 0.0  # when it was reported
@@ -143,6 +153,7 @@ class Admission:
         held = self._held.get(key)
         if held is not None:
             held.running_at_age = self.clock() - held.submitted_at
+            held.alive = 1.0
             held.queue_position = queue_position
             held.finished_then = self.counters.finished
             held.position_at = self.clock()
@@ -156,15 +167,31 @@ class Admission:
 
     def rejected(self, key: Hashable | None = None, retry_after: float | None = None) -> None:
         """A submit was answered 429 because the provider is full: the estimate was too low. ``key``
-        (held by ``admit``) is dropped; nothing more is admitted until a finish or the backoff (the
-        shorter of ``backoff_s`` and the provider's Retry-After)."""
+        (held by ``admit``) is dropped. With C or more held (and completion times known) the held tasks
+        are conditioned on exactly C running now; otherwise nothing more is admitted until a finish or
+        the backoff (the shorter of ``backoff_s`` and the provider's Retry-After)."""
         if key is not None:
             self.forget(key)
         self.counters.rejected_429 += 1
         if self.settings.target_429_share is not None:
             self._margin = min(4.0, self.margin_sd + self.settings.margin_step)
+        samples = self.tracker.sorted_samples()
+        full = len(self._held) >= self.settings.provider_slots and len(samples) >= self.settings.min_samples
+        if self.settings.condition_on_429 and full:
+            self._condition_on_full(samples)
+            return
         backoff = self.settings.backoff_s if retry_after is None else min(self.settings.backoff_s, retry_after)
         self._blocked_until = self.clock() + backoff
+
+    def _condition_on_full(self, samples: list[float]) -> None:
+        """The provider runs exactly C of the held tasks now: each one's chance of running becomes its
+        probability given that count, and it is seen (in that sense) at its current age."""
+        now = self.clock()
+        held = list(self._held.values())
+        ps = [h.alive * _conditional_survival(samples, now - h.submitted_at, h.running_at_age) for h in held]
+        for h, alive in zip(held, alive_given_full(ps, self.settings.provider_slots), strict=True):
+            h.running_at_age = now - h.submitted_at
+            h.alive = alive
 
     # -- the estimate ----------------------------------------------------------------------------------
     @property
@@ -183,7 +210,7 @@ class Admission:
         now = self.clock()
         mean = var = 0.0
         for h in self._held.values():
-            p = _conditional_survival(samples, now - h.submitted_at, h.running_at_age)
+            p = h.alive * _conditional_survival(samples, now - h.submitted_at, h.running_at_age)
             mean += p
             var += p * (1 - p)
         return mean, var
@@ -268,3 +295,42 @@ def _conditional_survival(samples: list[float], age: float, running_at_age: floa
     if age <= running_at_age:
         return 1.0
     return min(1.0, survival(samples, age) / survival(samples, running_at_age))
+
+
+def alive_given_full(ps: list[float], running: int) -> list[float]:
+    """P(task i is running | exactly ``running`` of the tasks are), for independent tasks running with
+    probabilities ``ps``: ``p_i · P(the others count running - 1) / P(all count running)``, from the
+    Poisson-binomial distributions of the tasks before and after each one (O(n·running)). All ones when
+    there are no more tasks than that; the shares scaled to sum to ``running`` if the count is
+    (numerically) impossible under ``ps``."""
+    n = len(ps)
+    if n <= running:
+        return [1.0] * n
+    before = [[1.0]]
+    for p in ps:
+        before.append(_add_task(before[-1], p, running))
+    after = [[1.0]]
+    for p in reversed(ps):
+        after.append(_add_task(after[-1], p, running))
+    after.reverse()
+    total = before[n][running] if running < len(before[n]) else 0.0
+    if total <= 0.0:
+        scale = running / max(sum(ps), 1e-12)
+        return [min(1.0, p * scale) for p in ps]
+    out = []
+    for i, p in enumerate(ps):
+        left, right = before[i], after[i + 1]
+        others = sum(left[j] * right[running - 1 - j] for j in range(len(left)) if 0 <= running - 1 - j < len(right))
+        out.append(min(1.0, p * others / total))
+    return out
+
+
+def _add_task(dist: list[float], p: float, cap: int) -> list[float]:
+    """The distribution of a running count with one more task (running with probability ``p``), cut at ``cap``."""
+    out = [0.0] * min(len(dist) + 1, cap + 1)
+    for k, q in enumerate(dist):
+        out[k] += q * (1 - p)
+        if k + 1 <= cap:
+            out[k + 1] += q * p
+    return out
+

@@ -79,8 +79,8 @@ class PollPolicy(BaseModel):
     ``max_interval_s``. Once the client has seen enough completions (``LatencyTracker``), polls go at
     the ``quantiles`` of those times: the expected number of polls is then ``1 + sum(1 - q)`` over all
     quantiles but the first (about 2.5 with the defaults) whatever the latency, and a task finishing
-    between two quantiles waits only for the next one. Past the last quantile (a straggler) the gaps
-    grow with the task's age, by ``factor - 1`` of it.
+    between two quantiles waits only for the next one. Past the last learned time the gaps grow
+    geometrically from it (``_beyond_learned_step``).
     Gaps never exceed ``max_interval_s`` (except before the first poll) nor fall below
     ``min_interval_s``; once warm the cap is at least ``max_interval_of_median`` of the learned median,
     so a 60 s task (Nano Banana Pro at 4K) is not polled every 8 s between quantiles 11 s apart (at
@@ -96,6 +96,18 @@ class PollPolicy(BaseModel):
     min_samples: int = Field(default=8, ge=1)
     min_interval_s: float = Field(default=0.05, ge=0)
     max_interval_of_median: float = Field(default=0.25, ge=0)
+    straggler_floor: float = Field(default=0.05, ge=0, description="past every learned time: least gap, of the last one")
+
+    def _beyond_learned_step(self, t: float, last_learned: float, cap: float) -> float:
+        """The gap after a poll at age ``t``, past every learned time. Early in a run the learned times
+        are the *shortest* of the first wave (the long ones have not finished yet), so a task beyond
+        them is most likely an ordinary one: the gaps grow from the last learned time, by ``factor - 1``
+        of the time since it, from a floor of ``straggler_floor`` of it, not from the task's whole
+        age (which polled the rest of the first wave one long gap late: at Nano Banana Pro's 1K spread
+        most of it ends within a quarter of the median after the first completions). A real straggler
+        still backs off geometrically, so a stuck task costs a few polls per doubling of its age."""
+        since = max(0.0, t - last_learned)
+        return min(cap, max(self.min_interval_s, self.straggler_floor * last_learned, since * (self.factor - 1)))
 
     def intervals(self) -> Iterator[float]:
         """The classic (cold) schedule as gaps between polls."""
@@ -124,8 +136,8 @@ class PollPolicy(BaseModel):
                     break
             if nxt is not None:
                 step = nxt - t if gap is None else min(nxt - t, cap)
-            elif warm:  # later than every learned time: a straggler, polled at intervals growing with its age
-                step = min(cap, max(self.min_interval_s, t * (self.factor - 1)))
+            elif warm:  # later than every learned time: a straggler, or the learned times are still young
+                step = self._beyond_learned_step(t, planned[-1], cap)
             elif gap is None:
                 step = self.first_delay_s
             else:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
+import random
 
 import pytest
 from pydantic import ValidationError
 
-from nbpro_pipeline.engine.admission import Admission, AdmissionKind, AdmissionSettings, survival
+from nbpro_pipeline.engine.admission import Admission, AdmissionKind, AdmissionSettings, alive_given_full, survival
 from nbpro_pipeline.providers.policies import LatencyTracker
 
 
@@ -180,4 +183,48 @@ def test_a_reported_queue_position_ages_at_the_rate_a_full_provider_frees_slots(
     clock.t = 5.0  # 4 slots / 20 s: one task done every 5 s, so the queue moved on by one: 3, still >= 2
     assert not adm.may_submit()
     clock.t = 10.1  # by two: our task now stands 2nd at most... below the allowance
+    assert adm.may_submit()
+
+
+def test_alive_given_full_is_the_posterior_of_each_task_given_the_count():
+    rng = random.Random(7)
+    ps = [rng.random() for _ in range(7)]
+    running = 4
+    numerators, total = [0.0] * len(ps), 0.0
+    for states in itertools.product((0, 1), repeat=len(ps)):  # every way the seven can stand
+        if sum(states) != running:
+            continue
+        weight = math.prod(p if s else 1 - p for p, s in zip(ps, states, strict=True))
+        total += weight
+        numerators = [n + weight * s for n, s in zip(numerators, states, strict=True)]
+    assert alive_given_full(ps, running) == pytest.approx([n / total for n in numerators])
+    assert sum(alive_given_full(ps, running)) == pytest.approx(running)
+    assert alive_given_full([0.3, 0.9], 2) == [1.0, 1.0]  # no more tasks than run: all of them run
+    assert alive_given_full([1.0, 1.0, 1.0], 2) == pytest.approx([2 / 3] * 3)  # impossible under ps: scaled
+
+
+def test_a_429_with_c_held_conditions_the_estimate_on_exactly_c_running():
+    """The estimate said room (old tasks likely done), the provider said full: from then on the held
+    tasks count as C running, and room comes back as they age, with no backoff and no finish needed."""
+    adm, clock = admission(backoff_s=60.0)  # C=4
+    for i in range(5):
+        adm.submitted(i)
+    clock.t = 25.0  # each has a 5/21 chance of still running (26..30 s of 10..30): the estimate admits
+    assert adm.expected_unfinished() == pytest.approx(5 * 5 / 21) and adm.may_submit()
+    adm.submitted("new")
+    adm.rejected("new")  # but all four slots were taken
+    assert adm.expected_unfinished() == pytest.approx(4.0)
+    assert not adm.may_submit()
+    clock.t = 28.0  # three seconds on, of what ran at 25 s only the 29 and 30 s tasks still run: 2/5
+    assert adm.expected_unfinished() == pytest.approx(4.0 * 2 / 5)
+    assert adm.may_submit()  # long before the 60 s backoff
+
+
+def test_a_429_with_fewer_than_c_held_says_nothing_of_our_tasks_and_backs_off():
+    adm, clock = admission(backoff_s=2.0)  # C=4, two held: another run shares the key, or a rate limit
+    adm.submitted("a")
+    adm.submitted("b")
+    adm.rejected()
+    assert not adm.may_submit()
+    clock.t = 2.0
     assert adm.may_submit()

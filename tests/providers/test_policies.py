@@ -129,3 +129,20 @@ def test_warm_gaps_may_grow_with_the_learned_median_beyond_the_fixed_cap():
         b - a for a, b in itertools.pairwise(itertools.islice(PollPolicy(max_interval_s=0.5).poll_times(short), 12))
     ]
     assert max(gaps) <= 0.5 + 1e-9  # short tasks keep the fixed cap
+
+
+def test_past_every_learned_time_gaps_grow_from_the_last_one_not_from_the_whole_age():
+    """Early in a run the learned times are the first wave's shortest: the rest of it ends just after.
+    Polled from the task's whole age (x0.6) it would wait ~6 s at 10 s; from the last learned time it
+    waits a floor of 5 % of it and then backs off geometrically, so a stuck task costs few polls."""
+    tracker = LatencyTracker()
+    for i in range(16):
+        tracker.add(9.0 + i / 15)  # the first sixteen ended at 9-10 s
+    policy = PollPolicy(max_interval_s=8.0)
+    times = list(itertools.takewhile(lambda t: t < 900, policy.poll_times(tracker)))
+    beyond = [t for t in times if t > 10.0]
+    assert beyond[0] - 10.0 <= 0.5 + 1e-9  # 5 % of the last learned time, not 0.6 x 10 s
+    gaps = [b - a for a, b in itertools.pairwise(beyond)]
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(gaps))  # never denser as it ages
+    assert max(gaps) <= 8.0 + 1e-9
+    assert len(beyond) < 130  # a task stuck for the whole 900 s deadline: capped gaps, not a poll storm
