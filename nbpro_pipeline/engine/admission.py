@@ -333,4 +333,3 @@ def _add_task(dist: list[float], p: float, cap: int) -> list[float]:
         if k + 1 <= cap:
             out[k + 1] += q * p
     return out
-

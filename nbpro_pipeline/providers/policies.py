@@ -96,7 +96,7 @@ class PollPolicy(BaseModel):
     min_samples: int = Field(default=8, ge=1)
     min_interval_s: float = Field(default=0.05, ge=0)
     max_interval_of_median: float = Field(default=0.25, ge=0)
-    straggler_floor: float = Field(default=0.05, ge=0, description="past every learned time: least gap, of the last one")
+    straggler_floor: float = Field(default=0.05, ge=0, description="past every learned time: least gap, x the last")
 
     def _beyond_learned_step(self, t: float, last_learned: float, cap: float) -> float:
         """The gap after a poll at age ``t``, past every learned time. Early in a run the learned times
