@@ -10,13 +10,15 @@ the provider is still working on, and a new task is admitted while that sum leav
 
 The estimate can be wrong, so the provider's own answer is the backstop:
 - **reject** providers (Rivya, the sandbox's ``max_concurrent_tasks``) answer 429 when full:
-  ``rejected()`` counts it (never charged, never a failure: the submit is simply tried again). A 429 is
-  also the one exact reading of the provider's count we ever get: with at least C tasks held, exactly C
-  of them are running at that moment. Each held task is conditioned on that (``alive_given_full``: its
-  probability of running given that the running ones number C), and the estimate goes on from there,
-  so its error is reset at every 429 instead of piling up until a poll happens to see a task done.
-  With fewer than C held (another run shares the key, or the 429 was a request-rate one) it says
-  nothing about our tasks: nothing more is admitted until a task is seen finished or ``backoff_s``;
+  ``rejected()`` counts it (never charged, never a failure: the submit is simply tried again). A 429
+  is also the one exact reading of the provider's count we ever get: with at least C of our tasks
+  made (creates still on their way left out), exactly C of them run at that moment. Each is
+  conditioned on that (``alive_given_full``: its probability of running given that the running ones
+  number C), and the estimate goes on from there, so its error is reset at every 429 instead of
+  piling up until a poll happens to see a task done (simulated at Nano Banana Pro's 1K spread:
+  ~1.3 points of span over the ideal, ``bench/_admission_bound.py``). With fewer than C made
+  (another run shares the key, or the 429 was a request-rate one) it says nothing about our tasks:
+  nothing more is admitted until a task is seen finished or ``backoff_s``;
 - **queue** providers (fal-style ``IN_QUEUE`` with a ``queue_position``) accept beyond C: admit while
   the expected number unfinished stays under C plus ``queue_allowance``, and never while a held task
   reports a queue position at or beyond ``queue_allowance``.
@@ -24,7 +26,7 @@ Whatever the estimate, at most ``max_in_flight`` tasks are held at once (the con
 until ``min_samples`` completions are known every held task counts as unfinished (today's admission).
 
 The estimate is a sum of probabilities, so the true number unfinished scatters around it (its variance
-is the sum of ``p(1 - p)``; about 3 tasks of standard deviation at C=64 with Nano Banana Pro's spread).
+is the sum of ``p(1 - p)``; about 2 tasks of standard deviation at C=64 with Nano Banana Pro's spread).
 ``margin_sd`` keeps that many standard deviations free: more means fewer 429s and a slot or two idle.
 With ``target_429_share`` the margin adapts (up ``margin_step`` on every 429, down a little on every
 accepted create) until about that share of creates is refused: the 429 rate is then a setting, and the
@@ -90,6 +92,7 @@ class _Held:
     submitted_at: float
     running_at_age: float = 0.0  # the task was seen unfinished at this age (its last poll)
     alive: float = 1.0  # P(running at running_at_age): below 1 only after a 429 conditioned it
+    answered: bool = False  # the provider answered its create (until then it counts, but is not running)
     queue_position: int | None = None
     finished_then: int = 0  # tasks seen finished when the position was reported
     position_at: float = 0.0  # when it was reported
@@ -129,9 +132,10 @@ class Admission:
 
     # -- what happened ---------------------------------------------------------------------------------
     def submitted(self, key: Hashable) -> None:
-        """The provider accepted task ``key`` (it now holds one of our in-flight places)."""
-        self._held[key] = _Held(submitted_at=self.clock())
-        self.counters.admitted += 1
+        """The provider accepted task ``key``: its age runs from now (held since ``admit``, or from now)."""
+        if key not in self._held:
+            self.counters.admitted += 1
+        self._held[key] = _Held(submitted_at=self.clock(), answered=True)
 
     async def admit(self, key: Hashable) -> None:
         """Wait for room, then hold ``key`` at once (``submitted`` re-stamps it when the provider answers).
@@ -140,7 +144,8 @@ class Admission:
             self._turn = asyncio.Lock()
         async with self._turn:
             await self.wait_for_room()
-            self.submitted(key)
+            self._held[key] = _Held(submitted_at=self.clock())  # its create is on its way
+            self.counters.admitted += 1
 
     def forget(self, key: Hashable) -> None:
         """``key`` was never made at the provider (its submit was refused or failed): drop it, uncounted."""
@@ -176,18 +181,19 @@ class Admission:
         if self.settings.target_429_share is not None:
             self._margin = min(4.0, self.margin_sd + self.settings.margin_step)
         samples = self.tracker.sorted_samples()
-        full = len(self._held) >= self.settings.provider_slots and len(samples) >= self.settings.min_samples
-        if self.settings.condition_on_429 and full:
-            self._condition_on_full(samples)
-            return
+        made = [h for h in self._held.values() if h.answered]
+        if self.settings.condition_on_429 and len(made) >= self.settings.provider_slots:
+            if len(samples) >= self.settings.min_samples:
+                self._condition_on_full(made, samples)
+                return
         backoff = self.settings.backoff_s if retry_after is None else min(self.settings.backoff_s, retry_after)
         self._blocked_until = self.clock() + backoff
 
-    def _condition_on_full(self, samples: list[float]) -> None:
-        """The provider runs exactly C of the held tasks now: each one's chance of running becomes its
-        probability given that count, and it is seen (in that sense) at its current age."""
+    def _condition_on_full(self, held: list[_Held], samples: list[float]) -> None:
+        """The provider runs exactly C of the ``held`` tasks it made now: each one's chance of running
+        becomes its probability given that count, and it is seen (in that sense) at its current age.
+        Creates still on their way are left out: they are not running yet."""
         now = self.clock()
-        held = list(self._held.values())
         ps = [h.alive * _conditional_survival(samples, now - h.submitted_at, h.running_at_age) for h in held]
         for h, alive in zip(held, alive_given_full(ps, self.settings.provider_slots), strict=True):
             h.running_at_age = now - h.submitted_at

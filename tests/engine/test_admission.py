@@ -228,3 +228,16 @@ def test_a_429_with_fewer_than_c_held_says_nothing_of_our_tasks_and_backs_off():
     assert not adm.may_submit()
     clock.t = 2.0
     assert adm.may_submit()
+
+
+async def test_a_create_still_on_its_way_is_not_among_the_c_a_429_says_are_running():
+    adm, clock = admission()  # C=4
+    for i in range(5):
+        adm.submitted(i)
+    clock.t = 25.0
+    await adm.admit("on its way")  # held from now, its create not yet answered
+    adm.rejected()  # another create was refused: the provider runs four of the five it made
+    assert adm.expected_unfinished() == pytest.approx(4.0 + 1.0)
+    assert adm.counters.admitted == 6  # each task counted once, however often it is stamped
+    adm.submitted("on its way")
+    assert adm.counters.admitted == 6
