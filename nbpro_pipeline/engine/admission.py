@@ -182,10 +182,10 @@ class Admission:
             self._margin = min(4.0, self.margin_sd + self.settings.margin_step)
         samples = self.tracker.sorted_samples()
         made = [h for h in self._held.values() if h.answered]
-        if self.settings.condition_on_429 and len(made) >= self.settings.provider_slots:
-            if len(samples) >= self.settings.min_samples:
-                self._condition_on_full(made, samples)
-                return
+        full = len(made) >= self.settings.provider_slots and len(samples) >= self.settings.min_samples
+        if self.settings.condition_on_429 and full:
+            self._condition_on_full(made, samples)
+            return
         backoff = self.settings.backoff_s if retry_after is None else min(self.settings.backoff_s, retry_after)
         self._blocked_until = self.clock() + backoff
 
