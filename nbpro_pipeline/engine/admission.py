@@ -77,7 +77,7 @@ class AdmissionSettings(BaseModel):
     margin_step: float = Field(default=0.1, gt=0, description="how far one 429 moves the adaptive margin")
     condition_on_429: bool = Field(
         default=True,
-        description="a 429 with C or more held conditions them on exactly C running; False: block until a finish",
+        description="a 429 with C or more tasks made conditions them on exactly C running; False: block until a finish",
     )
 
     @model_validator(mode="after")
@@ -172,8 +172,8 @@ class Admission:
 
     def rejected(self, key: Hashable | None = None, retry_after: float | None = None) -> None:
         """A submit was answered 429 because the provider is full: the estimate was too low. ``key``
-        (held by ``admit``) is dropped. With C or more held (and completion times known) the held tasks
-        are conditioned on exactly C running now; otherwise nothing more is admitted until a finish or
+        (held by ``admit``) is dropped. With C or more of the held tasks made (and completion times
+        known) those are conditioned on exactly C running now; otherwise nothing more is admitted until a finish or
         the backoff (the shorter of ``backoff_s`` and the provider's Retry-After)."""
         if key is not None:
             self.forget(key)
