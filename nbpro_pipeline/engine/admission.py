@@ -15,8 +15,8 @@ The estimate can be wrong, so the provider's own answer is the backstop:
   made (creates still on their way left out), exactly C of them run at that moment. Each is
   conditioned on that (``alive_given_full``: its probability of running given that the running ones
   number C), and the estimate goes on from there, so its error is reset at every 429 instead of
-  piling up until a poll happens to see a task done (simulated at Nano Banana Pro's 1K spread:
-  ~1.3 points of span over the ideal, ``bench/_admission_bound.py``). With fewer than C made
+  piling up until a poll happens to see a task done (simulated at Nano Banana Pro's 1K spread, span
+  over the ideal 1.082 → 1.076 at 3 % of 429s, ``bench/_admission_bound.py``). With fewer than C made
   (another run shares the key, or the 429 was a request-rate one) it says nothing about our tasks:
   nothing more is admitted until a task is seen finished or ``backoff_s``;
 - **queue** providers (fal-style ``IN_QUEUE`` with a ``queue_position``) accept beyond C: admit while
