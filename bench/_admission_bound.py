@@ -144,7 +144,8 @@ def simulate(policy: str, *, n: int, slots: int, median: float, sigma: float, sh
         if policy != "oracle":
             run.poll_due(now)
         while remaining and run.room():
-            remaining -= run.submit(now)
+            if not run.submit(now):
+                break  # refused: the next create waits for the clock to move, as the engine's does
         if remaining and now > 2 * mean_l:
             busy, busy_steps = busy + len(run.ends), busy_steps + 1
         run.now = now + dt

@@ -66,7 +66,8 @@ class AdmissionSettings(BaseModel):
     max_in_flight: int = Field(ge=1, description="cap on tasks held (submitted, not yet seen finished)")
     kind: AdmissionKind = AdmissionKind.REJECT
     queue_allowance: int = Field(default=0, ge=0, description="queue providers: tasks allowed to wait beyond C")
-    headroom: float = Field(default=0.25, ge=0, le=1, description="admit while expected unfinished ≤ C - 1 + this")
+    # below 1: a 429 conditions the estimate to exactly C, and C ≤ C - 1 + 1 would admit again at once
+    headroom: float = Field(default=0.25, ge=0, lt=1, description="admit while expected unfinished ≤ C - 1 + this")
     min_samples: int = Field(default=8, ge=1)
     backoff_s: float = Field(default=1.0, ge=0, description="after a 429, admit nothing for this long")
     recheck_s: float = Field(default=0.25, gt=0, description="longest wait before re-evaluating the estimate")

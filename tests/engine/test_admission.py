@@ -241,3 +241,17 @@ async def test_a_create_still_on_its_way_is_not_among_the_c_a_429_says_are_runni
     assert adm.counters.admitted == 6  # each task counted once, however often it is stamped
     adm.submitted("on its way")
     assert adm.counters.admitted == 6
+
+
+def test_right_after_a_429_the_estimate_leaves_no_room_whatever_the_headroom():
+    """Conditioned to exactly C running, the next create must wait for a task to age: with a headroom
+    of 1 the same instant would be admitted again, and answered 429 again, without end."""
+    with pytest.raises(ValidationError):
+        AdmissionSettings(provider_slots=4, max_in_flight=8, headroom=1.0)
+    adm, clock = admission(headroom=0.99)
+    for i in range(4):
+        adm.submitted(i)
+    clock.t = 29.0
+    assert adm.may_submit()
+    adm.rejected()
+    assert not adm.may_submit()
