@@ -146,6 +146,7 @@ def simulate(policy: str, *, n: int, slots: int, median: float, sigma: float, sh
         while remaining and run.room():
             if not run.submit(now):
                 break  # refused: the next create waits for the clock to move, as the engine's does
+            remaining -= 1
         if remaining and now > 2 * mean_l:
             busy, busy_steps = busy + len(run.ends), busy_steps + 1
         run.now = now + dt
