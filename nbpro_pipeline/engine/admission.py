@@ -174,8 +174,8 @@ class Admission:
     def rejected(self, key: Hashable | None = None, retry_after: float | None = None) -> None:
         """A submit was answered 429 because the provider is full: the estimate was too low. ``key``
         (held by ``admit``) is dropped. With C or more of the held tasks made (and completion times
-        known) those are conditioned on exactly C running now; otherwise nothing more is admitted until a finish or
-        the backoff (the shorter of ``backoff_s`` and the provider's Retry-After)."""
+        known) those are conditioned on exactly C running now; otherwise nothing more is admitted until
+        a finish or the backoff (the shorter of ``backoff_s`` and the provider's Retry-After)."""
         if key is not None:
             self.forget(key)
         self.counters.rejected_429 += 1
@@ -195,7 +195,7 @@ class Admission:
         becomes its probability given that count, and it is seen (in that sense) at its current age.
         Creates still on their way are left out: they are not running yet."""
         now = self.clock()
-        ps = [h.alive * _conditional_survival(samples, now - h.submitted_at, h.running_at_age) for h in held]
+        ps = [_running(h, samples, now) for h in held]
         for h, alive in zip(held, alive_given_full(ps, self.settings.provider_slots), strict=True):
             h.running_at_age = now - h.submitted_at
             h.alive = alive
@@ -217,7 +217,7 @@ class Admission:
         now = self.clock()
         mean = var = 0.0
         for h in self._held.values():
-            p = h.alive * _conditional_survival(samples, now - h.submitted_at, h.running_at_age)
+            p = _running(h, samples, now)
             mean += p
             var += p * (1 - p)
         return mean, var
@@ -297,6 +297,11 @@ def survival(samples: list[float], age: float) -> float:
     return max(above, 0.5) / len(samples)
 
 
+def _running(held: _Held, samples: list[float], now: float) -> float:
+    """P(``held`` still runs now): its survival since it was last seen running, times the chance it was."""
+    return held.alive * _conditional_survival(samples, now - held.submitted_at, held.running_at_age)
+
+
 def _conditional_survival(samples: list[float], age: float, running_at_age: float) -> float:
     """P(T > age | T > running_at_age): the task was seen running at ``running_at_age``."""
     if age <= running_at_age:
@@ -320,7 +325,7 @@ def alive_given_full(ps: list[float], running: int) -> list[float]:
     for p in reversed(ps):
         after.append(_add_task(after[-1], p, running))
     after.reverse()
-    total = before[n][running] if running < len(before[n]) else 0.0
+    total = before[n][running]  # n > running: the distribution reaches that count
     if total <= 0.0:
         scale = running / max(sum(ps), 1e-12)
         return [min(1.0, p * scale) for p in ps]
