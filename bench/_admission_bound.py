@@ -108,7 +108,15 @@ class _Run:
         return True
 
 
-def _run(policy: str, slots: int, median: float, sigma: float, share_429: float, seed: int) -> _Run:
+def _run(
+    policy: str,
+    slots: int,
+    median: float,
+    sigma: float,
+    share_429: float,
+    seed: int,
+    quantiles: tuple[float, ...] | None,
+) -> _Run:
     from nbpro_pipeline.engine.admission import Admission, AdmissionSettings
     from nbpro_pipeline.providers.policies import LatencyTracker, PollPolicy
 
@@ -117,7 +125,7 @@ def _run(policy: str, slots: int, median: float, sigma: float, share_429: float,
     settings = AdmissionSettings(
         provider_slots=slots,
         max_in_flight=slots if policy == "held" else slots * 3 // 2,  # EngineSettings.held_cap's defaults
-        target_429_share=share_429,
+        target_429_share=share_429 or None,  # 0: a fixed margin_sd of 0, no adaptation
         min_samples=10**9 if policy == "held" else 8,  # held: every held task counts, always
     )
     run = _Run(
@@ -126,16 +134,17 @@ def _run(policy: str, slots: int, median: float, sigma: float, share_429: float,
         draw=lambda: median * math.exp(sigma * rng.gauss(0, 1)),
         admission=None,
         tracker=tracker,
-        schedule=PollPolicy(),
+        schedule=PollPolicy() if quantiles is None else PollPolicy(quantiles=quantiles),
     )
     run.admission = Admission(settings, tracker, clock=lambda: run.now)
     return run
 
 
 def simulate(policy: str, *, n: int, slots: int, median: float, sigma: float, share_429: float = 0.03,
-             seed: int = 1, steps_per_l: int = 400) -> Outcome:  # fmt: skip
-    """``n`` tasks through one cell under ``policy`` (``oracle``, ``held`` or ``expected``)."""
-    run = _run(policy, slots, median, sigma, share_429, seed)
+             seed: int = 1, steps_per_l: int = 400, quantiles: tuple[float, ...] | None = None) -> Outcome:  # fmt: skip
+    """``n`` tasks through one cell under ``policy`` (``oracle``, ``held`` or ``expected``), polled at
+    ``quantiles`` of the learned times (``PollPolicy``'s default when None)."""
+    run = _run(policy, slots, median, sigma, share_429, seed, quantiles)
     mean_l = median * math.exp(sigma**2 / 2)
     dt, remaining, busy, busy_steps = mean_l / steps_per_l, n, 0, 0
     while remaining or run.ends or (policy != "oracle" and run.admission.held):
