@@ -71,7 +71,7 @@ def best_within_limits(points: list[dict[str, Any]]) -> dict[str, Any] | None:
 def _print(resolution: str, points: list[dict[str, Any]]) -> None:
     for p in points:
         share = p["target_429_share"]
-        label = f"{100 * share:>4.0f} % aim" if share else "no margin"
+        label = f"{100 * share:>4g} % aim" if share else "no margin"
         label = "oracle" if p["policy"] == "oracle" else f"{label}, {p['schedule']}"
         print(
             f"  {resolution} {label:<24} span/ideal {p['span_over_ideal']:.4f}  busy {100 * p['busy_share']:.1f} %  "
