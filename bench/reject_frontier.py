@@ -24,7 +24,7 @@ import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
@@ -50,7 +50,7 @@ def _one(job: tuple[str, float, str, dict[str, Any], int]) -> Outcome:
     return simulate(policy, share_429=share, seed=seed, quantiles=SCHEDULES[schedule], **spread)
 
 
-def sweep(spread: dict[str, Any], seeds: int, pool: ProcessPoolExecutor) -> list[dict[str, Any]]:
+def sweep(spread: dict[str, Any], seeds: int, pool: Executor) -> list[dict[str, Any]]:
     """Every point of ``_points`` at ``spread`` (n, slots, median, sigma), averaged over ``seeds``."""
     points = _points()
     jobs = [(*p, spread, seed) for p in points for seed in range(1, seeds + 1)]

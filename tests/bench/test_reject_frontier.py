@@ -23,7 +23,7 @@ def _by(points, policy="expected", share=None, schedule="default"):
 
 
 def test_429s_and_polls_each_buy_busy_slots_and_the_best_point_keeps_to_the_limits():
-    with ThreadPoolExecutor(1) as pool:  # the sweep's pool only needs map
+    with ThreadPoolExecutor(1) as pool:  # any Executor: the bench uses processes, one thread is enough here
         points = sweep(SPREAD, seeds=1, pool=pool)
     oracle = _by(points, policy="oracle", share=0.0)
     assert oracle["busy_share"] == 1.0 and oracle["http_429_share"] == 0
