@@ -176,5 +176,10 @@ def bound(median: float, sigma: float, *, n: int = 2000, slots: int = 64, seeds:
             simulate(policy, n=n, slots=slots, median=median, sigma=sigma, seed=seed, **extra)
             for seed in range(1, seeds + 1)
         ]
-        out[name] = {k: round(statistics.mean(getattr(r, k) for r in runs), 4) for k in Outcome.__dataclass_fields__}
+        out[name] = mean_outcome(runs)
     return out
+
+
+def mean_outcome(runs: list[Outcome]) -> dict[str, float]:
+    """Each figure of ``runs`` (one per seed) averaged, to 4 places: one point of a table."""
+    return {k: round(statistics.mean(getattr(r, k) for r in runs), 4) for k in Outcome.__dataclass_fields__}

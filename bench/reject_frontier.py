@@ -21,16 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import asdict
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _admission_bound import Outcome, simulate  # noqa: E402
+from _admission_bound import Outcome, mean_outcome, simulate  # noqa: E402
 from _frontier import SCHEDULES  # noqa: E402
 
 SHARES = (0.01, 0.03, 0.045, 0.05, 0.10, 0.20)  # 4.5 %: a point that keeps inside 5 % at every seed
@@ -57,8 +55,7 @@ def sweep(spread: dict[str, Any], seeds: int, pool: Executor) -> list[dict[str, 
     outcomes = list(pool.map(_one, jobs))
     out = []
     for i, (policy, share, schedule) in enumerate(points):
-        runs = [asdict(o) for o in outcomes[i * seeds : (i + 1) * seeds]]
-        means = {k: round(statistics.mean(r[k] for r in runs), 4) for k in runs[0]}
+        means = mean_outcome(outcomes[i * seeds : (i + 1) * seeds])
         out.append({"policy": policy, "target_429_share": share, "schedule": schedule, **means})
     return out
 
