@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict
 from nbpro_pipeline.models.ledger import LedgerRecord
 from nbpro_pipeline.models.prompt import PromptRow
 from nbpro_pipeline.models.request import GenerationRequest
-from nbpro_pipeline.providers.base import DownloadedImage, TaskSnapshot
+from nbpro_pipeline.models.task import TaskUrls
+from nbpro_pipeline.providers.base import DownloadedImage, TaskHandle, TaskSnapshot
 
 
 class TaskRef(BaseModel):
@@ -28,6 +29,11 @@ class TaskRef(BaseModel):
     submitted_at: datetime | None = None
     attempts: int = 0  # HTTP attempts the create took (0 for a resumed task)
     replayed: bool = False  # the provider answered with a task it had made before for this key
+    urls: TaskUrls = TaskUrls()  # where the provider said to ask about it
+
+    @property
+    def handle(self) -> TaskHandle:
+        return TaskHandle(task_id=self.task_id, urls=self.urls, accepted_at=self.submitted_at)
 
 
 class PlacedImage(BaseModel):

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
+
+from pydantic import ValidationError
 
 from nbpro_pipeline.engine.attempt import Attempt
 from nbpro_pipeline.engine.context import Cell
@@ -19,9 +24,10 @@ from nbpro_pipeline.models.ledger import LedgerRecord, OutcomeStatus
 from nbpro_pipeline.storage.ledger import LedgerWriter
 
 _MAX_MESSAGE = 500
+log = logging.getLogger(__name__)
 
 
-def ledger_record(cell: Cell, attempt: Attempt, outcome: Outcome, net) -> LedgerRecord:
+def ledger_record(cell: Cell, attempt: Attempt, outcome: Outcome, net: Decimal) -> LedgerRecord:
     row, task, snap, download, image = attempt.row, attempt.task, attempt.snapshot, attempt.download, attempt.placed
     finished = datetime.now(UTC)
     submitted_at = task.submitted_at if task else None
@@ -36,6 +42,7 @@ def ledger_record(cell: Cell, attempt: Attempt, outcome: Outcome, net) -> Ledger
         aspect_ratio=attempt.request.aspect_ratio.value,
         output_format=attempt.request.output_format.value,
         model_requested=cell.traits.model_id,
+        model_served=snap.model_served if snap else None,
         params=json.dumps(request_params(attempt.request).model_dump(mode="json"), sort_keys=True),
         fingerprint=attempt.fingerprint,
         idempotency_key=attempt.key,
@@ -64,6 +71,10 @@ def ledger_record(cell: Cell, attempt: Attempt, outcome: Outcome, net) -> Ledger
         partition_key=cell.run.partition_key,
         pipeline_version=cell.run.pipeline_version,
         recorded_at=finished,
+        task_total=outcome.charged if task else None,
+        stated_cost=outcome.stated,
+        list_price=cell.price.per_image if task else None,
+        cost_anomaly=outcome.anomaly,
     )
 
 
@@ -116,7 +127,7 @@ class Books:
         task_id = attempt.task.task_id if attempt.task else None
         if task_id is not None:
             self.task_ids.add(task_id)
-        record = ledger_record(self.cell, attempt, outcome, self.history.book(task_id, outcome.charged))
+        record = self._record(attempt, outcome, self.history.book(task_id, outcome.charged))
         self.writer.add(record)
         attempt.record = record
         tally(self.report, record, self.cell.settings.thumbnails)
@@ -124,6 +135,18 @@ class Books:
         if self._pending >= self._rows or time.monotonic() - self._last >= self._interval:
             await self.flush()
         return record
+
+    def _record(self, attempt: Attempt, outcome: Outcome, net: Decimal) -> LedgerRecord:
+        """The row; one whose provider figures do not fit the ledger's columns still books its money, with
+        those left out and the reason in ``cost_anomaly`` (a row is never lost to a bad value)."""
+        try:
+            return ledger_record(self.cell, attempt, outcome, net)
+        except ValidationError as exc:
+            log.warning(
+                "%s: ledger row out of range, kept without the provider's figures: %s", attempt.row.prompt_id, exc
+            )
+            note = f"provider figures out of the ledger's range left out: {str(exc)[:200]}"
+            return ledger_record(self.cell, replace(attempt, snapshot=None), replace(outcome, anomaly=note), net)
 
     async def flush(self) -> None:
         async with self._lock:

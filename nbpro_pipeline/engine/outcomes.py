@@ -15,8 +15,9 @@ from decimal import Decimal
 from nbpro_pipeline.engine.attempt import Attempt
 from nbpro_pipeline.models.common import TaskState
 from nbpro_pipeline.models.ledger import OutcomeStatus
-from nbpro_pipeline.providers.base import Billing, TaskSnapshot
+from nbpro_pipeline.providers.base import Billing, Charge, TaskSnapshot
 from nbpro_pipeline.providers.errors import (
+    AnswerTooLargeError,
     AuthError,
     DeadlineExceededError,
     IdempotencyConflictError,
@@ -25,6 +26,7 @@ from nbpro_pipeline.providers.errors import (
     ProviderError,
     SubmitOutcomeUnknown,
     UnreadableResultError,
+    UnsafeTaskIdError,
 )
 
 # A row failed with one of these still has a live (or paid, unread) task: the next run polls that task
@@ -43,6 +45,12 @@ class Outcome:
     code: str | None = None
     message: str | None = None
     charged: Decimal = Decimal(0)  # what the provider has charged for the task in total, so far
+    stated: Decimal | None = None  # the provider's own figure for that total, when it gave a sane one
+    anomaly: str | None = None  # a figure the provider gave that was not believed, and what was booked
+
+    @classmethod
+    def of(cls, status: OutcomeStatus, code: str | None, message: str | None, charge: Charge) -> Outcome:
+        return cls(status, code, message, charge.amount, charge.stated, charge.anomaly)
 
     @property
     def resumable(self) -> bool:
@@ -63,36 +71,36 @@ class Charging:
     earlier: Decimal = Decimal(0)
 
 
-def _nothing(attempt: Attempt, exc: BaseException, c: Charging) -> Decimal:
-    return Decimal(0)
+def _nothing(attempt: Attempt, exc: BaseException, c: Charging) -> Charge:
+    return Charge(Decimal(0))
 
 
-def _held(attempt: Attempt, exc: BaseException, c: Charging) -> Decimal:
-    return c.billing.held(c.price, c.earlier)
+def _held(attempt: Attempt, exc: BaseException, c: Charging) -> Charge:
+    return Charge(c.billing.held(c.price, c.earlier))
 
 
-def _terminal_snapshot(attempt: Attempt, exc: BaseException, c: Charging) -> Decimal:
+def _terminal_snapshot(attempt: Attempt, exc: BaseException, c: Charging) -> Charge:
     """The terminal snapshot the provider gave (an unreadable result carries its own): a finished,
     billable task is booked at its price even though its result could not be read."""
     snap = getattr(exc, "snapshot", None)
     snap = snap if isinstance(snap, TaskSnapshot) else attempt.snapshot
-    return c.billing.charged(snap, c.price) if snap is not None else _held(attempt, exc, c)
+    return c.billing.charge(snap, c.price) if snap is not None else _held(attempt, exc, c)
 
 
-def _after_deadline(attempt: Attempt, exc: BaseException, c: Charging) -> Decimal:
+def _after_deadline(attempt: Attempt, exc: BaseException, c: Charging) -> Charge:
     assert isinstance(exc, DeadlineExceededError)
-    running = exc.last_state == TaskState.RUNNING.value
-    return c.billing.after_deadline(running, exc.cancel_status is not None, exc.billed, c.price, c.earlier)
+    running = exc.last_state in (TaskState.RUNNING.value, TaskState.UNKNOWN.value)  # unknown may be running
+    return Charge(c.billing.after_deadline(running, exc.cancel_status is not None, exc.billed, c.price, c.earlier))
 
 
-def _so_far(attempt: Attempt, exc: BaseException, c: Charging) -> Decimal:
+def _so_far(attempt: Attempt, exc: BaseException, c: Charging) -> Charge:
     """An unexpected error: what the task holds as far as the attempt got (none before a submit)."""
     if attempt.task is None:
-        return Decimal(0)
+        return Charge(Decimal(0))
     return _terminal_snapshot(attempt, exc, c)
 
 
-ChargeRule = Callable[[Attempt, BaseException, Charging], Decimal]
+ChargeRule = Callable[[Attempt, BaseException, Charging], Charge]
 
 
 @dataclass(frozen=True)
@@ -114,9 +122,11 @@ OUTCOME_TABLE: tuple[Rule, ...] = (
     Rule(IdempotencyConflictError, "submit", _F, "idempotency_conflict", _nothing),
     Rule(InvalidRequestError, "submit", _F, "invalid_request", _nothing),
     Rule(ProviderError, "submit", _F, "provider_error", _nothing),
+    Rule(UnsafeTaskIdError, None, _F, "task_id_unsafe", _held),
     Rule(UnreadableResultError, None, _F, "result_unreadable", _terminal_snapshot),
     Rule(DeadlineExceededError, "wait", _F, "deadline_exceeded", _after_deadline),
     Rule(ProviderError, "wait", _F, "poll_failed", _held),
+    Rule(AnswerTooLargeError, "fetch", _F, "result_too_large", _terminal_snapshot),
     Rule(ProviderError, "fetch", _F, "download_failed", _terminal_snapshot),
     Rule(Exception, None, _F, "internal_error", _so_far),
 )
@@ -140,13 +150,13 @@ def outcome_for_error(exc: BaseException, step: str, attempt: Attempt, charging:
     if isinstance(exc, DeadlineExceededError) and exc.cancel_status is not None:
         code = "deadline_cancelled"  # cancelled at the provider: nothing left to resume
     message = str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
-    return Outcome(rule.status, code, message, rule.charge(attempt, exc, charging))
+    return Outcome.of(rule.status, code, message, rule.charge(attempt, exc, charging))
 
 
 def outcome_for_snapshot(snap: TaskSnapshot, charging: Charging) -> Outcome | None:
     """A terminal snapshot that already decides the outcome (the provider says the task failed), or
     None when the result is to be fetched and checked."""
     if snap.state is TaskState.FAILED:
-        charged = charging.billing.charged(snap, charging.price)
-        return Outcome(_F, snap.error_code or "generation_failed", snap.error_message, charged)
+        charge = charging.billing.charge(snap, charging.price)
+        return Outcome.of(_F, snap.error_code or "generation_failed", snap.error_message, charge)
     return None

@@ -5,6 +5,7 @@ engine runs these in a thread."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -65,7 +66,7 @@ def place_image(cell: Cell, attempt: Attempt, scratch: BinaryIO, charged: Outcom
         fmt, width, height = info.format, info.width, info.height
         check_image(info, request.output_format, request.aspect_ratio, cell.resolution)
     except ImageProblem as exc:
-        outcome = Outcome(OutcomeStatus.FAILED, exc.code, exc.message, charged.charged)
+        outcome = replace(charged, status=OutcomeStatus.FAILED, code=exc.code, message=exc.message)
     ext = "png" if fmt is OutputFormat.PNG else "jpg"
     st = cell.storage
     place = st.image_path if outcome.status is OutcomeStatus.SUCCEEDED else st.quarantine_path

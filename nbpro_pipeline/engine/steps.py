@@ -34,6 +34,7 @@ from nbpro_pipeline.engine.slots import ProviderSlots
 from nbpro_pipeline.models.ledger import LedgerRecord, OutcomeStatus
 from nbpro_pipeline.models.prompt import PromptRow
 from nbpro_pipeline.models.request import GenerationRequest
+from nbpro_pipeline.models.task import TaskUrls
 from nbpro_pipeline.providers.base import ProviderClient, TaskSnapshot
 from nbpro_pipeline.providers.errors import (
     ProviderError,
@@ -115,7 +116,7 @@ class PromptSteps:
     async def resume(self, attempt: Attempt, entry: JournalEntry) -> None:
         """A task an earlier run made: poll it again and finish it; never submit it anew."""
         assert entry.task_id is not None
-        attempt.task = TaskRef(task_id=entry.task_id, submitted_at=entry.at)
+        attempt.task = TaskRef(task_id=entry.task_id, submitted_at=entry.at, urls=entry.urls or TaskUrls())
         attempt.key, attempt.resumed = entry.idempotency_key, True
         self.report.resumed += 1
         record = await self.see_through(attempt)
@@ -201,7 +202,13 @@ class PromptSteps:
             await take_token()
         async with self.slots.unjournaled_window():
             submitted = await self.client.submit(attempt.request, idempotency_key=attempt.key)
-            self.journal.add("task", attempt.fingerprint, task_id=submitted.task_id, idempotency_key=attempt.key)
+            self.journal.add(
+                "task",
+                attempt.fingerprint,
+                task_id=submitted.task_id,
+                idempotency_key=attempt.key,
+                urls=submitted.urls if submitted.urls.any else None,
+            )
             if not self.cell.traits.idempotent_submit:
                 await self.journal.sync()
         attempt.task = TaskRef(
@@ -209,6 +216,7 @@ class PromptSteps:
             submitted_at=submitted.submitted_at,
             attempts=submitted.attempts,
             replayed=submitted.replayed,
+            urls=submitted.urls,
         )
         attempt.snapshot = submitted.snapshot
         self.slots.submitted(attempt, submitted.snapshot)
@@ -235,7 +243,7 @@ class PromptSteps:
         if first is not None and first.state.terminal:
             return first
         try:
-            snap = await self.client.wait(attempt.task.task_id, deadline_s=self.cell.settings.task_deadline_s)
+            snap = await self.client.wait(attempt.task.handle, deadline_s=self.cell.settings.task_deadline_s)
         except ProviderError as exc:
             attempt.polls += exc.polls
             raise
@@ -246,8 +254,8 @@ class PromptSteps:
     async def fetch_and_place(self, attempt: Attempt) -> LedgerRecord:
         snap = attempt.snapshot
         assert snap is not None
-        paid = Outcome(
-            OutcomeStatus.SUCCEEDED, charged=self.charging(attempt).billing.charged(snap, self.cell.price.per_image)
+        paid = Outcome.of(
+            OutcomeStatus.SUCCEEDED, None, None, self.charging(attempt).billing.charge(snap, self.cell.price.per_image)
         )
         # small downloads stay in memory (creating a file costs ~0.3 ms of CPU); bigger ones roll over
         # to an anonymous file in scratch, removed on close

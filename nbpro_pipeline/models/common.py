@@ -50,12 +50,16 @@ class OutputFormat(StrEnum):
 
 
 class TaskState(StrEnum):
-    """Provider-neutral task lifecycle (Rivya queued/processing/..., OdiRouter IN_QUEUE/...)."""
+    """Provider-neutral task lifecycle (Rivya queued/processing/..., OdiRouter IN_QUEUE/...).
+
+    ``UNKNOWN`` is what a word nobody mapped becomes: never terminal (the task is polled again) and
+    never free (a task in it holds its list price)."""
 
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    UNKNOWN = "unknown"
 
     @property
     def terminal(self) -> bool:

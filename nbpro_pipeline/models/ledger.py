@@ -13,11 +13,14 @@ from enum import StrEnum
 from typing import Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from nbpro_pipeline.models.common import Provider, Resolution
 
 COST_TYPE = pa.decimal128(18, 6)
+_COST_PLACES = Decimal("0.000001")
+_COST_LIMIT = Decimal(10) ** 12  # decimal128(18, 6) holds less than this
+_INT64 = 2**63
 LEDGER_PARTITION_COLUMNS = ("provider", "resolution")
 
 
@@ -79,6 +82,30 @@ class LedgerRecord(BaseModel):
     partition_key: str
     pipeline_version: str
     recorded_at: datetime
+    # the money behind final_cost: the task's total as this row knows it (readers count a task once by
+    # it), what the provider stated, the price table's figure, and a provider figure not believed
+    task_total: Decimal | None = None
+    stated_cost: Decimal | None = None
+    list_price: Decimal | None = None
+    cost_anomaly: str | None = None
+
+    @field_validator("final_cost", "estimated_usd", "task_total", "stated_cost", "list_price")
+    @classmethod
+    def _fits_the_cost_column(cls, value: Decimal | None) -> Decimal | None:
+        """Six places, as the Parquet column holds them; an amount the column cannot hold is refused here,
+        at the row, never at a flush where it would take the other rows down with it."""
+        if value is None:
+            return None
+        if not abs(Decimal(value)) < _COST_LIMIT:
+            raise ValueError(f"amount {value} does not fit the ledger's cost column")
+        return Decimal(value).quantize(_COST_PLACES)
+
+    @field_validator("row_number", "credits_reserved", "credits_final", "attempts", "polls", "width", "height", "bytes")
+    @classmethod
+    def _fits_int64(cls, value: int | None) -> int | None:
+        if value is not None and not -_INT64 <= value < _INT64:
+            raise ValueError(f"{value} does not fit a 64-bit column")
+        return value
 
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -126,6 +153,10 @@ LEDGER_SCHEMA = pa.schema(
         ("partition_key", pa.string()),
         ("pipeline_version", pa.string()),
         ("recorded_at", _TS),
+        ("task_total", COST_TYPE),
+        ("stated_cost", COST_TYPE),
+        ("list_price", COST_TYPE),
+        ("cost_anomaly", pa.string()),
     ]
 )
 

@@ -7,9 +7,12 @@ from nbpro_pipeline.providers.base import (
     ProviderClient,
     ResultImage,
     SubmittedTask,
+    TaskHandle,
     TaskSnapshot,
+    TaskUrls,
 )
 from nbpro_pipeline.providers.errors import (
+    AnswerTooLargeError,
     AuthError,
     DeadlineExceededError,
     IdempotencyConflictError,
@@ -23,6 +26,7 @@ from nbpro_pipeline.providers.errors import (
     RetryableError,
     SubmitOutcomeUnknown,
     UnreadableResultError,
+    UnsafeTaskIdError,
     UnsupportedOperationError,
 )
 from nbpro_pipeline.providers.odirouter import OdiRouterClient
@@ -31,6 +35,7 @@ from nbpro_pipeline.providers.ratelimit import TokenBucket
 from nbpro_pipeline.providers.rivya import RivyaClient, idempotency_key_for
 
 __all__ = [
+    "AnswerTooLargeError",
     "AuthError",
     "Balance",
     "CancelOutcome",
@@ -53,9 +58,12 @@ __all__ = [
     "RivyaClient",
     "SubmitOutcomeUnknown",
     "SubmittedTask",
+    "TaskHandle",
     "TaskSnapshot",
+    "TaskUrls",
     "TokenBucket",
     "UnreadableResultError",
+    "UnsafeTaskIdError",
     "UnsupportedOperationError",
     "idempotency_key_for",
 ]

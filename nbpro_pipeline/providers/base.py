@@ -9,6 +9,7 @@ project does not ship (a test's fake) runs through it unchanged.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -21,6 +22,7 @@ from nbpro_pipeline.models.common import Provider, Resolution, TaskState
 from nbpro_pipeline.models.ledger import CostUnit
 from nbpro_pipeline.models.limits import ProviderLimits
 from nbpro_pipeline.models.request import GenerationRequest, ReferenceImage
+from nbpro_pipeline.models.task import TaskUrls
 
 # A provider's id in paths, journals, ledgers and reports: the two shipped ones are ``Provider`` members
 # (a StrEnum, so they are str too); a test's fake provider brings any other such name.
@@ -28,6 +30,8 @@ ProviderName = Provider | str
 
 
 class ResultImage(BaseModel):
+    """One output image: a URL to download, or the bytes inline as a ``data:`` URI."""
+
     model_config = ConfigDict(frozen=True)
 
     url: str
@@ -35,6 +39,29 @@ class ResultImage(BaseModel):
     width: int | None = None
     height: int | None = None
     file_size: int | None = None
+    final: bool = False  # the provider's documented rule marks this one as the result (else the last)
+
+    @property
+    def inline(self) -> bool:
+        return self.url.startswith("data:")
+
+
+class TaskHandle(BaseModel):
+    """A task the provider accepted: its id, the URLs it returned, and when (a 404 right after a create
+    is the provider's store catching up, not an answer)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    urls: TaskUrls = Field(default_factory=TaskUrls)
+    accepted_at: datetime | None = None
+
+
+TaskLike = TaskHandle | str  # a bare id: documented paths, no grace for a 404
+
+
+def as_handle(task: TaskLike) -> TaskHandle:
+    return task if isinstance(task, TaskHandle) else TaskHandle(task_id=task)
 
 
 class TaskSnapshot(BaseModel):
@@ -48,8 +75,12 @@ class TaskSnapshot(BaseModel):
     images: tuple[ResultImage, ...] = ()
     error_code: str | None = None  # Rivya error.code / OdiRouter error_type
     error_message: str | None = None
-    credits_reserved: int | None = None  # Rivya only
+    credits_reserved: int | None = None  # Rivya only, as the wire said
     credits_final: int | None = None  # Rivya only; None until settled
+    # What the provider itself says the task has cost so far, in its cost unit (Rivya: credits held, then
+    # final; a fal-style cost field or billable units): preferred over the price table once range-checked.
+    stated_cost: Decimal | None = None
+    billed_units: Decimal | None = None  # images the provider says it billed (fal's x-fal-billable-units)
     queue_position: int | None = None
     polls: int = 0  # status requests made by wait() to reach this snapshot
     # Whether the provider bills this task, when the client can tell from the provider's own answer
@@ -58,6 +89,8 @@ class TaskSnapshot(BaseModel):
     run_s: float | None = None  # provider-reported seconds from creation to the terminal state, if known
     # provider-reported seconds of processing only (OdiRouter/fal ``metrics.inference_time``), if known
     processing_s: float | None = None
+    model_served: str | None = None  # the model the provider says it ran, when it says
+    urls: TaskUrls = Field(default_factory=TaskUrls)
 
 
 class SubmittedTask(BaseModel):
@@ -73,6 +106,11 @@ class SubmittedTask(BaseModel):
     # The provider answered with a task it had already created for this idempotency key (Rivya's
     # ``Idempotent-Replayed`` header): the task may already be in a ledger and must not be booked twice.
     replayed: bool = False
+    urls: TaskUrls = Field(default_factory=TaskUrls)
+
+    @property
+    def handle(self) -> TaskHandle:
+        return TaskHandle(task_id=self.task_id, urls=self.urls, accepted_at=self.submitted_at)
 
 
 class DownloadedImage(BaseModel):
@@ -99,45 +137,72 @@ class CancelOutcome(StrEnum):
     NOT_FOUND = "NOT_FOUND"
 
 
+@dataclass(frozen=True)
+class Charge:
+    """What a task has cost in total as far as we know, the provider's own figure when it gave one, and
+    why a figure it gave was not believed."""
+
+    amount: Decimal
+    stated: Decimal | None = None
+    anomaly: str | None = None
+
+
 class Billing(BaseModel):
     """How a provider bills a task: the one rule for what a task has cost, used by the engine when it
-    books a row and by the audit when it asks the provider again."""
+    books a row and by the audit when it asks the provider again. An accepted task costs its list price
+    until the provider itself says otherwise."""
 
     model_config = ConfigDict(frozen=True)
 
-    reported_credits: bool = Field(
-        description="the provider reports what each task charged (Rivya: credits reserved, then final); "
-        "otherwise the price table applies to a task that succeeded"
+    failed_unbilled: bool = Field(
+        default=True, description="a task the provider reports failed is not billed (refunded, or never debited)"
     )
-    reserves_at_create: bool = Field(description="a created task holds its price until it settles")
     cancelled_running_billed: bool = Field(
         default=False, description="a task cancelled while it was running is billed (OdiRouter, like fal)"
     )
     cancelled_code: str | None = Field(
         default=None, description="error code a poll shows for a cancelled task, when cancel exists"
     )
+    max_stated_multiple: Decimal = Field(
+        default=Decimal(10), gt=0, description="a stated cost above this many list prices is not believed"
+    )
+
+    def charge(self, snap: TaskSnapshot, price: Decimal) -> Charge:
+        """What the provider has charged for the task in total, as of ``snap``: its own figure when it
+        gave a sane one, else the rule (success billed, a reported failure not, anything else held)."""
+        if snap.stated_cost is not None:
+            return self.believe(snap.stated_cost, price)
+        if snap.billed_units is not None:
+            return self.believe(snap.billed_units * price, price)
+        if snap.billed is not None:  # the provider's own answer (a cancelled task that had started)
+            return Charge(price if snap.billed else Decimal(0))
+        if snap.state is TaskState.FAILED and self.failed_unbilled:
+            return Charge(Decimal(0))
+        return Charge(price)
 
     def charged(self, snap: TaskSnapshot, price: Decimal) -> Decimal:
-        """What the provider has charged for the task in total, as of ``snap``."""
-        if self.reported_credits:
-            if snap.credits_final is not None:
-                return Decimal(snap.credits_final)
-            return Decimal(snap.credits_reserved) if snap.credits_reserved is not None else price
-        if snap.billed is not None:  # the provider's own answer (a cancelled task that had started)
-            return price if snap.billed else Decimal(0)
-        return price if snap.state is TaskState.SUCCEEDED else Decimal(0)
+        return self.charge(snap, price).amount
+
+    def believe(self, stated: Decimal, price: Decimal) -> Charge:
+        """A provider-stated amount within 0 and ``max_stated_multiple`` list prices; anything else is
+        booked at the list price and flagged, so one absurd number can neither refund nor bankrupt."""
+        bound = max(price, Decimal(1)) * self.max_stated_multiple
+        if Decimal(0) <= stated <= bound:
+            return Charge(stated, stated)
+        shown = f"{stated:.6g}" if abs(stated) < Decimal(10) ** 15 else f"{stated:.3e}"
+        return Charge(price, None, f"stated cost {shown} outside 0..{bound:f}; booked at the list price {price:f}")
 
     def held(self, price: Decimal, earlier: Decimal) -> Decimal:
-        """A task exists but its state is not known (a poll failed, an unexpected error): what it holds
-        is its reservation where the provider reserves, else what earlier rows already booked (0 would
-        write a refund the provider never made)."""
-        return price if self.reserves_at_create else earlier
+        """A task exists but its state is not known (a poll failed, an unexpected error): what earlier
+        rows already booked for it, else its list price (0 would book a refund the provider never made)."""
+        return earlier if earlier > 0 else price
 
     def after_deadline(
         self, running: bool, cancelled: bool, billed: bool | None, price: Decimal, earlier: Decimal
     ) -> Decimal:
         """What a task past its deadline has cost: the provider's word after a cancel when it gave one,
-        else a cancelled running task is billed where the provider bills those, else what it holds."""
+        else a cancelled running task is billed where the provider bills those and a cancelled queued
+        one is free, else what it holds."""
         if billed is not None:
             return price if billed else Decimal(0)
         if cancelled:
@@ -146,7 +211,9 @@ class Billing(BaseModel):
 
     def from_poll(self, snap: TaskSnapshot, price: Decimal) -> Decimal | None:
         """The charge a later poll proves, or None when a poll cannot tell (a cancelled task is billed only
-        if it had started, and the poll does not say which)."""
+        if it had started, and the poll does not say which; a task still running proves nothing)."""
+        if not snap.state.terminal:
+            return None
         if self.cancelled_code is not None and snap.error_code == self.cancelled_code and snap.billed is None:
             return None
         return self.charged(snap, price)
@@ -190,13 +257,15 @@ class ProviderClient(Protocol):
 
     async def submit(self, request: GenerationRequest, *, idempotency_key: str | None = None) -> SubmittedTask: ...
 
-    async def poll(self, task_id: str) -> TaskSnapshot: ...
+    async def poll(self, task: TaskLike) -> TaskSnapshot: ...
 
-    async def wait(self, task_id: str, *, deadline_s: float | None = None) -> TaskSnapshot: ...
+    async def wait(self, task: TaskLike, *, deadline_s: float | None = None) -> TaskSnapshot: ...
 
-    async def fetch_result(self, snapshot: TaskSnapshot, sink: BinaryIO, *, index: int = 0) -> DownloadedImage: ...
+    async def fetch_result(
+        self, snapshot: TaskSnapshot, sink: BinaryIO, *, index: int | None = None
+    ) -> DownloadedImage: ...
 
-    async def cancel(self, task_id: str) -> CancelOutcome: ...
+    async def cancel(self, task: TaskLike) -> CancelOutcome: ...
 
     async def upload_reference(self, source: bytes | Path, *, name: str | None = None) -> ReferenceImage: ...
 

@@ -151,3 +151,12 @@ class UnreadableResultError(ProviderError):
         self.content_type = content_type
         self.snapshot = snapshot
         super().__init__(message, **kw)
+
+
+class AnswerTooLargeError(ProviderError):
+    """An answer or result image larger than its cap (``AnswerBounds``): reading stopped at the cap."""
+
+
+class UnsafeTaskIdError(ProviderError):
+    """The provider named its task with an id that cannot go into a URL path (a slash, ``..``, a space):
+    the task is booked under it at its list price, but never polled by a path built from it."""

@@ -15,7 +15,8 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,8 +25,17 @@ from pydantic import SecretStr
 
 from nbpro_pipeline.models.common import Provider, TaskState
 from nbpro_pipeline.models.request import GenerationRequest
-from nbpro_pipeline.providers.base import DownloadedImage, ProviderTraits, ResultImage, TaskSnapshot
+from nbpro_pipeline.providers.base import (
+    DownloadedImage,
+    ProviderTraits,
+    ResultImage,
+    TaskHandle,
+    TaskLike,
+    TaskSnapshot,
+    as_handle,
+)
 from nbpro_pipeline.providers.errors import (
+    AnswerTooLargeError,
     AuthError,
     DeadlineExceededError,
     IdempotencyConflictError,
@@ -38,10 +48,18 @@ from nbpro_pipeline.providers.errors import (
     RetryableError,
     SubmitOutcomeUnknown,
     UnreadableResultError,
+    UnsafeTaskIdError,
 )
 from nbpro_pipeline.providers.http_stack import DEFAULT_TIMEOUT, build_http_client
-from nbpro_pipeline.providers.policies import LatencyTracker, PollPolicy, RetryPolicy, parse_retry_after
+from nbpro_pipeline.providers.policies import (
+    AnswerBounds,
+    LatencyTracker,
+    PollPolicy,
+    RetryPolicy,
+    parse_retry_after,
+)
 from nbpro_pipeline.providers.ratelimit import TokenBucket
+from nbpro_pipeline.providers.reading import DataUriTooLarge, decode_data_uri, final_image, path_id, safe_task_id
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +69,7 @@ _TOKEN_PATTERNS = (re.compile(r"rvya_sk_[A-Za-z0-9_\-]+"), re.compile(r"(?i)bear
 _CHUNK = 64 * 1024
 # A rate-limit token taken ahead by ``take_send_token`` for the current asyncio task's next API call.
 _TOKEN_IN_HAND: contextvars.ContextVar[bool] = contextvars.ContextVar("nbpro_token_in_hand", default=False)
+_BODY_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 MAX_RAW_BODY = 1024 * 1024  # an unreadable answer is kept up to this many bytes (a result body is small)
 _ERROR_BY_STATUS: dict[int, type[ProviderError]] = {
     401: AuthError,
@@ -69,17 +88,32 @@ def strip_query(url: str) -> str:
 
 class _PollCounter:
     """One wait()'s status requests: counted as they are made, so an error raised anywhere in the
-    wait still reports the real number (the cell report's ``polls``)."""
+    wait still reports the real number (the cell report's ``polls``). A 404 within the grace window after
+    the create reads as "not visible yet" (UNKNOWN, polled again), not as an answer."""
 
-    def __init__(self, client: HttpProviderClient, task_id: str) -> None:
-        self.client, self.task_id, self.polls = client, task_id, 0
+    def __init__(self, client: HttpProviderClient, handle: TaskHandle) -> None:
+        self.client, self.handle, self.polls = client, handle, 0
+        self.task_id = handle.task_id
 
     async def poll(self) -> TaskSnapshot:
         self.polls += 1
-        snapshot = await self.client.poll(self.task_id)
+        try:
+            snapshot = await self.client.poll(self.handle)
+        except NotFoundError:
+            if not self._in_grace():
+                raise
+            self.client.counters["not_found_in_grace"] += 1
+            snapshot = TaskSnapshot(provider=self.client.provider, task_id=self.task_id, state=TaskState.UNKNOWN)
         if self.client.on_poll is not None:
             self.client.on_poll(snapshot)
         return snapshot
+
+    def _in_grace(self) -> bool:
+        accepted = self.handle.accepted_at
+        if accepted is None:
+            return False
+        age = (datetime.now(UTC) - accepted).total_seconds()
+        return age < self.client.poll_policy.not_found_grace_s
 
 
 class HttpProviderClient:
@@ -101,16 +135,24 @@ class HttpProviderClient:
         transport: httpx.AsyncBaseTransport | None = None,
         seed: int | None = None,
         limiter: TokenBucket | None = None,
+        bounds: AnswerBounds | None = None,
+        follow_hosts: Iterable[str] = (),
     ) -> None:
         """``http_client`` is the caller's own ``httpx.AsyncClient`` (their proxies, certificates, event
         hooks...): it carries API calls and result downloads alike, and the caller closes it.
         ``timeout`` and ``max_connections`` then do nothing: that client's own settings apply.
         Without one, ``build_http_client`` makes (and ``aclose`` closes) the project's default.
-        ``transport`` is the test seam (e.g. ``httpx.MockTransport``) for that default client."""
+        ``transport`` is the test seam (e.g. ``httpx.MockTransport``) for that default client.
+        ``follow_hosts``: hosts besides the API's own whose returned URLs are followed (the key goes too)."""
         self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.poll_policy = poll or PollPolicy()
+        self.bounds = bounds or AnswerBounds()
+        base = urlsplit(self.base_url)
+        self._origin = (base.scheme, base.netloc)
+        self.follow_hosts = frozenset(h.lower() for h in follow_hosts)
+        self._words_seen: set[str] = set()  # unknown status words, logged once each
         self._owns_http = http_client is None
         self._http = http_client or build_http_client(
             timeout=timeout, max_connections=max_connections, transport=transport
@@ -154,6 +196,10 @@ class HttpProviderClient:
             text = pattern.sub("***", text)
         return text
 
+    def redact_bytes(self, data: bytes) -> bytes:
+        """``_redact`` over a body kept on disk: a provider that echoes the key must not leave it there."""
+        return self._redact(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+
     def _error(self, cls: type[ProviderError], message: str, **kw: Any) -> ProviderError:
         return cls(self._redact(message), provider=self.provider, **kw)
 
@@ -161,14 +207,14 @@ class HttpProviderClient:
     def _error_from_response(self, response: httpx.Response) -> ProviderError:
         raise NotImplementedError
 
-    async def _fresh_images(self, task_id: str) -> tuple[ResultImage, ...]:
+    async def _fresh_images(self, snapshot: TaskSnapshot) -> tuple[ResultImage, ...]:
         raise NotImplementedError
 
-    async def poll(self, task_id: str) -> TaskSnapshot:
+    async def poll(self, task: TaskLike) -> TaskSnapshot:
         raise NotImplementedError
 
     async def _on_deadline(
-        self, task_id: str, last: TaskSnapshot, poll: Callable[[], Awaitable[TaskSnapshot]]
+        self, handle: TaskHandle, last: TaskSnapshot, poll: Callable[[], Awaitable[TaskSnapshot]]
     ) -> TaskSnapshot | None:
         """What to do when wait() runs out of time; a terminal snapshot returned here is used.
         ``poll`` reads the status once more and is counted in the wait's ``polls``."""
@@ -213,6 +259,7 @@ class HttpProviderClient:
         method: str,
         path: str,
         *,
+        # ``path`` is under base_url, or an absolute URL ``followed`` from the provider's own answer
         safe_to_repeat: bool,
         json: Any = None,
         headers: dict[str, str] | None = None,
@@ -233,6 +280,12 @@ class HttpProviderClient:
             self.counters["requests"] += 1
             try:
                 response = await self._request(method, path, json=json, headers=headers, files=files, data=data)
+            except AnswerTooLargeError as exc:
+                if not safe_to_repeat or create:
+                    raise self._error(
+                        SubmitOutcomeUnknown, f"{method} {path}: {exc.message}; a task may have been created"
+                    ) from exc
+                raise
             except httpx.LocalProtocolError as exc:  # our request is malformed; it never left
                 raise self._error(InvalidRequestError, f"{method} {path}: request not sendable ({exc})") from exc
             except _NEVER_SENT as exc:
@@ -268,10 +321,72 @@ class HttpProviderClient:
         raise err
 
     async def _request(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kw: Any):
-        """One API call, once: the key goes to the API host only, and an API call never follows a
-        redirect (a key must not travel to wherever a 3xx points)."""
+        """One API call, once: the key goes to the API host (or a host ``follow_hosts`` names) only, an
+        API call never follows a redirect (a key must not travel to wherever a 3xx points), and the
+        answer is read up to ``bounds.max_api_body_bytes``."""
         sent = {**self._auth, **headers} if headers else self._auth
-        return await self._http.request(method, self.base_url + path, headers=sent, follow_redirects=False, **kw)
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        request = self._http.build_request(method, url, headers=sent, **kw)
+        response = await self._http.send(request, stream=True, follow_redirects=False)
+        try:
+            content = await self._read_capped(response, self.bounds.max_api_body_bytes, f"{method} {path}")
+        finally:
+            await response.aclose()
+        kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_FRAMING]
+        return httpx.Response(response.status_code, headers=kept, content=content, request=request)
+
+    async def _read_capped(self, response: httpx.Response, cap: int, what: str) -> bytes:
+        """The decoded body, refused at once when its declared length is over ``cap`` and cut off as soon
+        as the bytes that actually arrive pass it (a compressed bomb or an endless stream)."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise self._error(AnswerTooLargeError, f"{what}: answer of {declared} bytes is over the cap of {cap}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes(_CHUNK):
+            size += len(chunk)
+            if size > cap:
+                raise self._error(AnswerTooLargeError, f"{what}: answer passed the cap of {cap} bytes; reading stopped")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def followed(self, url: str | None) -> str | None:
+        """A URL the provider returned, if it may be followed with the key: the API's own origin (or a
+        relative path), or a host in ``follow_hosts``; else None and the documented path is used."""
+        if not url:
+            return None
+        if url.startswith("/"):
+            return f"{self._origin[0]}://{self._origin[1]}{url}"
+        parts = urlsplit(url)
+        if (parts.scheme, parts.netloc) == self._origin or (parts.hostname or "") in self.follow_hosts:
+            return url
+        self._note_once(f"host:{parts.hostname}", "not following %s: not the API host; list it in follow_hosts", url)
+        return None
+
+    def _task_path(self, handle: TaskHandle, followed: str | None, documented: str) -> str:
+        """Where to ask about a task: the URL the provider returned, else ``documented`` (a format string
+        taking the URL-quoted id); an id that cannot go into a path is refused."""
+        target = self.followed(followed)
+        if target is not None:
+            return target
+        if not safe_task_id(handle.task_id):
+            raise self._error(
+                UnsafeTaskIdError, f"task id {handle.task_id[:80]!r} cannot go into a URL path", code="unsafe_task_id"
+            )
+        return documented.format(path_id(handle.task_id))
+
+    def _note_once(self, key: str, message: str, *args: Any) -> None:
+        """Log a surprise about the provider once per client (an unknown status word, a foreign host)."""
+        if key not in self._words_seen and len(self._words_seen) < 1000:
+            self._words_seen.add(key)
+            log.warning("%s: " + message, self.provider, *args)
+
+    def note_state_word(self, word: Any, snapshot: TaskSnapshot) -> TaskSnapshot:
+        """An unmapped status word is logged once and stays UNKNOWN: polled again, never terminal."""
+        if snapshot.state is TaskState.UNKNOWN and word is not None:
+            self.counters["unknown_state_words"] += 1
+            self._note_once(f"word:{str(word)[:40]}", "unknown status word %r: treated as not finished", str(word)[:40])
+        return snapshot
 
     def _status_error(
         self,
@@ -319,22 +434,24 @@ class HttpProviderClient:
             ) from None
 
     # -- waiting ------------------------------------------------------------------------------------
-    async def wait(self, task_id: str, *, deadline_s: float | None = None) -> TaskSnapshot:
+    async def wait(self, task: TaskLike, *, deadline_s: float | None = None) -> TaskSnapshot:
         """Poll until the task is terminal, with the adaptive schedule of ``poll_policy``.
 
-        Past the deadline the subclass's ``_on_deadline`` runs (OdiRouter cancels); if that still
+        The deadline bounds every poll, not only the gaps between them (a trickling answer cannot keep a
+        task alive). Past it the subclass's ``_on_deadline`` runs (OdiRouter cancels); if that still
         yields no terminal state, ``DeadlineExceededError`` is raised with the task id so nothing
         paid-for is forgotten. The snapshot returned, and every ``ProviderError`` raised, carries in
         ``polls`` the status requests really made (the deadline's own polls included).
         """
-        counter = _PollCounter(self, task_id)
+        handle = as_handle(task)
+        counter = _PollCounter(self, handle)
         try:
-            return await self._wait(task_id, counter, deadline_s)
+            return await self._wait(handle, counter, deadline_s)
         except ProviderError as exc:
             exc.polls = counter.polls
             raise
 
-    async def _wait(self, task_id: str, counter: _PollCounter, deadline_s: float | None) -> TaskSnapshot:
+    async def _wait(self, handle: TaskHandle, counter: _PollCounter, deadline_s: float | None) -> TaskSnapshot:
         start = time.monotonic()
         deadline = start + (deadline_s if deadline_s is not None else self.poll_policy.deadline_s)
         snapshot: TaskSnapshot | None = None
@@ -347,20 +464,35 @@ class HttpProviderClient:
             if start + at < now and snapshot is not None:
                 continue  # fell behind (a slow poll, a 429 pause): skip to the next time still ahead
             await asyncio.sleep(max(0.0, min(start + at - now, remaining)))
-            snapshot = await counter.poll()
+            try:
+                snapshot = await asyncio.wait_for(counter.poll(), max(0.001, deadline - time.monotonic()))
+            except TimeoutError:
+                break
             if snapshot.state.terminal:
                 self._learn(snapshot, polled_at, time.monotonic() - start)
                 return snapshot.model_copy(update={"polls": counter.polls})
             polled_at = time.monotonic() - start
-        last = snapshot or await counter.poll()
-        final = await self._on_deadline(task_id, last, counter.poll)
+        return await self._past_deadline(handle, snapshot, counter)
+
+    async def _past_deadline(
+        self, handle: TaskHandle, last: TaskSnapshot | None, counter: _PollCounter
+    ) -> TaskSnapshot:
+        """The deadline passed: let the subclass act (a cancel, one more poll) within ``cancel_timeout_s``."""
+        last = last or TaskSnapshot(provider=self.provider, task_id=handle.task_id, state=TaskState.UNKNOWN)
+        try:
+            final = await asyncio.wait_for(
+                self._on_deadline(handle, last, counter.poll), self.poll_policy.cancel_timeout_s
+            )
+        except (TimeoutError, ProviderError) as exc:
+            log.info("%s task %s: at the deadline: %s", self.provider, handle.task_id, exc or "timed out")
+            final = None
         if final is not None and final.state.terminal:
             return final.model_copy(update={"polls": counter.polls})
         raise self._error(
             DeadlineExceededError,
-            f"task {task_id} still {last.state.value} after the deadline",
-            task_id=task_id,
-            cancel_status=getattr(final, "error_code", None) if final else None,
+            f"task {handle.task_id} still {last.state.value} after the deadline",
+            task_id=handle.task_id,
+            cancel_status=final.error_code if final else None,
             last_state=last.state.value,
             billed=final.billed if final else None,
         )
@@ -375,13 +507,13 @@ class HttpProviderClient:
         task at its price. Logged at WARNING with the task id; the message never holds the key.
         """
         where = f"{response.request.method} {response.request.url.path}"
-        log.warning("%s task %s: unreadable answer to %s: %s", self.provider.value, task_id, where, reason)
+        log.warning("%s task %s: unreadable answer to %s: %s", self.provider, task_id, where, reason)
         self.counters["unreadable_results"] += 1
         return self._error(
             UnreadableResultError,
             f"task {task_id}: {where} answered a body this client cannot read ({reason}); raw body kept",
             task_id=task_id,
-            raw_body=response.content[:MAX_RAW_BODY],
+            raw_body=self.redact_bytes(response.content[:MAX_RAW_BODY]),
             content_type=response.headers.get("Content-Type"),
             snapshot=snapshot,
             status_code=response.status_code,
@@ -397,26 +529,31 @@ class HttpProviderClient:
         self.run_times.add(snapshot.processing_s if snapshot.processing_s is not None else observed)
 
     # -- downloads ----------------------------------------------------------------------------------
-    async def fetch_result(self, snapshot: TaskSnapshot, sink: BinaryIO, *, index: int = 0) -> DownloadedImage:
-        """Stream result image ``index`` into ``sink``, hashing on the way; the bytes are never held whole.
+    async def fetch_result(
+        self, snapshot: TaskSnapshot, sink: BinaryIO, *, index: int | None = None
+    ) -> DownloadedImage:
+        """Stream result image ``index`` (default: the final one) into ``sink``, hashing on the way; the
+        bytes are never held whole. An inline ``data:`` image is decoded instead.
 
         An expired URL is refreshed from the provider; a cut download is retried from the start,
-        rewinding ``sink`` (which must then be seekable: a file or BytesIO).
+        rewinding ``sink`` (which must then be seekable: a file or BytesIO). Each download is bounded in
+        size (``bounds.max_image_bytes``) and time (``bounds.download_timeout_s``).
         """
         if snapshot.state is not TaskState.SUCCEEDED:
             raise self._error(ProviderError, f"task {snapshot.task_id} is {snapshot.state.value}, not succeeded")
-        images = snapshot.images or await self._fresh_images(snapshot.task_id)
+        images = snapshot.images or await self._fresh_images(snapshot)
         start = sink.tell() if sink.seekable() else None
         err: ProviderError | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
-            if index >= len(images):
-                raise self._error(NotFoundError, f"task {snapshot.task_id} has no result image #{index}")
+            i = final_image(images) if index is None else index
+            if not 0 <= i < len(images):
+                raise self._error(NotFoundError, f"task {snapshot.task_id} has no result image #{i}")
             try:
-                return await self._download_once(images[index].url, sink, attempt)
+                return await self._download_bounded(images[i], sink, attempt)
             except ResultExpiredError as exc:
                 err = exc
                 self.counters["expired_urls"] += 1
-                images = await self._fresh_images(snapshot.task_id)
+                images = await self._fresh_images(snapshot)
             except RetryableError as exc:
                 err = exc
                 await asyncio.sleep(self.retry.delay(attempt, getattr(exc, "retry_after", None), self._rng))
@@ -428,8 +565,38 @@ class HttpProviderClient:
         assert err is not None
         raise err
 
+    async def _download_bounded(self, image: ResultImage, sink: BinaryIO, attempt: int) -> DownloadedImage:
+        if image.inline:
+            return self._write_inline(image, sink, attempt)
+        try:
+            return await asyncio.wait_for(self._download_once(image.url, sink, attempt), self.bounds.download_timeout_s)
+        except TimeoutError:
+            raise self._error(
+                ProviderError,
+                f"download of {strip_query(image.url)} took over {self.bounds.download_timeout_s:g} s; stopped",
+            ) from None
+
+    def _write_inline(self, image: ResultImage, sink: BinaryIO, attempt: int) -> DownloadedImage:
+        """A result given inline as a ``data:`` URI: decoded (size-capped) into ``sink``."""
+        try:
+            data, kind = decode_data_uri(image.url, self.bounds.max_image_bytes)
+        except DataUriTooLarge as exc:
+            raise self._error(AnswerTooLargeError, f"inline result image: {exc}") from None
+        except ValueError as exc:
+            raise self._error(ProviderError, f"inline result image is not valid base64: {exc}") from None
+        sink.write(data)
+        self.counters["inline_images"] += 1
+        return DownloadedImage(
+            url=f"data:{kind or 'application/octet-stream'};base64 ({len(data)} bytes inline)",
+            content_type=kind or image.content_type,
+            bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            attempts=attempt,
+        )
+
     async def _download_once(self, url: str, sink: BinaryIO, attempt: int) -> DownloadedImage:
         shown = strip_query(url)
+        cap = self.bounds.max_image_bytes
         try:
             # no credentials here; redirects (to another host, say) are followed
             async with self._http.stream("GET", url, follow_redirects=True) as response:
@@ -437,16 +604,20 @@ class HttpProviderClient:
                     body = (await response.aread())[:300].decode("utf-8", "replace")
                     raise self._download_error(response.status_code, shown, body)
                 expected = response.headers.get("Content-Length")
+                if expected is not None and expected.isdigit() and int(expected) > cap:
+                    raise self._error(AnswerTooLargeError, f"result {shown} is {expected} bytes, over the cap of {cap}")
                 digest = hashlib.sha256()
                 size = 0
                 async for chunk in response.aiter_bytes(_CHUNK):
+                    size += len(chunk)
+                    if size > cap:
+                        raise self._error(AnswerTooLargeError, f"result {shown} passed the cap of {cap} bytes; stopped")
                     sink.write(chunk)
                     digest.update(chunk)
-                    size += len(chunk)
                 wire = response.num_bytes_downloaded  # Content-Length counts encoded (e.g. gzip) bytes
         except httpx.TransportError as exc:
             raise self._error(RetryableError, f"download of {shown} cut off ({type(exc).__name__})") from exc
-        if expected is not None and int(expected) != wire:
+        if expected is not None and expected.isdigit() and int(expected) != wire:
             raise self._error(RetryableError, f"download of {shown} is {wire} bytes, expected {expected}")
         return DownloadedImage(
             url=shown,

@@ -8,6 +8,7 @@ journal, because a blind retry could pay twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -16,36 +17,51 @@ from pathlib import Path
 import httpx
 
 from nbpro_pipeline.models.common import ODIROUTER_ENDPOINT_ID, Provider, TaskState
-from nbpro_pipeline.models.odirouter import (
-    OdiCancelResponse,
-    OdiDetailError,
-    OdiGatewayError,
-    OdiResult,
-    OdiStatus,
-    OdiSubmitRequest,
-    OdiSubmitResponse,
-)
+from nbpro_pipeline.models.odirouter import OdiDetailError, OdiGatewayError, OdiSubmitRequest
 from nbpro_pipeline.models.request import GenerationRequest, ReferenceImage
 from nbpro_pipeline.providers.base import (
     Balance,
     CancelOutcome,
     ResultImage,
     SubmittedTask,
+    TaskHandle,
+    TaskLike,
     TaskSnapshot,
+    TaskUrls,
+    as_handle,
 )
 from nbpro_pipeline.providers.errors import (
+    InvalidRequestError,
     ProviderError,
     SubmitOutcomeUnknown,
     UnreadableResultError,
     UnsupportedOperationError,
 )
-from nbpro_pipeline.providers.http import HttpProviderClient, first_problem, json_or_none
+from nbpro_pipeline.providers.http import HttpProviderClient, json_or_none
+from nbpro_pipeline.providers.odirouter_answers import (
+    CANCELED,
+    billable_units,
+    failure_from_detail,
+    read_result,
+    read_status,
+    read_submitted,
+    status_word,
+)
+from nbpro_pipeline.providers.reading import parse_json
 from nbpro_pipeline.providers.traits import ODIROUTER_TRAITS
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ODIROUTER_URL = "https://odirouter.ai/model"
 _QUEUE = f"/v1/queue/{ODIROUTER_ENDPOINT_ID}"
+
+
+class FailedAtResponse(Exception):
+    """The response call said the task failed (fal's 4xx with a ``detail`` after COMPLETED)."""
+
+    def __init__(self, snapshot: TaskSnapshot) -> None:
+        super().__init__(snapshot.error_message or snapshot.error_code)
+        self.snapshot = snapshot
 
 
 class OdiRouterClient(HttpProviderClient):
@@ -73,6 +89,8 @@ class OdiRouterClient(HttpProviderClient):
                 message = OdiDetailError.model_validate(body).describe()
             except ValueError:
                 message = str(body["detail"])[:300]
+            error_type = body.get("error_type")  # fal's failed task answers its response call so
+            code = error_type if isinstance(error_type, str) else None
         elif isinstance(body, dict) and "status" in body:
             code = str(body["status"])
             message = code
@@ -98,110 +116,109 @@ class OdiRouterClient(HttpProviderClient):
         response, attempts = await self._send(
             "POST", _QUEUE, json=body.model_dump(mode="json", exclude_none=True), safe_to_repeat=False, create=True
         )
-        answer = self._read_submitted(response)
+        request_id, urls, position = self._read_submitted(response)
         return SubmittedTask(
             provider=self.provider,
-            task_id=answer.request_id,
+            task_id=request_id,
             fingerprint=request.fingerprint(self.provider),
             idempotency_key=None,
             submitted_at=submitted_at,
             attempts=attempts,
             snapshot=TaskSnapshot(
-                provider=self.provider,
-                task_id=answer.request_id,
-                state=TaskState.QUEUED,
-                queue_position=answer.queue_position,
+                provider=self.provider, task_id=request_id, state=TaskState.QUEUED, queue_position=position, urls=urls
             ),
+            urls=urls,
         )
 
-    def _read_submitted(self, response: httpx.Response) -> OdiSubmitResponse:
-        """Any 2xx with a ``request_id``. Without one a task may exist and be billed, but cannot be
-        followed: ``SubmitOutcomeUnknown`` (the engine journals it and never resubmits blindly)."""
-        try:
-            return OdiSubmitResponse.model_validate_json(response.content)
-        except ValueError:
+    def _read_submitted(self, response: httpx.Response) -> tuple[str, TaskUrls, int | None]:
+        """Any 2xx naming a request id (in the body, an envelope or ``Location``). Without one a task may
+        exist and be billed, but cannot be followed: ``SubmitOutcomeUnknown`` (the engine journals it and
+        never resubmits blindly)."""
+        request_id, urls, position = read_submitted(parse_json(response.content), response.headers.get("Location"))
+        if request_id is None:
             log.warning("odirouter submit answered an unreadable body: %s", self._redact(response.text[:300]))
             raise self._error(
                 SubmitOutcomeUnknown,
                 f"the submit was answered {response.status_code} without a readable request_id; "
                 "a task may have been created and billed",
                 status_code=response.status_code,
-            ) from None
-
-    async def status(self, task_id: str) -> OdiStatus:
-        response, _ = await self._send("GET", f"{_QUEUE}/requests/{task_id}/status", safe_to_repeat=True)
-        try:
-            return OdiStatus.model_validate_json(response.content)
-        except ValueError as exc:
-            reason = f"not a queue status: {first_problem(exc)}"
-            raise self._unreadable(response, task_id, reason, None) from None
-
-    async def poll(self, task_id: str) -> TaskSnapshot:
-        status = await self.status(task_id)
-        return TaskSnapshot(
-            provider=self.provider,
-            task_id=status.request_id,
-            state=status.state,
-            error_code=status.error_type or ("UNKNOWN" if status.error else None),
-            error_message=self._redact(status.error) if status.error else None,
-            queue_position=status.queue_position,
-            billed=_billed(status),
-            processing_s=_inference_s(status),
-        )
-
-    async def result(self, task_id: str) -> OdiResult:
-        """The response endpoint; call only once status says COMPLETED without error.
-
-        It reads the documented ``outputs`` shape and fal's ``images`` shape. Its 2xx answer (not 202)
-        means the task completed and is billed, so an answer naming no downloadable image raises
-        ``UnreadableResultError`` with the raw body and a SUCCEEDED, billed snapshot.
-        """
-        response, _ = await self._send("GET", f"{_QUEUE}/requests/{task_id}/response", safe_to_repeat=True)
-        if response.status_code == 202:
-            raise self._error(ProviderError, f"task {task_id} is not completed yet", status_code=202)
-        billable = TaskSnapshot(provider=self.provider, task_id=task_id, state=TaskState.SUCCEEDED, billed=True)
-        try:
-            result = OdiResult.model_validate_json(response.content)
-        except ValueError as exc:
-            reason = f"not a result object: {first_problem(exc)}"
-            raise self._unreadable(response, task_id, reason, billable) from None
-        if not any(image.usable for image in result.images):
-            reason = (
-                "neither 'outputs' nor 'images'"
-                if result.shape == "unknown"
-                else f"{result.shape} shape without a downloadable image URL"
             )
-            raise self._unreadable(response, task_id, reason, billable)
-        return result
+        return request_id, urls, position
 
-    async def _fresh_images(self, task_id: str) -> tuple[ResultImage, ...]:
-        result = await self.result(task_id)
-        return tuple(
-            ResultImage(url=o.url, content_type=o.content_type, width=o.width, height=o.height, file_size=o.file_size)
-            for o in result.images
-            if o.usable
+    async def poll(self, task: TaskLike) -> TaskSnapshot:
+        handle = as_handle(task)
+        path = self._task_path(handle, handle.urls.status, _QUEUE + "/requests/{}/status")
+        response, _ = await self._send("GET", path, safe_to_repeat=True)
+        body = parse_json(response.content)
+        snapshot = read_status(body, handle.task_id)
+        if snapshot is None:
+            raise self._unreadable(response, handle.task_id, "not a queue status", None)
+        snapshot = self.note_state_word(status_word(body), snapshot)
+        urls = handle.urls
+        if not urls.response and snapshot.urls.response:  # fal's status names the response URL too
+            urls = urls.model_copy(update={"response": snapshot.urls.response})
+        error = self._redact(snapshot.error_message) if snapshot.error_message else None
+        return snapshot.model_copy(update={"urls": urls, "error_message": error})
+
+    async def result(self, handle: TaskHandle) -> TaskSnapshot:
+        """The response endpoint, once status says COMPLETED without error: a SUCCEEDED snapshot with
+        the images, the cost the provider states and the model it names. A 2xx (not 202) means the task
+        completed and is billed, so an answer naming no image raises ``UnreadableResultError`` with the
+        raw body and a billed snapshot; a 4xx with a ``detail`` is fal's failure signal."""
+        response = await self._response_answer(handle)
+        billable = TaskSnapshot(
+            provider=self.provider, task_id=handle.task_id, state=TaskState.SUCCEEDED, billed=True, urls=handle.urls
+        )
+        images, stated, model = read_result(parse_json(response.content))
+        units = billable_units(response)
+        if not images:
+            raise self._unreadable(response, handle.task_id, "no image in the answer", billable)
+        return billable.model_copy(
+            update={"images": tuple(images), "stated_cost": stated, "billed_units": units, "model_served": model}
         )
 
-    async def wait(self, task_id: str, *, deadline_s: float | None = None) -> TaskSnapshot:
-        """As the base class, and on success the result's image list is fetched once, so the snapshot
-        carries the URLs and the pixel sizes the provider reports. An error there carries the status
-        polls made, and an unreadable result the terminal status snapshot (billed)."""
-        snapshot = await super().wait(task_id, deadline_s=deadline_s)
-        if snapshot.state is TaskState.SUCCEEDED and not snapshot.images:
+    async def _response_answer(self, handle: TaskHandle) -> httpx.Response:
+        """The response endpoint's 2xx answer; a 202 (the store not there yet) is asked again a few times."""
+        path = self._task_path(handle, handle.urls.response, _QUEUE + "/requests/{}/response")
+        for attempt in range(1, self.retry.max_attempts + 1):
             try:
-                images = await self._fresh_images(task_id)
-            except UnreadableResultError as exc:
-                exc.snapshot = snapshot.model_copy(update={"billed": True})
-                exc.polls = snapshot.polls
+                response, _ = await self._send("GET", path, safe_to_repeat=True)
+            except InvalidRequestError as exc:
+                if exc.status_code in (400, 422):
+                    raise FailedAtResponse(failure_from_detail(exc.code, exc.message, handle.task_id)) from exc
                 raise
-            except ProviderError as exc:
-                exc.polls = snapshot.polls
-                raise
-            snapshot = snapshot.model_copy(update={"images": images})
-        return snapshot
+            if response.status_code != 202:
+                return response
+            await asyncio.sleep(self.retry.delay(attempt, None, self._rng))
+        raise self._error(ProviderError, f"task {handle.task_id}: the response is still not ready", status_code=202)
+
+    async def _fresh_images(self, snapshot: TaskSnapshot) -> tuple[ResultImage, ...]:
+        return (await self.result(TaskHandle(task_id=snapshot.task_id, urls=snapshot.urls))).images
+
+    async def wait(self, task: TaskLike, *, deadline_s: float | None = None) -> TaskSnapshot:
+        """As the base class, and on success the response is fetched once, so the snapshot carries the
+        images, what the provider says it billed and the pixel sizes it reports. An error there carries
+        the status polls made, and an unreadable result the terminal status snapshot (billed)."""
+        handle = as_handle(task)
+        snapshot = await super().wait(handle, deadline_s=deadline_s)
+        if snapshot.state is not TaskState.SUCCEEDED or snapshot.images:
+            return snapshot
+        try:
+            answered = await self.result(TaskHandle(task_id=handle.task_id, urls=snapshot.urls))
+        except FailedAtResponse as failed:
+            answered = failed.snapshot
+        except UnreadableResultError as exc:
+            exc.snapshot = snapshot.model_copy(update={"billed": True})
+            exc.polls = snapshot.polls
+            raise
+        except ProviderError as exc:
+            exc.polls = snapshot.polls
+            raise
+        kept = ("polls", "processing_s", "run_s")
+        return answered.model_copy(update={k: getattr(snapshot, k) for k in kept})
 
     async def _on_deadline(
-        self, task_id: str, last: TaskSnapshot, poll: Callable[[], Awaitable[TaskSnapshot]]
+        self, handle: TaskHandle, last: TaskSnapshot, poll: Callable[[], Awaitable[TaskSnapshot]]
     ) -> TaskSnapshot | None:
         """Cancel a task that ran past its deadline; if it finished meanwhile, keep its result.
 
@@ -209,27 +226,30 @@ class OdiRouterClient(HttpProviderClient):
         move from the queue into processing, and only the provider's own answer says whether the
         cancel is billed. A cancel is only a request, so a task that completed anyway is returned as is.
         """
-        outcome = await self.cancel(task_id)
+        outcome = await self.cancel(handle)
         self.counters[f"cancel_{outcome.value.lower()}"] += 1
         if outcome is CancelOutcome.ALREADY_COMPLETED:
             return await poll()
         if outcome is CancelOutcome.REQUESTED:
             after = await poll()
-            if after.state.terminal and after.error_code != "CANCELED":
+            if after.state.terminal and after.error_code != CANCELED:
                 return after
             return last.model_copy(update={"error_code": outcome.value, "billed": after.billed})
         return last.model_copy(update={"error_code": outcome.value})
 
-    async def cancel(self, task_id: str) -> CancelOutcome:
+    async def cancel(self, task: TaskLike) -> CancelOutcome:
         """400 ALREADY_COMPLETED and 404 NOT_FOUND are answers here, not failures."""
-        path = f"{_QUEUE}/requests/{task_id}/cancel"
+        handle = as_handle(task)
+        path = self._task_path(handle, handle.urls.cancel, _QUEUE + "/requests/{}/cancel")
         try:
             response, _ = await self._send("PUT", path, safe_to_repeat=True)
-            return CancelOutcome(self._parse(OdiCancelResponse, response).status)
         except ProviderError as exc:
             if exc.status_code in (400, 404) and exc.code in ("ALREADY_COMPLETED", "NOT_FOUND"):
                 return CancelOutcome(exc.code)
             raise
+        word = str(status_word(parse_json(response.content)) or "").strip().upper()
+        known = {o.value for o in CancelOutcome}
+        return CancelOutcome(word) if word in known else CancelOutcome.REQUESTED  # a 2xx: the request stands
 
     async def upload_reference(self, source: bytes | Path, *, name: str | None = None) -> ReferenceImage:
         raise self._error(
@@ -239,28 +259,3 @@ class OdiRouterClient(HttpProviderClient):
 
     async def balance(self) -> Balance:
         raise self._error(UnsupportedOperationError, "OdiRouter publishes no balance endpoint")
-
-
-def _inference_s(status: OdiStatus) -> float | None:
-    """The provider's own processing time of a finished task (fal's ``metrics.inference_time``): it
-    leaves out the time queued, which is what the admission's estimate of tasks still *running* wants
-    (``run_times``), and, unlike our poll window, it is exact (a task found done at its first poll
-    would be learned as taking that long, and the estimate drift later and later)."""
-    if not status.state.terminal:
-        return None
-    inference = (status.metrics or {}).get("inference_time")
-    return float(inference) if isinstance(inference, int | float) and inference > 0 else None
-
-
-def _billed(status: OdiStatus) -> bool | None:
-    """Does OdiRouter bill this task? Success yes, failure no; a cancel only if the task had started
-    processing, which the status shows as a non-zero ``metrics.inference_time`` (None when absent)."""
-    state = status.state
-    if state is TaskState.SUCCEEDED:
-        return True
-    if state is not TaskState.FAILED:
-        return None
-    if status.error_type != "CANCELED":
-        return False
-    inference = (status.metrics or {}).get("inference_time")
-    return inference > 0 if isinstance(inference, int | float) else None

@@ -97,6 +97,10 @@ class PollPolicy(BaseModel):
     min_interval_s: float = Field(default=0.05, ge=0)
     max_interval_of_median: float = Field(default=0.25, ge=0)
     straggler_floor: float = Field(default=0.05, ge=0, description="past every learned time: least gap, x the last")
+    not_found_grace_s: float = Field(
+        default=30.0, ge=0, description="a 404 this soon after the create is the provider's store catching up"
+    )
+    cancel_timeout_s: float = Field(default=30.0, gt=0, description="bounds the cancel and last poll at the deadline")
 
     def _beyond_learned_step(self, t: float, last_learned: float, cap: float) -> float:
         """The gap after a poll at age ``t``, past every learned time. Early in a run the learned times
@@ -170,3 +174,15 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+MiB = 1024 * 1024
+
+
+class AnswerBounds(BaseModel):
+    """Caps on what a provider may send (providers.md section 4: endless or huge bodies, trickles). An
+    inline ``data:`` image rides inside an API answer, so that cap leaves room for one."""
+
+    max_api_body_bytes: int = Field(default=64 * MiB, ge=1024, description="one API answer (JSON)")
+    max_image_bytes: int = Field(default=64 * MiB, ge=1024, description="one result image, downloaded or inline")
+    download_timeout_s: float = Field(default=300.0, gt=0, description="one result download, however it trickles")

@@ -1,7 +1,8 @@
 """Async client for Rivya Public API v1 (nano-banana-pro).
 
 Every create carries an ``Idempotency-Key`` derived from the request fingerprint, so a create is
-always safe to retry: Rivya answers a replay with the original task and charges nothing new.
+always safe to retry: Rivya answers a replay with the original task and charges nothing new. Answers
+are read by ``rivya_answers`` (any plausible shape), never by the documented wire models alone.
 """
 
 from __future__ import annotations
@@ -31,16 +32,17 @@ from nbpro_pipeline.models.rivya import (
     RivyaModelList,
     RivyaParams,
     RivyaReferenceMediaItem,
-    RivyaTask,
-    RivyaTaskError,
-    RivyaTaskHead,
 )
+from nbpro_pipeline.providers import rivya_answers
 from nbpro_pipeline.providers.base import (
     Balance,
     CancelOutcome,
     ResultImage,
     SubmittedTask,
+    TaskHandle,
+    TaskLike,
     TaskSnapshot,
+    as_handle,
 )
 from nbpro_pipeline.providers.errors import (
     AuthError,
@@ -53,10 +55,11 @@ from nbpro_pipeline.providers.errors import (
     RateLimitedError,
     RetryableError,
     SubmitOutcomeUnknown,
-    UnreadableResultError,
     UnsupportedOperationError,
 )
-from nbpro_pipeline.providers.http import HttpProviderClient, first_problem, json_or_none
+from nbpro_pipeline.providers.http import HttpProviderClient, json_or_none
+from nbpro_pipeline.providers.reading import parse_json
+from nbpro_pipeline.providers.rivya_answers import read_task, unwrap_task
 from nbpro_pipeline.providers.traits import RIVYA_TRAITS
 
 log = logging.getLogger(__name__)
@@ -144,84 +147,58 @@ class RivyaClient(HttpProviderClient):
         task = self._read_created(response)
         return SubmittedTask(
             provider=self.provider,
-            task_id=task.id,
+            task_id=task.task_id,
             fingerprint=fingerprint,
             idempotency_key=key,
             submitted_at=submitted_at,
             attempts=attempts,
-            # a created task whose result is unreadable gets no snapshot: wait() polls it and says so
-            snapshot=self._snapshot(task) if isinstance(task, RivyaTask) else None,
+            # a created task that says it succeeded but names no image gets no snapshot: wait() polls it
+            snapshot=None if task.state is TaskState.SUCCEEDED and not task.images else task,
             replayed=response.headers.get("Idempotent-Replayed", "").strip().lower() in ("true", "1"),
+            urls=task.urls,
         )
 
-    def _read_created(self, response: httpx.Response) -> RivyaTaskHead:
-        """The task a create answered with (any 2xx). Without even an id and a status nothing can be
-        followed up: a task may exist, so that is ``SubmitOutcomeUnknown``, never a plain failure."""
-        try:
-            return self._read_task(response, "(new)")
-        except UnreadableResultError as exc:
-            head = _head_or_none(response.content)
-            if head is not None:
-                return head
+    def _read_created(self, response: httpx.Response) -> TaskSnapshot:
+        """The task a create answered with (any 2xx; its id in the body, an envelope or ``Location``).
+        Without an id nothing can be followed up: a task may exist, so that is ``SubmitOutcomeUnknown``,
+        never a plain failure."""
+        body = parse_json(response.content)
+        task = read_task(body, location=response.headers.get("Location"))
+        if task is None:
             log.warning("rivya create answered an unreadable body: %s", self._redact(response.text[:300]))
             raise self._error(
                 SubmitOutcomeUnknown,
-                f"the create was answered {response.status_code} with a body that is not a task "
-                f"({exc.message}); a task may have been created",
+                f"the create was answered {response.status_code} with a body that names no task; "
+                "a task may have been created",
                 status_code=response.status_code,
-            ) from exc
+            )
+        return self.note_state_word(rivya_answers.status_word(unwrap_task(body)), self._redacted(task))
 
-    async def get_task(self, task_id: str) -> RivyaTask:
-        """The task object; a succeeded task without a readable result raises ``UnreadableResultError``."""
-        response, _ = await self._send("GET", f"/api/v1/generations/{task_id}", safe_to_repeat=True)
-        return self._read_task(response, task_id)
+    async def poll(self, task: TaskLike) -> TaskSnapshot:
+        """The task now; one that says it succeeded but names no image raises ``UnreadableResultError``
+        with its billable snapshot and the raw body."""
+        handle = as_handle(task)
+        path = self._task_path(handle, handle.urls.status, "/api/v1/generations/{}")
+        response, _ = await self._send("GET", path, safe_to_repeat=True)
+        body = parse_json(response.content)
+        snapshot = read_task(body, task_id=handle.task_id)
+        if snapshot is None:
+            raise self._unreadable(response, handle.task_id, "not a task object", None)
+        snapshot = self.note_state_word(rivya_answers.status_word(unwrap_task(body)), self._redacted(snapshot))
+        if snapshot.state is TaskState.SUCCEEDED and not snapshot.images:
+            raise self._unreadable(response, handle.task_id, "succeeded without a result image", snapshot)
+        return snapshot.model_copy(update={"urls": handle.urls})
 
-    def _read_task(self, response: httpx.Response, task_id: str) -> RivyaTask:
-        """Read a task object tolerantly. Unfinished, or failed, it is returned whatever its ``result``
-        or ``error`` look like; succeeded, it must name a downloadable image, else the raw body goes
-        back in ``UnreadableResultError`` with the billable snapshot."""
-        try:
-            task = RivyaTask.model_validate_json(response.content)
-        except ValueError as exc:
-            head = _head_or_none(response.content)
-            if head is None:
-                raise self._unreadable(response, task_id, f"not a task object: {first_problem(exc)}", None) from None
-            if head.state is TaskState.SUCCEEDED:
-                reason = f"succeeded but its result is unreadable: {first_problem(exc)}"
-                raise self._unreadable(response, head.id, reason, self._snapshot(head)) from None
-            error = RivyaTaskError(message=f"unreadable error object: {first_problem(exc)}")
-            known = head.model_dump(include=set(RivyaTaskHead.model_fields))  # not the unreadable extras
-            return RivyaTask(**known, error=error if head.state is TaskState.FAILED else None)
-        if task.state is TaskState.SUCCEEDED and not (task.result and task.result.image_urls()):
-            raise self._unreadable(response, task.id, "succeeded without a result image URL", self._snapshot(task))
-        return task
+    async def _fresh_images(self, snapshot: TaskSnapshot) -> tuple[ResultImage, ...]:
+        return (await self.poll(TaskHandle(task_id=snapshot.task_id, urls=snapshot.urls))).images
 
-    async def poll(self, task_id: str) -> TaskSnapshot:
-        return self._snapshot(await self.get_task(task_id))
-
-    async def _fresh_images(self, task_id: str) -> tuple[ResultImage, ...]:
-        return (await self.poll(task_id)).images
-
-    async def cancel(self, task_id: str) -> CancelOutcome:
+    async def cancel(self, task: TaskLike) -> CancelOutcome:
         raise self._error(UnsupportedOperationError, "Rivya has no cancel endpoint; a task runs to its end")
 
-    def _snapshot(self, task: RivyaTaskHead) -> TaskSnapshot:
-        # a bare head keeps the unreadable result/error among its extra attributes: never read those
-        result = task.result if isinstance(task, RivyaTask) else None
-        error = task.error if isinstance(task, RivyaTask) else None
-        return TaskSnapshot(
-            provider=self.provider,
-            task_id=task.id,
-            state=task.state,
-            images=tuple(ResultImage(url=u) for u in (result.image_urls() if result else ())),
-            error_code=error.code if error else None,
-            error_message=self._redact(error.message) if error else None,
-            credits_reserved=task.reserved_credits,
-            # Only a terminal task's final_credits is settled: the docs' own example shows 0 (not null)
-            # on a fresh task, and the engine books credits_final whenever it is not None.
-            credits_final=task.settled_credits,
-            run_s=task.run_s,  # Rivya stamps the terminal transition: the poll schedule learns from it
-        )
+    def _redacted(self, snapshot: TaskSnapshot) -> TaskSnapshot:
+        if snapshot.error_message is None:
+            return snapshot
+        return snapshot.model_copy(update={"error_message": self._redact(snapshot.error_message)})
 
     # -- files, credits, models ---------------------------------------------------------------------
     async def upload_reference(self, source: bytes | Path, *, name: str | None = None) -> ReferenceImage:
@@ -273,10 +250,3 @@ class RivyaClient(HttpProviderClient):
     async def models(self) -> RivyaModelList:
         response, _ = await self._send("GET", "/api/v1/models", safe_to_repeat=True)
         return self._parse(RivyaModelList, response)
-
-
-def _head_or_none(body: bytes) -> RivyaTaskHead | None:
-    try:
-        return RivyaTaskHead.model_validate_json(body)
-    except ValueError:
-        return None

@@ -19,8 +19,9 @@ RIVYA_TRAITS = ProviderTraits(
     idempotent_submit=True,  # Idempotency-Key: a resend replays the original task, uncharged
     cancel=False,  # no cancel endpoint: a task past its deadline lives on and stays resumable
     admission="reject",  # a create beyond the plan's concurrency is answered 429 rate_limited
-    # credits reserved at create, final credits once settled, per task
-    billing=Billing(reported_credits=True, reserves_at_create=True),
+    # credits reserved at create and final credits once settled, per task, are the stated cost (a failed
+    # task is refunded)
+    billing=Billing(),
     cost_unit=COST_UNIT[Provider.RIVYA],
     cost_is_estimate=False,
     list_price={r: Decimal(RIVYA_CREDITS_PER_IMAGE) for r in Resolution},
@@ -34,11 +35,9 @@ ODIROUTER_TRAITS = ProviderTraits(
     idempotent_submit=False,  # no such header: a crash between send and journal can pay twice
     cancel=True,
     admission="queue",  # fal's queue: accepted, IN_QUEUE with a queue_position until a slot frees
-    # no per-task charge reported: the price table applies to completed tasks, and to tasks cancelled
-    # while running
-    billing=Billing(
-        reported_credits=False, reserves_at_create=False, cancelled_running_billed=True, cancelled_code="CANCELED"
-    ),
+    # no per-task charge documented: the price table applies to completed tasks, and to tasks cancelled
+    # while running; a failure is not billed
+    billing=Billing(cancelled_running_billed=True, cancelled_code="CANCELED"),
     cost_unit=COST_UNIT[Provider.ODIROUTER],
     cost_is_estimate=True,
     list_price={Resolution.R1K: Decimal("0.15"), Resolution.R2K: Decimal("0.15"), Resolution.R4K: Decimal("0.30")},

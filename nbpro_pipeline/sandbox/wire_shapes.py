@@ -7,9 +7,10 @@ shape nobody knows fails loudly instead of silently costing a paid image:
 - ``rivya_create_status`` / ``odirouter_create_status``: 201 or 202 instead of 200 on a create;
 - ``rivya_unsettled_final_credits = "zero"``: ``final_credits`` 0 (not null) while queued/processing,
   as the Rivya docs' own create example shows;
-- ``rivya_result_shape = "unknown"``: a succeeded task whose ``result`` names no ``primary_url``/``urls``;
+- ``rivya_result_shape = "unknown"``: a succeeded task whose ``result`` holds only opaque asset ids (no
+  URL or inline bytes anywhere): nothing a client can download;
 - ``odirouter_response_shape``: the documented ``outputs``, fal.ai's ``{"images": [...], "description"}``,
-  or an ``unknown`` shape with neither;
+  or an ``unknown`` shape of opaque asset ids;
 - ``odirouter_422_detail = "list"``: FastAPI's ``[{loc, msg, type}]`` instead of a string;
 - ``extra_fields``: an unknown key added to every JSON object either provider API answers (errors too).
 """
@@ -47,7 +48,7 @@ def rivya_task(wire: WireConfig, body: dict[str, Any]) -> dict[str, Any]:
     if wire.rivya_unsettled_final_credits == "zero" and out["status"] in ("queued", "processing"):
         out["final_credits"] = 0
     if wire.rivya_result_shape == "unknown" and out.get("result"):
-        out["result"] = {"assets": [{"uri": u} for u in out["result"]["urls"]]}
+        out["result"] = {"assets": [{"asset_id": f"ast_{i}"} for i, _ in enumerate(out["result"]["urls"])]}
     return out
 
 
@@ -59,7 +60,8 @@ def odirouter_result(wire: WireConfig, body: dict[str, Any]) -> dict[str, Any]:
     text = " ".join(o["text"] for o in body["outputs"] if o["type"] == "text")
     if wire.odirouter_response_shape == "fal":
         return {"images": images, "description": text}
-    return {"request_id": body["request_id"], "data": {"artifacts": [{"uri": i["url"]} for i in images]}}
+    artifacts = [{"asset_id": f"ast_{i}"} for i in range(len(images))]
+    return {"request_id": body["request_id"], "data": {"artifacts": artifacts}}
 
 
 def odirouter_422_detail(

@@ -3,7 +3,7 @@
 The ledger stays the source of truth; the index is derived from it and may always be missing or stale.
 Layout, under ``index/provider=…/resolution=…/``:
 
-- ``hist-<created>-<rand>.arrows``: the cell's seven history columns (``HISTORY_COLUMNS``) split into
+- ``hist-<created>-<rand>.arrows``: the cell's history columns (``HISTORY_COLUMNS``) split into
   ``buckets`` hash buckets by fingerprint (``bucket_of``), each bucket one self-contained Arrow IPC
   stream, the buckets concatenated. Written once, never rewritten.
 - ``manifest.json``: which file, where each bucket lies in it (byte offset, length, rows), and the
@@ -39,7 +39,10 @@ from nbpro_pipeline.storage.ledger_parts import LedgerPart, cell_parts
 
 log = logging.getLogger(__name__)
 
-HISTORY_COLUMNS = ["fingerprint", "status", "task_id", "error_code", "final_cost", "image_uri", "recorded_at"]
+HISTORY_COLUMNS = [
+    "fingerprint", "status", "task_id", "error_code", "final_cost", "image_uri", "recorded_at", "task_total"
+]  # fmt: skip
+INDEX_FORMAT = 2  # 2: task_total added; an index of another format is rebuilt, never read
 HISTORY_SCHEMA = LEDGER_SCHEMA.empty_table().select(HISTORY_COLUMNS).schema
 MANIFEST = "manifest.json"
 # rows per bucket the writer aims at: a run's lookup reads one bucket per fingerprint it asks about
@@ -57,7 +60,7 @@ _IPC_LOCAL = pa.ipc.IpcWriteOptions()
 class IndexManifest(BaseModel):
     """What ``manifest.json`` says; anything that does not validate is no index at all."""
 
-    format: int = 1
+    format: int = INDEX_FORMAT
     file: str  # name of the bucket file, in the same directory
     buckets: int
     offsets: list[int]
@@ -182,6 +185,8 @@ def read_manifest(storage: Storage, provider: Provider | str, resolution: Resolu
         raise IndexUnusable("no index yet") from exc
     except (ValueError, ValidationError) as exc:
         raise IndexUnusable(f"{storage.uri(path)} is unreadable: {exc}") from exc
+    if manifest.format != INDEX_FORMAT:
+        raise IndexUnusable(f"{storage.uri(path)} is of format {manifest.format}, this version reads {INDEX_FORMAT}")
     if not (len(manifest.offsets) == len(manifest.lengths) == len(manifest.rows) == manifest.buckets >= 1):
         raise IndexUnusable(f"{storage.uri(path)} describes {manifest.buckets} buckets inconsistently")
     return manifest

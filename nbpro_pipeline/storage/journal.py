@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.task import TaskUrls
 from nbpro_pipeline.storage.filesystem import Storage, safe_component
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class JournalEntry(BaseModel):
     at: datetime
     idempotency_key: str | None = None
     task_id: str | None = None
+    urls: TaskUrls | None = None  # task only: where the provider said to ask about it
     # intent only: enough to finish the task without the prompt table (it may have changed since)
     row: dict[str, Any] | None = None
     request: dict[str, Any] | None = None

@@ -12,6 +12,7 @@ cost is read from that day's parts only.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -49,6 +50,7 @@ class LedgerWriter:
         self._buffer: list[LedgerRecord] = []
         self._last_flush = time.monotonic()
         self._seq = 0
+        self._lock = threading.Lock()
         self.written = 0
         self.parts: list[str] = []
 
@@ -60,11 +62,16 @@ class LedgerWriter:
             self.flush()
 
     def flush(self) -> None:
+        with self._lock:  # a flush in a thread and a day-boundary flush never write the same rows
+            self._flush()
+
+    def _flush(self) -> None:
         self._last_flush = time.monotonic()
         if not self._buffer:
             return
-        records, self._buffer = self._buffer, []
-        # provider and resolution live in the directory names (hive), not in the file
+        records = list(self._buffer)
+        # provider and resolution live in the directory names (hive), not in the file; the buffer is let
+        # go only once the part is written, so a failed flush loses no row (the next flush writes it)
         table = records_to_table(records).drop_columns(list(LEDGER_PARTITION_COLUMNS))
         self._seq += 1
         stamp = min(charged_at(r) for r in records).strftime("%Y%m%d-%H%M%S")
@@ -72,6 +79,7 @@ class LedgerWriter:
         path = f"{self.dir}/{name}"
         with self.storage.open_atomic(path) as fh:
             pq.write_table(table, fh, compression="zstd")
+        del self._buffer[: len(records)]
         self.parts.append(path)
         self.written += len(records)
 

@@ -45,7 +45,7 @@ _RETRIES = 3
 class TaskFacts:
     """One provider task across its ledger rows."""
 
-    charged: Decimal  # net amounts of its rows, summed
+    charged: Decimal  # its latest row's task_total (what it cost in total), else its rows' nets summed
     latest_error_code: str | None  # of its latest row (by recorded_at, ledger order on ties)
     latest_status: str | None
 
@@ -70,7 +70,9 @@ def facts_of(rows: list[dict]) -> FingerprintFacts:
         if status == _SUCCEEDED and row["image_uri"] is not None:
             facts.image_uri = row["image_uri"]
         if task is not None:
-            charged[task] = charged.get(task, Decimal(0)) + (row["final_cost"] or Decimal(0))
+            # a row that knows its task's total says what the task cost; older rows add up their nets
+            total = row.get("task_total")
+            charged[task] = total if total is not None else charged.get(task, Decimal(0)) + (row["final_cost"] or 0)
             facts.tasks[task] = TaskFacts(charged[task], row["error_code"], status)
             if status == _FAILED:
                 facts.failed_tasks.add(task)

@@ -32,7 +32,9 @@ from nbpro_pipeline.providers.base import (
     ProviderTraits,
     ResultImage,
     SubmittedTask,
+    TaskLike,
     TaskSnapshot,
+    as_handle,
 )
 from nbpro_pipeline.providers.errors import (
     InvalidRequestError,
@@ -50,7 +52,7 @@ FAKECO_TRAITS = ProviderTraits(
     model_id="fakeco/banana-1",
     idempotent_submit=True,
     cancel=False,
-    billing=Billing(reported_credits=False, reserves_at_create=False),
+    billing=Billing(),
     cost_unit="usd",
     cost_is_estimate=False,
     list_price={r: PRICE for r in Resolution},
@@ -150,12 +152,13 @@ class FakeCoClient:
             replayed=replayed,
         )
 
-    async def poll(self, task_id: str) -> TaskSnapshot:
+    async def poll(self, task: TaskLike) -> TaskSnapshot:
         await asyncio.sleep(0)
         self.counters["requests"] += 1
-        return self.server.status(task_id)
+        return self.server.status(as_handle(task).task_id)
 
-    async def wait(self, task_id: str, *, deadline_s: float | None = None) -> TaskSnapshot:
+    async def wait(self, task: TaskLike, *, deadline_s: float | None = None) -> TaskSnapshot:
+        task_id = as_handle(task).task_id
         polls = 0
         while True:
             snap = await self.poll(task_id)
@@ -175,7 +178,9 @@ class FakeCoClient:
             )
         return snap
 
-    async def fetch_result(self, snapshot: TaskSnapshot, sink: BinaryIO, *, index: int = 0) -> DownloadedImage:
+    async def fetch_result(
+        self, snapshot: TaskSnapshot, sink: BinaryIO, *, index: int | None = None
+    ) -> DownloadedImage:
         if self.server.unreadable == "fetch":
             raise UnreadableResultError(
                 "the result body is not an image this client knows",
@@ -188,14 +193,14 @@ class FakeCoClient:
         data = png_for(self.server.tasks[snapshot.task_id].request)
         sink.write(data)
         return DownloadedImage(
-            url=snapshot.images[index].url,
+            url=snapshot.images[index or 0].url,
             content_type="image/png",
             bytes=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
             attempts=1,
         )
 
-    async def cancel(self, task_id: str) -> CancelOutcome:
+    async def cancel(self, task: TaskLike) -> CancelOutcome:
         raise UnsupportedOperationError("FakeCo has no cancel", provider=NAME)
 
     async def upload_reference(self, source: bytes | Path, *, name: str | None = None) -> ReferenceImage:

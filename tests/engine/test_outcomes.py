@@ -46,10 +46,10 @@ def unreadable(snapshot: TaskSnapshot | None) -> UnreadableResultError:
     ("charging", "snapshot", "charged"),
     [
         (ODI, snap(TaskState.SUCCEEDED), Decimal("0.15")),  # finished and billable: the table price
-        (RIVYA, snap(TaskState.SUCCEEDED, credits_reserved=8, credits_final=6), Decimal(6)),  # its own credits
-        (RIVYA, snap(TaskState.SUCCEEDED, credits_reserved=8), Decimal(8)),  # reserved, not yet settled
-        (ODI, None, Decimal(0)),  # no terminal snapshot: nothing known to be billed
-        (RIVYA, None, Decimal(8)),  # ...but a Rivya task holds its reservation
+        (RIVYA, snap(TaskState.SUCCEEDED, stated_cost=Decimal(6)), Decimal(6)),  # its own credits
+        (RIVYA, snap(TaskState.SUCCEEDED), Decimal(8)),  # nothing stated: the list price
+        (ODI, None, Decimal("0.15")),  # no terminal snapshot: an accepted task holds its list price
+        (RIVYA, None, Decimal(8)),
     ],
 )
 def test_an_unreadable_result_is_booked_by_the_billing_rule_and_resumable(charging, snapshot, charged):
@@ -110,6 +110,29 @@ def test_a_bug_is_charged_as_far_as_the_attempt_got():
 def test_a_failed_snapshot_decides_and_a_succeeded_one_does_not():
     failed = outcome_for_snapshot(snap(TaskState.FAILED, error_code="CONTENT_BLOCKED"), ODI)
     assert failed is not None and (failed.code, failed.charged) == ("CONTENT_BLOCKED", 0)
-    refunded = outcome_for_snapshot(snap(TaskState.FAILED, credits_reserved=8, credits_final=0), RIVYA)
+    refunded = outcome_for_snapshot(snap(TaskState.FAILED, stated_cost=Decimal(0)), RIVYA)
     assert refunded is not None and (refunded.code, refunded.charged) == ("generation_failed", 0)
+    silent = outcome_for_snapshot(snap(TaskState.FAILED), RIVYA)  # refunded by the documented rule
+    assert silent is not None and silent.charged == 0
+
+
+@pytest.mark.parametrize(
+    ("stated", "booked", "flagged"),
+    [
+        (Decimal(6), Decimal(6), False),
+        (Decimal(0), Decimal(0), False),
+        (Decimal(80), Decimal(80), False),  # ten list prices: odd, but within what is believed
+        (Decimal(10) ** 12, Decimal(8), True),
+        (Decimal(-1000), Decimal(8), True),
+    ],
+)
+def test_a_stated_amount_is_believed_only_within_range(stated, booked, flagged):
+    out = outcome_for_error(unreadable(snap(TaskState.SUCCEEDED, stated_cost=stated)), "wait", attempt(), RIVYA)
+    assert out.charged == booked and (out.anomaly is not None) == flagged
+    assert out.stated == (None if flagged else stated)
+
+
+def test_a_failed_poll_of_an_unknown_task_holds_its_list_price_on_any_provider():
+    exc = ProviderError("404", provider="x")
+    assert outcome_for_error(exc, "wait", attempt(), ODI).charged == Decimal("0.15")
     assert outcome_for_snapshot(snap(TaskState.SUCCEEDED), ODI) is None

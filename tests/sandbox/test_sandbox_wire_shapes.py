@@ -1,6 +1,8 @@
 """The ``wire`` knobs: the sandbox answers the other plausible way a real provider might (providers.md
 section 4), on the raw wire, and its defaults stay the documented Decisions."""
 
+import json
+
 import httpx
 import pytest
 
@@ -41,7 +43,8 @@ def test_rivya_final_credits_zero_until_settled_and_unknown_result(sandbox, rivy
     assert created.json()["final_credits"] == 0 and created.json()["status"] == "queued"
     task = rivya.wait(created.json()["id"])
     assert task["status"] == "succeeded" and task["final_credits"] == 8
-    assert "primary_url" not in task["result"] and task["result"]["assets"][0]["uri"].startswith("http")
+    assert "primary_url" not in task["result"] and task["result"]["assets"][0] == {"asset_id": "ast_0"}
+    assert "http" not in json.dumps(task["result"])  # nothing a client could download
 
 
 def test_odirouter_fal_and_unknown_response_shapes(sandbox, odi, http):
@@ -53,7 +56,8 @@ def test_odirouter_fal_and_unknown_response_shapes(sandbox, odi, http):
     assert http.get(image["url"]).status_code == 200
     wire(sandbox, odirouter_response_shape="unknown")
     unknown = odi.generate(prompt="unknown")
-    assert "outputs" not in unknown and "images" not in unknown and unknown["data"]["artifacts"][0]["uri"]
+    assert "outputs" not in unknown and "images" not in unknown and unknown["data"]["artifacts"][0]["asset_id"]
+    assert "http" not in json.dumps(unknown["data"])
 
 
 def test_odirouter_422_detail_as_fastapi_list(sandbox, odi):
