@@ -23,6 +23,7 @@ from nbpro_pipeline.models.common import Provider, Resolution
 from nbpro_pipeline.models.ledger import LEDGER_PARTITION_COLUMNS, LEDGER_SCHEMA
 from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.ledger_parts import LedgerPart, cell_parts, ledger_parts
+from nbpro_pipeline.storage.once import KEY_COLUMNS, ONCE_COLUMNS, apply, corrections
 
 BATCH_ROWS = 65_536  # one row group of a compacted part
 # Parts read ahead of the one being aggregated, by this many threads. Reading part by part (not through a
@@ -45,8 +46,8 @@ def cell_batches(
 ) -> Iterator[pa.Table]:
     """The live rows of one cell (those ``where`` keeps, if given), ``columns`` in ``LEDGER_SCHEMA`` types,
     as tables of at least ``rows`` (default ``BATCH_ROWS``) rows, the last one may be smaller; nothing for
-    an empty cell."""
-    yield from _batches(storage, cell_parts(storage, provider, resolution), columns, where, rows or BATCH_ROWS)
+    an empty cell. Each task is counted once (``storage.once``)."""
+    yield from _once(storage, cell_parts(storage, provider, resolution), columns, where, rows or BATCH_ROWS)
 
 
 def ledger_batches(storage: Storage, columns: list[str], *, rows: int | None = None) -> Iterator[pa.Table]:
@@ -57,7 +58,21 @@ def ledger_batches(storage: Storage, columns: list[str], *, rows: int | None = N
     for part in ledger_parts(storage):
         by_cell.setdefault(part.path.rsplit("/", 1)[0], []).append(part)
     for parts in by_cell.values():
-        yield from _batches(storage, parts, columns, None, rows or BATCH_ROWS)
+        yield from _once(storage, parts, columns, None, rows or BATCH_ROWS)
+
+
+def _once(storage: Storage, parts: list[LedgerPart], columns: list[str], where: Where | None, rows: int):
+    """``_batches`` of one cell with each task counted once: the corrections come from a first read of
+    the few columns they need; the rows they name are corrected as they stream by."""
+    whole = list(_batches(storage, parts, list(ONCE_COLUMNS), None, rows))
+    found = corrections(pa.concat_tables(whole)) if whole else {}
+    del whole
+    if not found:
+        yield from _batches(storage, parts, columns, where, rows)
+        return
+    extra = [c for c in KEY_COLUMNS if c not in columns]
+    for batch in _batches(storage, parts, [*columns, *extra], where, rows):
+        yield apply(batch, found).drop_columns(extra)
 
 
 def _batches(storage: Storage, parts: list[LedgerPart], columns: list[str], where: Where | None, rows: int):

@@ -25,6 +25,7 @@ from nbpro_pipeline.models.common import Provider, Resolution
 from nbpro_pipeline.models.ledger import LEDGER_PARTITION_COLUMNS, LEDGER_SCHEMA, LedgerRecord, records_to_table
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
 from nbpro_pipeline.storage.ledger_parts import ledger_parts
+from nbpro_pipeline.storage.once import ONCE_COLUMNS, counted_once
 
 _HIVE = ds.partitioning(pa.schema([LEDGER_SCHEMA.field(c) for c in LEDGER_PARTITION_COLUMNS]), flavor="hive")
 
@@ -101,13 +102,15 @@ def read_ledger(
     resolution: Resolution | str | None = None,
     columns: list[str] | None = None,
 ) -> pa.Table:
-    """Every ledger row (optionally one cell's), in ``LEDGER_SCHEMA`` column order; empty if none yet."""
+    """Every ledger row (optionally one cell's), in ``LEDGER_SCHEMA`` column order; empty if none yet. Each
+    task is counted once (``storage.once``): the rows of a task booked by two writers add up to it once."""
     storage = storage if isinstance(storage, Storage) else Storage(storage)
     wanted = columns or LEDGER_SCHEMA.names
     if not storage.exists(storage.ledger_dir()):
         return LEDGER_SCHEMA.empty_table().select(wanted)
     parts = ledger_parts(storage, provider=provider, resolution=resolution)
-    return read_parts(storage, [p.path for p in parts], wanted)
+    read = [*wanted, *(c for c in (*ONCE_COLUMNS, "provider") if c not in wanted)]
+    return counted_once(read_parts(storage, [p.path for p in parts], read)).select(wanted)
 
 
 def ledger_dataset(storage: Storage, paths: list[str]) -> ds.Dataset:
