@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from nbpro_pipeline.models.common import TaskState
 from nbpro_pipeline.providers.base import ResultImage, TaskUrls
@@ -51,6 +51,7 @@ SKIP_KEYS = frozenset(
     }
 )  # fmt: skip
 _NON_IMAGE_TYPES = ("text", "video", "audio", "json")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 _MAX_DEPTH = 8
 _MAX_NODES = 5000
 ID_KEYS = ("id", "task_id", "taskId", "request_id", "requestId", "generation_id", "generationId", "job_id", "uuid")
@@ -176,7 +177,8 @@ def find_images(body: Any, documented: Sequence[Sequence[str]] = ()) -> list[Res
         found = _unique(_walk(_at(body, path), imageish=True, depth=0, budget=[_MAX_NODES]))
         if found:
             return found
-    return _unique(_walk(body, imageish=False, depth=0, budget=[_MAX_NODES]))
+    # a body that is a list or a string is the result itself; an object is read by its keys
+    return _unique(_walk(body, imageish=not isinstance(body, dict), depth=0, budget=[_MAX_NODES]))
 
 
 def final_image(images: Sequence[ResultImage]) -> int:
@@ -218,14 +220,31 @@ def _walk(node: Any, *, imageish: bool, depth: int, budget: list[int]) -> Iterat
         if image is not None:
             yield image
             return
-        if _declares_non_image(node):
+        if not _declares_non_image(node):
+            yield from _by_key(node, imageish=imageish, depth=depth, budget=budget)
+
+
+def _by_key(node: dict[str, Any], *, imageish: bool, depth: int, budget: list[int]) -> Iterator[ResultImage]:
+    """The images under the most telling key that has any (``result`` before a bare ``url``), so a link
+    beside the output (a task's web page) is never taken for it. In a task object (it has a status) a
+    plain URL field counts only when it names an image file."""
+    keys = {word_key(k): k for k in node if isinstance(k, str)}
+    task_object = "status" in keys or "state" in keys
+    ordered = [k for k in IMAGE_KEYS if k in keys] + [k for k in keys if k not in IMAGE_KEYS]
+    for key in ordered:
+        if key in SKIP_KEYS:
+            continue
+        child = node[keys[key]]
+        if task_object and key in _URL_FIELDS and isinstance(child, str) and not _names_image_file(child):
+            continue
+        found = list(_walk(child, imageish=imageish or key in IMAGE_KEYS, depth=depth + 1, budget=budget))
+        if found:
+            yield from found
             return
-        keys = {word_key(k): k for k in node if isinstance(k, str)}
-        ordered = [k for k in IMAGE_KEYS if k in keys] + [k for k in keys if k not in IMAGE_KEYS]
-        for key in ordered:
-            if key not in SKIP_KEYS:
-                child = node[keys[key]]
-                yield from _walk(child, imageish=imageish or key in IMAGE_KEYS, depth=depth + 1, budget=budget)
+
+
+def _names_image_file(text: str) -> bool:
+    return text.startswith("data:") or urlsplit(text).path.lower().endswith(_IMAGE_SUFFIXES)
 
 
 def _image_from_text(text: str, imageish: bool) -> ResultImage | None:
