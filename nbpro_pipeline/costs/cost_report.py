@@ -41,10 +41,13 @@ from nbpro_pipeline.costs.reports import (
     _usd,
     failed_latest,
 )
+from nbpro_pipeline.models.ledger import COST_TYPE
 
 KEYS = ["provider", "resolution", "day", "source_uri"]
-_INT_SUMS = ["one", "succeeded", "failed", "skipped", "failed_unresolved", "credits_reserved", "credits_final"]
-_MONEY_SUMS = ["final_cost", "failed_cost"]
+_INT_SUMS = [
+    "one", "succeeded", "failed", "skipped", "failed_unresolved", "credits_reserved", "credits_final", "anomalies"
+]  # fmt: skip
+_MONEY_SUMS = ["final_cost", "failed_cost", "stated_delta"]
 _SUMS = [*_INT_SUMS, *_MONEY_SUMS]
 _HISTORY = ["provider", "resolution", "fingerprint", "status", "recorded_at", "day", "source_uri"]
 _MERGE_EVERY = 8  # partial tables held before they are merged into one
@@ -113,6 +116,8 @@ def _work(table: pa.Table) -> pa.Table:
             "credits_final": table["credits_final"].cast(pa.int64()),
             "final_cost": cost,
             "failed_cost": pc.if_else(failed, cost, pa.scalar(_ZERO, _MONEY)),
+            "stated_delta": _stated_delta(table),
+            "anomalies": pc.cast(pc.is_valid(table["cost_anomaly"]), pa.int64()),
             "cost_is_estimate": pc.fill_null(table["cost_is_estimate"], False),
             "status": table["status"],
             "error_code": pc.fill_null(table["error_code"], "unknown"),
@@ -120,6 +125,15 @@ def _work(table: pa.Table) -> pa.Table:
             "recorded_at": table["recorded_at"],
         }
     )
+
+
+def _stated_delta(table: pa.Table) -> pa.ChunkedArray:
+    """Per succeeded row with a provider-stated cost: that cost minus the table price (a task has one
+    succeeded row, so the sum is per task); 0 elsewhere."""
+    stated, listed = table["stated_cost"].cast(COST_TYPE), table["list_price"].cast(COST_TYPE)
+    delta = pc.subtract(stated, pc.fill_null(listed, pa.scalar(_ZERO, COST_TYPE))).cast(_MONEY)
+    keep = pc.fill_null(pc.and_(_status_flag(table, _SUCCEEDED).cast(pa.bool_()), pc.is_valid(stated)), False)
+    return pc.if_else(keep, delta, pa.scalar(_ZERO, _MONEY))
 
 
 def _merge(partials: list[pa.Table]) -> pa.Table:
@@ -174,6 +188,8 @@ def cost_report_frame(groups: pa.Table, reasons: pa.Table, prices: PriceTable) -
         df[name] = groups[name].to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
     df["final_cost"] = _shared(pc.fill_null(groups["final_cost"], zero))
     df["cost_lost_to_failures"] = _shared(pc.fill_null(groups["failed_cost"], zero))
+    df["stated_vs_list"] = _shared(pc.fill_null(groups["stated_delta"], zero))
+    df["cost_anomalies"] = pc.fill_null(groups["anomalies"], 0).to_numpy()
     _derived_money(df, groups, prices)
     by_reason = _reasons_json(reasons)
     keys = list(zip(df["provider"], df["resolution"], df["day"], df["source_uri"], strict=True))

@@ -60,6 +60,8 @@ CREDIT_COST_COLUMNS = [
     "cost_is_estimate",  # the cost is read from the configured price table, not reported by the provider
     "expected_cost",  # Decimal: succeeded x table price
     "cost_delta",  # Decimal: final_cost - expected_cost (positive: paid for more than the images kept)
+    "stated_vs_list",  # Decimal: what the provider stated for its successes minus the table price of them
+    "cost_anomalies",  # rows whose provider-stated amount was not believed (booked at the list price)
     "failures_by_reason",  # JSON object {error_code: failed rows}
     "skips_by_reason",  # JSON object {error_code: skipped rows}
 ]
@@ -181,6 +183,9 @@ CREDIT_LEDGER_COLUMNS = [
     "final_cost",
     "cost_is_estimate",
     "recorded_at",
+    "stated_cost",
+    "list_price",
+    "cost_anomaly",
 ]
 # what the two reports and the totals read of the ledger: pass it as ``read_ledger(columns=...)``
 REPORT_LEDGER_COLUMNS = list(dict.fromkeys([*CREDIT_LEDGER_COLUMNS, "prompt_id", "prompt_sha256", "latency_s"]))

@@ -202,3 +202,14 @@ def test_expected_cost_and_delta_round_once_from_an_unrounded_price(tmp_path):
     (row,) = credit_cost_report(ledger(*rows), prices).to_dict("records")
     assert row["expected_cost"] == Decimal("0.000004")  # 3 x 0.0000015 = 0.0000045, half-even
     assert row["cost_delta"] == Decimal("-0.000002")  # 0.000003 - 0.0000045 = -0.0000015, half-even
+
+
+def test_what_the_provider_stated_is_reported_beside_the_table_price(prices):
+    stated = record("s1", provider="odirouter", cost="0.134", stated_cost=Decimal("0.134"), list_price=Decimal("0.15"))
+    plain = record("s2", provider="odirouter", cost="0.15", list_price=Decimal("0.15"))
+    absurd = record(
+        "s3", provider="odirouter", cost="0.15", list_price=Decimal("0.15"), cost_anomaly="stated cost 1e+12 outside"
+    )
+    (row,) = credit_cost_report(ledger(stated, plain, absurd), prices).to_dict("records")
+    assert row["stated_vs_list"] == Decimal("-0.016") and row["cost_anomalies"] == 1
+    assert row["final_cost"] == Decimal("0.434")
