@@ -3,10 +3,11 @@
 The submit body is the parameter object itself. ``resolution`` and ``image_size`` are two names for
 the same knob; the sandbox rejects a body that sets both to different values.
 
-Response models read tolerantly (providers.md section 4): unknown keys anywhere are kept, an unknown
-``error_type`` or output part is carried rather than refused, and the response endpoint may answer in
-the documented ``outputs`` shape or in fal.ai's ``{"images": [...], "description"}`` shape for this
-model. ``OdiResult.images`` reads both; an answer with neither is for the client to report loudly.
+Response models are the documented contract (and fal.ai's ``{"images": [...], "description"}`` shape
+for this model): the sandbox serves them and its tests validate answers against them. The client does
+not read through them: ``providers.odirouter_answers`` reads whatever plausible shape a fal-style queue
+sends (providers.md section 4). The error envelopes are read here (``OdiGatewayError``,
+``OdiDetailError``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from nbpro_pipeline.models.common import (
     AspectRatio,
     Provider,
     Resolution,
-    TaskState,
 )
 from nbpro_pipeline.models.limits import MAX_PROMPT_CHARS, MAX_REFERENCES
 
@@ -59,7 +59,6 @@ class OdiSubmitRequest(BaseModel):
 
 
 class OdiSubmitResponse(BaseModel):
-    """Only ``request_id`` is needed: the client builds the queue URLs itself."""
 
     model_config = _LENIENT
 
@@ -88,14 +87,6 @@ class OdiStatus(BaseModel):
         """fal-style services may send the error as an object or list; keep it readable as text."""
         return value if value is None or isinstance(value, str) else json.dumps(value)[:1000]
 
-    @property
-    def state(self) -> TaskState:
-        if self.status == "IN_QUEUE":
-            return TaskState.QUEUED
-        if self.status == "IN_PROGRESS":
-            return TaskState.RUNNING
-        return TaskState.FAILED if (self.error_type or self.error) else TaskState.SUCCEEDED
-
 
 class OdiImageFile(BaseModel):
     """One result image: an ``outputs`` part without its ``type``, and exactly fal's image object.
@@ -109,11 +100,6 @@ class OdiImageFile(BaseModel):
     file_size: int | None = None
     width: int | None = None
     height: int | None = None
-
-    @property
-    def usable(self) -> bool:
-        """A URL the downloader can fetch (a data: URI or an empty string is not one)."""
-        return self.url.startswith(("http://", "https://"))
 
 
 class OdiImageOutput(OdiImageFile):
@@ -162,18 +148,6 @@ class OdiResult(BaseModel):
     fal_images: list[OdiImageFile] | None = Field(default=None, alias="images")
     description: str | None = None
     metadata: dict = Field(default_factory=dict)
-
-    @property
-    def images(self) -> list[OdiImageFile]:
-        """Every image of the answer, whichever shape it came in (``outputs`` first)."""
-        found: list[OdiImageFile] = [o for o in self.outputs or () if isinstance(o, OdiImageOutput)]
-        return found + list(self.fal_images or ())
-
-    @property
-    def shape(self) -> Literal["outputs", "fal", "unknown"]:
-        if self.outputs is not None:
-            return "outputs"
-        return "fal" if self.fal_images is not None else "unknown"
 
 
 class OdiCancelResponse(BaseModel):

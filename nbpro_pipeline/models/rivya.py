@@ -3,9 +3,9 @@
 Request models forbid unknown keys: the API rejects unknown ``params`` keys, and the sandbox uses
 these same models so a typo in the client fails loudly in tests instead of silently at Rivya.
 
-Response models read tolerantly (providers.md section 4): unknown keys anywhere are kept, never an
-error, and ``final_credits`` may be 0 rather than null before a task settles (the docs' own create
-example shows 0), so only a terminal task's ``final_credits`` means anything (``settled_credits``).
+Response models are the documented contract: the sandbox serves it and its tests validate answers
+against it. The client does not read through them: ``providers.rivya_answers`` reads whatever plausible
+shape a real server sends (providers.md section 4).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from nbpro_pipeline.models.common import (
     OutputFormat,
     Provider,
     Resolution,
-    TaskState,
 )
 from nbpro_pipeline.models.limits import MAX_PROMPT_CHARS, MAX_REFERENCES
 
@@ -29,13 +28,6 @@ _STRICT = ConfigDict(extra="forbid")
 _LENIENT = ConfigDict(extra="allow")  # responses may grow fields; never break on them
 
 RivyaStatus = Literal["queued", "processing", "succeeded", "failed"]
-
-RIVYA_STATE: dict[str, TaskState] = {
-    "queued": TaskState.QUEUED,
-    "processing": TaskState.RUNNING,
-    "succeeded": TaskState.SUCCEEDED,
-    "failed": TaskState.FAILED,
-}
 
 
 class RivyaReferenceMediaItem(BaseModel):
@@ -70,18 +62,12 @@ class RivyaCreateRequest(BaseModel):
 
 
 class RivyaTaskResult(BaseModel):
-    """``{primary_url, urls}``; either may be missing on an unexpected answer, which ``image_urls``
-    then reports as empty so the client can fail loudly instead of guessing."""
+    """``{primary_url, urls}`` of a succeeded task."""
 
     model_config = _LENIENT
 
-    primary_url: str | None = None
-    urls: list[str] = Field(default_factory=list)
-
-    def image_urls(self) -> list[str]:
-        """Primary first, then the others, no duplicates, only http(s) URLs a download can use."""
-        ordered = [self.primary_url, *self.urls] if self.primary_url else list(self.urls)
-        return [u for u in dict.fromkeys(ordered) if u.startswith(("http://", "https://"))]
+    primary_url: str
+    urls: list[str]
 
 
 class RivyaTaskError(BaseModel):
@@ -91,39 +77,19 @@ class RivyaTaskError(BaseModel):
     message: str = ""
 
 
-class RivyaTaskHead(BaseModel):
-    """The task object without ``result``/``error``: what the client still needs (id, status, credits)
-    to book a finished task when the rest of the body has a shape it does not know."""
+class RivyaTask(BaseModel):
+    """The task object: ``final_credits`` is null (or, per the docs' own example, 0) until it settles."""
 
     model_config = _LENIENT
 
     id: str
     status: RivyaStatus
     model: str | None = None
-    reserved_credits: int = 0
-    final_credits: int | None = None  # null (or, per the docs' example, 0) until the task settles
+    reserved_credits: int
+    final_credits: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     client_request_id: str | None = None
-
-    @property
-    def state(self) -> TaskState:
-        return RIVYA_STATE[self.status]
-
-    @property
-    def settled_credits(self) -> int | None:
-        """``final_credits`` once the task is terminal; None before, whatever the wire said."""
-        return self.final_credits if self.state.terminal else None
-
-    @property
-    def run_s(self) -> float | None:
-        """Rivya stamps the terminal transition: seconds from creation to the end, when both are given."""
-        if not self.state.terminal or self.created_at is None or self.updated_at is None:
-            return None
-        return (self.updated_at - self.created_at).total_seconds()
-
-
-class RivyaTask(RivyaTaskHead):
     result: RivyaTaskResult | None = None
     error: RivyaTaskError | None = None
 

@@ -72,7 +72,7 @@ def test_full_flow_with_states_metrics_and_outputs(sandbox, odi, http):
     assert result.status_code == 200
     parsed = OdiResult.model_validate(result.json())
     assert [o.type for o in parsed.outputs] == ["text", "image"]  # Text is asked for by default
-    (image,) = parsed.images
+    (image,) = [o for o in parsed.outputs if o.type == "image"]
     assert (image.content_type, image.width, image.height) == ("image/png", 1536, 2752)
     download = http.get(image.url)
     assert download.status_code == 200 and download.headers["content-type"] == "image/png"
