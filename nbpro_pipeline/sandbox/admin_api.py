@@ -122,11 +122,14 @@ class AdminApi:
         mutation families its answers went through (what a property test checks a client against)."""
         now = self._now()
         provider = request.query_params.get("provider")
-        if provider not in PROVIDERS:
+        if provider is not None and provider not in PROVIDERS:
             return _problem(400, f"provider must be one of {', '.join(PROVIDERS)}")
-        billed = self.rt.store.billed_by_task(provider)
-        tasks = [t for t in self.rt.store.tasks.values() if t.provider == provider]
-        return json_response({"tasks": [await self._task_row(t, billed.get(t.id, 0), now) for t in tasks]})
+        rows = []
+        for name in [provider] if provider else PROVIDERS:
+            billed = self.rt.store.billed_by_task(name)
+            tasks = [t for t in self.rt.store.tasks.values() if t.provider == name]
+            rows += [await self._task_row(t, billed.get(t.id, 0), now) for t in tasks]
+        return json_response({"tasks": rows})
 
     async def _task_row(self, task: SandboxTask, billed: int, now: float) -> dict[str, Any]:
         phase = task.phase(now)

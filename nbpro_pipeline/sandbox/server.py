@@ -223,6 +223,7 @@ class SandboxServer:
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/_sandbox/stats")
 
-    def tasks(self, provider: str) -> list[dict[str, Any]]:
+    def tasks(self, provider: str | None = None) -> list[dict[str, Any]]:
         """``GET /_sandbox/tasks``: each task's phase, net billing, image sha256 and mutation families."""
-        return self._call("GET", "/_sandbox/tasks", params={"provider": provider})["tasks"]
+        params = {"provider": provider} if provider else None
+        return self._call("GET", "/_sandbox/tasks", params=params)["tasks"]
