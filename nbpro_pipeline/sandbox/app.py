@@ -22,7 +22,6 @@ from nbpro_pipeline.sandbox.odirouter_api import QUEUE_PATH, OdiRouterApi
 from nbpro_pipeline.sandbox.responses import DeliberateDisconnect, base_url, json_response
 from nbpro_pipeline.sandbox.rivya_api import RivyaApi
 from nbpro_pipeline.sandbox.runtime import ResponseCounters, SandboxRuntime
-from nbpro_pipeline.sandbox.wire_shapes import ExtraFieldsMiddleware
 
 
 def traffic_class(path: str) -> str:
@@ -125,8 +124,7 @@ def create_app(config: SandboxConfig | None, state_dir: str | Path) -> Starlette
         lifespan=lifespan,
         middleware=[
             Middleware(ResponseCounterMiddleware, counters=runtime.responses),
-            Middleware(MutationMiddleware, mutator=mutator),
-            Middleware(ExtraFieldsMiddleware, runtime=runtime),
+            Middleware(MutationMiddleware, mutator=mutator),  # also fronts the extra_fields knob
         ],
     )
     app.state.runtime = runtime

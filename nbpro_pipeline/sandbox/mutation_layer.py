@@ -33,6 +33,7 @@ from nbpro_pipeline.sandbox.mutations import (
 from nbpro_pipeline.sandbox.responses import BufferedResponse, base_url, buffer_response, send_buffered
 from nbpro_pipeline.sandbox.runtime import ODIROUTER, PROVIDERS, RIVYA, SandboxRuntime
 from nbpro_pipeline.sandbox.tasks import SandboxTask
+from nbpro_pipeline.sandbox.wire_shapes import ExtraFieldsMiddleware
 
 _JSON = "application/json"
 
@@ -246,18 +247,24 @@ async def _send_answer(send: Send, buffered: BufferedResponse, answer: Answer) -
 
 
 class MutationMiddleware:
-    """Routes every provider answer through the ``Mutator`` while mutation mode is on."""
+    """Routes every provider answer through the ``Mutator`` while mutation mode is on.
+
+    It also fronts the ``extra_fields`` knob's middleware, so that with both off a request costs the
+    same one middleware frame and attribute check it did before mutation mode existed.
+    """
 
     def __init__(self, app: ASGIApp, mutator: Mutator) -> None:
-        self.app = app
+        self.routes = app
+        self.app = ExtraFieldsMiddleware(app, mutator.rt)  # a no-op pass-through unless the knob is on
         self.mutator = mutator
         self.runtime = mutator.rt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.runtime.config.wire.mutations.seed is None or scope["type"] != "http":
-            await self.app(scope, receive, send)
+        wire = self.runtime.config.wire
+        if wire.mutations.seed is None:
+            await (self.app if wire.extra_fields else self.routes)(scope, receive, send)
             return
-        endpoint = classify(scope["method"], scope["path"])
+        endpoint = classify(scope["method"], scope["path"]) if scope["type"] == "http" else None
         if endpoint is None:
             await self.app(scope, receive, send)
             return
