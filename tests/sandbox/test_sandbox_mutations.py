@@ -24,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from nbpro_pipeline.cli import main
+from nbpro_pipeline.sandbox import SandboxConfig, SandboxServer
 from nbpro_pipeline.sandbox.mutation_config import FAMILY_NAMES, MutationConfig
 from nbpro_pipeline.sandbox.mutations import UNDOCUMENTED_WORDS, Answer, answer_key, plan_for, vary
 from tests.sandbox.conftest import QUEUE, configure, slow
@@ -489,3 +490,18 @@ def test_mutate_flags(tmp_path):
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=15)
     assert proc.returncode == 0
+
+
+def test_a_restart_keeps_every_tasks_plan(tmp_path):
+    config = SandboxConfig.zero_latency().updated({"wire": {"mutations": {"seed": 3, "families": ["returned_urls"]}}})
+    with SandboxServer(tmp_path, config) as sandbox, httpx.Client(headers=ODI_KEY, timeout=30) as odi:
+        urls = [
+            odi.post(sandbox.odirouter_url + QUEUE, json={"prompt": f"r{i}"}).json()["status_url"] for i in range(8)
+        ]
+    alternative = [u for u in urls if _ALT_ODI in u]
+    assert alternative and len(alternative) < len(urls)
+    # a restarted server recomputes each plan from the task's stored key: the URLs it gave keep working
+    with SandboxServer(tmp_path, config) as sandbox, httpx.Client(headers=ODI_KEY, timeout=30) as odi:
+        for url in urls:
+            port = re.search(r":(\d+)/", url).group(1)
+            assert odi.get(url.replace(f":{port}/", f":{sandbox.port}/")).status_code == 200
