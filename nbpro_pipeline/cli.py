@@ -128,6 +128,24 @@ def _set(tree: dict[str, Any], path: str, value: Any) -> None:
 @click.option("--result-url-ttl", type=click.FloatRange(min=0, min_open=True), help="Result URL lifetime, s.")
 @click.option("--rivya-credits", type=click.IntRange(min=0), help="Rivya wallet of a fresh state dir.")
 @click.option("--odirouter-balance", type=click.FloatRange(min=0), help="OdiRouter wallet (USD) of a fresh state dir.")
+@click.option(
+    "--mutate",
+    "mutate_seed",
+    type=int,
+    metavar="SEED",
+    help="Mutation mode: answer the plausible undocumented ways (other state words, numbers as strings, "
+    "missing fields, the image elsewhere or inline, other URLs, read lag, ...), reproducibly from SEED. "
+    "Billing, states and image bytes stay true. Off by default.",
+)
+@click.option("--mutate-rate", type=_RATE, help="Probability that an answer is varied (default 0.6).")
+@click.option(
+    "--mutate-family",
+    "mutate_families",
+    multiple=True,
+    metavar="NAME",
+    help="Vary only these families (repeatable; default all): state_words, number_strings, missing_fields, "
+    "image_location, returned_urls, read_lag, minimal_create, stated_cost, error_envelopes, extra_fields.",
+)
 def sandbox(
     host: str,
     port: int,
@@ -158,6 +176,9 @@ def sandbox(
     result_url_ttl: float | None,
     rivya_credits: int | None,
     odirouter_balance: float | None,
+    mutate_seed: int | None,
+    mutate_rate: float | None,
+    mutate_families: tuple[str, ...],
 ) -> None:
     """Run the local emulator of both providers (Rivya at /api/v1, OdiRouter at /model/v1/queue).
 
@@ -214,6 +235,9 @@ def sandbox(
     _set(partial, "*.faults.drop_download", fault_drop_download)
     _set(partial, "billing.rivya_initial_credits", rivya_credits)
     _set(partial, "billing.odirouter_initial_usd", odirouter_balance)
+    _set(partial, "wire.mutations.seed", mutate_seed)
+    _set(partial, "wire.mutations.rate", mutate_rate)
+    _set(partial, "wire.mutations.families", list(mutate_families) or None)
 
     try:
         base = SandboxConfig.from_file(config_file) if config_file else SandboxConfig()

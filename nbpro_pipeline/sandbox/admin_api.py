@@ -6,8 +6,10 @@ stats it returns are current to the moment of the request.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -17,6 +19,10 @@ from starlette.routing import BaseRoute, Route
 from nbpro_pipeline.sandbox.responses import describe_validation_error, json_response
 from nbpro_pipeline.sandbox.runtime import PROVIDERS, SandboxRuntime
 from nbpro_pipeline.sandbox.store import UNIT, to_minor, to_wire
+from nbpro_pipeline.sandbox.tasks import Phase, SandboxTask
+
+if TYPE_CHECKING:
+    from nbpro_pipeline.sandbox.mutation_layer import Mutator
 
 
 def _problem(status: int, detail: str) -> Response:
@@ -24,8 +30,9 @@ def _problem(status: int, detail: str) -> Response:
 
 
 class AdminApi:
-    def __init__(self, runtime: SandboxRuntime) -> None:
+    def __init__(self, runtime: SandboxRuntime, mutator: Mutator) -> None:
         self.rt = runtime
+        self.mutator = mutator
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -37,6 +44,7 @@ class AdminApi:
             Route("/_sandbox/config", self.get_config, methods=["GET"]),
             Route("/_sandbox/config", self.put_config, methods=["PUT"]),
             Route("/_sandbox/stats", self.stats, methods=["GET"]),
+            Route("/_sandbox/tasks", self.tasks, methods=["GET"]),
             Route("/_sandbox/{rest:path}", self.not_found, methods=["GET", "POST", "PUT", "DELETE"]),
         ]
 
@@ -84,6 +92,7 @@ class AdminApi:
 
     async def reset(self, request: Request) -> Response:
         self.rt.reset()
+        self.mutator.clear()
         return json_response({"status": "reset"})
 
     async def get_config(self, request: Request) -> Response:
@@ -103,7 +112,40 @@ class AdminApi:
         return json_response(config.model_dump(mode="json"))
 
     async def stats(self, request: Request) -> Response:
-        return json_response(self.rt.stats(self._now()))
+        out = self.rt.stats(self._now())
+        for provider in PROVIDERS:  # families mutation mode applied, per provider, since start or reset
+            out[provider]["mutations"] = dict(sorted(self.mutator.counts[provider].items()))
+        return json_response(out)
+
+    async def tasks(self, request: Request) -> Response:
+        """Every task of a provider as the truth has it: phase, net billing, image digest, and the
+        mutation families its answers went through (what a property test checks a client against)."""
+        now = self._now()
+        provider = request.query_params.get("provider")
+        if provider is not None and provider not in PROVIDERS:
+            return _problem(400, f"provider must be one of {', '.join(PROVIDERS)}")
+        rows = []
+        for name in [provider] if provider else PROVIDERS:
+            billed = self.rt.store.billed_by_task(name)
+            tasks = [t for t in self.rt.store.tasks.values() if t.provider == name]
+            rows += [await self._task_row(t, billed.get(t.id, 0), now) for t in tasks]
+        return json_response({"tasks": rows})
+
+    async def _task_row(self, task: SandboxTask, billed: int, now: float) -> dict[str, Any]:
+        phase = task.phase(now)
+        digest = None
+        if phase is Phase.SUCCEEDED:
+            digest = hashlib.sha256(await self.rt.image_bytes(task)).hexdigest()
+        return {
+            "id": task.id,
+            "provider": task.provider,
+            "phase": phase.value,
+            "billed": to_wire(task.provider, billed),
+            "prompt": task.prompt,
+            "resolution": task.resolution,
+            "image_sha256": digest,
+            "mutations": self.mutator.applied(task.id),
+        }
 
     async def not_found(self, request: Request) -> Response:
         return _problem(404, f"no admin route {request.method} {request.url.path}")

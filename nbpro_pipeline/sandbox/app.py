@@ -16,11 +16,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nbpro_pipeline.sandbox.admin_api import AdminApi
 from nbpro_pipeline.sandbox.cdn_api import CdnApi
 from nbpro_pipeline.sandbox.config import SandboxConfig
+from nbpro_pipeline.sandbox.mutation_layer import MutationMiddleware, Mutator
+from nbpro_pipeline.sandbox.mutation_routes import AltRoutes, is_alt_status_poll
 from nbpro_pipeline.sandbox.odirouter_api import QUEUE_PATH, OdiRouterApi
 from nbpro_pipeline.sandbox.responses import DeliberateDisconnect, base_url, json_response
 from nbpro_pipeline.sandbox.rivya_api import RivyaApi
 from nbpro_pipeline.sandbox.runtime import ResponseCounters, SandboxRuntime
-from nbpro_pipeline.sandbox.wire_shapes import ExtraFieldsMiddleware
 
 
 def traffic_class(path: str) -> str:
@@ -43,7 +44,9 @@ def is_status_poll(method: str, path: str) -> bool:
         return False
     if path.startswith("/api/v1/generations/"):
         return True
-    return path.startswith(QUEUE_PATH + "/requests/") and path.endswith("/status")
+    if path.startswith(QUEUE_PATH + "/requests/") and path.endswith("/status"):
+        return True
+    return is_alt_status_poll(method, path)
 
 
 class ResponseCounterMiddleware:
@@ -82,6 +85,8 @@ class ResponseCounterMiddleware:
 def create_app(config: SandboxConfig | None, state_dir: str | Path) -> Starlette:
     """A sandbox app on ``state_dir``; the store opens on lifespan startup and closes on shutdown."""
     runtime = SandboxRuntime(config or SandboxConfig(), state_dir)
+    mutator = Mutator(runtime)
+    rivya, odirouter = RivyaApi(runtime), OdiRouterApi(runtime)
 
     async def index(request: Request) -> Response:
         base = base_url(request)
@@ -105,18 +110,23 @@ def create_app(config: SandboxConfig | None, state_dir: str | Path) -> Starlette
 
     routes = [
         Route("/", index, methods=["GET"]),
-        *RivyaApi(runtime).routes(),
-        *OdiRouterApi(runtime).routes(),
+        *rivya.routes(),
+        *odirouter.routes(),
         *CdnApi(runtime).routes(),
-        *AdminApi(runtime).routes(),
+        *AdminApi(runtime, mutator).routes(),
+        # matched only by paths no documented route took, so they cost the hot path nothing
+        *AltRoutes(mutator.is_alt, rivya, odirouter).routes(),
+        *rivya.fallback_routes(),
+        *odirouter.fallback_routes(),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=[
             Middleware(ResponseCounterMiddleware, counters=runtime.responses),
-            Middleware(ExtraFieldsMiddleware, runtime=runtime),
+            Middleware(MutationMiddleware, mutator=mutator),  # also fronts the extra_fields knob
         ],
     )
     app.state.runtime = runtime
+    app.state.mutator = mutator
     return app

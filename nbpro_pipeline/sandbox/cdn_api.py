@@ -16,7 +16,7 @@ from nbpro_pipeline.sandbox.faults import route_digest, should_drop_download
 from nbpro_pipeline.sandbox.responses import DroppedConnection, text_response
 from nbpro_pipeline.sandbox.runtime import SandboxRuntime
 from nbpro_pipeline.sandbox.tasks import Phase
-from nbpro_pipeline.sandbox.urls import RESULT_PATH, SignatureCheck
+from nbpro_pipeline.sandbox.urls import BLOB_PATH, RESULT_PATH, SignatureCheck
 
 _MIME = {"png": "image/png", "jpg": "image/jpeg"}
 
@@ -28,39 +28,47 @@ class CdnApi:
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/cdn/{provider}/results/{task_id}/{file_name}", self.result, methods=["GET"]),
+            Route("/cdn/{provider}/blobs/{task_id}/{index}", self.blob, methods=["GET"]),
             Route("/cdn/rivya/files/{file_id}/{name}", self.uploaded_file, methods=["GET"]),
             Route("/cdn/{rest:path}", self.not_found, methods=["GET", "HEAD", "POST", "PUT", "DELETE"]),
         ]
 
     async def result(self, request: Request) -> Response:
-        now = time.time()
-        self.rt.settle_due(now)
-        path = request.url.path
-        match = RESULT_PATH.match(path)
+        match = RESULT_PATH.match(request.url.path)
         if match is None:
             return text_response("Not Found", 404)
         provider, task_id, _index, ext = match.groups()
+        return await self._serve(request, provider, task_id, ext, _MIME[ext])
+
+    async def blob(self, request: Request) -> Response:
+        """The extension-less, ``application/octet-stream`` twin of ``result`` (mutation mode hands it out)."""
+        match = BLOB_PATH.match(request.url.path)
+        if match is None:
+            return text_response("Not Found", 404)
+        provider, task_id, _index = match.groups()
+        return await self._serve(request, provider, task_id, None, "application/octet-stream")
+
+    async def _serve(self, request: Request, provider: str, task_id: str, ext: str | None, media_type: str) -> Response:
+        now = time.time()
+        self.rt.settle_due(now)
+        path = request.url.path
         check = self.rt.signer.check(path, request.query_params.get("exp"), request.query_params.get("sig"), now)
         if check is SignatureCheck.BAD:
             return text_response("Signature does not match", 403)
         if check is SignatureCheck.EXPIRED:
             return text_response("Request has expired", 403)
         task = self.rt.task(provider, task_id)
-        if task is None or task.phase(now) is not Phase.SUCCEEDED or task.output_format != ext:
+        if task is None or task.phase(now) is not Phase.SUCCEEDED or ext not in (None, task.output_format):
             return text_response("Not Found", 404)
         data = await self.rt.image_bytes(task)
         digest = route_digest("GET", path)  # every download of a result is a fresh draw
         draw = self.rt.decisions.bound(provider, digest, self.rt.occurrences.next(provider, digest))
         if should_drop_download(self.rt.config.provider(provider).faults, draw):
-            return DroppedConnection(data[: len(data) // 2], len(data), _MIME[ext])
-        return Response(
-            data,
-            media_type=_MIME[ext],
-            headers={
-                "Cache-Control": "private, max-age=3600",
-                "Content-Disposition": f'inline; filename="{task_id}.{ext}"',
-            },
-        )
+            return DroppedConnection(data[: len(data) // 2], len(data), media_type)
+        headers = {"Cache-Control": "private, max-age=3600"}
+        if ext is not None:  # a blob store names no file: the bytes must speak for themselves
+            headers["Content-Disposition"] = f'inline; filename="{task_id}.{ext}"'
+        return Response(data, media_type=media_type, headers=headers)
 
     async def uploaded_file(self, request: Request) -> Response:
         stored = self.rt.store.files.get(request.path_params["file_id"])

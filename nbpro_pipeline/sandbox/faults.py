@@ -115,6 +115,7 @@ class TaskPlan:
     wrong_size: bool
     drop_after_processing: bool
     corrupt_variant: float  # where and how the bytes get damaged, when corrupt_image fires
+    origin: str = ""  # the create's (body digest, occurrence): keys mutation mode's choices reproducibly
 
 
 def plan_task(config: ProviderConfig, time_scale: float, draw: Draw, resolution: str | None = None) -> TaskPlan:
@@ -136,6 +137,7 @@ def plan_task(config: ProviderConfig, time_scale: float, draw: Draw, resolution:
         wrong_size=draw.fires("wrong_size", faults.wrong_size),
         drop_after_processing=draw.fires("drop_after_processing", faults.drop_after_processing),
         corrupt_variant=draw("corrupt_image.variant"),
+        origin=f"{draw.digest}.{draw.occurrence}",
     )
 
 

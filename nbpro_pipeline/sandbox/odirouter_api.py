@@ -32,6 +32,7 @@ from nbpro_pipeline.sandbox.tasks import FAILURE_MESSAGES, Phase, SandboxTask
 
 QUEUE_PATH = f"/model/v1/queue/{ODIROUTER_ENDPOINT_ID}"
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+REQUEST_NOT_FOUND = "Request not found"  # the application's 404 detail for an unknown request id
 
 _REFUSALS: dict[str, tuple[int, str, str]] = {
     "disabled": (503, "SERVICE_UNAVAILABLE", "The model API is temporarily unavailable; retry later"),
@@ -80,8 +81,11 @@ class OdiRouterApi:
             Route(QUEUE_PATH + "/requests/{request_id}/status", self.status, methods=["GET"]),
             Route(QUEUE_PATH + "/requests/{request_id}/response", self.response, methods=["GET"]),
             Route(QUEUE_PATH + "/requests/{request_id}/cancel", self.cancel, methods=["PUT"]),
-            Route("/model/{rest:path}", self.not_found, methods=_ALL_METHODS),
         ]
+
+    def fallback_routes(self) -> list[BaseRoute]:
+        """The 404 for any other ``/model`` path; mounted after every route (mutation mode's alt paths too)."""
+        return [Route("/model/{rest:path}", self.not_found, methods=_ALL_METHODS)]
 
     def _admit(self, request: Request, digest: str) -> Admitted | Response:
         admission = self.rt.admit(ODIROUTER, request.headers.get("authorization"), digest, time.time(), None)
@@ -222,7 +226,7 @@ class OdiRouterApi:
             return found
         admitted, task = found
         if task is None:
-            return detail_error(404, "Request not found")
+            return detail_error(404, REQUEST_NOT_FOUND)
         return json_response(self._status_json(task, request, admitted.now))
 
     async def response(self, request: Request) -> Response:
@@ -231,7 +235,7 @@ class OdiRouterApi:
             return found
         admitted, task = found
         if task is None:
-            return detail_error(404, "Request not found")
+            return detail_error(404, REQUEST_NOT_FOUND)
         now = admitted.now
         phase = task.phase(now)
         if not phase.terminal:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class DeliberateDisconnect(Exception):
@@ -108,3 +109,50 @@ def describe_validation_error(exc: ValidationError) -> str:
             where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
         problems.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
     return "; ".join(problems)
+
+
+@dataclass(slots=True)
+class BufferedResponse:
+    """An app's whole answer, held back so a middleware can rewrite it before it goes out."""
+
+    start: Message
+    body: bytes
+
+    @property
+    def status(self) -> int:
+        return self.start["status"]
+
+    def header(self, name: bytes) -> bytes | None:
+        return next((v for k, v in self.start.get("headers", []) if k.lower() == name), None)
+
+
+async def buffer_response(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> BufferedResponse:
+    """Run ``app`` and collect its answer; a deliberate cut is passed on as it happened, then re-raised."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def buffering_send(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            start = message
+        else:
+            chunks.append(message.get("body", b""))
+
+    try:
+        await app(scope, receive, buffering_send)
+    except Exception:
+        if start is not None:  # a deliberate cut: pass on what was sent so far, then cut as before
+            await send(start)
+            await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
+        raise
+    if start is None:
+        raise RuntimeError("the app finished without starting a response")
+    return BufferedResponse(start, b"".join(chunks))
+
+
+async def send_buffered(send: Send, start: Message, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    """Send a (rewritten) buffered answer with its Content-Length set to the new body's."""
+    headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+    headers.append((b"content-length", str(len(body)).encode("latin-1")))
+    await send({**start, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -69,9 +69,13 @@ _REFUSALS: dict[str, tuple[int, str, str]] = {
 _5XX_CODES = {500: "internal_error", 502: "bad_gateway", 503: "service_unavailable"}
 
 
+def rivya_error_body(code: str, message: str, request_id: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "requestId": request_id}}
+
+
 def rivya_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     request_id = "req_" + secrets.token_hex(12)
-    body = {"error": {"code": code, "message": message, "requestId": request_id}}
+    body = rivya_error_body(code, message, request_id)
     return json_response(body, status, headers={"x-request-id": request_id, **(headers or {})})
 
 
@@ -122,8 +126,11 @@ class RivyaApi:
             Route("/api/v1/models", self.models, methods=["GET"]),
             Route("/api/v1/files", self.upload_file, methods=["POST"]),
             Route("/api/v1/files/{file_id}", self.get_file, methods=["GET"]),
-            Route("/api/{rest:path}", self.not_found, methods=_ALL_METHODS),
         ]
+
+    def fallback_routes(self) -> list[BaseRoute]:
+        """The 404 for any other ``/api`` path; mounted after every route (mutation mode's alt paths too)."""
+        return [Route("/api/{rest:path}", self.not_found, methods=_ALL_METHODS)]
 
     def _admit(self, request: Request, digest: str) -> Admitted | Response:
         admission = self.rt.admit(RIVYA, request.headers.get("authorization"), digest, time.time(), KEY_PREFIX)

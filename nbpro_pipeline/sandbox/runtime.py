@@ -322,6 +322,7 @@ class SandboxRuntime:
             corrupt_image=plan.corrupt_image,
             corrupt_variant=plan.corrupt_variant,
             wrong_size=plan.wrong_size,
+            mutation_key=None if self._config.wire.mutations.seed is None else plan.origin,
             **fields,
         )
 

@@ -222,3 +222,8 @@ class SandboxServer:
 
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/_sandbox/stats")
+
+    def tasks(self, provider: str | None = None) -> list[dict[str, Any]]:
+        """``GET /_sandbox/tasks``: each task's phase, net billing, image sha256 and mutation families."""
+        params = {"provider": provider} if provider else None
+        return self._call("GET", "/_sandbox/tasks", params=params)["tasks"]

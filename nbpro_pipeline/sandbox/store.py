@@ -243,6 +243,11 @@ class SandboxStore:
             sql += " WHERE " + " AND ".join(clauses)
         return [LedgerEntry(*row) for row in self.db.execute(sql + " ORDER BY seq", args)]
 
+    def billed_by_task(self, provider: str) -> dict[str, int]:
+        """Net amount billed per task id (minor units): what the provider's ledger says each task cost."""
+        sql = "SELECT task_id, SUM(amount) FROM ledger WHERE provider = ? GROUP BY task_id"
+        return dict(self.db.execute(sql, (provider,)).fetchall())
+
     # --- idempotency -----------------------------------------------------------------------------
 
     def idempotency(self, key: str) -> IdempotencyRecord | None:

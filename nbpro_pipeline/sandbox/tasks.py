@@ -63,6 +63,8 @@ class SandboxTask:
     canceled_at: float | None = None
     canceled_while: str | None = None  # Phase value at cancel time: decides whether it is billed
     settled: bool = False
+    # Set when created in mutation mode: the (seed-independent) key its per-task mutation plan derives from
+    mutation_key: str | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 

@@ -13,9 +13,11 @@ import hmac
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 RESULT_PATH = re.compile(r"^/cdn/(rivya|odirouter)/results/([A-Za-z0-9_]+)/(\d+)\.(png|jpg)$")
+# The same result without an extension, served as application/octet-stream (mutation mode's signed-blob URL)
+BLOB_PATH = re.compile(r"^/cdn/(rivya|odirouter)/blobs/([A-Za-z0-9_]+)/(\d+)$")
 FILE_PATH = re.compile(r"^/cdn/rivya/files/(file_[0-9a-f]+)/[^/]+$")
 
 
@@ -43,6 +45,17 @@ class UrlSigner:
     def result_url(self, base_url: str, provider: str, task_id: str, index: int, ext: str, exp: int) -> str:
         path = result_path(provider, task_id, index, ext)
         return f"{base_url}{path}?exp={exp}&sig={self.sign(path, exp)}"
+
+    def blob_url(self, result_url: str) -> str | None:
+        """The extension-less twin of a result URL this signer minted, expiring at the same instant."""
+        parts = urlsplit(result_url)
+        match = RESULT_PATH.match(parts.path)
+        exp = parse_qs(parts.query).get("exp", [""])[0]
+        if match is None or not exp.isdigit():
+            return None
+        provider, task_id, index, _ext = match.groups()
+        path = f"/cdn/{provider}/blobs/{task_id}/{index}"
+        return f"{parts.scheme}://{parts.netloc}{path}?exp={exp}&sig={self.sign(path, int(exp))}"
 
 
 def result_path(provider: str, task_id: str, index: int, ext: str) -> str:
@@ -79,6 +92,6 @@ def parse_sandbox_url(url: str) -> SandboxUrl | None:
         return None
     if m := FILE_PATH.match(parts.path):
         return SandboxUrl("file", m.group(1))
-    if m := RESULT_PATH.match(parts.path):
+    if m := RESULT_PATH.match(parts.path) or BLOB_PATH.match(parts.path):
         return SandboxUrl("result", m.group(2), m.group(1))
     return None

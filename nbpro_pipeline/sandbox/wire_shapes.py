@@ -12,7 +12,8 @@ shape nobody knows fails loudly instead of silently costing a paid image:
 - ``odirouter_response_shape``: the documented ``outputs``, fal.ai's ``{"images": [...], "description"}``,
   or an ``unknown`` shape of opaque asset ids;
 - ``odirouter_422_detail = "list"``: FastAPI's ``[{loc, msg, type}]`` instead of a string;
-- ``extra_fields``: an unknown key added to every JSON object either provider API answers (errors too).
+- ``extra_fields``: an unknown key added to every JSON object either provider API answers (errors too);
+- ``mutations``: mutation mode, random plausible variations per answer under a seed (``mutations``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from nbpro_pipeline.sandbox.mutation_config import MutationConfig
+from nbpro_pipeline.sandbox.responses import buffer_response, send_buffered
 
 EXTRA_KEY = "x_sandbox_unknown_field"  # what extra_fields adds; no client may depend on or refuse it
 _PROVIDER_PATHS = ("/api/", "/model/")
@@ -40,6 +44,7 @@ class WireConfig(BaseModel):
     odirouter_response_shape: Literal["outputs", "fal", "unknown"] = "outputs"
     odirouter_422_detail: Literal["string", "list"] = "string"
     extra_fields: bool = False
+    mutations: MutationConfig = Field(default_factory=MutationConfig)
 
 
 def rivya_task(wire: WireConfig, body: dict[str, Any]) -> dict[str, Any]:
@@ -106,34 +111,9 @@ class ExtraFieldsMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        start: Message | None = None
-        chunks: list[bytes] = []
-
-        async def buffering_send(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                start = message
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                assert start is not None
-                await _send_rewritten(send, start, b"".join(chunks))
-
-        try:
-            await self.app(scope, receive, buffering_send)
-        except Exception:
-            if start is not None:  # a deliberate cut: pass on what was sent so far, then cut as before
-                await send(start)
-                await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
-            raise
-
-
-async def _send_rewritten(send: Send, start: Message, body: bytes) -> None:
-    headers = list(start.get("headers", []))
-    content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
-    if content_type.startswith(b"application/json") and body:
-        body = json.dumps(with_extra_fields(json.loads(body)), separators=(",", ":")).encode()
-        headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode("latin-1")))
-    await send({**start, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+        answer = await buffer_response(self.app, scope, receive, send)
+        headers = list(answer.start.get("headers", []))
+        body = answer.body
+        if (answer.header(b"content-type") or b"").startswith(b"application/json") and body:
+            body = json.dumps(with_extra_fields(json.loads(body)), separators=(",", ":")).encode()
+        await send_buffered(send, answer.start, headers, body)
