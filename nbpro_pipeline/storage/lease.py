@@ -26,7 +26,6 @@ Layout: ``<root>/leases/provider=…/resolution=…/lease-000042.json``, one JSO
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
@@ -302,12 +301,15 @@ def acquire_cell_lease(
 async def cell_lease(
     storage: Storage, provider: Provider | str, resolution: Resolution, run_id: str, policy: LeasePolicy
 ) -> AsyncIterator[HeldLease]:
-    """Hold the cell's lease for the block (``CellBusy`` if another run holds it); released on leaving."""
-    lease = await asyncio.to_thread(acquire_cell_lease, storage, provider, resolution, run_id, policy)
+    """Hold the cell's lease for the block (``CellBusy`` if another run holds it); released on leaving.
+
+    Both run on the loop's thread, not awaited: a cancellation can then never leave a lease taken with
+    nobody to release it, and nothing else of the run is in flight before or after the block."""
+    lease = acquire_cell_lease(storage, provider, resolution, run_id, policy)
     try:
         yield lease
     finally:
-        lease.release()  # not awaited: a cancelled run must still release, and an await could be cancelled
+        lease.release()
 
 
 def _new_info(cell: str, generation: int, run_id: str, policy: LeasePolicy) -> LeaseInfo:

@@ -68,6 +68,20 @@ async def test_a_run_that_loses_its_lease_stops_submitting_and_books_what_it_sub
     harness.assert_reconciles(Provider.RIVYA)  # every task it submitted is booked: money is never dropped
 
 
+async def test_a_cancelled_run_releases_the_cell_at_once(harness):
+    slow_tasks(harness.sandbox, 0.3)
+    run = asyncio.ensure_future(harness.run(Provider.RIVYA, prompt_rows(6), run_id="run-cancelled"))
+    while harness.tasks_created(Provider.RIVYA) < 1:
+        await asyncio.sleep(0.02)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    slow_tasks(harness.sandbox, 0)
+    report = await harness.run(Provider.RIVYA, prompt_rows(6), run_id="run-next")  # no wait for an expiry
+    assert report.already_done + report.succeeded == 6
+    harness.assert_reconciles(Provider.RIVYA)
+
+
 # -- as a user would: `nbpro run-cell` processes ----------------------------------------------------------
 def _table(tmp_path: Path) -> Path:
     path = tmp_path / "prompts.csv"
