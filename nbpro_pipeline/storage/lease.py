@@ -247,7 +247,7 @@ class HeldLease:
                 return
 
     def _superseded(self) -> str | None:
-        """Why our file no longer says we hold the cell, or None."""
+        """Why the files no longer say we hold the cell (a newer generation, or our file gone or not ours)."""
         generations = _generations(self.storage, self.directory)
         newer = [g for g in generations if g > self.info.generation]
         if newer:
@@ -258,8 +258,13 @@ class HeldLease:
             if other is None:
                 return f"a newer lease generation {newer[-1]} exists"
             return f"run {other.run_id} on {other.host} (pid {other.pid}) took the cell over at {_ts(other.since)}"
-        if self.info.generation not in generations:
+        try:
+            own = _read(self.storage, self.path)
+        except FileNotFoundError:
             return f"its lease file {self.storage.uri(self.path)} was removed"
+        if own is None or own.token != self.info.token:  # removed by hand, then taken anew under its number
+            by = f" by run {own.run_id}" if own else ""
+            return f"its lease file {self.storage.uri(self.path)} was replaced{by}"
         return None
 
     def _mark_lost(self, reason: str) -> None:

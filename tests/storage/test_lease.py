@@ -224,3 +224,18 @@ def test_a_filesystem_without_atomic_create_is_refused_saying_what_to_use():
     storage = Storage("nbpro-noexcl://root")
     with pytest.raises(ExclusiveCreateUnsupported, match=r"s3://.*gs://"):
         take(storage, "run-a")
+
+
+def test_a_lease_file_deleted_by_hand_and_taken_anew_is_noticed_by_its_holder(local_storage):
+    holder = take(local_storage, "run-a", FAST)
+    holder._stop.set()  # drive the heartbeat by hand
+    holder._thread.join()
+    local_storage.fs.rm_file(holder.path)
+    intruder = take(local_storage, "run-intruder")  # generation 1 again: the number was free
+    assert intruder.info.generation == 1
+    holder.renew()
+    assert holder.lost is not None and "replaced by run run-intruder" in holder.lost
+    holder.release()  # leaves the intruder's file alone
+    with pytest.raises(CellBusy, match="run-intruder"):
+        take(local_storage, "run-c")
+    intruder.release()
