@@ -107,7 +107,9 @@ def _ts(at: datetime) -> str:
 
 def _ago(at: datetime, now: datetime) -> str:
     s = (now - at).total_seconds()
-    return f"{s:.0f} s ago" if s >= 0 else f"{-s:.0f} s in the future: its clock is ahead of ours"
+    if s > -1:  # under a second ahead is rounding and request time, not a clock worth naming
+        return f"{max(s, 0):.0f} s ago"
+    return f"{-s:.0f} s in the future: its clock is ahead of ours"
 
 
 class CellBusy(RuntimeError):

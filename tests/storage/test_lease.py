@@ -26,7 +26,7 @@ from nbpro_pipeline.storage.lease import (
 
 R1K = Resolution.R1K
 SLOW = LeasePolicy(ttl_s=30, heartbeat_s=10, clock_skew_s=0)  # nothing expires or renews during a test
-FAST = LeasePolicy(ttl_s=0.6, heartbeat_s=0.1, clock_skew_s=0)
+FAST = LeasePolicy(ttl_s=1.0, heartbeat_s=0.1, clock_skew_s=0)  # ten beats per ttl: a loaded machine still renews
 
 
 def take(storage: Storage, run_id: str, policy: LeasePolicy = SLOW) -> HeldLease:
