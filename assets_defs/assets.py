@@ -25,6 +25,7 @@ from nbpro_pipeline.presentation.gallery import CROSS_GALLERY_COLUMNS, write_cro
 from nbpro_pipeline.prompts import PromptTableError, write_prompt_tables
 from nbpro_pipeline.provenance import SIGNING_HELP, ProvenanceSigner, SigningConfigError, signer_from_env
 from nbpro_pipeline.storage import Storage, compact_ledger, read_ledger, read_table, spent_on, table_path
+from nbpro_pipeline.storage.lease import CellBusy, LeaseLost
 
 # One group: the Lineage page opens on the whole pipeline instead of collapsed groups of one or two assets.
 GROUP = "nbpro_pipeline"
@@ -100,8 +101,8 @@ def generated_images(
     settings = resource.engine_settings().model_copy(
         update={"reference_roots": pipeline.reference_roots, "signer": _c2pa_signer(context)}
     )
-    audited = audit_cell(
-        run_cell_sync(
+    try:
+        result = run_cell_sync(
             rows,
             client=resource.client,
             provider=provider,
@@ -116,10 +117,10 @@ def generated_images(
             prices=budget.prices(),
             budget=guard,
             logger=context.log,
-        ),
-        st,
-        require_c2pa=settings.signer is not None,
-    )
+        )
+    except (CellBusy, LeaseLost) as exc:
+        raise dg.Failure(description=str(exc), metadata=_lease_metadata(exc)) from None
+    audited = audit_cell(result, st, require_c2pa=settings.signer is not None)
     rep = audited.report
     context.log.info(rep.summary())
     view = cell_view(st, rep, rows.table, context.run.run_id, budget.prices(), pipeline.failure_thresholds())
@@ -135,6 +136,20 @@ def generated_images(
     return dg.MaterializeResult(
         metadata=metadata, check_results=[check_result(c) for c in [*audit_checks, *view.checks]]
     )
+
+
+def _lease_metadata(exc: CellBusy | LeaseLost) -> dict:
+    if isinstance(exc, LeaseLost):
+        return {"lease_lost": exc.reason}
+    holder = exc.holder
+    return {
+        "holder_run_id": holder.run_id,
+        "holder_host": f"{holder.host} (pid {holder.pid})",
+        "holder_since": holder.since.isoformat(),
+        "holder_last_heartbeat": holder.renewed_at.isoformat(),
+        "lease_expires_at": exc.takeover_at.isoformat(),
+        "lease_file": dg.MetadataValue.path(exc.uri),
+    }
 
 
 def _cell_metadata(view: CellView, rep: CellReport, st: Storage) -> dict:

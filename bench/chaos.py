@@ -77,6 +77,9 @@ PHASES: dict[str, tuple[bool, float]] = {
     "timer": (False, 0.0),
 }
 PAUSE_MS = 300  # how long the child holds still mid-phase: ample for the parent's kill to land
+# a killed run keeps the cell's lease until it expires: short here, so the next run waits only this long
+LEASE = ["--lease-ttl", "1", "--lease-heartbeat", "0.2", "--lease-clock-skew", "0"]
+LEASE_TTL_S = 1.0
 LIGHT_FAULTS = [  # faults that never make a second charge legitimate (no failed or bad paid results)
     "--fault-5xx", "0.02", "--fault-drop", "0.01", "--fault-rate-limited", "0.01",
     "--fault-expired-url", "0.05", "--fault-drop-download", "0.02", "--retry-after", "0.2",
@@ -148,7 +151,7 @@ def run_child(
     argv = [
         str(table), "--cell", f"{provider.value}|{RESOLUTION.value}",
         "--storage", str(storage), "--base-url", base, "--run-id", run_id, "--max-in-flight", "10",
-        "--poll-first-delay", "0.1", "--poll-max-interval", "0.3", "--ledger-flush-rows", "4", "--json",
+        "--poll-first-delay", "0.1", "--poll-max-interval", "0.3", "--ledger-flush-rows", "4", "--json", *LEASE,
     ]  # fmt: skip
     env = {**KEYS, "CHAOS_ERROR_RATE": str(error_rate), "CHAOS_ERROR_SEED": run_id, "CHAOS_TARGET": ""}
     has_mid = aim is not None and PHASES[aim.phase][0]
@@ -323,6 +326,7 @@ def run_trial(
         if out.killed_at is not None:
             tot.kills += 1
             tot.kills_by_phase[out.killed_at] += 1
+            time.sleep(LEASE_TTL_S)  # its lease, renewed at most until the kill, expires
             continue
         rep = out.report
         if rep is None or out.returncode != 0:

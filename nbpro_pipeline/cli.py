@@ -453,6 +453,27 @@ def _signer_or_exit() -> Any:
     help="API calls per second (token bucket), as the Dagster resources' requests_per_s.",
 )
 @click.option("--burst", type=click.IntRange(min=1), default=40, show_default=True, help="Token-bucket size.")
+@click.option(
+    "--lease-ttl",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds the cell's lease lives unrenewed: a killed run blocks the cell this long (plus the skew).",
+)
+@click.option(
+    "--lease-heartbeat",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds between renewals of the lease (shorter than --lease-ttl).",
+)
+@click.option(
+    "--lease-clock-skew",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Seconds machines' clocks may disagree: an expired lease is taken over only this long after its expiry.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the cell report as one JSON line.")
 def run_cell_command(
     tables: tuple[str, ...],
@@ -470,13 +491,26 @@ def run_cell_command(
     ledger_flush_rows: int,
     requests_per_s: float,
     burst: int,
+    lease_ttl: float,
+    lease_heartbeat: float,
+    lease_clock_skew: float,
     as_json: bool,
 ) -> None:
     """Run one provider x resolution cell of TABLE(s) without Dagster: same engine, journal and ledger.
 
     The key comes from RIVYA_API_KEY or ODIROUTER_API_KEY (never a flag, so it stays out of shell
     history). Re-running pays only for gaps; after a crash, journaled tasks are polled, not resubmitted.
-    Exit status: 0 every eligible row has an outcome, 1 some did not (see the summary), 2 bad input.
+    One run per cell and storage root at a time: the run holds a lease under ROOT/leases/, and a second
+    run refuses, naming the holder; a killed run's lease expires after --lease-ttl.
+
+    \b
+    Exit status:
+      0  every eligible row has an outcome
+      1  some did not (see the summary)
+      2  bad input
+      3  another run holds the cell: nothing was submitted; stderr names the holder
+      4  this run lost the cell's lease mid-run: it stopped submitting new
+         prompts; what it had submitted is in the ledger
     """
     import json
     import os
@@ -486,6 +520,7 @@ def run_cell_command(
     from nbpro_pipeline.engine.standalone import CellJob, load_cell_rows, run_job
     from nbpro_pipeline.prompts import PromptTableError
     from nbpro_pipeline.providers import PollPolicy
+    from nbpro_pipeline.storage.lease import CellBusy, LeaseLost, check_lease_timings
 
     try:
         cells = parse_cells(cell_spec)
@@ -494,6 +529,10 @@ def run_cell_command(
     if len(cells) != 1:
         raise click.BadParameter(f"{cell_spec!r} names {len(cells)} cells; give exactly one", param_hint="--cell")
     provider, resolution = cells[0]
+    try:
+        check_lease_timings(lease_ttl, lease_heartbeat)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--lease-heartbeat") from None
     env = provider.value.upper()
     key = os.environ.get(f"{env}_API_KEY")
     if not key:
@@ -522,12 +561,22 @@ def run_cell_command(
             progress_interval_s=60,
             requests_per_s=requests_per_s,
             burst=burst,
+            lease_ttl_s=lease_ttl,
+            lease_heartbeat_s=lease_heartbeat,
+            lease_clock_skew_s=lease_clock_skew,
             signer=_signer_or_exit(),
         ),
         poll=PollPolicy(first_delay_s=poll_first_delay, max_interval_s=max(poll_max_interval, poll_first_delay)),
         **({"run_id": run_id} if run_id else {}),
     )
-    report = run_job(job, rows)
+    try:
+        report = run_job(job, rows)
+    except CellBusy as exc:
+        click.echo(f"nbpro run-cell: {exc}", err=True)
+        raise SystemExit(3) from None
+    except LeaseLost as exc:
+        click.echo(f"nbpro run-cell: {exc}", err=True)
+        raise SystemExit(4) from None
     if as_json:
         click.echo(json.dumps(report.model_dump(mode="json", exclude={"images"})))
     else:

@@ -40,6 +40,7 @@ from nbpro_pipeline.models.request import GenerationRequest
 from nbpro_pipeline.providers.base import ProviderClient
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
 from nbpro_pipeline.storage.journal import Journal
+from nbpro_pipeline.storage.lease import HeldLease, cell_lease
 from nbpro_pipeline.storage.ledger_id import ledger_id
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,13 @@ async def run_cell(
 ) -> CellResult:
     """Run one (provider, resolution) cell; ``client()`` makes the provider client, which this owns
     and closes. ``provider``, when given, must be what the client serves (a guard against wiring a
-    cell to the wrong resource)."""
+    cell to the wrong resource). The cell's lease on the storage root is held throughout: ``CellBusy``
+    if another run holds it, ``LeaseLost`` (after the run's flushes) if it was taken over mid-run."""
     settings = settings or EngineSettings()
-    async with client() as c:
+    async with (
+        client() as c,
+        cell_lease(storage, c.traits.name, resolution, run.run_id, settings.lease_policy()) as lease,
+    ):
         traits = c.traits
         if provider is not None and str(provider) != str(traits.name):
             raise ValueError(f"a {traits.name} client cannot run a {provider} cell")
@@ -87,8 +92,9 @@ async def run_cell(
             price=cell_price(traits, prices or PriceTable(), resolution),
             ledger_id=await asyncio.to_thread(ledger_id, storage),
         )
-        cell_run = CellRun(cell, c, budget=budget, logger=logger or log)
+        cell_run = CellRun(cell, c, budget=budget, logger=logger or log, lease=lease)
         report = await cell_run.run(rows)
+        lease.check()
         charges = await cell_run.ask_provider()
     return CellResult(
         run_id=run.run_id,
@@ -107,8 +113,11 @@ def run_cell_sync(rows: Iterable[PromptRow], **kw: Any) -> CellResult:
 class CellRun:
     """One run of one cell: the workers, the orphaned journaled tasks, and the closing flushes."""
 
-    def __init__(self, cell: Cell, client: ProviderClient, *, budget: BudgetGuard | None, logger: Any) -> None:
-        self.cell, self.client, self.budget, self.log = cell, client, budget, logger
+    def __init__(
+        self, cell: Cell, client: ProviderClient, *, budget: BudgetGuard | None, logger: Any, lease: HeldLease | None
+    ) -> None:
+        self.cell, self.client, self.budget, self.log, self.lease = cell, client, budget, logger, lease
+        self._told_lost = False
         self.report = CellReport(
             provider=cell.name,
             resolution=cell.resolution,
@@ -155,6 +164,8 @@ class CellRun:
             await steps.references.aclose()
         self._close_report(time.monotonic() - started, journal)
         self.log.info(progress.line())
+        if self._lease_lost():
+            return self.report  # the cell's new holder does the upkeep
         done = await asyncio.to_thread(
             after_run,
             cell.storage,
@@ -185,6 +196,8 @@ class CellRun:
 
         async def worker() -> None:
             for row in queue:
+                if self._lease_lost():
+                    return
                 await self.steps.handle(row)
 
         await asyncio.gather(*(worker() for _ in range(workers)))
@@ -194,6 +207,8 @@ class CellRun:
         history = self.steps.history
         orphans, history.unresolved = list(history.unresolved.items()), {}
         for fp, entry in orphans:
+            if self._lease_lost():
+                return  # the cell's new holder resumes them from the journal
             intent = history.intents.get(fp)
             if intent is None or intent.row is None or intent.request is None:
                 self.log.warning("journaled task %s has no intent; cannot record it against a prompt", entry.task_id)
@@ -205,6 +220,15 @@ class CellRun:
                 await self.steps.resume(attempt, entry)
             except Exception as exc:  # noqa: BLE001 - recorded against the orphan's prompt
                 await self.steps.on_bug(attempt, exc)
+
+    def _lease_lost(self) -> bool:
+        """Another run may hold the cell now: take no new prompt (those taken are finished and booked)."""
+        reason = self.lease.lost if self.lease is not None else None
+        if reason is not None and not self._told_lost:
+            self._told_lost = True
+            self.report.stop_reason = self.report.stop_reason or f"lease lost: {reason}"
+            self.log.error(f"{self.cell.run.partition_key}: LEASE LOST ({reason}); submitting no new prompts")
+        return reason is not None
 
     def _close_report(self, wall_s: float, journal: Journal) -> None:
         rep = self.report

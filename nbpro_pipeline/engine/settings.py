@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nbpro_pipeline.provenance import ProvenanceSigner
+from nbpro_pipeline.storage.lease import LeasePolicy, check_lease_timings
 
 
 class EngineSettings(BaseModel):
@@ -86,9 +87,30 @@ class EngineSettings(BaseModel):
     compact_min_age_s: float = Field(
         default=3600.0, ge=0, description="the end-of-run compaction leaves parts younger than this alone"
     )
+    lease_ttl_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="the cell's lease on the storage root lives this long unrenewed: a killed run blocks the "
+        "cell for at most this (plus lease_clock_skew_s)",
+    )
+    lease_heartbeat_s: float = Field(default=10.0, gt=0, description="the holder renews its lease this often")
+    lease_clock_skew_s: float = Field(
+        default=5.0, ge=0, description="how far machines' clocks may disagree before a lease is taken over early"
+    )
     signer: ProvenanceSigner | None = Field(
         default=None, exclude=True, description="C2PA signer for stored images (signer_from_env); None: XMP only"
     )
+
+    @model_validator(mode="after")
+    def _lease_renews_in_time(self) -> EngineSettings:
+        check_lease_timings(self.lease_ttl_s, self.lease_heartbeat_s)
+        return self
+
+    def lease_policy(self) -> LeasePolicy:
+        """The cell lease's timings."""
+        return LeasePolicy(
+            ttl_s=self.lease_ttl_s, heartbeat_s=self.lease_heartbeat_s, clock_skew_s=self.lease_clock_skew_s
+        )
 
     def held_cap(self) -> int:
         """The most tasks held (submitted, not yet seen finished) at once."""

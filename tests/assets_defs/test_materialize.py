@@ -10,7 +10,9 @@ from assets_defs.assets import credit_cost_report, generated_images, prompt_tabl
 from assets_defs.partitions import cell_partitions
 from assets_defs.resources import RivyaResource, StorageResource
 from nbpro_pipeline.image_files import inspect_image
+from nbpro_pipeline.models.common import Provider, Resolution
 from nbpro_pipeline.storage import Storage, read_ledger
+from nbpro_pipeline.storage.lease import LeasePolicy, acquire_cell_lease
 
 
 def _billed(sandbox) -> dict[str, Decimal]:
@@ -137,3 +139,22 @@ def test_a_refused_key_fails_the_run_without_leaking_the_key(first_pass, instanc
     assert "key" in error.message.lower()
     logs = instance.all_logs(result.run_id)
     assert all(secret not in (e.message or "") and secret not in str(e.dagster_event or "") for e in logs)
+
+
+def test_a_cell_another_run_holds_fails_naming_the_holder(first_pass, instance, resources, sandbox):
+    storage = resources["storage"].storage()
+    holder = acquire_cell_lease(storage, Provider.RIVYA, Resolution.R1K, "run-elsewhere", LeasePolicy())
+    billed_before = len(sandbox.ledger())
+    try:
+        result = dg.materialize(
+            [generated_images], partition_key="rivya|1K", instance=instance, resources=resources, raise_on_error=False
+        )
+    finally:
+        holder.release()
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data
+    assert "cell rivya|1K is busy" in failure.error.message and "run-elsewhere" in failure.error.message
+    metadata = {k: v.value for k, v in failure.user_failure_data.metadata.items()}
+    assert metadata["holder_run_id"] == "run-elsewhere"
+    assert metadata["holder_host"].startswith(holder.info.host) and metadata["holder_since"]
+    assert len(sandbox.ledger()) == billed_before  # refused before submitting anything

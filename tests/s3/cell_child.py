@@ -1,7 +1,8 @@
 """One Rivya cell in a process of its own, so a test can SIGKILL it mid-run (``python -m tests.s3.cell_child``).
 
 The storage root and the endpoint come from the command line and the environment (``AWS_*``), as in a
-real deployment; the ledger is flushed every 0.1 s so that a kill lands between ledger parts.
+real deployment; the ledger is flushed every 0.1 s so that a kill lands between ledger parts. Its cell
+lease lives 1 s unrenewed (``LEASE_TTL_S``), so the run after a kill waits only that long.
 """
 
 from __future__ import annotations
@@ -16,9 +17,17 @@ from nbpro_pipeline.storage import Storage
 from tests.engine.conftest import prompt_rows
 from tests.providers.conftest import FAST_POLL, FAST_RETRY
 
+LEASE_TTL_S = 1.0
+
 
 async def main(args: argparse.Namespace) -> None:
-    settings = EngineSettings(max_in_flight=args.in_flight, progress_interval_s=60, ledger_flush_interval_s=0.1)
+    settings = EngineSettings(
+        max_in_flight=args.in_flight,
+        progress_interval_s=60,
+        ledger_flush_interval_s=0.1,
+        lease_ttl_s=LEASE_TTL_S,
+        lease_heartbeat_s=0.2,
+    )
     await run_cell(
         prompt_rows(args.rows),
         client=lambda: RivyaClient(args.url, args.key, retry=FAST_RETRY, poll=FAST_POLL, seed=1),

@@ -22,6 +22,7 @@ from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.storage import Storage
 from tests.engine.conftest import R1K, Harness, fingerprint, prompt_rows, sandbox_amounts
+from tests.s3.cell_child import LEASE_TTL_S
 from tests.s3.conftest import keys
 
 pytestmark = pytest.mark.s3
@@ -87,7 +88,10 @@ def test_a_killed_cell_on_s3_resumes_without_paying_twice(sandbox, bucket, s3_cl
     sandbox.set_config({"rivya": FAST})
     harness = Harness(sandbox=sandbox, storage=Storage(root), keys={Provider.RIVYA: rivya_key})
     rows = prompt_rows(ROWS)
-    settings = EngineSettings(max_in_flight=24, progress_interval_s=60, ledger_flush_interval_s=60)
+    time.sleep(LEASE_TTL_S)  # the killed run's lease expires (renewed at most at the kill)
+    settings = EngineSettings(
+        max_in_flight=24, progress_interval_s=60, ledger_flush_interval_s=60, lease_clock_skew_s=0
+    )
     report = asyncio.run(harness.run(Provider.RIVYA, rows, run_id="run-after-kill", settings=settings))
     print(f"after the kill: resumed {report.resumed}, submitted {report.submitted}")
 
