@@ -59,7 +59,6 @@ class OdiSubmitRequest(BaseModel):
 
 
 class OdiSubmitResponse(BaseModel):
-
     model_config = _LENIENT
 
     request_id: str

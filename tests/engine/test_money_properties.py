@@ -96,4 +96,5 @@ def test_money_invariants_hold_whatever_the_provider_answers(
         keys={Provider.RIVYA: rivya_key, Provider.ODIROUTER: odirouter_key},
     )
     settle(harness, provider, prompt_rows(6, prefix=f"s{seed}-"))
+    assert any(t["mutations"] for t in shared_sandbox.tasks(provider.value)), "no answer was varied"
     check_invariants(harness, provider)

@@ -135,3 +135,32 @@ def test_total_of_many_micro_amounts_is_exact(local_storage, n):
     table = read_ledger(local_storage, provider="odirouter", columns=["final_cost"])
     assert table.schema.field("final_cost").type == pa.decimal128(18, 6)
     assert sum(table["final_cost"].to_pylist()) == sum(amounts)
+
+
+def test_an_amount_the_column_cannot_hold_is_refused_at_the_row(local_storage):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="does not fit"):
+        ledger_record("absurd", cost=Decimal(10) ** 12)
+    assert ledger_record("fine", cost=Decimal("0.1234567")).final_cost == Decimal("0.123457")  # six places
+
+
+def test_a_failed_flush_loses_no_row(local_storage, monkeypatch):
+    writer = LedgerWriter(local_storage, Provider.RIVYA, Resolution.R1K, "run-1", flush_rows=10**6)
+    for i in range(3):
+        writer.add(ledger_record(f"r{i}"))
+    calls = {"n": 0}
+    real = local_storage.open_atomic
+
+    def failing_once(path):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("disk full")
+        return real(path)
+
+    monkeypatch.setattr(local_storage, "open_atomic", failing_once)
+    with pytest.raises(OSError):
+        writer.flush()
+    writer.add(ledger_record("r3"))
+    writer.flush()
+    assert sorted(read_ledger(local_storage)["prompt_id"].to_pylist()) == ["r0", "r1", "r2", "r3"]
