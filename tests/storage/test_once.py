@@ -109,3 +109,11 @@ def test_every_reader_counts_each_task_at_its_latest_total(tmp_path_factory, his
     assert per_task(read_ledger(storage)) == latest
     streamed = sum(pc.sum(b["final_cost"]).as_py() or 0 for b in cell_batches(storage, "rivya", "1K", ["final_cost"]))
     assert streamed == sum(latest.values())
+
+
+def test_the_focus_export_counts_a_twice_booked_task_once(local_storage):
+    from nbpro_pipeline.costs.focus import export_focus
+
+    write(local_storage, chain("t1", [PRICE], writer="run-a", start=0) + chain("t1", [PRICE], writer="run-b", start=1))
+    exported = export_focus(local_storage)
+    assert exported.rows == 2 and exported.priced == {"Rivya": PRICE}
