@@ -278,33 +278,16 @@ class HttpProviderClient:
         for attempt in range(1, self.retry.max_attempts + 1):
             await self._take_token()
             self.counters["requests"] += 1
-            try:
-                response = await self._request(method, path, json=json, headers=headers, files=files, data=data)
-            except AnswerTooLargeError as exc:
-                if not safe_to_repeat or create:
-                    raise self._error(
-                        SubmitOutcomeUnknown, f"{method} {path}: {exc.message}; a task may have been created"
-                    ) from exc
-                raise
-            except httpx.LocalProtocolError as exc:  # our request is malformed; it never left
-                raise self._error(InvalidRequestError, f"{method} {path}: request not sendable ({exc})") from exc
-            except _NEVER_SENT as exc:
-                err = self._error(RetryableError, f"{method} {path}: could not connect ({type(exc).__name__})")
-            except httpx.TransportError as exc:
-                if not safe_to_repeat:
-                    self.counters["submit_outcome_unknown"] += 1
-                    raise self._error(
-                        SubmitOutcomeUnknown,
-                        f"{method} {path}: the request was sent but no answer came back "
-                        f"({type(exc).__name__}); a task may have been created and billed",
-                    ) from exc
-                err = self._error(RetryableError, f"{method} {path}: transport failure ({type(exc).__name__})")
-            else:
-                if response.is_success:
-                    return response, attempt
-                err = self._error_from_response(response)
+            sent = await self._attempt(method, path, safe_to_repeat or not create, json=json, headers=headers,
+                                       files=files, data=data)  # fmt: skip
+            if isinstance(sent, httpx.Response):
+                if sent.is_success:
+                    return sent, attempt
+                err = self._error_from_response(sent)
                 if not err.retryable:
                     raise err
+            else:
+                err = sent
             delay = self.retry.delay(attempt, getattr(err, "retry_after", None), self._rng)
             if isinstance(err, RateLimitedError):
                 self.counters["rate_limited"] += 1
@@ -319,6 +302,30 @@ class HttpProviderClient:
             await asyncio.sleep(delay)
         assert err is not None
         raise err
+
+    async def _attempt(self, method: str, path: str, may_repeat: bool, **kw: Any) -> httpx.Response | RetryableError:
+        """One try of an API call: its answer, or a retryable error when nothing can have been created.
+        A create that may have reached the provider (sent, then lost or answered too large) raises
+        ``SubmitOutcomeUnknown`` unless ``may_repeat`` (an idempotent create) makes a resend safe."""
+        try:
+            return await self._request(method, path, **kw)
+        except AnswerTooLargeError as exc:
+            if not may_repeat:
+                raise self._error(SubmitOutcomeUnknown, f"{method} {path}: {exc.message}; a task may exist") from exc
+            raise
+        except httpx.LocalProtocolError as exc:  # our request is malformed; it never left
+            raise self._error(InvalidRequestError, f"{method} {path}: request not sendable ({exc})") from exc
+        except _NEVER_SENT as exc:
+            return self._error(RetryableError, f"{method} {path}: could not connect ({type(exc).__name__})")
+        except httpx.TransportError as exc:
+            if not may_repeat:
+                self.counters["submit_outcome_unknown"] += 1
+                raise self._error(
+                    SubmitOutcomeUnknown,
+                    f"{method} {path}: the request was sent but no answer came back "
+                    f"({type(exc).__name__}); a task may have been created and billed",
+                ) from exc
+            return self._error(RetryableError, f"{method} {path}: transport failure ({type(exc).__name__})")
 
     async def _request(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kw: Any):
         """One API call, once: the key goes to the API host (or a host ``follow_hosts`` names) only, an
