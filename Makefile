@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check nbpro_pipeline assets_defs tests bench
 
 sandbox: $(STAMP)
-	$(BIN)/nbpro sandbox --port 8787 --state .nbpro/sandbox
+	$(BIN)/nbpro sandbox --port 8787 --state .nbpro/sandbox $(SANDBOX_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/sandbox_throughput.py
