@@ -14,6 +14,7 @@ import time
 import pytest
 from aiohttp import web
 
+from nbpro_pipeline.models import GenerationRequest
 from nbpro_pipeline.models.common import TaskState
 from nbpro_pipeline.providers import (
     AnswerTooLargeError,
@@ -135,8 +136,6 @@ async def test_an_id_is_url_quoted_and_followed_urls_stay_on_the_api_origin():
         origin.routes[("POST", "/v1/queue/nano_banana_pro")] = json_answer(body)
         origin.routes[("GET", "/v1/queue/nano_banana_pro/requests/r:1~x/status")] = status
         async with OdiRouterClient(origin.url, "k", retry=FAST_RETRY, poll=FAST_POLL) as client:
-            from nbpro_pipeline.models import GenerationRequest
-
             submitted = await client.submit(GenerationRequest(prompt="p"))
             snap = await client.poll(submitted.handle)
     assert snap.state is TaskState.QUEUED
