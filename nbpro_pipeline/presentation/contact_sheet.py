@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from nbpro_pipeline.cell_state import ImageRef
 from nbpro_pipeline.image_files import thumbnail_data_uri
+from nbpro_pipeline.presentation import markdown as md
 
 PER_ROW = 6
 OVERHEAD = 600  # headings and table rules, kept out of the thumbnails' budget
@@ -36,7 +37,7 @@ def _thumbs(
         except OSError:
             continue
         label = caption(image)
-        cost = len(uri) + 2 * len(label.encode()) + 16  # UTF-8 bytes: caption cell, alt text, separators
+        cost = len(uri) + 2 * len(md.text(label).encode()) + 16  # UTF-8 bytes: caption cell, alt text, separators
         if used + cost > budget:
             break
         out.append(Thumb(caption=label, data_uri=uri))
@@ -48,9 +49,9 @@ def _grid(thumbs: list[Thumb]) -> str:
     blocks = []
     for start in range(0, len(thumbs), PER_ROW):
         chunk = thumbs[start : start + PER_ROW]
-        head = "| " + " | ".join(t.caption.replace("|", "\\|") for t in chunk) + " |"
+        head = md.row([md.text(t.caption) for t in chunk])
         rule = "|" + "|".join(":-:" for _ in chunk) + "|"
-        body = "| " + " | ".join(f"![{t.caption}]({t.data_uri})" for t in chunk) + " |"
+        body = md.row([f"![{md.text(t.caption)}]({t.data_uri})" for t in chunk])  # the URI is ours: base64
         blocks.append("\n".join([head, rule, body]))
     return "\n\n".join(blocks)
 
