@@ -87,7 +87,11 @@ def generated_images(
     today = datetime.now(UTC).date()
     guard = budget.guard(provider, spent_on(st, provider, today))
     settings = resource.engine_settings().model_copy(
-        update={"reference_roots": pipeline.reference_roots, "signer": _c2pa_signer(context)}
+        update={
+            "reference_roots": pipeline.reference_roots,
+            "reference_network": pipeline.reference_network(),
+            "signer": _c2pa_signer(context),
+        }
     )
     audited = audit_cell(
         run_cell_sync(
