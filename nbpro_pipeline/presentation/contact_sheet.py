@@ -13,7 +13,7 @@ from typing import BinaryIO
 from pydantic import BaseModel
 
 from nbpro_pipeline.cell_state import ImageRef
-from nbpro_pipeline.image_files import thumbnail_data_uri
+from nbpro_pipeline.image_files import ImageProblem, thumbnail_data_uri
 from nbpro_pipeline.presentation import markdown as md
 
 PER_ROW = 6
@@ -22,7 +22,8 @@ OVERHEAD = 600  # headings and table rules, kept out of the thumbnails' budget
 
 class Thumb(BaseModel):
     caption: str
-    data_uri: str
+    data_uri: str | None  # None: the file cannot be shown, ``note`` says why
+    note: str = ""
 
 
 def _thumbs(
@@ -31,16 +32,20 @@ def _thumbs(
     out: list[Thumb] = []
     used = 0
     for image in images:
+        uri, note = None, ""
         try:
             with open_file(image.uri) as fh:
                 uri = thumbnail_data_uri(fh, size)
-        except OSError:
+        except FileNotFoundError:
             continue
+        except (OSError, ImageProblem) as exc:  # one bad file never sinks the sheet: its cell says why
+            note = f"no thumbnail: {exc}"[:160]
         label = caption(image)
-        cost = len(uri) + 2 * len(md.text(label).encode()) + 16  # UTF-8 bytes: caption cell, alt text, separators
+        shown = uri or md.text(note)
+        cost = len(shown) + 2 * len(md.text(label).encode()) + 16  # UTF-8 bytes: caption cell, alt text, separators
         if used + cost > budget:
             break
-        out.append(Thumb(caption=label, data_uri=uri))
+        out.append(Thumb(caption=label, data_uri=uri, note=note))
         used += cost
     return out, used
 
@@ -51,7 +56,7 @@ def _grid(thumbs: list[Thumb]) -> str:
         chunk = thumbs[start : start + PER_ROW]
         head = md.row([md.text(t.caption) for t in chunk])
         rule = "|" + "|".join(":-:" for _ in chunk) + "|"
-        body = md.row([f"![{md.text(t.caption)}]({t.data_uri})" for t in chunk])  # the URI is ours: base64
+        body = md.row([f"![{md.text(t.caption)}]({t.data_uri})" if t.data_uri else md.text(t.note) for t in chunk])
         blocks.append("\n".join([head, rule, body]))
     return "\n\n".join(blocks)
 
