@@ -548,13 +548,12 @@ _CONTROL_CHARS = frozenset(chr(c) for c in (*range(0x09), 0x0B, 0x0C, *range(0x0
 
 
 def _invisible_in_id(text: str) -> str:
-    at, ch = next(
-        ((k, c) for k, c in enumerate(text) if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), (0, "\0")
-    )
-    name = unicodedata.name(ch, "a control character")
+    hits = ((k, c) for k, c in enumerate(text) if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp"))
+    at, ch = next(hits, (0, "\0"))
+    kind = "control character" if unicodedata.category(ch) == "Cc" else "invisible formatting character"
     return (
-        f"the id contains U+{ord(ch):04X} ({name}) at character {at + 1}: an invisible control or formatting "
-        "character (it can make one id look like another); retype the id with printable characters only"
+        f"the id contains the {kind} U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')}) at character {at + 1} "
+        "(such characters can make one id look like another); retype the id with printable characters only"
     )
 
 

@@ -17,7 +17,7 @@ INVISIBLE = {
     "\u200d": "ZERO WIDTH JOINER",
     "\ufeff": "ZERO WIDTH NO-BREAK SPACE",
     "\u2028": "LINE SEPARATOR",
-    "\x85": "a control character",
+    "\x85": "unnamed",
 }
 
 
