@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 from nbpro_pipeline.cell_state import CellState
 from nbpro_pipeline.models.ledger import OutcomeStatus
 from nbpro_pipeline.presentation import markdown as md
+from nbpro_pipeline.redaction import redact_text
 
 NAMED_MAX = 25  # prompt ids named in a description; the rest are counted, and all are in the table
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples" / "prompts"
@@ -138,7 +139,7 @@ def failed_prompts_markdown(state: CellState, max_rows: int = 20) -> str:
         return "_no failed prompts_"
     header = ["prompt", "status", "code", "message", f"cost ({state.cost_unit})", "quarantined"]
     rows = [
-        [md.text(f.prompt_id), f.status.value, md.text(f.error_code), md.text(f.message, limit=300),
+        [md.text(f.prompt_id), f.status.value, md.text(f.error_code), md.text(redact_text(f.message), limit=300),
          f"{f.cost.normalize():f}", "yes" if f.quarantined_uri else ""]
         for f in state.outstanding[:max_rows]
     ]  # fmt: skip
