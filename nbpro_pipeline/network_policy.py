@@ -30,15 +30,16 @@ METADATA_ADDRESSES = frozenset(
 class AddressRefused(Exception):
     """A URL's host is (or resolves to) an address the policy refuses; nothing was sent to it."""
 
-    def __init__(self, host: str, address: str, why: str) -> None:
-        super().__init__(
-            f"{host} resolves to {address}, {why}; references are fetched only from public addresses. If this "
-            f"host is yours, allow it: {ALLOW_HOSTS_ENV}={host} or {ALLOW_NETWORKS_ENV}={address} (or "
-            "reference_allow_hosts / reference_allow_networks of the pipeline resource)"
-            if host != address
-            else f"{address} is {why}; references are fetched only from public addresses. If it is yours, allow "
-            f"it with {ALLOW_NETWORKS_ENV}={address} (or reference_allow_networks of the pipeline resource)"
+    def __init__(self, host: str, address: str, why: str, *, allowable: bool = True) -> None:
+        where = f"{host} resolves to {address}, {why}" if host != address else f"{address} is {why}"
+        hint = (
+            f" If it is yours, allow it: {ALLOW_NETWORKS_ENV}={address}"
+            + (f" or {ALLOW_HOSTS_ENV}={host}" if host != address else "")
+            + " (or reference_allow_networks / reference_allow_hosts of the pipeline resource)"
+            if allowable
+            else " Metadata endpoints cannot be allowed: host the image elsewhere."
         )
+        super().__init__(f"{where}; references are fetched only from public addresses.{hint}")
         self.host, self.address, self.why = host, address, why
 
 
@@ -111,7 +112,7 @@ class NetworkPolicy(BaseModel):
         """Raise ``AddressRefused`` unless ``host`` may be reached at ``address``."""
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # a scope id (fe80::1%eth0) names no other address
         if ip in METADATA_ADDRESSES or _embedded_v4(ip) in METADATA_ADDRESSES:
-            raise AddressRefused(host, address, "a cloud metadata address (never allowed)")
+            raise AddressRefused(host, address, "a cloud metadata address", allowable=False)
         if self._host_allowed(host) or any(ip in ipaddress.ip_network(n, strict=False) for n in self.allow_networks):
             return
         why = address_problem(ip)

@@ -45,7 +45,8 @@ def redact_url(url: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = "&".join(
-            f"{quote(k, safe='')}={REDACTED if _SECRET_NAME.search(k.lower()) else quote(v, safe='')}" for k, v in pairs
+            f"{quote(k, safe='')}={REDACTED if _SECRET_NAME.search(k.lower()) else quote(v, safe=':/@,')}"
+            for k, v in pairs
         )
     return redact_text(urlunsplit((parts.scheme, netloc, parts.path, query, "")))
 
