@@ -18,10 +18,11 @@ from nbpro_pipeline.costs import focus, reports
 from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
 from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.models.common import Provider
-from nbpro_pipeline.models.prompt import RejectedRow
 from nbpro_pipeline.presentation import charts, summary
+from nbpro_pipeline.presentation import markdown as md
 from nbpro_pipeline.presentation.cell_view import CellView, cell_view
 from nbpro_pipeline.presentation.gallery import CROSS_GALLERY_COLUMNS, write_cross_provider_gallery
+from nbpro_pipeline.presentation.prompt_table_view import prompt_table_markdown
 from nbpro_pipeline.prompts import PromptTableError, write_prompt_tables
 from nbpro_pipeline.provenance import SIGNING_HELP, ProvenanceSigner, SigningConfigError, signer_from_env
 from nbpro_pipeline.storage import Storage, compact_ledger, read_ledger, read_table, spent_on, table_path
@@ -29,13 +30,6 @@ from nbpro_pipeline.storage.lease import CellBusy, LeaseLost
 
 # One group: the Lineage page opens on the whole pipeline instead of collapsed groups of one or two assets.
 GROUP = "nbpro_pipeline"
-
-
-def _md_counts(counts: dict[str, int], header: str) -> str:
-    if not counts:
-        return "_none_"
-    rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-    return f"| {header} | rows |\n|---|---|\n{rows}"
 
 
 @dg.asset(group_name=GROUP, kinds={"parquet"}, check_specs=PROMPT_TABLE_CHECKS)
@@ -48,10 +42,7 @@ def prompt_table(pipeline: PipelineResource, storage: StorageResource) -> dg.Mat
     except PromptTableError as exc:
         raise dg.Failure(description=str(exc)) from None
     accepted_uri, rejected_uri = result.accepted_uri, result.rejected_uri
-    rejections = [RejectedRow.model_validate(r).describe() for r in result.rejected.slice(0, 20).to_pylist()]
-    sources = "\n".join(
-        f"| {s.uri} | {s.format} | {s.rows_read} | {(s.sha256 or 'unreadable')[:16]} |" for s in result.sources
-    )
+    markdown = prompt_table_markdown(result)
     checked = cell_checks.rejections(result.rows_read, result.rejected, [s.uri for s in result.sources])
     return dg.MaterializeResult(
         metadata={
@@ -59,9 +50,7 @@ def prompt_table(pipeline: PipelineResource, storage: StorageResource) -> dg.Mat
             "rows_read": result.rows_read,
             "accepted": result.accepted_rows,
             "rejected": result.rejected.num_rows,
-            "rejected_by_reason": dg.MetadataValue.md(_md_counts(result.rejected_by_reason(), "reason")),
-            "rejections": dg.MetadataValue.md("\n".join(f"- {r}" for r in rejections) or "_none_"),
-            "sources": dg.MetadataValue.md(f"| file | format | rows | sha256 |\n|---|---|---|---|\n{sources}"),
+            **{name: dg.MetadataValue.md(text) for name, text in markdown.items()},
             "accepted_table": dg.MetadataValue.path(accepted_uri),
             "rejected_table": dg.MetadataValue.path(rejected_uri),
         },
@@ -99,7 +88,11 @@ def generated_images(
     today = datetime.now(UTC).date()
     guard = budget.guard(provider, spent_on(st, provider, today))
     settings = resource.engine_settings().model_copy(
-        update={"reference_roots": pipeline.reference_roots, "signer": _c2pa_signer(context)}
+        update={
+            "reference_roots": pipeline.reference_roots,
+            "reference_network": pipeline.reference_network(),
+            "signer": _c2pa_signer(context),
+        }
     )
     try:
         result = run_cell_sync(
@@ -159,7 +152,7 @@ def _cell_metadata(view: CellView, rep: CellReport, st: Storage) -> dict:
         "cost_is_estimate": rep.cost_is_estimate,
         "polls_per_task": round(rep.polls / rep.submitted, 2) if rep.submitted else 0.0,
         "wall_s": round(rep.wall_s, 2),
-        "failures_by_reason": dg.MetadataValue.md(_md_counts(rep.failures_by_reason, "reason")),
+        "failures_by_reason": dg.MetadataValue.md(md.counts_table(rep.failures_by_reason, "reason")),
         **{k: dg.MetadataValue.md(v) for k, v in view.markdown.items()},
         "gallery": _link(view.gallery.uri),
         "image_dir": dg.MetadataValue.path(rep.image_dir),

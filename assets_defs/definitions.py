@@ -28,6 +28,7 @@ from assets_defs.resources import (
 )
 from assets_defs.schedules import nightly_cells
 from assets_defs.sensors import cells_after_prompt_table, prompt_sources_changed
+from nbpro_pipeline.network_policy import NetworkPolicy
 
 
 def _float(name: str) -> float | None:
@@ -69,6 +70,7 @@ def _provider_limits(provider: str) -> dict:
 
 def build_resources() -> dict:
     poll_first = float(os.environ.get("NBPRO_POLL_FIRST_DELAY_S", "2.0"))
+    network = NetworkPolicy.from_env()  # NBPRO_REFERENCE_ALLOW_NETWORKS / _HOSTS
     return {
         "rivya": RivyaResource(
             api_key=dg.EnvVar("RIVYA_API_KEY"),
@@ -94,6 +96,8 @@ def build_resources() -> dict:
             cells=os.environ.get("NBPRO_CELLS", "all"),
             failure_rate_warn=_float("NBPRO_FAILURE_RATE_WARN") or 0.0,
             failure_rate_error=_float("NBPRO_FAILURE_RATE_ERROR") or 0.2,
+            reference_allow_networks=list(network.allow_networks),
+            reference_allow_hosts=list(network.allow_hosts),
         ),
     }
 

@@ -14,6 +14,7 @@ from nbpro_pipeline.cell_checks import FailureThresholds
 from nbpro_pipeline.costs import BudgetGuard, BudgetLimits, PriceTable, parse_cells
 from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.network_policy import NetworkPolicy
 from nbpro_pipeline.providers import PollPolicy, RetryPolicy
 from nbpro_pipeline.providers.factory import ClientSpec, make_client
 from nbpro_pipeline.providers.http import HttpProviderClient
@@ -129,6 +130,16 @@ class PipelineResource(dg.ConfigurableResource):
     reference_roots: list[str] | None = Field(
         default=None, description="reference images (local paths or s3://, gs:// objects) must be under these"
     )
+    reference_allow_networks: list[str] = Field(
+        default_factory=list,
+        description="reference URLs may also reach these networks (CIDR); loopback and private ones are refused "
+        "otherwise (NBPRO_REFERENCE_ALLOW_NETWORKS)",
+    )
+    reference_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="reference URL hosts allowed whatever they resolve to ('.corp.example': subdomains too) "
+        "(NBPRO_REFERENCE_ALLOW_HOSTS)",
+    )
     cells: str = Field(default="all", description="cells to run on schedule/sensor, e.g. 'rivya|2K,odirouter|4K'")
     failure_rate_warn: float = Field(
         default=0.0, ge=0, le=1, description="failure_rate check warns above this share of a cell's prompts"
@@ -136,6 +147,11 @@ class PipelineResource(dg.ConfigurableResource):
     failure_rate_error: float = Field(
         default=0.2, ge=0, le=1, description="failure_rate check is an error above this share"
     )
+
+    def reference_network(self) -> NetworkPolicy:
+        return NetworkPolicy(
+            allow_networks=tuple(self.reference_allow_networks), allow_hosts=tuple(self.reference_allow_hosts)
+        )
 
     def failure_thresholds(self) -> FailureThresholds:
         return FailureThresholds(warn_above=self.failure_rate_warn, error_above=self.failure_rate_error)

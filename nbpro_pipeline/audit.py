@@ -20,9 +20,15 @@ from nbpro_pipeline.engine.run import CellResult
 from nbpro_pipeline.image_files import ImageProblem, check_image, inspect_image
 from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Resolution
 from nbpro_pipeline.models.ledger import OutcomeStatus
+from nbpro_pipeline.presentation import markdown as md
 from nbpro_pipeline.provenance import verify_marks
 from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.ledger import read_ledger
+
+
+def _ids(ids: list[str]) -> str:
+    """A few ids for a check description (which the UI may render as markdown: ids are table text)."""
+    return ", ".join(md.code(i, limit=80) for i in ids[:5]) or "none"
 
 
 class CheckOutcome(BaseModel):
@@ -53,8 +59,8 @@ def check_accounting(eligible: dict[str, str], cell_ledger: pa.Table) -> CheckOu
     desc = (
         f"all {len(eligible)} eligible prompts accounted for"
         if ok
-        else f"{len(missing)} eligible prompts have no ledger row (e.g. {missing[:5]}); "
-        f"{len(reasonless)} failed without a reason (e.g. {reasonless[:5]})"
+        else f"{len(missing)} eligible prompts have no ledger row (e.g. {_ids(missing)}); "
+        f"{len(reasonless)} failed without a reason (e.g. {_ids(reasonless)})"
     )
     return CheckOutcome(
         passed=ok,
@@ -85,7 +91,7 @@ def check_stored_images(
             problem = f"missing or unreadable ({type(exc).__name__})"
         if problem:
             unmarked += problem.startswith("marks:")
-            bad.append(f"{r['prompt_id']}: {problem}")
+            bad.append(f"{md.code(r['prompt_id'], limit=80)}: {problem}")  # the problem is our own words
     sampled = f" (first {limit} of {len(rows)})" if len(rows) > limit else ""
     marks = "IPTC XMP and a valid C2PA manifest" if require_c2pa else "IPTC XMP"
     return CheckOutcome(
@@ -93,7 +99,7 @@ def check_stored_images(
         description=(
             f"{len(checked)} stored images decode at the expected size and format and carry {marks}{sampled}"
             if not bad
-            else f"{len(bad)} stored images are not what was ordered or lack their marks: {bad[:5]}"
+            else f"{len(bad)} stored images are not what was ordered or lack their marks: {'; '.join(bad[:5])}"
         ),
         metadata={"checked": len(checked), "bad": len(bad), "bad_marks": unmarked},
     )
@@ -122,7 +128,7 @@ def check_reconciles(charges: ProviderCharges, cell_ledger: pa.Table) -> CheckOu
         if t:
             totals[t] = totals.get(t, Decimal(0)) + (cost or Decimal(0))
     mismatched = [
-        f"{t}: ledger {totals.get(t, 0)} vs provider {v}"
+        f"{md.code(t, limit=80)}: ledger {totals.get(t, 0)} vs provider {v}"
         for t, v in sorted(charges.charged.items())
         if v != totals.get(t, 0)
     ]
@@ -133,7 +139,7 @@ def check_reconciles(charges: ProviderCharges, cell_ledger: pa.Table) -> CheckOu
         + (f"; {unreachable} could not be asked" if unreachable else "")
         + (f"; {unverifiable} cancelled tasks cannot be verified" if unverifiable else "")
         if ok
-        else f"{len(mismatched)} tasks disagree with the provider: {mismatched[:5]}"
+        else f"{len(mismatched)} tasks disagree with the provider: {'; '.join(mismatched[:5])}"
     )
     return CheckOutcome(
         passed=ok,

@@ -15,6 +15,8 @@ from pydantic import BaseModel, Field, model_validator
 
 from nbpro_pipeline.cell_state import CellState
 from nbpro_pipeline.models.ledger import OutcomeStatus
+from nbpro_pipeline.presentation import markdown as md
+from nbpro_pipeline.redaction import redact_text
 
 NAMED_MAX = 25  # prompt ids named in a description; the rest are counted, and all are in the table
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples" / "prompts"
@@ -54,7 +56,7 @@ def _pct(share: float) -> str:
 
 
 def _named(ids: list[str]) -> str:
-    shown = ", ".join(ids[:NAMED_MAX])
+    shown = ", ".join(md.code(i, limit=80) for i in ids[:NAMED_MAX])  # ids are table text: inert in markdown
     return shown + (f" and {len(ids) - NAMED_MAX} more" if len(ids) > NAMED_MAX else "")
 
 
@@ -135,20 +137,15 @@ def failed_prompts_markdown(state: CellState, max_rows: int = 20) -> str:
     """A small table of the cell's outstanding failures: id, status, code, message, cost, where kept."""
     if not state.outstanding:
         return "_no failed prompts_"
-    lines = [
-        f"| prompt | status | code | message | cost ({state.cost_unit}) | quarantined |",
-        "|---|---|---|---|--:|---|",
-    ]
-    for f in state.outstanding[:max_rows]:
-        message = f.message.replace("|", "\\|").replace("\n", " ")
-        kept = "yes" if f.quarantined_uri else ""
-        lines.append(
-            f"| {f.prompt_id} | {f.status.value} | {f.error_code} | {message} | {f.cost.normalize():f} | {kept} |"
-        )
+    header = ["prompt", "status", "code", "message", f"cost ({state.cost_unit})", "quarantined"]
+    rows = [
+        [md.text(f.prompt_id), f.status.value, md.text(f.error_code), md.text(redact_text(f.message), limit=300),
+         f"{f.cost.normalize():f}", "yes" if f.quarantined_uri else ""]
+        for f in state.outstanding[:max_rows]
+    ]  # fmt: skip
+    out = md.table(header, rows, "llllrl")
     more = len(state.outstanding) - max_rows
-    if more > 0:
-        lines.append(f"\n_{more} more not shown; the ledger has them all_")
-    return "\n".join(lines)
+    return out + (f"\n\n_{more} more not shown; the ledger has them all_" if more > 0 else "")
 
 
 def named_for_cell(cell: str, name: str, passed: bool, description: str, metadata: dict) -> CellCheck:

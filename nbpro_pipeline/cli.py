@@ -565,6 +565,7 @@ def run_cell_command(
             lease_heartbeat_s=lease_heartbeat,
             lease_clock_skew_s=lease_clock_skew,
             signer=_signer_or_exit(),
+            reference_network=_network_or_exit(),
         ),
         poll=PollPolicy(first_delay_s=poll_first_delay, max_interval_s=max(poll_max_interval, poll_first_delay)),
         **({"run_id": run_id} if run_id else {}),
@@ -582,6 +583,17 @@ def run_cell_command(
     else:
         click.echo(report.summary())
     sys.exit(0 if report.accounted == report.eligible else 1)
+
+
+def _network_or_exit():
+    """Where reference downloads may connect besides public addresses (NBPRO_REFERENCE_ALLOW_*)."""
+    from nbpro_pipeline.network_policy import NetworkPolicy
+
+    try:
+        return NetworkPolicy.from_env()
+    except ValueError as exc:
+        click.echo(f"Error: NBPRO_REFERENCE_ALLOW_NETWORKS: {exc}", err=True)
+        raise SystemExit(2) from None
 
 
 @main.command("compact-ledger")

@@ -15,6 +15,8 @@ import io
 import json
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,6 +25,7 @@ from pydantic import BaseModel
 
 from nbpro_pipeline.models.common import (
     ASPECT_RATIOS_FIXED,
+    PIXEL_SIZES,
     AspectRatio,
     OutputFormat,
     Resolution,
@@ -35,6 +38,10 @@ LINEAGE_KEY = "nbpro:lineage"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHUNK = 1 << 20
 MAX_JPEG_COMMENT = 65_000
+# Decoding is bounded by what the model can return (6336x2688 at 4K 21:9 is the largest) with a margin:
+# anything bigger is a wrong or hostile file, refused from its header before a pixel is decoded.
+MAX_DECODE_PIXELS = max(w * h for w, h in PIXEL_SIZES.values()) * 3 // 2
+DECODABLE = ("PNG", "JPEG", "WEBP")  # the formats we ever show; no other decoder sees hostile bytes
 
 
 class ImageInfo(BaseModel):
@@ -48,6 +55,27 @@ class ImageProblem(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+@contextmanager
+def open_bounded(source: str | Path | BinaryIO, formats: tuple[str, ...] | None = DECODABLE) -> Iterator[Image.Image]:
+    """``Image.open`` limited to ``formats`` (None: any, for a header-only look) and ``MAX_DECODE_PIXELS``
+    (judged from the header, so a decompression bomb is refused undecoded). Raises ``ImageProblem``."""
+    try:
+        img = Image.open(source, formats=formats)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageProblem("corrupt_image", f"refused undecoded: {exc}") from None
+    except Exception as exc:  # Pillow raises many types for bad bytes; all mean the same here
+        raise ImageProblem("corrupt_image", f"the file does not decode as an image ({exc})") from None
+    with img:
+        width, height = img.size
+        if width * height > MAX_DECODE_PIXELS:
+            raise ImageProblem(
+                "corrupt_image",
+                f"refused undecoded: the file claims {width}x{height} pixels, more than any size the model returns "
+                f"(at most {MAX_DECODE_PIXELS} pixels here)",
+            )
+        yield img
 
 
 def inspect_image(path: str | Path | BinaryIO) -> ImageInfo:
@@ -64,13 +92,15 @@ def inspect_image(path: str | Path | BinaryIO) -> ImageInfo:
 
 
 def _inspect_file(fh: BinaryIO) -> ImageInfo:
-    try:
-        with Image.open(fh) as img:
-            fmt, size = img.format, img.size
-            if fmt == "PNG":
+    with open_bounded(fh, formats=None) as img:  # the header only: any format, to name it in format_mismatch
+        fmt, size = img.format, img.size
+        if fmt == "PNG":
+            try:
                 img.verify()
-    except Exception as exc:  # Pillow raises many types for bad bytes; all mean the same here
-        raise ImageProblem("corrupt_image", f"the downloaded file does not decode as an image ({exc})") from None
+            except Exception as exc:  # Pillow raises many types for bad bytes; all mean the same here
+                raise ImageProblem(
+                    "corrupt_image", f"the downloaded file does not decode as an image ({exc})"
+                ) from None
     if fmt == "JPEG":
         fh.seek(-2, 2)
         if fh.read(2) != b"\xff\xd9":
@@ -167,12 +197,17 @@ def read_lineage(path: str | Path | BinaryIO) -> StoredLineage | None:
 
 
 def thumbnail_data_uri(path: str | Path | BinaryIO, size: int = 64, quality: int = 55) -> str:
-    """A tiny JPEG as a data URI: contact sheets live in the event log, so each stays ~1-2 KB."""
+    """A tiny JPEG as a data URI: contact sheets live in the event log, so each stays ~1-2 KB. Decoding
+    is bounded (``open_bounded``) and reduced where the format allows (JPEG decodes at 1/2..1/8 scale);
+    raises ``ImageProblem`` for a file that cannot or may not be decoded."""
     import base64
-    import io
 
-    with Image.open(path) as img:
-        img.thumbnail((size, size))
-        buf = io.BytesIO()
-        img.convert("RGB").save(buf, "JPEG", quality=quality)
+    with open_bounded(path) as img:
+        try:
+            img.draft("RGB", (size, size))  # JPEG only: the decoder skips what the thumbnail would drop
+            img.thumbnail((size, size), reducing_gap=2.0)
+            buf = io.BytesIO()
+            img.convert("RGB").save(buf, "JPEG", quality=quality)
+        except (OSError, ValueError, SyntaxError) as exc:  # truncated or garbled pixel data
+            raise ImageProblem("corrupt_image", f"the file does not decode as an image ({exc})") from None
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

@@ -2,7 +2,9 @@
 (``engine.references``) both call these, so the engine never trusts that validation ran, and the two
 can never disagree on a scheme, a root, the size limit or what counts as an image.
 
-* **URLs**: ``http://`` and ``https://`` (any case) with a host, kept as written.
+* **URLs**: ``http://`` and ``https://`` (any case) with a host and no ``user:pass@``, kept as written
+  (written down only through ``redaction.redact_url``); fetched only from public addresses, unless the
+  operator allows more (``network_policy``).
 * **Object-store files** (``s3://``, ``gs://``, ``az://``...) are read with the environment's credentials
   and uploaded to Rivya like local files (OdiRouter fetches only http(s) URLs). A relative path in a
   table read from a bucket resolves against the table's own prefix, so a bucket holds tables and their
@@ -31,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 from nbpro_pipeline.media import sniff_image_mime
 from nbpro_pipeline.models.common import RIVYA_MAX_FILE_BYTES
+from nbpro_pipeline.redaction import has_userinfo
 
 MAX_REFERENCE_BYTES = RIVYA_MAX_FILE_BYTES
 _MB = 1024 * 1024
@@ -78,6 +81,12 @@ def reference_kind(value: str) -> Kind:
     if is_http_url(value):
         if not urlsplit(value).netloc:
             raise ReferenceRefused("reference_url_invalid", "has no host; write a full URL like https://host/image.png")
+        if has_userinfo(value):
+            raise ReferenceRefused(
+                "reference_url_invalid",
+                "has a user name or password in it (user:pass@host); credentials do not belong in a table. Use a URL "
+                "that needs none, a pre-signed URL, or an s3:// or gs:// URI read with the environment's credentials",
+            )
         return "url"
     if is_object_uri(value):
         return "object"

@@ -60,10 +60,10 @@ def test_prompts_resolved_names_quarantined_failed_and_unaccounted_prompts():
     )
     check = prompts_resolved(state, ["lost"])
     assert not check.passed and check.severity is Severity.ERROR  # an unaccounted prompt is an error
-    assert "1 unaccounted (no ledger row): lost" in check.description
+    assert "1 unaccounted (no ledger row): `lost`" in check.description  # ids in code spans
     assert "1 quarantined" in check.description and "wrong" in check.description
     assert "gone" in check.description
-    assert "| wrong | failed | size_mismatch |" in check.markdown["prompts"]
+    assert "| wrong | failed | size\\_mismatch |" in check.markdown["prompts"]
     known_only = prompts_resolved(state, [])
     assert not known_only.passed and known_only.severity is Severity.WARN
 

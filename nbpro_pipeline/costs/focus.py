@@ -23,7 +23,6 @@ from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
@@ -31,6 +30,7 @@ from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.costs.scan import ledger_batches
 from nbpro_pipeline.models.common import Provider, Resolution
 from nbpro_pipeline.models.ledger import OutcomeStatus
+from nbpro_pipeline.storage.csv_cells import CsvWriter
 from nbpro_pipeline.storage.filesystem import Storage
 
 FOCUS_VERSION = "1.2"
@@ -343,7 +343,7 @@ def export_focus(storage: Storage, prices: PriceTable | None = None, *, csv: boo
         files.callback(parquet.close)
         text = None
         if csv:
-            text = pcsv.CSVWriter(files.enter_context(storage.open_atomic(csv_target)), FOCUS_SCHEMA)
+            text = CsvWriter(files.enter_context(storage.open_atomic(csv_target)), FOCUS_SCHEMA)  # formulas made inert
             files.callback(text.close)
         for batch in ledger_batches(storage, SOURCE_COLUMNS):
             focus = _focus_batch(batch, prices, None)

@@ -32,6 +32,7 @@ from nbpro_pipeline.costs._ledger import LedgerLike, as_ledger_table, quantize_c
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.models.common import Provider, Resolution
 from nbpro_pipeline.models.ledger import COST_UNIT, OutcomeStatus
+from nbpro_pipeline.presentation import markdown as md
 
 REPORT_COST_TYPE = pa.decimal128(38, 6)
 
@@ -440,12 +441,14 @@ def _render(df: pd.DataFrame, max_rows: int, columns: Sequence[str] | None, *, m
         return "_no rows_" if markdown else "(no rows)"
     shown = df.head(max_rows)
 
-    def esc(text: str) -> str:
-        text = text.replace("\r", " ").replace("\n", " ")
-        return text.replace("\\", "\\\\").replace("|", "\\|") if markdown else text
+    def esc(value: Any) -> str:  # text cells may hold table values; numbers and dates are ours
+        text = format_value(value)
+        if not markdown:
+            return text.replace("\r", " ").replace("\n", " ")
+        return md.text(text) if isinstance(value, str) else text
 
-    header = [esc(str(c)) for c in shown.columns]
-    body = [[esc(format_value(v)) for v in row] for row in shown.itertuples(index=False, name=None)]
+    header = [str(c) for c in shown.columns]  # the report's own column names
+    body = [[esc(v) for v in row] for row in shown.itertuples(index=False, name=None)]
     right = [_is_numeric(shown[c]) for c in shown.columns]
     widths = [max(3, len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
     left_edge, sep, right_edge = ("| ", " | ", " |") if markdown else ("", "  ", "")
@@ -520,7 +523,7 @@ def cost_chart_markdown(
     if usd and any(u == "credits" for u in units.values()):
         notes.append("USD for credits uses the configured USD per credit (an assumption).")
     footer = ("\n\n" + " ".join(notes)) if notes else ""
-    return heading + "```\n" + "\n".join(lines) + "\n```" + footer
+    return heading + md.code_block(lines) + footer
 
 
 # -- writing ------------------------------------------------------------------------------------------

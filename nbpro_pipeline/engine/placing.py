@@ -18,6 +18,7 @@ from nbpro_pipeline.models.ledger import OutcomeStatus
 from nbpro_pipeline.models.request import GenerationRequest
 from nbpro_pipeline.provenance import RequestParams, StoredLineage
 from nbpro_pipeline.providers.errors import UnreadableResultError
+from nbpro_pipeline.redaction import redact_url
 
 
 def request_params(request: GenerationRequest) -> RequestParams:
@@ -25,7 +26,7 @@ def request_params(request: GenerationRequest) -> RequestParams:
         aspect_ratio=request.aspect_ratio.value,
         resolution=request.resolution.value,
         output_format=request.output_format.value,
-        references=tuple(r.sha256 or r.url for r in request.references),
+        references=tuple(r.sha256 or redact_url(r.url) for r in request.references),  # no signed-URL tokens
     )
 
 

@@ -140,7 +140,9 @@ class CellRun:
             report=self.report,
             books=Books(cell, history, self.report),
             journal=journal,
-            references=ReferenceResolver(cell.traits, self.client, cell.storage, s.reference_roots),
+            references=ReferenceResolver(
+                cell.traits, self.client, cell.storage, s.reference_roots, network=s.reference_network
+            ),
             slots=slots_for(s, cell.traits, self.client),
             budget=self.budget,
             logger=self.log,

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from nbpro_pipeline.network_policy import NetworkPolicy
 from nbpro_pipeline.provenance import ProvenanceSigner
 from nbpro_pipeline.storage.lease import LeasePolicy, check_lease_timings
 
@@ -74,6 +75,11 @@ class EngineSettings(BaseModel):
     )
     reference_roots: list[str] | None = Field(
         default=None, description="local reference images must be under these; None: the row's own table folder"
+    )
+    reference_network: NetworkPolicy = Field(
+        default_factory=NetworkPolicy,
+        description="reference URLs may reach public addresses, plus these networks and hosts "
+        "(NBPRO_REFERENCE_ALLOW_NETWORKS / _HOSTS); loopback, private and metadata addresses are refused",
     )
     compact_tail_parts: int = Field(
         default=64,

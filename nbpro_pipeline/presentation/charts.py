@@ -15,6 +15,7 @@ from decimal import Decimal
 import pandas as pd
 
 from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.presentation import markdown as md
 
 _PROVIDERS = [p.value for p in Provider]
 _RESOLUTIONS = [r.value for r in Resolution]
@@ -42,7 +43,7 @@ def _png(fig) -> bytes:
 
 
 def markdown_image(png: bytes, alt: str) -> str:
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+    return f"![{md.text(alt)}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
 
 
 def _colour(provider: str, resolution: str) -> str:

@@ -13,7 +13,8 @@ from typing import BinaryIO
 from pydantic import BaseModel
 
 from nbpro_pipeline.cell_state import ImageRef
-from nbpro_pipeline.image_files import thumbnail_data_uri
+from nbpro_pipeline.image_files import ImageProblem, thumbnail_data_uri
+from nbpro_pipeline.presentation import markdown as md
 
 PER_ROW = 6
 OVERHEAD = 600  # headings and table rules, kept out of the thumbnails' budget
@@ -21,7 +22,8 @@ OVERHEAD = 600  # headings and table rules, kept out of the thumbnails' budget
 
 class Thumb(BaseModel):
     caption: str
-    data_uri: str
+    data_uri: str | None  # None: the file cannot be shown, ``note`` says why
+    note: str = ""
 
 
 def _thumbs(
@@ -30,16 +32,20 @@ def _thumbs(
     out: list[Thumb] = []
     used = 0
     for image in images:
+        uri, note = None, ""
         try:
             with open_file(image.uri) as fh:
                 uri = thumbnail_data_uri(fh, size)
-        except OSError:
+        except FileNotFoundError:
             continue
+        except (OSError, ImageProblem) as exc:  # one bad file never sinks the sheet: its cell says why
+            note = f"no thumbnail: {exc}"[:160]
         label = caption(image)
-        cost = len(uri) + 2 * len(label.encode()) + 16  # UTF-8 bytes: caption cell, alt text, separators
+        shown = uri or md.text(note)
+        cost = len(shown) + 2 * len(md.text(label).encode()) + 16  # UTF-8 bytes: caption cell, alt text, separators
         if used + cost > budget:
             break
-        out.append(Thumb(caption=label, data_uri=uri))
+        out.append(Thumb(caption=label, data_uri=uri, note=note))
         used += cost
     return out, used
 
@@ -48,9 +54,9 @@ def _grid(thumbs: list[Thumb]) -> str:
     blocks = []
     for start in range(0, len(thumbs), PER_ROW):
         chunk = thumbs[start : start + PER_ROW]
-        head = "| " + " | ".join(t.caption.replace("|", "\\|") for t in chunk) + " |"
+        head = md.row([md.text(t.caption) for t in chunk])
         rule = "|" + "|".join(":-:" for _ in chunk) + "|"
-        body = "| " + " | ".join(f"![{t.caption}]({t.data_uri})" for t in chunk) + " |"
+        body = md.row([f"![{md.text(t.caption)}]({t.data_uri})" if t.data_uri else md.text(t.note) for t in chunk])
         blocks.append("\n".join([head, rule, body]))
     return "\n\n".join(blocks)
 

@@ -19,9 +19,10 @@ from pydantic import BaseModel
 
 from nbpro_pipeline.cell_state import CellState, ImageRef, records
 from nbpro_pipeline.costs.prices import PriceTable
-from nbpro_pipeline.image_files import thumbnail_data_uri
+from nbpro_pipeline.image_files import ImageProblem, thumbnail_data_uri
 from nbpro_pipeline.models.common import Provider, Resolution
 from nbpro_pipeline.models.ledger import COST_UNIT, OutcomeStatus
+from nbpro_pipeline.redaction import redact_text
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
 
 MAX_PER_CELL = 200  # thumbnails on a cell page; the count says how many more the cell has
@@ -41,10 +42,11 @@ _CROSS_PAGE = _ENV.get_template("cross_provider.html")
 class Tile(BaseModel):
     prompt_id: str
     cell: str
-    src: str  # thumbnail data URI
+    src: str | None  # thumbnail data URI; None when the file cannot be shown (``text`` says why)
     link: str  # the full image
     detail: str
     bad: bool = False
+    text: str = ""
 
 
 class NoImage(BaseModel):
@@ -53,6 +55,7 @@ class NoImage(BaseModel):
     text: str
     bad: bool = True
     src: None = None
+    link: None = None
 
 
 class GalleryPage(BaseModel):
@@ -66,12 +69,16 @@ def _link(uri: str) -> str:
 
 
 def _tile(image: ImageRef, cell: str, detail: str, open_file: Callable[[str], BinaryIO], bad: bool) -> Tile | None:
+    """The image's tile; a file that is gone gives none, one that cannot be shown a tile saying why."""
+    src, why = None, ""
     try:
         with open_file(image.uri) as fh:
             src = thumbnail_data_uri(fh, THUMB, quality=70)
-    except OSError:
+    except FileNotFoundError:
         return None
-    return Tile(prompt_id=image.prompt_id, cell=cell, src=src, link=_link(image.uri), detail=detail, bad=bad)
+    except (OSError, ImageProblem) as exc:  # one bad file never sinks the page
+        why = f"no thumbnail: {exc}"
+    return Tile(prompt_id=image.prompt_id, cell=cell, src=src, link=_link(image.uri), detail=detail, bad=bad, text=why)
 
 
 def _size(image: ImageRef) -> str:
@@ -156,6 +163,7 @@ def _cross_tile(row: dict, provider: Provider, resolution: Resolution, prices: P
     usd = prices.to_usd(provider, cost)
     latency = f"{image.latency_s:.1f} s" if image.latency_s is not None else "latency unknown"
     money = f"{cost.normalize():f} credits (${usd:.3f})" if COST_UNIT[provider] == "credits" else f"${usd:.3f}"
-    flag = f"{(image.error_code or 'failed').replace('_', ' ')}: {row['error_message'] or ''}; " if bad else ""
+    message = redact_text(row["error_message"] or "")  # provider text; the clients redact it too
+    flag = f"{(image.error_code or 'failed').replace('_', ' ')}: {message}; " if bad else ""
     detail = f"{flag}{money}, {latency}, {_size(image)}"
     return _tile(image, f"{provider.value} {resolution.value}", detail, storage.fs.open, bad)

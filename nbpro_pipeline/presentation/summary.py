@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.presentation import markdown as md
 
 _ORDER = {(p.value, r.value): i for i, (p, r) in enumerate((p, r) for p in Provider for r in Resolution)}
 ColumnType = Literal["string", "int", "float", "bool"]
@@ -37,13 +38,8 @@ def _native(amount: Decimal, unit: str) -> str:
     return f"{amount.normalize():f} cr" if unit == "credits" else _usd(amount)
 
 
-def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-
 def _table(header: list[str], align: str, rows: list[list[str]]) -> str:
-    rule = "|" + "|".join("--:" if a == "r" else "---" for a in align) + "|"
-    return "\n".join([_row(header), rule, *(_row(r) for r in rows)])
+    return md.table(header, rows, align)
 
 
 def _cells(report: pd.DataFrame):
@@ -69,9 +65,8 @@ def cost_summary(report: pd.DataFrame) -> str:
         rate = usd / native if native else Decimal(0)
         lost = sum((_d(v) for v in g["cost_lost_to_failures"]), Decimal(0)) * rate
         unit = str(g["cost_unit"].iloc[0])
-        rows.append(
-            [f"{provider} {resolution}", str(images), str(failed), _native(native, unit), _usd(usd), _usd(lost)]
-        )
+        cell = md.text(f"{provider} {resolution}")
+        rows.append([cell, str(images), str(failed), _native(native, unit), _usd(usd), _usd(lost)])
         images_all, failed_all = images_all + images, failed_all + failed
         usd_all, lost_all = usd_all + usd, lost_all + lost
     rows.append(["**total**", f"**{images_all}**", f"**{failed_all}**", "", f"**{_usd(usd_all)}**", _usd(lost_all)])
@@ -89,7 +84,7 @@ def comparison_summary(report: pd.DataFrame) -> str:
         per = _usd(_d(r["cost_per_image_usd"]), 3) if images else ""
         mism = int(r["size_mismatches"])
         p50, p95 = _fmt_s(r["latency_p50_s"]), _fmt_s(r["latency_p95_s"])
-        rows.append([f"{r['provider']} {r['resolution']}", str(images), per, rate, p50, p95, str(mism)])
+        rows.append([md.text(f"{r['provider']} {r['resolution']}"), str(images), per, rate, p50, p95, str(mism)])
         images_all, usd_all = images_all + images, usd_all + _d(r["estimated_usd"])
         ok_all, failed_all, mism_all = ok_all + ok, failed_all + failed, mism_all + mism
     rate_all = f"{100 * failed_all / (ok_all + failed_all):.0f}%" if ok_all + failed_all else ""

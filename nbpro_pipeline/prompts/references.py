@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nbpro_pipeline.redaction import redact_url
 from nbpro_pipeline.references_policy import (
     ReferenceRefused,
     allowed_roots,
@@ -59,7 +60,7 @@ class ReferenceChecker:
         local: list[str] = []
         issue: ReferenceIssue | None = None
         for number, raw in enumerate(e.strip() for e in entries if e is not None and e.strip()):
-            label = f"reference {number + 1} ({raw!r})"
+            label = f"reference {number + 1} ({redact_url(raw)!r})"  # the rejected table must not keep a password
             try:
                 kind = reference_kind(raw)
             except ReferenceRefused as refused:

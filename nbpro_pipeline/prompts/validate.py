@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,7 +116,9 @@ RULE_COLUMN = {
     "reference_needs_url": "reference_images",
 }
 _SEP, _REF_SEP = "\x1f", "\x1e"  # field and reference separators of the canonical string behind derived ids
-_CONTROL = r"[\x00-\x1f\x7f\x{80}-\x{9f}]"
+# controls, and the invisible format characters (bidi overrides, zero-width spaces, BOM) that make one id
+# display like another, and line separators
+_CONTROL = r"[\x00-\x1f\x7f\x{80}-\x{9f}\p{Cf}\p{Zl}\p{Zp}]"
 _HASH_SLICE = 1 << 16  # rows whose derived ids are built and hashed at a time
 _PROMPT_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # tabs and newlines are fine in a prompt
 
@@ -544,13 +547,23 @@ def _allowed(enum: Any) -> str:
 _CONTROL_CHARS = frozenset(chr(c) for c in (*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F))
 
 
+def _invisible_in_id(text: str) -> str:
+    hits = ((k, c) for k, c in enumerate(text) if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp"))
+    at, ch = next(hits, (0, "\0"))
+    kind = "control character" if unicodedata.category(ch) == "Cc" else "invisible formatting character"
+    return (
+        f"the id contains the {kind} U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')}) at character {at + 1} "
+        "(such characters can make one id look like another); retype the id with printable characters only"
+    )
+
+
 def _global_message(rule: str, values: dict[str, Any], id_flags: tuple[np.ndarray, ...], i: int) -> str:
     only_space, control, long = id_flags
     if rule == "id_invalid":
         if only_space[i]:
             return "the id is only whitespace; leave the cell empty to derive an id from the prompt, or write an id"
         if control[i]:
-            return "the id contains control characters (tab, newline, NUL, ...); use printable characters only"
+            return _invisible_in_id(values["id"])
         if long[i]:
             return f"the id has {len(values['id'].strip())} characters; use at most {MAX_ID_CHARS}"
     if rule == "prompt_control_chars":

@@ -96,7 +96,7 @@ async def test_image_check_fails_on_a_replaced_or_missing_image(harness, provide
     os.unlink(uris[1])
     outcome = check_stored_images(ledger)
     assert not outcome.passed and outcome.metadata == {"checked": 3, "bad": 2, "bad_marks": 0}
-    assert "p000: size_mismatch" in outcome.description and "p001: " in outcome.description
+    assert "`p000`: size_mismatch" in outcome.description and "`p001`: " in outcome.description
     assert check_stored_images(ledger, limit=1).metadata["checked"] == 1
 
 

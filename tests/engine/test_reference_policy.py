@@ -14,9 +14,15 @@ import pytest
 from PIL import Image
 
 from nbpro_pipeline.models.common import RIVYA_MAX_FILE_BYTES, Provider
+from nbpro_pipeline.network_policy import NetworkPolicy
 from nbpro_pipeline.providers import RivyaClient
 from tests.engine.conftest import SETTINGS, prompt_row
 from tests.prompts.helpers import png_bytes
+
+# reference downloads refuse loopback unless allowed (network_policy); these tests serve images there
+LOOPBACK_ALLOWED = SETTINGS.model_copy(
+    update={"reference_network": NetworkPolicy(allow_networks=("127.0.0.0/8", "::1/128"))}
+)
 
 
 def rooted(*roots) -> object:
@@ -180,7 +186,7 @@ async def test_http_references_are_checked_before_upload(harness, files_url, upl
         "streamed-huge": f"{files_url}/streamed-huge.png",
     }
     rows = [prompt_row(pid, row_number=i + 1, reference_images=(url,)) for i, (pid, url) in enumerate(cases.items())]
-    report = await harness.run(Provider.RIVYA, rows)
+    report = await harness.run(Provider.RIVYA, rows, settings=LOOPBACK_ALLOWED)  # the test servers are on loopback
     seen = outcomes(harness)
     assert (report.succeeded, report.failed) == (2, 5)
     assert seen["fine"][0] == seen["upper-scheme"][0] == "succeeded"

@@ -143,6 +143,7 @@ async def test_reference_downloads_go_through_the_environment_proxy(tmp_path, mo
     from aiohttp import web
 
     from nbpro_pipeline.engine.references import ReferenceResolver
+    from nbpro_pipeline.network_policy import NetworkPolicy
     from nbpro_pipeline.providers.traits import RIVYA_TRAITS
     from nbpro_pipeline.storage.filesystem import Storage
     from tests.providers.http_servers import ForwardProxy, Origin
@@ -159,7 +160,8 @@ async def test_reference_downloads_go_through_the_environment_proxy(tmp_path, mo
     try:
         monkeypatch.setenv("http_proxy", proxy.url)
         async with Origin({("GET", "/ref.png"): image}) as origin:
-            resolver = ReferenceResolver(RIVYA_TRAITS, None, Storage(str(tmp_path / "root")))  # type: ignore[arg-type]
+            loopback = NetworkPolicy(allow_networks=("127.0.0.0/8",))  # the origin is on loopback: allowed explicitly
+            resolver = ReferenceResolver(RIVYA_TRAITS, None, Storage(str(tmp_path / "root")), network=loopback)  # type: ignore[arg-type]
             try:
                 (ref,) = await resolver.for_fingerprint((f"{origin.url}/ref.png",))
             finally:

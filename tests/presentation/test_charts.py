@@ -32,7 +32,7 @@ def test_comparison_chart_and_its_markdown():
     png = charts.comparison(reports.provider_comparison(ROWS, PriceTable()))
     assert _decoded(png).width > 300
     md = charts.markdown_image(png, "provider_comparison")
-    assert md.startswith("![provider_comparison](data:image/png;base64,")
+    assert md.startswith("![provider\\_comparison](data:image/png;base64,")  # the alt text is escaped
     assert base64.b64decode(md.split(",", 1)[1].rstrip(")")) == png
 
 

@@ -52,7 +52,7 @@ def test_contact_sheet_captions_counts_and_shows_quarantine_apart(tmp_path):
     kept = md.count("](data:image/jpeg") - 1  # one quarantined
     assert md.startswith(f"**{kept} of 8 images shown** (all in the gallery page)") and 0 < kept < 8
     assert md.split("\n\n")[1].splitlines()[0].startswith("| p0 | p1 |")  # captions above thumbnails
-    assert "**Quarantined: 1 of 1 shown**" in md and "bad (size_mismatch)" in md
+    assert "**Quarantined: 1 of 1 shown**" in md and "bad \\(size\\_mismatch\\)" in md  # captions are escaped
 
 
 def test_galleries_are_written_to_an_fsspec_root_and_say_what_they_show():

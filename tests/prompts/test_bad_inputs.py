@@ -155,7 +155,7 @@ MANIFEST: dict[str, Case] = {
     "bad_ids.csv": Case(
         2,
         [(2, None, "id", "id_invalid"), (3, None, "id", "id_invalid"), (4, None, "id", "id_invalid")],
-        ["control characters", "201 characters", "only whitespace"],
+        ["control character U+", "201 characters", "only whitespace"],
     ),
     "unknown_columns.csv": Case(1, []),
     "nine_references.csv": Case(2, [(1, "rivya", REF, "too_many_references")], ["9 reference images", "at most 8"]),
