@@ -1,8 +1,8 @@
 """Secrets out of everything the pipeline stores or shows: API keys and bearer tokens in text, credentials
 in URLs (``user:pass@``, and signed-URL parameters such as ``X-Amz-Signature``, ``sig``, ``token``).
 
-The provider clients redact their own messages (``HttpProviderClient._redact``, the same token patterns);
-this module is for text and URLs that reach disk or the UI by other ways. The full URL is still what is
+The provider clients redact their messages and the raw bodies they hand over for quarantine through
+``redact_text`` with their own key; this module is the one home of the patterns. The full URL is still what is
 fetched or sent: only what is written down is redacted.
 """
 
@@ -13,18 +13,18 @@ from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 REDACTED = "redacted"
+# anything shaped like a provider key or a bearer token, wherever it turns up in text
+TOKEN_PATTERNS = (re.compile(r"rvya_sk_[A-Za-z0-9_\-]+"), re.compile(r"(?i)bearer\s+[A-Za-z0-9_\-.~+/=]+"))
 # query parameter names (lower case) that carry a credential, by substring or prefix
 _SECRET_NAME = re.compile(r"token|sig|secret|passw|pwd|key|auth|credential|session|policy|^x-amz-|^x-goog-")
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with each of ``secrets`` and anything shaped like a key or ``Bearer`` token as ``***``."""
-    from nbpro_pipeline.providers.http import _TOKEN_PATTERNS  # the clients' own patterns; validation stays light
-
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    for pattern in _TOKEN_PATTERNS:
+    for pattern in TOKEN_PATTERNS:
         text = pattern.sub("***", text)
     return text
 

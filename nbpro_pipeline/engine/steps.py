@@ -88,7 +88,7 @@ class PromptSteps:
         if not row.reference_images:  # the request as made is the one to fingerprint
             return True
         try:
-            refs = await self.references.for_fingerprint(row.reference_images, row.source_uri)
+            refs = await self.references.for_fingerprint(row.reference_images, row.source_uri, row.row_number)
         except ReferenceProblem as exc:
             self.eligible.setdefault(attempt.fingerprint, row.prompt_id)
             await self.books.book(attempt, Outcome(OutcomeStatus.FAILED, "reference_unreadable", str(exc)))

@@ -12,7 +12,6 @@ import contextvars
 import hashlib
 import logging
 import random
-import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -60,12 +59,12 @@ from nbpro_pipeline.providers.policies import (
 )
 from nbpro_pipeline.providers.ratelimit import TokenBucket
 from nbpro_pipeline.providers.reading import DataUriTooLarge, decode_data_uri, final_image, path_id, safe_task_id
+from nbpro_pipeline.redaction import redact_text
 
 log = logging.getLogger(__name__)
 
 # Transport failures where the request provably never reached the server: always safe to repeat.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_TOKEN_PATTERNS = (re.compile(r"rvya_sk_[A-Za-z0-9_\-]+"), re.compile(r"(?i)bearer\s+[A-Za-z0-9_\-.~+/=]+"))
 _CHUNK = 64 * 1024
 # A rate-limit token taken ahead by ``take_send_token`` for the current asyncio task's next API call.
 _TOKEN_IN_HAND: contextvars.ContextVar[bool] = contextvars.ContextVar("nbpro_token_in_hand", default=False)
@@ -189,12 +188,7 @@ class HttpProviderClient:
 
     # -- credentials never leave -------------------------------------------------------------------
     def _redact(self, text: str) -> str:
-        secret = self._key.get_secret_value()
-        if secret:
-            text = text.replace(secret, "***")
-        for pattern in _TOKEN_PATTERNS:
-            text = pattern.sub("***", text)
-        return text
+        return redact_text(text, [self._key.get_secret_value()])
 
     def redact_bytes(self, data: bytes) -> bytes:
         """``_redact`` over a body kept on disk: a provider that echoes the key must not leave it there."""
