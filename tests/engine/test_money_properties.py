@@ -79,6 +79,7 @@ def check_invariants(harness: Harness, provider: Provider) -> None:
 
 
 @pytest.mark.parametrize("provider", list(Provider), ids=lambda p: p.value)
+@pytest.mark.timeout(60 + 5 * EXAMPLES)  # one test call runs every example
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
