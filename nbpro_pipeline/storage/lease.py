@@ -26,6 +26,7 @@ Layout: ``<root>/leases/provider=…/resolution=…/lease-000042.json``, one JSO
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -312,11 +313,33 @@ async def cell_lease(
 
     Both run on the loop's thread, not awaited: a cancellation can then never leave a lease taken with
     nobody to release it, and nothing else of the run is in flight before or after the block."""
-    lease = acquire_cell_lease(storage, provider, resolution, run_id, policy)
+    lease = await _acquire_past_a_dead_holder(storage, provider, resolution, run_id, policy)
     try:
         yield lease
     finally:
         lease.release()
+
+
+async def _acquire_past_a_dead_holder(
+    storage: Storage, provider: Provider | str, resolution: Resolution, run_id: str, policy: LeasePolicy
+) -> HeldLease:
+    """``acquire_cell_lease``; a holder that stopped renewing (no heartbeat for two of its intervals: a
+    killed run, a dead host) is waited out until its lease expires, then taken over, so a retry right
+    after a crash runs instead of failing. A holder that still renews is refused at once."""
+    while True:
+        try:
+            return acquire_cell_lease(storage, provider, resolution, run_id, policy)
+        except CellBusy as busy:
+            silent = (datetime.now(UTC) - busy.holder.renewed_at).total_seconds()
+            if silent <= 2 * busy.holder.heartbeat_s + policy.clock_skew_s:
+                raise
+            wait = busy.retry_after_s
+            log.warning(
+                "cell %s: its lease holder %s has not renewed for %.0f s (every %g s) and looks dead; "
+                "waiting %.0f s for its lease to expire",
+                busy.holder.cell, busy.holder.run_id, silent, busy.holder.heartbeat_s, wait,
+            )  # fmt: skip
+            await asyncio.sleep(wait + 0.2)
 
 
 def _new_info(cell: str, generation: int, run_id: str, policy: LeasePolicy) -> LeaseInfo:
