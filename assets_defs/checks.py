@@ -6,7 +6,6 @@ import warnings
 
 import dagster as dg
 
-from assets_defs.partitions import cell_partitions
 from nbpro_pipeline.cell_checks import CellCheck, Severity
 
 PROMPT_TABLE_CHECKS = [
@@ -26,13 +25,17 @@ _CELL_CHECK_DESCRIPTIONS = {
     "quarantined (WARN)",
 }
 
-# partitions_def on a check spec is a preview feature in Dagster 1.13: say so once here, not on every load
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", dg.PreviewWarning)
-    CELL_CHECKS = [
-        dg.AssetCheckSpec(name, asset="generated_images", description=text, partitions_def=cell_partitions)
-        for name, text in _CELL_CHECK_DESCRIPTIONS.items()
-    ]
+
+def cell_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
+    """The per-cell checks, partitioned like ``generated_images``."""
+    # partitions_def on a check spec is a preview feature in Dagster 1.13: say so once here, not on every load
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [
+            dg.AssetCheckSpec(name, asset="generated_images", description=text, partitions_def=partitions)
+            for name, text in _CELL_CHECK_DESCRIPTIONS.items()
+        ]
+
 
 _SEVERITY = {Severity.WARN: dg.AssetCheckSeverity.WARN, Severity.ERROR: dg.AssetCheckSeverity.ERROR}
 

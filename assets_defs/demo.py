@@ -17,23 +17,24 @@ from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
-DEMO_KEYS = {"RIVYA_API_KEY": "rvya_sk_sandbox_demo_key", "ODIROUTER_API_KEY": "odr_sandbox_demo_key"}
-
 
 def _prepare_env(home: Path, sources: list[str], sandbox_url: str) -> None:
+    from nbpro_pipeline.providers.registry import PROVIDERS
+
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
     local_yaml = Path(__file__).resolve().parent.parent / "deploy" / "local" / "dagster.yaml"
     shutil.copyfile(local_yaml, dagster_home / "dagster.yaml")
-    os.environ.update(DEMO_KEYS)  # sandbox keys only: the demo never sends a real key anywhere
+    for entry in PROVIDERS:  # sandbox keys and URLs only: the demo never sends a real key anywhere
+        url = entry.sandbox_url(sandbox_url)
+        if url is not None:
+            os.environ.update({f"{entry.env_prefix}_API_KEY": entry.sandbox_key, f"{entry.env_prefix}_BASE_URL": url})
     os.environ.update(
         {
             "DAGSTER_HOME": str(dagster_home.resolve()),
-            "RIVYA_BASE_URL": sandbox_url,
-            "ODIROUTER_BASE_URL": sandbox_url + "/model",
             "NBPRO_STORAGE_ROOT": str((home / "storage").resolve()),
             "NBPRO_PROMPT_SOURCES": ",".join(sources),
-            "NBPRO_POLL_FIRST_DELAY_S": "1.0",  # the sandbox answers in 1-3 s; Rivya's own advice is 2 s
+            "NBPRO_POLL_FIRST_DELAY_S": "1.0",  # the sandbox answers in 1-3 s; the providers advise 2 s
         }
     )
 
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from assets_defs.definitions import defs
         from assets_defs.partitions import cell_key
-        from nbpro_pipeline.costs import ALL_CELLS, PriceTable
+        from nbpro_pipeline.costs import PriceTable, all_cells
         from nbpro_pipeline.costs.reports import provider_comparison, to_text, totals_by_provider
         from nbpro_pipeline.storage import Storage, read_ledger
 
@@ -96,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(signing)
         ok = _run(defs, instance, "prompt_table_job", "prompt_table")
-        for provider, resolution in ALL_CELLS if ok else []:
+        for provider, resolution in all_cells() if ok else []:
             key = cell_key(provider, resolution)
-            ok &= _run(defs, instance, "cells_job", f"{provider.value}|{resolution.value}", partition_key=key)
+            ok &= _run(defs, instance, "cells_job", f"{provider}|{resolution.value}", partition_key=key)
         ok &= _run(defs, instance, "reports_job", "reports")
 
         storage = Storage(os.environ["NBPRO_STORAGE_ROOT"])
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  focus     {storage.uri(storage.reports_dir())}/focus_cost_export.parquet (FinOps FOCUS 1.2)")
     print(f"  prompts   {storage.uri(storage.tables_dir())}/prompt_table/accepted.parquet, rejected.parquet")
     print(f"  dagster   {os.environ['DAGSTER_HOME']}  (make dev opens it in the UI)")
-    print("\ncost per cell (all runs so far; OdiRouter amounts come from its price table: estimates)")
+    print("\ncost per cell (all runs so far; cost_is_estimate marks amounts read from a price table)")
     columns = [
         "provider",
         "resolution",
@@ -127,12 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         "cost_unit",
         "cost_per_image",
         "estimated_usd",
+        "cost_is_estimate",
     ]
     print("  " + to_text(comparison, columns=columns).replace("\n", "\n  "))
     print("\ntotals: the ledger vs the sandbox's own billing ledger")
     status = ledger["status"].to_pylist()
     for provider in sorted(set(ours) | set(billed)):
-        unit = "credits" if provider == "rivya" else "USD (estimate: OdiRouter publishes no price)"
+        prices = PriceTable()
+        unit = prices.unit(provider) + (" (estimate: from the price table)" if prices.is_estimate(provider) else "")
         n_ok = sum(
             1 for p, s in zip(ledger["provider"].to_pylist(), status, strict=True) if p == provider and s == "succeeded"
         )

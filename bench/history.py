@@ -176,8 +176,8 @@ def _journal_segments(storage, tables):
                 f'{{"prompt_id":"{pid}","prompt":"a lighthouse at dusk, {pid}, oil on canvas, warm light",'
                 f'"prompt_sha256":"{fp[-64:]:0>64}","source_uri":"s3://team/prompts/batch-07.csv",'
                 f'"source_sha256":"{"7" * 64}","row_number":17,"aspect_ratio":"1:1","output_format":"png",'
-                f'"resolution":"{resolution}","provider":"{provider}","reference_images":[],"eligible_rivya":true,'
-                f'"eligible_odirouter":true,"extra":"{{}}"}}'
+                f'"resolution":"{resolution}","provider":"{provider}","reference_images":[],'
+                f'"eligible_providers":["rivya","odirouter"],"extra":"{{}}"}}'
             )
             request = (
                 f'{{"prompt":"a lighthouse at dusk, {pid}, oil on canvas, warm light","aspect_ratio":"1:1",'
@@ -219,7 +219,6 @@ def _rows(n: int, prefix: str):
 def _job(root: str, url: str):
     from nbpro_pipeline.engine.settings import EngineSettings
     from nbpro_pipeline.engine.standalone import CellJob
-    from nbpro_pipeline.providers import PollPolicy
 
     return CellJob(
         provider="rivya",
@@ -233,8 +232,9 @@ def _job(root: str, url: str):
             # "as written" phases keep the year as written: no end-of-run compaction or journal pruning
             compact_tail_parts=64 if _maintain() else 0,
             prune_journal_at_end=_maintain(),
+            poll_first_delay_s=0.02,
+            poll_max_interval_s=0.05,
         ),
-        poll=PollPolicy(first_delay_s=0.02, max_interval_s=0.05),
     )
 
 
@@ -330,8 +330,9 @@ async def _time_to_first_submit(root: str, url: str) -> float:
 
 
 def _noop_fingerprints() -> set[str]:
-    from nbpro_pipeline.models.common import Provider, Resolution
+    from nbpro_pipeline.models.common import Resolution
     from nbpro_pipeline.models.request import GenerationRequest
+    from nbpro_pipeline.providers.registry import Provider
 
     return {
         GenerationRequest(

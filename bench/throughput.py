@@ -101,10 +101,11 @@ def _figures(
 # -- phases (each runs in its own process) -----------------------------------------------------------
 async def engine_phase(args: argparse.Namespace) -> dict[str, Any]:
     from nbpro_pipeline.engine import EngineSettings, RunInfo, rows_for_cell, run_cell
-    from nbpro_pipeline.models.common import Provider, Resolution
+    from nbpro_pipeline.models.common import Resolution
     from nbpro_pipeline.prompts import load_prompt_tables
     from nbpro_pipeline.providers import PollPolicy
     from nbpro_pipeline.providers.factory import ClientSpec, make_client
+    from nbpro_pipeline.providers.registry import Provider
     from nbpro_pipeline.storage import Storage
 
     rss_before_rows = peak_rss_mb()
@@ -213,22 +214,17 @@ def _held(storage_dir: str) -> float:
 def dagster_phase(args: argparse.Namespace) -> dict[str, Any]:
     import dagster as dg
 
-    from assets_defs.assets import generated_images, prompt_table
-    from assets_defs.resources import (
-        BudgetResource,
-        OdiRouterResource,
-        PipelineResource,
-        RivyaResource,
-        StorageResource,
-    )
+    from assets_defs.assets import prompt_table
+    from assets_defs.definitions import generated_images
+    from assets_defs.resources import BudgetResource, PipelineResource, ProviderResource, RunSettings, StorageResource
 
     work = tempfile.mkdtemp(prefix="nbpro-bench-dagster-")
     table = os.path.join(work, "prompts.csv")
     _write_prompts(table, args.n, args.prefix)
     knobs = {"max_in_flight": args.concurrency, "requests_per_s": BENCH_RPS, "burst": BENCH_BURST}
     resources = {
-        "rivya": RivyaResource(api_key=RIVYA_KEY, base_url=args.url, **knobs),
-        "odirouter": OdiRouterResource(api_key="unused", base_url=args.url + "/model"),
+        "rivya": ProviderResource(provider="rivya", api_key=RIVYA_KEY, base_url=args.url, run=RunSettings(**knobs)),
+        "odirouter": ProviderResource(provider="odirouter", api_key="unused", base_url=args.url + "/model"),
         "storage": StorageResource(root=os.path.join(work, "storage")),
         "budget": BudgetResource(),
         "pipeline": PipelineResource(prompt_sources=[table]),

@@ -178,10 +178,10 @@ def ships_examples(source_uris: list[str]) -> bool:
 
 
 EXAMPLES_NOTE = (
-    "The shipped examples (examples/prompts) include rows OdiRouter cannot run, on purpose, to show how a "
-    "rejection is reported: catalog.parquet's `cat-armchair-spread` has a 2,600-character prompt (OdiRouter "
-    "takes 2,500) and products.csv's `prod-backpack` asks for JPEG (OdiRouter only answers PNG). Both still "
-    "run on Rivya. This warning is expected here; your own tables should pass."
+    "The shipped examples (examples/prompts) include rows a provider cannot run, on purpose, to show how a "
+    "rejection is reported (a prompt longer than one provider accepts, a format one provider cannot answer "
+    "in: see the rejections); they still run on the others. This warning is expected here; your own tables "
+    "should pass."
 )
 
 

@@ -15,8 +15,8 @@ from pydantic import BaseModel
 
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.engine.report import CellReport
-from nbpro_pipeline.models.common import Provider, Resolution
-from nbpro_pipeline.models.ledger import COST_UNIT, OutcomeStatus
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.models.ledger import OutcomeStatus
 
 _COLUMNS = [
     "prompt_id",
@@ -71,14 +71,14 @@ class FailedPrompt(BaseModel):
 class CellState(BaseModel):
     """The cell as the ledger has it now: the latest outcome of each fingerprint, and every row's cost."""
 
-    provider: Provider
+    provider: str
     resolution: Resolution
     requests_total: int
     images_total: int
     cost_total: Decimal  # native unit, every ledger row of the cell
     cost_usd_total: Decimal
     cost_unit: str
-    usd_is_estimate: bool  # always true today: credits at an assumed rate, OdiRouter from a price table
+    usd_is_estimate: bool  # converted from credits at a configured rate, or read from a price table
     usd_basis: str
     outstanding: list[FailedPrompt]
     images: list[ImageRef]  # latest succeeded rows, table order
@@ -86,7 +86,7 @@ class CellState(BaseModel):
 
     @property
     def cell(self) -> str:
-        return f"{self.provider.value}|{self.resolution.value}"
+        return f"{self.provider}|{self.resolution.value}"
 
     @property
     def failures_outstanding(self) -> int:
@@ -97,10 +97,15 @@ class CellState(BaseModel):
         return sum(1 for f in self.outstanding if f.status is OutcomeStatus.SKIPPED)
 
 
-def usd_basis(provider: Provider, prices: PriceTable) -> str:
-    if provider is Provider.RIVYA:
-        return f"estimate: credits x {prices.rivya_usd_per_credit.normalize():f} USD/credit (configured rate)"
-    return "estimate: OdiRouter reports no per-task cost; USD from the configured price table"
+def usd_basis(provider: str, prices: PriceTable) -> str:
+    """Where a cell's USD figures come from: a configured rate over the provider's unit, or its price table."""
+    unit = prices.unit(provider)
+    if unit != "usd":
+        rate = prices.to_usd(provider, Decimal(1)).normalize()
+        return f"estimate: {unit} x {rate:f} USD/{unit.rstrip('s')} (configured rate)"
+    if prices.is_estimate(provider):
+        return "estimate: the provider reports no per-task cost; USD from the configured price table"
+    return "as the provider reported it"
 
 
 def _frame(cell_ledger: pa.Table) -> pd.DataFrame:
@@ -129,9 +134,9 @@ def _ref(row: dict) -> ImageRef:
     )
 
 
-def cell_state(cell_ledger: pa.Table, provider: Provider, resolution: Resolution, prices: PriceTable) -> CellState:
+def cell_state(cell_ledger: pa.Table, provider: str, resolution: Resolution, prices: PriceTable) -> CellState:
     """The state of one cell from its ledger rows (``read_ledger(storage, provider=, resolution=)``)."""
-    unit = COST_UNIT[provider]
+    unit = prices.unit(provider)
     df = _frame(cell_ledger)
     total = sum(df["final_cost"], Decimal(0))
     cost_by_fp = df.groupby("fingerprint")["final_cost"].sum() if len(df) else pd.Series(dtype=object)
@@ -159,7 +164,7 @@ def cell_state(cell_ledger: pa.Table, provider: Provider, resolution: Resolution
         cost_total=total,
         cost_usd_total=prices.to_usd(provider, total),
         cost_unit=unit,
-        usd_is_estimate=True,
+        usd_is_estimate=prices.unit(provider) != "usd" or prices.is_estimate(provider),
         usd_basis=usd_basis(provider, prices),
         outstanding=outstanding,
         images=[_ref(r) for r in records(shown.sort_values("prompt_id", kind="stable"))],
@@ -218,5 +223,5 @@ def run_delta(report: CellReport, prices: PriceTable) -> RunDelta:
         submitted=report.submitted,
         resumed=report.resumed,
         cost=report.final_cost,
-        cost_usd=prices.to_usd(Provider(report.provider), report.final_cost),
+        cost_usd=prices.to_usd(report.provider, report.final_cost),
     )

@@ -15,7 +15,8 @@ from nbpro_pipeline.cell_checks import (
 )
 from nbpro_pipeline.cell_state import cell_state
 from nbpro_pipeline.costs import PriceTable
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from tests.costs.builders import ledger, record
 
 

@@ -5,7 +5,8 @@ from decimal import Decimal
 
 from nbpro_pipeline.cell_state import cell_state, run_failures
 from nbpro_pipeline.costs import PriceTable
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from tests.costs.builders import T0, ledger, record
 
 RIVYA_2K = (Provider.RIVYA, Resolution.R2K)
@@ -24,7 +25,7 @@ def test_state_counts_latest_outcomes_and_every_credit():
     assert [f.prompt_id for f in state.outstanding] == ["c", "d"]
     assert state.failures_outstanding == 1 and state.skipped_outstanding == 1
     assert state.cost_total == Decimal(24)  # a, b's success and c's quarantined image: every credit spent
-    assert state.cost_usd_total == Decimal(24) * PriceTable().rivya_usd_per_credit
+    assert state.cost_usd_total == Decimal(24) * PriceTable().to_usd("rivya", Decimal(1))
     assert [q.prompt_id for q in state.quarantined] == ["c"] and state.quarantined[0].width == 10
     assert state.outstanding[0].quarantined_uri == "/q/c.png"
     assert "0.0168 USD/credit" in state.usd_basis

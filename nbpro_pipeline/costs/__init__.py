@@ -2,11 +2,11 @@
 report tables over the ledger (``reports``, which needs pandas; import it directly)."""
 
 from nbpro_pipeline.costs.budget import BudgetGuard, BudgetLimits, spent_today_from_ledger
-from nbpro_pipeline.costs.estimate import ALL_CELLS, CellEstimate, CellSpecError, estimate_cells, parse_cells
+from nbpro_pipeline.costs.estimate import CellEstimate, CellSpecError, all_cells, estimate_cells, parse_cells
 from nbpro_pipeline.costs.prices import PriceTable
 
 __all__ = [
-    "ALL_CELLS",
+    "all_cells",
     "BudgetGuard",
     "BudgetLimits",
     "CellEstimate",

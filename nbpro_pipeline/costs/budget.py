@@ -1,6 +1,6 @@
 """A spending guard for one run of one provider: reserve before submitting, settle when the outcome is known.
 
-Amounts are in the provider's unit (Rivya credits, OdiRouter USD) and are ``Decimal`` throughout.
+Amounts are in the provider's unit (credits or USD) and are ``Decimal`` throughout.
 A reservation is granted only if it keeps ``spent + reserved + amount`` within every limit, so the guard
 refuses *before* a limit would be exceeded, counting requests that are in flight but not yet settled.
 Nothing here awaits, so within one asyncio event loop every call is atomic; a lock also makes the guard
@@ -23,7 +23,6 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from nbpro_pipeline.costs._ledger import LedgerLike, as_ledger_table
-from nbpro_pipeline.models.common import Provider
 
 Amount = Decimal | int | str
 
@@ -167,7 +166,7 @@ class BudgetGuard:
         )
 
 
-def spent_today_from_ledger(ledger: LedgerLike, provider: Provider | str, day: date) -> Decimal:
+def spent_today_from_ledger(ledger: LedgerLike, provider: str, day: date) -> Decimal:
     """Exact sum of ``final_cost`` of ``provider``'s ledger rows that finished on the UTC ``day``.
 
     A row's time is ``finished_at`` (when the provider charged), else ``recorded_at``. Every status
@@ -180,7 +179,7 @@ def spent_today_from_ledger(ledger: LedgerLike, provider: Provider | str, day: d
     start = datetime.combine(day, time(0), tzinfo=UTC)
     at = pc.coalesce(table["finished_at"], table["recorded_at"])
     mask = pc.and_(
-        pc.equal(table["provider"], Provider(provider).value),
+        pc.equal(table["provider"], str(provider)),
         pc.and_(
             pc.greater_equal(at, pa.scalar(start, ts_type)),
             pc.less(at, pa.scalar(start + timedelta(days=1), ts_type)),

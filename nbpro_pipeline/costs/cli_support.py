@@ -15,7 +15,7 @@ import pyarrow as pa
 from nbpro_pipeline.costs._ledger import quantize_cost
 from nbpro_pipeline.costs.estimate import CellEstimate
 from nbpro_pipeline.costs.prices import PriceTable
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import PROVIDERS
 
 
 def read_ledger_dataset(
@@ -69,40 +69,52 @@ def render_estimates(estimates: Sequence[CellEstimate], prices: PriceTable, *, l
             }
         )
     out = [to_text(pd.DataFrame(rows), max_rows=len(rows) or 1)]
-    credits = sum((e.cost for e in estimates if e.cost_unit == "credits"), Decimal(0))
-    usd = sum((e.cost for e in estimates if e.cost_unit == "usd"), Decimal(0))
     all_usd = sum((e.estimated_usd for e in estimates), Decimal(0))
-    parts = []
-    if any(e.cost_unit == "credits" for e in estimates):
-        parts.append(f"{_money(credits)} Rivya credits")
-    if any(e.cost_unit == "usd" for e in estimates):
-        parts.append(f"{format_usd(usd)} OdiRouter*")
+    parts = [_total(provider, mine) for provider, mine in _by_provider(estimates).items()]
     if parts:
         out.append(f"\nTotal: {' + '.join(parts)} (≈ {format_usd(all_usd)} in all)")
     notes = ["Assumes every request succeeds once (failed tasks are refunded or not billed)."]
-    if any(e.is_estimate for e in estimates):
-        notes.append(
-            "* OdiRouter publishes no price: figures come from the configured price table "
-            "(NBPRO_ODIROUTER_USD_1K/_2K/_4K)."
-        )
-    if any(e.cost_unit == "credits" for e in estimates):
-        notes.append(
-            f"† Rivya credits have no published USD price: assumes ${_money(prices.rivya_usd_per_credit)} per credit "
-            "(NBPRO_RIVYA_USD_PER_CREDIT)."
-        )
+    notes.extend(_price_notes(estimates, prices))
     if not ledger_known:
         notes.append("Without --ledger-root, images generated earlier are not subtracted.")
     out.append("\n" + "\n".join(notes))
     return "\n".join(out)
 
 
+def _by_provider(estimates: Sequence[CellEstimate]) -> dict[str, list[CellEstimate]]:
+    out: dict[str, list[CellEstimate]] = {}
+    for e in estimates:
+        out.setdefault(e.provider, []).append(e)
+    return out
+
+
+def _total(provider: str, mine: list[CellEstimate]) -> str:
+    from nbpro_pipeline.costs.reports import format_usd
+
+    cost, name = sum((e.cost for e in mine), Decimal(0)), PROVIDERS.traits(provider).display_name
+    mark = "*" if any(e.is_estimate for e in mine) else ""
+    return f"{format_usd(cost)} {name}{mark}" if mine[0].cost_unit == "usd" else f"{_money(cost)} {name} credits"
+
+
+def _price_notes(estimates: Sequence[CellEstimate], prices: PriceTable) -> list[str]:
+    """Where each provider's figures come from, with the variables that change them."""
+    notes = []
+    for provider, mine in _by_provider(estimates).items():
+        entry, prefix = PROVIDERS[provider], f"NBPRO_{PROVIDERS[provider].env_prefix}"
+        if any(e.is_estimate for e in mine):
+            notes.append(f"* {entry.traits.price_note} ({prefix}_PRICE, {prefix}_PRICE_1K/_2K/_4K).")
+        if mine[0].cost_unit != "usd":
+            rate = _money(prices.to_usd(provider, Decimal(1)))
+            notes.append(
+                f"† {entry.traits.display_name} {mine[0].cost_unit} have no published USD price: assumes ${rate} "
+                f"per {mine[0].cost_unit.rstrip('s')} ({prefix}_USD_PER_UNIT)."
+            )
+    return notes
+
+
 def estimates_json(estimates: Sequence[CellEstimate], *, ledger_rows: int | None, accepted: int, rejected: int) -> dict:
     """The estimates as JSON-ready data, decimals as strings."""
-    totals: dict[str, str] = {}
-    for provider in Provider:
-        mine = [e for e in estimates if e.provider is provider]
-        if mine:
-            totals[provider.value] = str(sum((e.cost for e in mine), Decimal(0)))
+    totals = {p: str(sum((e.cost for e in mine), Decimal(0))) for p, mine in _by_provider(estimates).items()}
     return {
         "cells": [e.to_json_dict() for e in estimates],
         "totals": totals,

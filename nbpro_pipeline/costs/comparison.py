@@ -21,7 +21,6 @@ import pyarrow.compute as pc
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.costs.reports import (
     _FAILED,
-    _PROVIDER_ORDER,
     _RESOLUTION_ORDER,
     _SKIPPED,
     _SUCCEEDED,
@@ -30,8 +29,6 @@ from nbpro_pipeline.costs.reports import (
     _div,
     _usd,
 )
-from nbpro_pipeline.models.common import Provider, Resolution
-from nbpro_pipeline.models.ledger import COST_UNIT
 
 _MONEY = pa.decimal128(38, 6)
 
@@ -133,7 +130,7 @@ def comparison_rows(cells: list[CellComparison], prices: PriceTable) -> list[dic
 
 def _row(cell: CellComparison, prices: PriceTable, common: pa.Array) -> dict[str, Any]:
     provider, resolution = cell.provider, cell.resolution
-    known = provider in _PROVIDER_ORDER and resolution in _RESOLUTION_ORDER
+    known = prices.knows(provider) and resolution in _RESOLUTION_ORDER
     images, final_cost, shared = cell.images(), cell.final_cost, len(common)
     spent_common = cell.cost_of(common)
     p50, p95 = cell.latency_quantiles()
@@ -141,7 +138,7 @@ def _row(cell: CellComparison, prices: PriceTable, common: pa.Array) -> dict[str
     return {
         "provider": provider,
         "resolution": resolution,
-        "cost_unit": COST_UNIT[Provider(provider)] if provider in _PROVIDER_ORDER else None,
+        "cost_unit": prices.unit(provider) if prices.knows(provider) else None,
         "requests": cell.rows,
         "succeeded": cell.succeeded,
         "failed": cell.failed,
@@ -153,8 +150,8 @@ def _row(cell: CellComparison, prices: PriceTable, common: pa.Array) -> dict[str
         "cost_per_image": _div(final_cost, images),
         "estimated_usd": _usd(prices, provider, final_cost) if known else None,
         "cost_per_image_usd": _usd(prices, provider, _div(final_cost, images)) if known else None,
-        "price_per_image": prices.per_image(Provider(provider), Resolution(resolution)) if known else None,
-        "cost_is_estimate": cell.estimate or (known and prices.is_estimate(Provider(provider))),
+        "price_per_image": prices.per_image(provider, resolution) if known else None,
+        "cost_is_estimate": cell.estimate or (known and prices.is_estimate(provider)),
         "latency_p50_s": p50,
         "latency_p95_s": p95,
         "common_prompts": shared,

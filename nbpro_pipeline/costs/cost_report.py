@@ -27,11 +27,9 @@ from nbpro_pipeline.costs._ledger import quantize_cost
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.costs.reports import (
     _FAILED,
-    _PROVIDER_ORDER,
     _RESOLUTION_ORDER,
     _SKIPPED,
     _SUCCEEDED,
-    _UNITS,
     _ZERO,
     CREDIT_COST_COLUMNS,
     _CellPrices,
@@ -42,6 +40,7 @@ from nbpro_pipeline.costs.reports import (
     failed_latest,
 )
 from nbpro_pipeline.models.ledger import COST_TYPE
+from nbpro_pipeline.providers.registry import PROVIDERS
 
 KEYS = ["provider", "resolution", "day", "source_uri"]
 _INT_SUMS = [
@@ -230,7 +229,7 @@ def _derived_money(df: pd.DataFrame, groups: pa.Table, prices: PriceTable) -> No
     raw = [c[1] * s if c[0] else None for c, s in zip(cell, succeeded, strict=True)]  # unrounded: for the delta
     rounded = _Memo(quantize_cost)
     expected = [None if e is None else rounded(e) for e in raw]
-    df["cost_unit"] = df["provider"].map(_UNITS)
+    df["cost_unit"] = [prices.unit(p) if prices.knows(p) else None for p in df["provider"]]
     per = _Memo(_div)
     df["cost_per_success"] = [per(f, s) for f, s in zip(final, succeeded, strict=True)]
     usd = _Memo(lambda p, f: _usd(prices, p, f))
@@ -245,7 +244,7 @@ def _derived_money(df: pd.DataFrame, groups: pa.Table, prices: PriceTable) -> No
 def _sorted(groups: pa.Table) -> pa.Table:
     """By day, then provider and resolution in their enum order (unknown ones last), then source."""
     order = {
-        "_p": pc.fill_null(pc.index_in(groups["provider"], value_set=pa.array(list(_PROVIDER_ORDER))), 99),
+        "_p": pc.fill_null(pc.index_in(groups["provider"], value_set=pa.array(PROVIDERS.names(), pa.string())), 99),
         "_r": pc.fill_null(pc.index_in(groups["resolution"], value_set=pa.array(list(_RESOLUTION_ORDER))), 99),
     }
     keyed = pa.table({"day": groups["day"], **order, "source_uri": groups["source_uri"]})

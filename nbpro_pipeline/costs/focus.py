@@ -2,16 +2,16 @@
 
 One FOCUS row per ledger row that reached a provider (skipped rows were never sent and cost nothing).
 Money stays exact: every cost column is ``decimal128(38, 6)`` built from the ledger's decimals, so
-``BilledCost`` summed per provider equals the ledger to the cent, and Rivya's
+``BilledCost`` summed per provider equals the ledger to the cent, and a credits provider's
 ``PricingCurrencyEffectiveCost`` equals its credits to the credit.
 
-How the two providers' units map (docs/focus.md says why, and which FOCUS rules cannot be met):
-- OdiRouter bills USD: ``BillingCurrency`` = ``PricingCurrency`` = USD, ``BilledCost`` = ledger cost,
-  taken from the configured price table (OdiRouter publishes none), so ``x_CostIsEstimate`` is true.
-- Rivya prices in credits, a virtual currency: ``PricingCurrency`` = ``RIVYA_CREDITS`` with the exact
-  credits in ``PricingCurrencyEffectiveCost``; ``BillingCurrency`` must be a national currency, so
-  ``BilledCost`` is the ledger's ``estimated_usd`` (credits × the configured USD per credit), an
-  estimate as well: Rivya publishes no dollar price for a credit.
+How a provider's unit maps (docs/focus.md says why, and which FOCUS rules cannot be met):
+- a provider billing USD: ``BillingCurrency`` = ``PricingCurrency`` = USD, ``BilledCost`` = ledger cost
+  (``x_CostIsEstimate`` where it comes from the configured price table);
+- a provider pricing in credits, a virtual currency: ``PricingCurrency`` = its traits'
+  ``pricing_currency`` with the exact credits in ``PricingCurrencyEffectiveCost``; ``BillingCurrency``
+  must be a national currency, so ``BilledCost`` is the ledger's ``estimated_usd`` (credits × the
+  configured USD per credit), an estimate as well.
 """
 
 from __future__ import annotations
@@ -28,15 +28,14 @@ from pydantic import BaseModel, ConfigDict
 
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.costs.scan import ledger_batches
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import OutcomeStatus
+from nbpro_pipeline.providers.registry import PROVIDERS
 from nbpro_pipeline.storage.csv_cells import CsvWriter
 from nbpro_pipeline.storage.filesystem import Storage
 
 FOCUS_VERSION = "1.2"
 FOCUS_MONEY = pa.decimal128(38, 6)
-RIVYA_CREDITS = "QRC"  # Rivya credits: a code from ISO 4217's user-assigned range (QMA-QZZ); see docs/focus.md
-PROVIDER_NAMES = {Provider.RIVYA: "Rivya", Provider.ODIROUTER: "OdiRouter"}
 PUBLISHER = "Google"  # publisher of Nano Banana Pro, the model both providers resell
 _ZERO = Decimal(0)
 
@@ -147,19 +146,19 @@ class _CellPrices(BaseModel):
     list_pricing: Decimal
     pricing_currency: str
 
+    in_usd: bool  # the provider bills in USD; otherwise in its own unit, shown in USD at a configured rate
+
     @classmethod
-    def of(cls, provider: Provider, resolution: Resolution, prices: PriceTable) -> _CellPrices:
+    def of(cls, provider: str, resolution: Resolution, prices: PriceTable) -> _CellPrices:
         per_image = prices.per_image(provider, resolution)
-        if provider is Provider.RIVYA:
-            return cls(
-                list_usd=prices.to_usd(provider, per_image), list_pricing=per_image, pricing_currency=RIVYA_CREDITS
-            )
-        return cls(list_usd=per_image, list_pricing=per_image, pricing_currency="USD")
+        if prices.unit(provider) == "usd":
+            return cls(list_usd=per_image, list_pricing=per_image, pricing_currency="USD", in_usd=True)
+        currency = PROVIDERS.traits(provider).pricing_currency if provider in PROVIDERS else "XXX"
+        return cls(list_usd=prices.to_usd(provider, per_image), list_pricing=per_image, pricing_currency=currency,
+                   in_usd=False)  # fmt: skip
 
 
-def focus_table(
-    ledger: pa.Table, prices: PriceTable | None = None, accounts: dict[Provider, str] | None = None
-) -> pa.Table:
+def focus_table(ledger: pa.Table, prices: PriceTable | None = None, accounts: dict[str, str] | None = None) -> pa.Table:
     """The FOCUS rows of a ledger table (``read_ledger``), in ``FOCUS_SCHEMA``; skipped rows left out.
     Rows come a cell (provider, resolution) at a time, in ledger order within each."""
     prices = prices or PriceTable()
@@ -171,7 +170,7 @@ def focus_table(
     return pa.concat_tables(tables)
 
 
-def _focus_batch(batch: pa.Table, prices: PriceTable, accounts: dict[Provider, str] | None) -> pa.Table:
+def _focus_batch(batch: pa.Table, prices: PriceTable, accounts: dict[str, str] | None) -> pa.Table:
     """The FOCUS rows of ledger rows of one cell, computed column-wise (a year of history is a million
     rows: a Python object per row took ~13 s and 1.2 GB per 100K). A net negative amount (money given
     back to a resumed task) is a ``Credit``; everything else is ``Usage`` of one image, charged or refunded."""
@@ -179,11 +178,11 @@ def _focus_batch(batch: pa.Table, prices: PriceTable, accounts: dict[Provider, s
     n = batch.num_rows
     if n == 0:
         return FOCUS_SCHEMA.empty_table()
-    provider, resolution = Provider(batch["provider"][0].as_py()), Resolution(batch["resolution"][0].as_py())
+    provider, resolution = batch["provider"][0].as_py(), Resolution(batch["resolution"][0].as_py())
     unit = _CellPrices.of(provider, resolution, prices)
-    money = _money_columns(batch, provider, unit)
+    money = _money_columns(batch, unit)
     usage = money["usage"]
-    name = PROVIDER_NAMES[provider]
+    name = PROVIDERS.traits(provider).display_name if provider in PROVIDERS else provider
     account = (accounts or {}).get(provider) or f"{provider}-account"
     sku = pc.binary_join_element_wise(batch["model_requested"], pa.repeat(pa.scalar(resolution.value), n), ":")
     when = pc.coalesce(batch["finished_at"], batch["recorded_at"])
@@ -225,8 +224,8 @@ def _focus_batch(batch: pa.Table, prices: PriceTable, accounts: dict[Provider, s
         "SkuPriceDetails": _if_usage(usage, json.dumps({"x_Resolution": resolution.value})),
         "SkuPriceId": _if_usage(usage, pc.binary_join_element_wise(pa.repeat(pa.scalar(str(provider)), n), sku, ":")),
         "Tags": _tags(batch),
-        # Rivya's USD figure is an estimate too: the USD per credit is configured
-        "x_CostIsEstimate": pc.or_(batch["cost_is_estimate"], pa.scalar(provider is Provider.RIVYA)),
+        # a USD figure converted from the provider's own unit is an estimate too: the rate is configured
+        "x_CostIsEstimate": pc.or_(batch["cost_is_estimate"], pa.scalar(not unit.in_usd)),
         "x_CostSource": pc.if_else(batch["cost_is_estimate"], "configured price table", "provider-reported credits"),
         **{column: batch[source] for column, source in LEDGER_EXTENSIONS.items()},
     }
@@ -243,13 +242,12 @@ class _Constant:
         return pa.repeat(pa.scalar(value, pa.string()), self.n)
 
 
-def _money_columns(batch: pa.Table, provider: Provider, unit: _CellPrices) -> dict:
+def _money_columns(batch: pa.Table, unit: _CellPrices) -> dict:
     """The cost and quantity columns, exact ``decimal128(38, 6)``, and the usage mask they imply."""
     in_pricing = pc.cast(batch["final_cost"], FOCUS_MONEY)
-    if provider is Provider.RIVYA:  # billed in USD: the ledger's estimate of the credits' worth
-        billed = pc.fill_null(pc.cast(batch["estimated_usd"], FOCUS_MONEY), _ZERO_MONEY)
-    else:
-        billed = in_pricing
+    # billed in USD: a credits provider's is the ledger's estimate of the credits' worth
+    estimated = pc.fill_null(pc.cast(batch["estimated_usd"], FOCUS_MONEY), _ZERO_MONEY)
+    billed = in_pricing if unit.in_usd else estimated
     usage = pc.and_(pc.greater_equal(billed, _ZERO_MONEY), pc.greater_equal(in_pricing, _ZERO_MONEY))
     quantity = pc.if_else(pc.and_(usage, pc.greater(in_pricing, _ZERO_MONEY)), _ONE_MONEY, _ZERO_MONEY)
     list_usd = pa.scalar(unit.list_usd, FOCUS_MONEY)

@@ -30,15 +30,15 @@ import pyarrow.parquet as pq
 
 from nbpro_pipeline.costs._ledger import LedgerLike, as_ledger_table, quantize_cost
 from nbpro_pipeline.costs.prices import PriceTable
-from nbpro_pipeline.models.common import Provider, Resolution
-from nbpro_pipeline.models.ledger import COST_UNIT, OutcomeStatus
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.models.ledger import OutcomeStatus
 from nbpro_pipeline.presentation import markdown as md
+from nbpro_pipeline.providers.registry import PROVIDERS
 
 REPORT_COST_TYPE = pa.decimal128(38, 6)
 
 _ZERO = Decimal(0)
 _SUCCEEDED, _FAILED, _SKIPPED = (s.value for s in OutcomeStatus)
-_PROVIDER_ORDER = {p.value: i for i, p in enumerate(Provider)}
 _RESOLUTION_ORDER = {r.value: i for i, r in enumerate(Resolution)}
 
 CREDIT_COST_COLUMNS = [
@@ -52,8 +52,8 @@ CREDIT_COST_COLUMNS = [
     "failed",
     "skipped",
     "failed_unresolved",  # failed rows that are still the latest outcome of their fingerprint
-    "credits_reserved",  # Rivya only (null for OdiRouter)
-    "credits_final",  # Rivya only
+    "credits_reserved",  # where the provider reports credits per task (else null)
+    "credits_final",
     "final_cost",  # Decimal, cost_unit, every row
     "cost_lost_to_failures",  # Decimal: final_cost of failed rows (e.g. billed wrong-size images)
     "cost_per_success",  # Decimal: final_cost / succeeded (failures' cost included); null without successes
@@ -120,7 +120,7 @@ def latest_mask(ledger: LedgerLike) -> pa.ChunkedArray | pa.Array:
 
 
 def _usd(prices: PriceTable, provider: str, amount: Decimal | None) -> Decimal | None:
-    return None if amount is None else quantize_cost(prices.to_usd(Provider(provider), amount))
+    return None if amount is None else quantize_cost(prices.to_usd(provider, amount))
 
 
 def _div(amount: Decimal | None, count: int) -> Decimal | None:
@@ -136,7 +136,7 @@ def _sort_cells(df: pd.DataFrame, extra: Sequence[str] = (), *, resolution_first
         return df.reset_index(drop=True)
     keys = pd.DataFrame(
         {
-            "_p": df["provider"].map(_PROVIDER_ORDER).fillna(99),
+            "_p": df["provider"].map(PROVIDERS.order),
             "_r": df["resolution"].map(_RESOLUTION_ORDER).fillna(99),
         },
         index=df.index,
@@ -213,13 +213,10 @@ class _CellPrices:
     def __call__(self, provider: str, resolution: str) -> tuple[bool, Decimal | None, bool]:
         key = (provider, resolution)
         if key not in self._cache:
-            known = provider in _PROVIDER_ORDER and resolution in _RESOLUTION_ORDER
-            price = self.prices.per_image(Provider(provider), Resolution(resolution)) if known else None
-            self._cache[key] = (known, price, known and self.prices.is_estimate(Provider(provider)))
+            known = self.prices.knows(provider) and resolution in _RESOLUTION_ORDER
+            price = self.prices.per_image(provider, resolution) if known else None
+            self._cache[key] = (known, price, known and self.prices.is_estimate(provider))
         return self._cache[key]
-
-
-_UNITS = {p.value: COST_UNIT[p] for p in Provider}
 
 
 def failure_reasons(ledger: LedgerLike) -> pd.DataFrame:
@@ -293,6 +290,13 @@ def _is_cell(table: pa.Table, provider: str | None, resolution: str | None) -> p
 
 
 # -- over a storage root, a cell (or a resolution) at a time ----------------------------------------
+def _providers_in(storage: Any) -> list[str]:
+    """The providers the ledger holds rows of, in the registry's order (others after, by name)."""
+    from nbpro_pipeline.storage.compaction import ledger_providers
+
+    return sorted(ledger_providers(storage), key=lambda p: (PROVIDERS.order(p), p))
+
+
 def credit_cost_report_for(storage: Any, prices: PriceTable) -> pd.DataFrame:
     """``credit_cost_report`` of every row under ``storage`` (a ``Storage``), read a cell at a time in
     batches (``costs.scan``) and summed as it is read.
@@ -305,7 +309,7 @@ def credit_cost_report_for(storage: Any, prices: PriceTable) -> pd.DataFrame:
     from nbpro_pipeline.costs.scan import cell_batches
 
     groups, reasons = [], []
-    for provider in Provider:
+    for provider in _providers_in(storage):
         for resolution in Resolution:
             accumulator = CostAccumulator()
             for batch in cell_batches(storage, provider, resolution, CREDIT_LEDGER_COLUMNS):
@@ -329,8 +333,8 @@ def provider_comparison_for(storage: Any, prices: PriceTable) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for resolution in Resolution:
         cells = []
-        for provider in Provider:
-            cell = CellComparison(provider.value, resolution.value)
+        for provider in _providers_in(storage):
+            cell = CellComparison(provider, resolution.value)
             for batch in cell_batches(storage, provider, resolution, COMPARISON_LEDGER_COLUMNS):
                 cell.add(batch)
             if cell.rows:
@@ -349,7 +353,7 @@ def totals_for(storage: Any) -> dict[str, Decimal]:
     for batch in ledger_batches(storage, ["provider", "final_cost"]):
         for provider, amount in totals_by_provider(batch).items():
             totals[provider] = totals.get(provider, _ZERO) + amount
-    return dict(sorted(totals.items(), key=lambda kv: (_PROVIDER_ORDER.get(kv[0], 99), kv[0])))
+    return dict(sorted(totals.items(), key=lambda kv: (PROVIDERS.order(kv[0]), kv[0])))
 
 
 def totals_of_report(df: pd.DataFrame) -> dict[str, Decimal]:
@@ -358,19 +362,19 @@ def totals_of_report(df: pd.DataFrame) -> dict[str, Decimal]:
     totals: dict[str, Decimal] = {}
     for provider, amount in zip(df["provider"], df["final_cost"], strict=True):
         totals[provider] = totals.get(provider, _ZERO) + _dec(None if _is_missing(amount) else amount)
-    return dict(sorted(totals.items(), key=lambda kv: (_PROVIDER_ORDER.get(kv[0], 99), kv[0])))
+    return dict(sorted(totals.items(), key=lambda kv: (PROVIDERS.order(kv[0]), kv[0])))
 
 
 # -- totals -------------------------------------------------------------------------------------------
 def totals_by_provider(ledger: LedgerLike) -> dict[str, Decimal]:
-    """Exact sum of ``final_cost`` of every row, per provider present in the ledger (credits for Rivya, USD
-    for OdiRouter), to reconcile with the provider's own billing."""
+    """Exact sum of ``final_cost`` of every row, per provider present in the ledger (in its unit), to
+    reconcile with the provider's own billing."""
     table = as_ledger_table(ledger, ["provider", "final_cost"])
     if table.num_rows == 0:
         return {}
     agg = table.group_by("provider", use_threads=False).aggregate([("final_cost", "sum")])
     totals = {row["provider"]: _dec(row["final_cost_sum"]) for row in agg.to_pylist()}
-    return dict(sorted(totals.items(), key=lambda kv: (_PROVIDER_ORDER.get(kv[0], 99), kv[0])))
+    return dict(sorted(totals.items(), key=lambda kv: (PROVIDERS.order(kv[0]), kv[0])))
 
 
 # -- rendering ----------------------------------------------------------------------------------------
@@ -503,7 +507,7 @@ def cost_chart_markdown(
         if not _is_missing(row.get("cost_unit")):
             units[key] = str(row["cost_unit"])
         estimate[key] |= bool(row.get("cost_is_estimate")) and not _is_missing(row.get("cost_is_estimate"))
-    keys = sorted(totals, key=lambda k: (_PROVIDER_ORDER.get(k[0], 99), _RESOLUTION_ORDER.get(k[1], 99), k))
+    keys = sorted(totals, key=lambda k: (PROVIDERS.order(k[0]), _RESOLUTION_ORDER.get(k[1], 99), k))
     top = max(totals.values(), default=_ZERO)
     usd = value.endswith("usd")
     labels = {k: f"{k[0]}|{k[1]}" for k in keys}

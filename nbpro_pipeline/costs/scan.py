@@ -19,7 +19,7 @@ from itertools import islice
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import LEDGER_PARTITION_COLUMNS, LEDGER_SCHEMA
 from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.ledger_parts import LedgerPart, cell_parts, ledger_parts
@@ -37,7 +37,7 @@ Where = Callable[[pa.Table], pa.Array | pa.ChunkedArray]  # a row filter, e.g. s
 
 def cell_batches(
     storage: Storage,
-    provider: Provider | str,
+    provider: str,
     resolution: Resolution | str,
     columns: list[str],
     *,

@@ -9,7 +9,7 @@ poll (age ``a₀``) makes it ``S(age) / S(a₀)``. The sum over the tasks we hol
 the provider is still working on, and a new task is admitted while that sum leaves room under C.
 
 The estimate can be wrong, so the provider's own answer is the backstop:
-- **reject** providers (Rivya, the sandbox's ``max_concurrent_tasks``) answer 429 when full:
+- **reject** providers (``traits.admission``, the sandbox's ``max_concurrent_tasks``) answer 429 when full:
   ``rejected()`` counts it (never charged, never a failure: the submit is simply tried again). A 429
   is also the one exact reading of the provider's count we ever get: with at least C of our tasks
   made (creates still on their way left out), exactly C of them run at that moment. Each is

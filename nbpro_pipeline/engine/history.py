@@ -10,7 +10,6 @@ outcome yet (polled again, never resubmitted).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -20,14 +19,6 @@ from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.journal import JournalEntry, read_journal
 from nbpro_pipeline.storage.past import FingerprintFacts, PastRows, open_past
-
-
-def idempotency_key(ledger_id: str, fingerprint: str, generation: int) -> str:
-    """Same ledger, fingerprint and generation, same key: a resubmit after a crash replays the original
-    task for free. The ledger id keeps two storage roots on one account apart; after a terminal failure
-    a new generation needs a new key, else the provider would replay the failure."""
-    base = fingerprint if generation == 0 else f"{fingerprint}#retry{generation}"
-    return "nbpro-" + hashlib.sha256(f"idem:{ledger_id}:{base}".encode()).hexdigest()[:40]
 
 
 @dataclass

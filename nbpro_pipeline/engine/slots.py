@@ -23,14 +23,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from nbpro_pipeline.engine.admission import Admission, AdmissionCounters, AdmissionKind, AdmissionSettings
 from nbpro_pipeline.engine.attempt import Attempt
 from nbpro_pipeline.engine.settings import EngineSettings
-from nbpro_pipeline.providers.base import ProviderTraits, TaskSnapshot
+from nbpro_pipeline.providers.base import ProviderClient, ProviderTraits, TaskSnapshot
 from nbpro_pipeline.providers.errors import RateLimitedError
-from nbpro_pipeline.providers.policies import LatencyTracker
 
 
 class ProviderSlots:
@@ -128,7 +126,7 @@ class ExpectedSlots(ProviderSlots):
             self.admission.finished(id(attempt))
 
 
-def slots_for(settings: EngineSettings, traits: ProviderTraits, client: Any) -> ProviderSlots:
+def slots_for(settings: EngineSettings, traits: ProviderTraits, client: ProviderClient) -> ProviderSlots:
     """The cell's slots: the admission ``settings`` ask for, of the kind the provider's traits say
     (unless the settings override it), learning from the client's completion times; the client is told
     to hand 429s on create and every poll's answer to it where it can (``attach_admission``)."""
@@ -145,19 +143,8 @@ def slots_for(settings: EngineSettings, traits: ProviderTraits, client: Any) -> 
             margin_sd=settings.admission_margin_sd if kind is AdmissionKind.REJECT else 0.0,
             target_429_share=settings.admission_429_share if kind is AdmissionKind.REJECT else None,
         ),
-        _tracker(client),
+        client.run_times,  # the processing times the client learns: what the estimate steers by
     )
     slots = ExpectedSlots(admission, window, idempotent_submit=traits.idempotent_submit)
-    attach = getattr(client, "attach_admission", None)
-    if attach is not None:
-        attach(slots.observe)
+    client.attach_admission(slots.observe)
     return slots
-
-
-def _tracker(client: Any) -> LatencyTracker:
-    """The client's learned processing times (``run_times``), else its completion times, else none yet."""
-    for name in ("run_times", "latencies"):
-        tracker = getattr(client, name, None)
-        if isinstance(tracker, LatencyTracker):
-            return tracker
-    return LatencyTracker()

@@ -25,7 +25,7 @@ from nbpro_pipeline.costs.budget import BudgetGuard
 from nbpro_pipeline.engine.attempt import Attempt, TaskRef
 from nbpro_pipeline.engine.booking import Books
 from nbpro_pipeline.engine.context import Cell
-from nbpro_pipeline.engine.history import CellHistory, idempotency_key
+from nbpro_pipeline.engine.history import CellHistory
 from nbpro_pipeline.engine.outcomes import Charging, Outcome, outcome_for_error, outcome_for_snapshot, stop_message
 from nbpro_pipeline.engine.placing import place_image, quarantine_body
 from nbpro_pipeline.engine.references import ReferenceProblem, ReferenceResolver
@@ -35,7 +35,7 @@ from nbpro_pipeline.models.ledger import LedgerRecord, OutcomeStatus
 from nbpro_pipeline.models.prompt import PromptRow
 from nbpro_pipeline.models.request import GenerationRequest
 from nbpro_pipeline.models.task import TaskUrls
-from nbpro_pipeline.providers.base import ProviderClient, TaskSnapshot
+from nbpro_pipeline.providers.base import ProviderClient, TaskSnapshot, idempotency_key
 from nbpro_pipeline.providers.errors import (
     ProviderError,
     RateLimitedError,
@@ -197,9 +197,8 @@ class PromptSteps:
         """Submit and journal the task id; where submits are not idempotent, the id is made durable at
         once, inside the bounded window (``ProviderSlots.unjournaled_window``), whose rate-limit token
         is taken before it opens (``take_send_token``), so the window holds no token-bucket wait."""
-        take_token = getattr(self.client, "take_send_token", None)
-        if self.slots.bounds_window and take_token is not None:
-            await take_token()
+        if self.slots.bounds_window:
+            await self.client.take_send_token()
         async with self.slots.unjournaled_window():
             submitted = await self.client.submit(attempt.request, idempotency_key=attempt.key)
             self.journal.add(

@@ -15,7 +15,7 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 
 COST_TYPE = pa.decimal128(18, 6)
 _COST_PLACES = Decimal("0.000001")
@@ -31,7 +31,6 @@ class OutcomeStatus(StrEnum):
 
 
 CostUnit = Literal["credits", "usd"]
-COST_UNIT: dict[Provider, CostUnit] = {Provider.RIVYA: "credits", Provider.ODIROUTER: "usd"}
 
 
 class LedgerRecord(BaseModel):
@@ -43,7 +42,7 @@ class LedgerRecord(BaseModel):
     source_uri: str
     source_sha256: str
     row_number: int
-    provider: str  # a Provider value, or another provider's name (a test's fake)
+    provider: str  # a registered provider's name
     resolution: Resolution
     aspect_ratio: str
     output_format: str
@@ -57,11 +56,11 @@ class LedgerRecord(BaseModel):
     status: OutcomeStatus
     error_code: str | None = None
     error_message: str | None = None
-    credits_reserved: int | None = None  # Rivya only
-    credits_final: int | None = None  # Rivya only
+    credits_reserved: int | None = None  # where the provider reports credits per task
+    credits_final: int | None = None
     final_cost: Decimal  # net amount charged for this row, in cost_unit
     cost_unit: CostUnit
-    cost_is_estimate: bool  # True where the provider publishes no price (OdiRouter: configured table)
+    cost_is_estimate: bool  # True where the provider publishes no price (a configured price table)
     estimated_usd: Decimal | None = None
     submitted_at: datetime | None = None
     finished_at: datetime | None = None

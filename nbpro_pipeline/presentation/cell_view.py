@@ -31,7 +31,6 @@ from nbpro_pipeline.cell_state import (
 )
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.engine.report import CellReport
-from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.presentation.contact_sheet import contact_sheet
 from nbpro_pipeline.presentation.gallery import GalleryPage, write_cell_gallery
 from nbpro_pipeline.storage.filesystem import Storage
@@ -94,7 +93,7 @@ def cell_view(
     thresholds: FailureThresholds,
 ) -> CellView:
     """The view of one cell after a run; ``cell_rows`` is the cell's eligible rows (``CellRows.table``)."""
-    provider = Provider(report.provider)  # the report names its provider by its traits name
+    provider = report.provider  # the report names its provider by its traits name
     ledger = read_ledger(storage, provider=provider, resolution=report.resolution)
     state = cell_state(ledger, provider, report.resolution, prices)
     delta = run_delta(report, prices)

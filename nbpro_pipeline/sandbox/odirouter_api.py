@@ -16,8 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from nbpro_pipeline.models.common import ODIROUTER_ENDPOINT_ID, AspectRatio, nearest_aspect_ratio
-from nbpro_pipeline.models.odirouter import OdiSubmitRequest
+from nbpro_pipeline.models.common import AspectRatio, nearest_aspect_ratio
+from nbpro_pipeline.providers.odirouter.traits import ENDPOINT_ID as ODIROUTER_ENDPOINT_ID
+from nbpro_pipeline.providers.odirouter.wire import OdiSubmitRequest
 from nbpro_pipeline.sandbox import wire_shapes
 from nbpro_pipeline.sandbox.faults import body_digest, route_digest
 from nbpro_pipeline.sandbox.responses import (

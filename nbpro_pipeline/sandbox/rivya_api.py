@@ -18,14 +18,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nbpro_pipeline.media import sniff_image_mime
-from nbpro_pipeline.models.common import (
-    RIVYA_MODEL_ID,
-    AspectRatio,
-    OutputFormat,
-    Resolution,
-    nearest_aspect_ratio,
-)
-from nbpro_pipeline.models.rivya import RivyaCreateRequest, RivyaParams
+from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Resolution, nearest_aspect_ratio
+from nbpro_pipeline.providers.rivya.traits import MODEL_ID as RIVYA_MODEL_ID
+from nbpro_pipeline.providers.rivya.wire import RivyaCreateRequest, RivyaParams
 from nbpro_pipeline.sandbox import wire_shapes
 from nbpro_pipeline.sandbox.faults import body_digest, route_digest
 from nbpro_pipeline.sandbox.images import image_size

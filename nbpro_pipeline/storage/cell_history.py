@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import LEDGER_SCHEMA, OutcomeStatus
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
 from nbpro_pipeline.storage.ledger import read_parts
@@ -53,7 +53,7 @@ class CellHistory:
     grows with its work, not with the year behind it. ``None`` as the keys asks about everything.
     """
 
-    provider: Provider | str
+    provider: str
     resolution: Resolution
     table: pa.Table = field(default_factory=lambda: LEDGER_SCHEMA.empty_table().select(HISTORY_COLUMNS))
     parts: int = 0
@@ -149,7 +149,7 @@ def _uri_exists(storage: Storage, uri: str) -> bool:
     return storage.fs.exists(uri if storage.is_local else storage.fs._strip_protocol(uri))
 
 
-def load_cell_history(storage: Storage, provider: Provider | str, resolution: Resolution | str) -> CellHistory:
+def load_cell_history(storage: Storage, provider: str, resolution: Resolution | str) -> CellHistory:
     """The history of one cell from its own directory only (see the module docstring)."""
     resolution = Resolution(resolution)
     parts = cell_parts(storage, provider, resolution)
@@ -163,14 +163,14 @@ def _day_bounds(day: date) -> tuple[pa.Scalar, pa.Scalar]:
     return pa.scalar(start, ts), pa.scalar(start + timedelta(days=1), ts)
 
 
-def parts_for_day(storage: Storage, provider: Provider | str, day: date) -> list[LedgerPart]:
+def parts_for_day(storage: Storage, provider: str, day: date) -> list[LedgerPart]:
     """The live parts of ``provider`` (every resolution) that may hold rows charged on ``day``."""
     return [
         part for resolution in Resolution for part in cell_parts(storage, provider, resolution) if part.may_hold(day)
     ]
 
 
-def spent_on(storage: Storage, provider: Provider | str, day: date) -> Decimal:
+def spent_on(storage: Storage, provider: str, day: date) -> Decimal:
     """Exact sum of ``final_cost`` of ``provider``'s rows charged on the UTC ``day`` (``finished_at``, else
     ``recorded_at``), every status, read from that day's parts only; equals
     ``costs.spent_today_from_ledger(read_ledger(storage), provider, day)``."""

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.journal import (
     COMPACT_PREFIX,
@@ -93,7 +93,7 @@ def _own_key(intent: JournalEntry, facts: FingerprintFacts, rules: JournalRules)
 
 def prune_journal(
     storage: Storage,
-    provider: Provider | str,
+    provider: str,
     resolution: Resolution,
     rules: JournalRules,
     past: PastRows | None = None,

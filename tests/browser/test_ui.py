@@ -52,11 +52,11 @@ def chromium() -> Path:
 
 
 def _backfill_all_cells(gql: GraphQL, procs: Processes) -> None:
-    from nbpro_pipeline.costs import ALL_CELLS
+    from nbpro_pipeline.costs import all_cells
 
     (run,) = gql.wait_runs([gql.launch_run("prompt_table_job")], time.monotonic() + WAIT_S)
     assert run["status"] == "SUCCESS", procs.tail("daemon")
-    partitions = [f"{p.value}|{r.value}" for p, r in ALL_CELLS]
+    partitions = [f"{p}|{r.value}" for p, r in all_cells()]
     backfill_id = gql.launch_backfill("generated_images", partitions)
     deadline = time.monotonic() + WAIT_S
     while True:
@@ -75,11 +75,11 @@ def _backfill_all_cells(gql: GraphQL, procs: Processes) -> None:
 
 def _failing_cell(storage_root: Path) -> str:
     from nbpro_pipeline.cell_state import cell_state
-    from nbpro_pipeline.costs import ALL_CELLS, PriceTable
+    from nbpro_pipeline.costs import PriceTable, all_cells
     from nbpro_pipeline.storage import Storage, read_ledger
 
     storage = Storage(str(storage_root))
-    for provider, resolution in ALL_CELLS:
+    for provider, resolution in all_cells():
         ledger = read_ledger(storage, provider=provider, resolution=resolution)
         state = cell_state(ledger, provider, resolution, PriceTable())
         if state.outstanding and state.quarantined:

@@ -12,10 +12,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
-from nbpro_pipeline.costs.focus import FOCUS_SCHEMA, LEDGER_EXTENSIONS, PROVIDER_NAMES, PUBLISHER, RIVYA_CREDITS
+from nbpro_pipeline.costs.focus import FOCUS_SCHEMA, LEDGER_EXTENSIONS, PUBLISHER
 from nbpro_pipeline.costs.prices import PriceTable
-from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.ledger import LedgerRecord, OutcomeStatus
+from nbpro_pipeline.providers.registry import Provider
+
+# the oracle's own statement of the shipped providers' FOCUS names and Rivya's credit currency (docs/focus.md)
+PROVIDER_NAMES = {Provider.RIVYA: "Rivya", Provider.ODIROUTER: "OdiRouter"}
+RIVYA_CREDITS = "QRC"
 
 _ZERO = Decimal(0)
 

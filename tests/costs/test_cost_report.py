@@ -197,7 +197,7 @@ def test_expected_cost_and_delta_round_once_from_an_unrounded_price(tmp_path):
     from nbpro_pipeline.models.common import Resolution
 
     odd = {Resolution.R1K: Decimal("0.1"), Resolution.R2K: Decimal("0.0000015"), Resolution.R4K: Decimal("1")}
-    prices = PriceTable(odirouter_usd_per_image=odd)
+    prices = PriceTable().with_per_image("odirouter", odd)
     rows = [record(f"a{i}", provider="odirouter", cost="0.000001") for i in range(3)]
     (row,) = credit_cost_report(ledger(*rows), prices).to_dict("records")
     assert row["expected_cost"] == Decimal("0.000004")  # 3 x 0.0000015 = 0.0000045, half-even

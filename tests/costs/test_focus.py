@@ -10,12 +10,13 @@ from decimal import Decimal
 import pyarrow.parquet as pq
 import pytest
 
-from nbpro_pipeline.costs.focus import RIVYA_CREDITS, billed_by_provider, export_focus, focus_table
+from nbpro_pipeline.costs.focus import billed_by_provider, export_focus, focus_table
 from nbpro_pipeline.costs.prices import PriceTable
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, read_ledger
 from nbpro_pipeline.storage.ledger import LedgerWriter
 from tests.costs.builders import ledger, record
+from tests.costs.focus_reference import RIVYA_CREDITS
 from tests.engine.conftest import harness, prompt_rows  # noqa: F401  (harness is a fixture)
 
 

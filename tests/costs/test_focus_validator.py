@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from nbpro_pipeline.costs.focus import export_focus
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from tests.engine.conftest import harness, prompt_rows  # noqa: F401  (harness is a fixture)
 
 REPO = Path(__file__).resolve().parents[2]

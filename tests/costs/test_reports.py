@@ -86,7 +86,7 @@ def test_rivya_reserved_vs_final_and_usd(prices):
     assert (row["credits_reserved"], row["credits_final"]) == (24, 16)
     assert row["final_cost"] == 16 and row["cost_lost_to_failures"] == 0
     assert row["cost_per_success"] == 8
-    assert row["estimated_usd"] == D(16) * prices.rivya_usd_per_credit
+    assert row["estimated_usd"] == D(16) * prices.to_usd("rivya", Decimal(1))
     assert row["cost_is_estimate"] is False
     assert row["cost_unit"] == "credits"
 
@@ -170,7 +170,7 @@ def test_provider_comparison(prices):
     # common prompts: p1..p50 succeeded on both; p99 failed on OdiRouter, x never ran on Rivya
     assert r2["common_prompts"] == o2["common_prompts"] == 50
     assert r2["common_cost"] == 400
-    assert r2["common_cost_usd"] == D(400) * prices.rivya_usd_per_credit
+    assert r2["common_cost_usd"] == D(400) * prices.to_usd("rivya", Decimal(1))
     assert o2["common_cost"] == D("7.50") and o2["common_cost_per_image_usd"] == D("0.15")
     assert r4["common_prompts"] == o4["common_prompts"] == 1
     assert o4["common_cost"] == D("0.30")

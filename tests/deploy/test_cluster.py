@@ -271,11 +271,11 @@ class _Procs:
 
 
 def _step_backfill(gql: GraphQL, c: Cluster, figures: Figures) -> None:
-    from nbpro_pipeline.costs import ALL_CELLS
+    from nbpro_pipeline.costs import all_cells
 
     started = time.monotonic()
     _run_ok(gql, c, "prompt_table_job")
-    partitions = [f"{p.value}|{r.value}" for p, r in ALL_CELLS]
+    partitions = [f"{p}|{r.value}" for p, r in all_cells()]
     cell_runs = _wait_backfill(gql, c, gql.launch_backfill("generated_images", partitions), partitions)
     assert [r["status"] for r in cell_runs] == ["SUCCESS"] * len(partitions), c.logs()
     assert sorted(run_tags(r)["dagster/partition"] for r in cell_runs) == sorted(partitions)
@@ -313,17 +313,17 @@ def _wait_backfill(gql: GraphQL, c: Cluster, backfill_id: str, partitions: list[
 
 def _check_every_cell_booked(c: Cluster):
     """Every eligible prompt of every cell has one succeeded ledger row; the ledger equals the billing."""
-    from nbpro_pipeline.costs import ALL_CELLS
+    from nbpro_pipeline.costs import all_cells
     from nbpro_pipeline.costs.reports import totals_by_provider
     from nbpro_pipeline.engine import rows_for_cell
     from nbpro_pipeline.storage import Storage, read_table
 
     accepted = read_table(Storage(f"s3://{BUCKET}/nbpro"), "prompt_table/accepted")
     ledger = _ledger()
-    for provider, resolution in ALL_CELLS:
+    for provider, resolution in all_cells():
         eligible = sorted(r.prompt_id for r in rows_for_cell(accepted, provider, resolution))
-        cell = ledger[(ledger["provider"] == provider.value) & (ledger["resolution"] == resolution.value)]
-        assert sorted(cell["prompt_id"]) == eligible, f"{provider.value}|{resolution.value}"
+        cell = ledger[(ledger["provider"] == provider) & (ledger["resolution"] == resolution.value)]
+        assert sorted(cell["prompt_id"]) == eligible, f"{provider}|{resolution.value}"
     assert set(ledger["status"]) == {"succeeded"}, Counter(ledger["status"])
     ours = totals_by_provider(ledger)
     billed = {p: sum(t.values(), Decimal(0)) for p, t in _billing(c).items()}

@@ -58,7 +58,7 @@ def test_backfill_of_all_cells_on_postgres_instance(pg_bin, tmp_path, capsys):
     import pandas as pd
     import psycopg2
 
-    from nbpro_pipeline.costs import ALL_CELLS
+    from nbpro_pipeline.costs import all_cells
     from nbpro_pipeline.costs.reports import totals_by_provider
     from nbpro_pipeline.engine import rows_for_cell
     from nbpro_pipeline.sandbox import SandboxConfig, SandboxServer
@@ -87,7 +87,7 @@ def test_backfill_of_all_cells_on_postgres_instance(pg_bin, tmp_path, capsys):
             assert run["status"] == "SUCCESS", procs.tail("daemon")
 
             # 2. every cell, through the UI's mutation
-            partitions = [f"{p.value}|{r.value}" for p, r in ALL_CELLS]
+            partitions = [f"{p}|{r.value}" for p, r in all_cells()]
             backfill_started = time.monotonic()
             backfill_id = gql.launch_backfill("generated_images", partitions)
             # the backfill daemon submits the runs on its next tick (every 30 s) and marks the backfill
@@ -140,11 +140,11 @@ def test_backfill_of_all_cells_on_postgres_instance(pg_bin, tmp_path, capsys):
     rows = list(zip(ledger["provider"].to_pylist(), ledger["resolution"].to_pylist(),
                     ledger["prompt_id"].to_pylist(), ledger["status"].to_pylist(), strict=True))  # fmt: skip
     images = 0
-    for provider, resolution in ALL_CELLS:
+    for provider, resolution in all_cells():
         eligible = sorted(r.prompt_id for r in rows_for_cell(accepted, provider, resolution))
-        recorded = sorted(pid for p, res, pid, _ in rows if (p, res) == (provider.value, resolution.value))
-        assert recorded == eligible, f"{provider.value}|{resolution.value}"
-        images += sum(1 for p, res, _, s in rows if (p, res) == (provider.value, resolution.value) and s == "succeeded")
+        recorded = sorted(pid for p, res, pid, _ in rows if (p, res) == (provider, resolution.value))
+        assert recorded == eligible, f"{provider}|{resolution.value}"
+        images += sum(1 for p, res, _, s in rows if (p, res) == (provider, resolution.value) and s == "succeeded")
     assert images == ledger.num_rows, "the sandbox injects no faults here: every request should succeed"
     ours = totals_by_provider(ledger)
     assert ours == dict(billed), (ours, dict(billed))

@@ -11,9 +11,10 @@ import pytest
 from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.engine.admission import Admission, AdmissionKind
 from nbpro_pipeline.engine.slots import ExpectedSlots, ProviderSlots, slots_for
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.odirouter import TRAITS as ODIROUTER_TRAITS
 from nbpro_pipeline.providers.ratelimit import TokenBucket
-from nbpro_pipeline.providers.traits import ODIROUTER_TRAITS, RIVYA_TRAITS
+from nbpro_pipeline.providers.registry import Provider
+from nbpro_pipeline.providers.rivya import TRAITS as RIVYA_TRAITS
 from tests.engine.conftest import prompt_rows
 
 
@@ -174,7 +175,7 @@ async def test_the_odirouter_window_opens_only_once_the_rate_limit_token_is_take
     assert bucket.in_window and not any(bucket.in_window)  # every token wait happened outside a window
     assert bucket.waited_s > 0.3  # the bucket did make calls wait (10/s), just never inside the window
     # the window is "sent -> task id durable" only: far below the bucket's 100 ms between calls
-    assert report.odirouter_submit_window_ms_max is not None and report.odirouter_submit_window_ms_max < 100
+    assert report.submit_window_ms_max is not None and report.submit_window_ms_max < 100
 
 
 async def test_a_token_taken_ahead_is_this_task_s_alone():

@@ -13,8 +13,8 @@ from PIL import Image
 
 from nbpro_pipeline.audit import audit_cell, check_accounting, check_reconciles, check_rejections, check_stored_images
 from nbpro_pipeline.engine.reconcile import ask_provider
-from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.prompt import REJECTED_SCHEMA
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage
 from tests.engine.conftest import R1K, SETTINGS, Harness, fingerprint, price, prompt_rows
 

@@ -25,9 +25,10 @@ import pytest
 from PIL import Image
 
 from nbpro_pipeline.engine import EngineSettings
-from nbpro_pipeline.models.common import AspectRatio, Provider, Resolution
+from nbpro_pipeline.models.common import AspectRatio, Resolution
 from nbpro_pipeline.models.prompt import PromptRow
 from nbpro_pipeline.providers import OdiRouterClient, PollPolicy, RetryPolicy, RivyaClient
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.sandbox.faults import TASK_FAILURE_TYPES
 from tests.engine.conftest import Harness, prompt_row, sandbox_amounts
 

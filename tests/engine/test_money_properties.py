@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nbpro_pipeline.engine.outcomes import RESUMABLE_CODES
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.sandbox import SandboxConfig, SandboxServer
 from nbpro_pipeline.storage import Storage
 from tests.engine.conftest import Harness, prompt_rows, sandbox_amounts

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, read_ledger
 from nbpro_pipeline.storage.lease import CellBusy, LeaseInfo, LeaseLost, acquire_cell_lease, lease_dir
 from tests.engine.conftest import R1K, SETTINGS, prompt_rows, sandbox_amounts

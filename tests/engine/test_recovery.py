@@ -10,8 +10,8 @@ from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.engine.history import idempotency_key
 from nbpro_pipeline.engine.steps import PromptSteps
 from nbpro_pipeline.image_files import read_lineage
-from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.request import GenerationRequest
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.providers.rivya import idempotency_key_for
 from nbpro_pipeline.storage import Journal, ledger_id
 from tests.engine.conftest import R1K, fingerprint, price, prompt_row, prompt_rows

@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from nbpro_pipeline.cli import main
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, read_ledger
 
 

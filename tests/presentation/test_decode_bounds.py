@@ -17,9 +17,10 @@ from PIL import Image
 from nbpro_pipeline.cell_checks import FailureThresholds
 from nbpro_pipeline.costs import PriceTable
 from nbpro_pipeline.image_files import MAX_DECODE_PIXELS, ImageProblem, inspect_image, thumbnail_data_uri
-from nbpro_pipeline.models.common import PIXEL_SIZES, Provider
+from nbpro_pipeline.models.common import PIXEL_SIZES
 from nbpro_pipeline.presentation.cell_view import cell_view
 from nbpro_pipeline.presentation.gallery import CROSS_GALLERY_COLUMNS, write_cross_provider_gallery
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.sandbox.runtime import SandboxRuntime
 from nbpro_pipeline.storage import read_ledger
 from tests.engine.conftest import harness, prompt_row  # noqa: F401  (harness is a fixture)

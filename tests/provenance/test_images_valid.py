@@ -8,8 +8,9 @@ import hashlib
 import pyexiv2
 
 from nbpro_pipeline.audit import audit_cell, check_stored_images
-from nbpro_pipeline.models.common import OutputFormat, Provider
+from nbpro_pipeline.models.common import OutputFormat
 from nbpro_pipeline.provenance import verify_marks
+from nbpro_pipeline.providers.registry import Provider
 from tests.engine.conftest import R1K, SETTINGS, harness, prompt_rows, provider  # noqa: F401  (fixtures)
 
 

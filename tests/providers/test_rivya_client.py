@@ -10,7 +10,7 @@ import time
 import pytest
 from PIL import Image
 
-from nbpro_pipeline.models import GenerationRequest, Provider, TaskState, pixel_size
+from nbpro_pipeline.models import GenerationRequest, TaskState, pixel_size
 from nbpro_pipeline.models.request import ReferenceImage
 from nbpro_pipeline.providers import (
     AuthError,
@@ -23,8 +23,9 @@ from nbpro_pipeline.providers import (
     RetryPolicy,
     RivyaClient,
     UnsupportedOperationError,
-    idempotency_key_for,
+    idempotency_key,
 )
+from nbpro_pipeline.providers.registry import Provider
 from tests.providers.conftest import FAST_POLL, FAST_RETRY, configure, entries
 
 
@@ -43,8 +44,8 @@ async def generate(client, request):
 async def test_create_poll_download_gives_exact_size_and_hash(rivya, sandbox, tmp_path):
     request = GenerationRequest(prompt="a lighthouse at dusk", aspect_ratio="16:9", resolution="2K")
     submitted, final = await generate(rivya, request)
-    assert submitted.task_id.startswith("gen_") and submitted.idempotency_key == idempotency_key_for(
-        request.fingerprint(Provider.RIVYA)
+    assert submitted.task_id.startswith("gen_") and submitted.idempotency_key == idempotency_key(
+        "standalone", request.fingerprint(Provider.RIVYA)
     )
     assert final.state is TaskState.SUCCEEDED and final.credits_final == final.credits_reserved == 8
     assert final.polls >= 1
@@ -177,7 +178,7 @@ async def test_not_found_and_no_cancel(rivya):
 
 
 async def test_server_side_validation_message_is_surfaced(rivya):
-    fake = ReferenceImage(url="https://elsewhere.example/x.png", rivya_file_id="file_fake")
+    fake = ReferenceImage(url="https://elsewhere.example/x.png", file_id="file_fake")
     with pytest.raises(InvalidRequestError) as info:
         await rivya.submit(GenerationRequest(prompt="p", references=(fake,)))
     assert info.value.status_code == 400 and info.value.code == "validation_failed"
@@ -194,9 +195,9 @@ async def test_upload_reference_by_magic_bytes_and_auto_aspect(rivya, tmp_path):
     disguised = tmp_path / "photo.png"  # really a JPEG
     disguised.write_bytes(png_bytes(1920, 1080, "JPEG"))
     ref = await rivya.upload_reference(disguised)
-    assert ref.mime_type == "image/jpeg" and ref.rivya_file_id.startswith("file_")
+    assert ref.mime_type == "image/jpeg" and ref.file_id.startswith("file_")
     assert ref.sha256 == hashlib.sha256(disguised.read_bytes()).hexdigest()
-    meta = await rivya.get_file(ref.rivya_file_id)
+    meta = await rivya.get_file(ref.file_id)
     assert meta.mimeType == "image/jpeg" and meta.size == disguised.stat().st_size
 
     _, final = await generate(rivya, GenerationRequest(prompt="like this", aspect_ratio="auto", references=(ref,)))

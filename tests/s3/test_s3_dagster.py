@@ -13,8 +13,8 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from assets_defs.assets import credit_cost_report, generated_images, prompt_table, provider_comparison
-from assets_defs.definitions import build_resources
+from assets_defs.assets import credit_cost_report, prompt_table, provider_comparison
+from assets_defs.definitions import build_resources, generated_images
 from nbpro_pipeline.storage import Storage, read_ledger
 from tests.s3.conftest import FAKE_CREDENTIALS, keys
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from nbpro_pipeline.engine import EngineSettings
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage
 from tests.engine.conftest import R1K, Harness, fingerprint, prompt_rows, sandbox_amounts
 from tests.s3.cell_child import LEASE_TTL_S

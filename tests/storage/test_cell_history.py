@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from nbpro_pipeline.costs import spent_today_from_ledger
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import LedgerWriter, read_ledger
 from nbpro_pipeline.storage.cell_history import load_cell_history, spent_on
 from nbpro_pipeline.storage.compaction import compact_ledger

@@ -11,7 +11,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import LedgerWriter, Storage, read_ledger
 from nbpro_pipeline.storage.compaction import compact_ledger
 from nbpro_pipeline.storage.ledger_parts import REPLACES_KEY, cell_parts

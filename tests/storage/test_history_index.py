@@ -11,7 +11,8 @@ from decimal import Decimal
 
 import pytest
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import LedgerWriter, Storage, compact_ledger, load_cell_history
 from nbpro_pipeline.storage.history_index import MANIFEST, buckets_for, index_dir, read_manifest, write_index
 from nbpro_pipeline.storage.past import open_past

@@ -11,7 +11,8 @@ import fsspec
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage
 from nbpro_pipeline.storage.exclusive import ExclusiveCreateUnsupported
 from nbpro_pipeline.storage.lease import (

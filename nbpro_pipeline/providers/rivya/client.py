@@ -16,24 +16,8 @@ from pathlib import Path
 import httpx
 
 from nbpro_pipeline.media import EXTENSION_FOR_MIME, sniff_image_mime
-from nbpro_pipeline.models.common import (
-    RIVYA_FILE_MIME_TYPES,
-    RIVYA_MAX_FILE_BYTES,
-    RIVYA_MODEL_ID,
-    Provider,
-    TaskState,
-)
+from nbpro_pipeline.models.common import TaskState
 from nbpro_pipeline.models.request import GenerationRequest, ReferenceImage
-from nbpro_pipeline.models.rivya import (
-    RivyaCreateRequest,
-    RivyaCredits,
-    RivyaErrorEnvelope,
-    RivyaFile,
-    RivyaModelList,
-    RivyaParams,
-    RivyaReferenceMediaItem,
-)
-from nbpro_pipeline.providers import rivya_answers
 from nbpro_pipeline.providers.base import (
     Balance,
     CancelOutcome,
@@ -44,6 +28,7 @@ from nbpro_pipeline.providers.base import (
     TaskSnapshot,
     as_handle,
 )
+from nbpro_pipeline.providers.base import idempotency_key as derive_key
 from nbpro_pipeline.providers.errors import (
     AuthError,
     IdempotencyConflictError,
@@ -59,8 +44,17 @@ from nbpro_pipeline.providers.errors import (
 )
 from nbpro_pipeline.providers.http import HttpProviderClient, json_or_none
 from nbpro_pipeline.providers.reading import parse_json
-from nbpro_pipeline.providers.rivya_answers import read_task, unwrap_task
-from nbpro_pipeline.providers.traits import RIVYA_TRAITS
+from nbpro_pipeline.providers.rivya.answers import read_task, status_word, unwrap_task
+from nbpro_pipeline.providers.rivya.traits import FILE_MIME_TYPES, MAX_FILE_BYTES, MODEL_ID, NAME, TRAITS
+from nbpro_pipeline.providers.rivya.wire import (
+    RivyaCreateRequest,
+    RivyaCredits,
+    RivyaErrorEnvelope,
+    RivyaFile,
+    RivyaModelList,
+    RivyaParams,
+    RivyaReferenceMediaItem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +75,9 @@ _CODE_TO_ERROR: dict[str, type[ProviderError]] = {
 }
 
 
-def idempotency_key_for(fingerprint: str) -> str:
-    """Deterministic key: the same request always dedupes to the same Rivya task within 24 h."""
-    return "nbpro-" + hashlib.sha256(f"rivya-idem:{fingerprint}".encode()).hexdigest()[:40]
-
-
 class RivyaClient(HttpProviderClient):
-    provider = Provider.RIVYA
-    traits = RIVYA_TRAITS
+    provider = NAME
+    traits = TRAITS
 
     def __init__(self, base_url: str = DEFAULT_RIVYA_URL, api_key: str = "", **kw) -> None:
         super().__init__(base_url, api_key, **kw)
@@ -114,7 +103,7 @@ class RivyaClient(HttpProviderClient):
             for r in request.references
         ]
         return RivyaCreateRequest(
-            model=RIVYA_MODEL_ID,
+            model=MODEL_ID,
             prompt=request.prompt,
             params=RivyaParams(
                 aspect_ratio=request.aspect_ratio,
@@ -133,7 +122,7 @@ class RivyaClient(HttpProviderClient):
         client_request_id: str | None = None,
     ) -> SubmittedTask:
         fingerprint = request.fingerprint(self.provider)
-        key = idempotency_key or idempotency_key_for(fingerprint)
+        key = idempotency_key or derive_key("standalone", fingerprint)  # the engine passes its own
         body = self.wire_request(request, client_request_id or f"nbpro-{fingerprint[:24]}")
         submitted_at = datetime.now(UTC)
         response, attempts = await self._send(
@@ -172,7 +161,7 @@ class RivyaClient(HttpProviderClient):
                 "a task may have been created",
                 status_code=response.status_code,
             )
-        return self.note_state_word(rivya_answers.status_word(unwrap_task(body)), self._redacted(task))
+        return self.note_state_word(status_word(unwrap_task(body)), self._redacted(task))
 
     async def poll(self, task: TaskLike) -> TaskSnapshot:
         """The task now; one that says it succeeded but names no image raises ``UnreadableResultError``
@@ -184,7 +173,7 @@ class RivyaClient(HttpProviderClient):
         snapshot = read_task(body, task_id=handle.task_id)
         if snapshot is None:
             raise self._unreadable(response, handle.task_id, "not a task object", None)
-        snapshot = self.note_state_word(rivya_answers.status_word(unwrap_task(body)), self._redacted(snapshot))
+        snapshot = self.note_state_word(status_word(unwrap_task(body)), self._redacted(snapshot))
         if snapshot.state is TaskState.SUCCEEDED and not snapshot.images:
             raise self._unreadable(response, handle.task_id, "succeeded without a result image", snapshot)
         return snapshot.model_copy(update={"urls": handle.urls})
@@ -211,22 +200,22 @@ class RivyaClient(HttpProviderClient):
             data = source
         mime = sniff_image_mime(data[:16])
         label = name or "reference"
-        if mime not in RIVYA_FILE_MIME_TYPES:
+        if mime not in FILE_MIME_TYPES:
             raise self._error(
                 InvalidReferenceError,
                 f"{label}: not a JPEG, PNG or WebP image (checked by its first bytes, not its name)",
             )
-        if len(data) > RIVYA_MAX_FILE_BYTES:
+        if len(data) > MAX_FILE_BYTES:
             raise self._error(
                 InvalidReferenceError,
-                f"{label}: {len(data)} bytes; Rivya accepts reference images up to {RIVYA_MAX_FILE_BYTES} bytes",
+                f"{label}: {len(data)} bytes; Rivya accepts reference images up to {MAX_FILE_BYTES} bytes",
             )
         name = name or f"reference.{EXTENSION_FOR_MIME[mime]}"
         response, _ = await self._send(
             "POST",
             "/api/v1/files",
             files={"file": (name, data, mime)},
-            data={"kind": "image", "model": RIVYA_MODEL_ID},
+            data={"kind": "image", "model": MODEL_ID},
             safe_to_repeat=True,  # an upload charges nothing; a duplicate is harmless
         )
         meta = self._parse(RivyaFile, response)
@@ -235,7 +224,7 @@ class RivyaClient(HttpProviderClient):
             mime_type=meta.mimeType,
             name=meta.name or name,
             sha256=hashlib.sha256(data).hexdigest(),
-            rivya_file_id=meta.id,
+            file_id=meta.id,
         )
 
     async def get_file(self, file_id: str) -> RivyaFile:

@@ -15,14 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nbpro_pipeline.models.common import (
-    RIVYA_MODEL_ID,
-    AspectRatio,
-    OutputFormat,
-    Provider,
-    Resolution,
-)
-from nbpro_pipeline.models.limits import MAX_PROMPT_CHARS, MAX_REFERENCES
+from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Resolution
+from nbpro_pipeline.providers.rivya.traits import LIMITS, MODEL_ID
 
 _STRICT = ConfigDict(extra="forbid")
 _LENIENT = ConfigDict(extra="allow")  # responses may grow fields; never break on them
@@ -47,16 +41,14 @@ class RivyaParams(BaseModel):
     aspect_ratio: AspectRatio = AspectRatio.R1_1
     resolution: Resolution = Resolution.R1K
     output_format: OutputFormat = OutputFormat.PNG
-    referenceMediaItems: list[RivyaReferenceMediaItem] | None = Field(
-        default=None, max_length=MAX_REFERENCES[Provider.RIVYA]
-    )
+    referenceMediaItems: list[RivyaReferenceMediaItem] | None = Field(default=None, max_length=LIMITS.max_references)
 
 
 class RivyaCreateRequest(BaseModel):
     model_config = _STRICT
 
-    model: Literal["nano-banana-pro"] = RIVYA_MODEL_ID
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS[Provider.RIVYA])
+    model: Literal["nano-banana-pro"] = MODEL_ID
+    prompt: str = Field(min_length=1, max_length=LIMITS.max_prompt_chars)
     params: RivyaParams | None = None
     client_request_id: str | None = Field(default=None, max_length=128)
 

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from nbpro_pipeline.models.common import ODIROUTER_ENDPOINT_ID, Provider, TaskState
-from nbpro_pipeline.models.odirouter import OdiDetailError, OdiGatewayError, OdiSubmitRequest
+from nbpro_pipeline.models.common import TaskState
 from nbpro_pipeline.models.request import GenerationRequest, ReferenceImage
 from nbpro_pipeline.providers.base import (
     Balance,
@@ -38,7 +37,7 @@ from nbpro_pipeline.providers.errors import (
     UnsupportedOperationError,
 )
 from nbpro_pipeline.providers.http import HttpProviderClient, json_or_none
-from nbpro_pipeline.providers.odirouter_answers import (
+from nbpro_pipeline.providers.odirouter.answers import (
     CANCELED,
     billable_units,
     failure_from_detail,
@@ -47,13 +46,14 @@ from nbpro_pipeline.providers.odirouter_answers import (
     read_submitted,
     status_word,
 )
+from nbpro_pipeline.providers.odirouter.traits import ENDPOINT_ID, NAME, TRAITS
+from nbpro_pipeline.providers.odirouter.wire import OdiDetailError, OdiGatewayError, OdiSubmitRequest
 from nbpro_pipeline.providers.reading import parse_json
-from nbpro_pipeline.providers.traits import ODIROUTER_TRAITS
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ODIROUTER_URL = "https://odirouter.ai/model"
-_QUEUE = f"/v1/queue/{ODIROUTER_ENDPOINT_ID}"
+_QUEUE = f"/v1/queue/{ENDPOINT_ID}"
 
 
 class FailedAtResponse(Exception):
@@ -65,8 +65,8 @@ class FailedAtResponse(Exception):
 
 
 class OdiRouterClient(HttpProviderClient):
-    provider = Provider.ODIROUTER
-    traits = ODIROUTER_TRAITS
+    provider = NAME
+    traits = TRAITS
 
     def __init__(self, base_url: str = DEFAULT_ODIROUTER_URL, api_key: str = "", **kw) -> None:
         super().__init__(base_url, api_key, **kw)

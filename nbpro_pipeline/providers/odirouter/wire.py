@@ -17,12 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
-from nbpro_pipeline.models.common import (
-    AspectRatio,
-    Provider,
-    Resolution,
-)
-from nbpro_pipeline.models.limits import MAX_PROMPT_CHARS, MAX_REFERENCES
+from nbpro_pipeline.models.common import AspectRatio, Resolution
+from nbpro_pipeline.providers.odirouter.traits import LIMITS
 
 _STRICT = ConfigDict(extra="forbid")
 _LENIENT = ConfigDict(extra="allow")
@@ -44,8 +40,8 @@ FixedAspectRatio = Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:1
 class OdiSubmitRequest(BaseModel):
     model_config = _STRICT
 
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS[Provider.ODIROUTER])
-    image_urls: list[str] | None = Field(default=None, max_length=MAX_REFERENCES[Provider.ODIROUTER])
+    prompt: str = Field(min_length=1, max_length=LIMITS.max_prompt_chars)
+    image_urls: list[str] | None = Field(default=None, max_length=LIMITS.max_references)
     aspect_ratio: FixedAspectRatio | None = None
     resolution: Resolution | None = None
     image_size: Resolution | None = None

@@ -22,8 +22,8 @@ from nbpro_pipeline.providers.reading import (
     unwrap,
     word_key,
 )
+from nbpro_pipeline.providers.rivya.traits import NAME as PROVIDER
 
-PROVIDER = "rivya"
 # The documented result: ``primary_url`` is the image (so it is the final one), ``urls`` all of them.
 RESULT_PATHS = (("result", "primary_url"), ("result", "urls"), ("result",))
 _TASK_KEYS = ("id", "status", "state", "result", "reserved_credits")

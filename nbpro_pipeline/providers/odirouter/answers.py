@@ -15,6 +15,7 @@ import httpx
 
 from nbpro_pipeline.models.common import TaskState
 from nbpro_pipeline.providers.base import ResultImage, TaskSnapshot, TaskUrls
+from nbpro_pipeline.providers.odirouter.traits import NAME as PROVIDER
 from nbpro_pipeline.providers.reading import (
     find_images,
     find_task_id,
@@ -28,7 +29,6 @@ from nbpro_pipeline.providers.reading import (
     word_key,
 )
 
-PROVIDER = "odirouter"
 CANCELED = "CANCELED"
 RESULT_PATHS = (("outputs",), ("images",))
 _STATUS_KEYS = ("status", "state", "request_id")
