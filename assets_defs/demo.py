@@ -18,17 +18,25 @@ from decimal import Decimal
 from pathlib import Path
 
 
-def _prepare_env(home: Path, sources: list[str], sandbox_url: str) -> None:
+def demo_keys() -> dict[str, str]:
+    """``<PROVIDER>_API_KEY`` -> a key the sandbox accepts, for every provider it serves."""
+    from nbpro_pipeline.providers.registry import PROVIDERS
+
+    return {f"{e.env_prefix}_API_KEY": e.sandbox_key for e in PROVIDERS if e.sandbox_path is not None}
+
+
+def _prepare_env(home: Path, sources: list[str], sandbox_url: str, keys: dict[str, str]) -> None:
     from nbpro_pipeline.providers.registry import PROVIDERS
 
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
     local_yaml = Path(__file__).resolve().parent.parent / "deploy" / "local" / "dagster.yaml"
     shutil.copyfile(local_yaml, dagster_home / "dagster.yaml")
-    for entry in PROVIDERS:  # sandbox keys and URLs only: the demo never sends a real key anywhere
+    os.environ.update(keys)  # sandbox keys only: the demo never sends a real key anywhere
+    for entry in PROVIDERS:
         url = entry.sandbox_url(sandbox_url)
         if url is not None:
-            os.environ.update({f"{entry.env_prefix}_API_KEY": entry.sandbox_key, f"{entry.env_prefix}_BASE_URL": url})
+            os.environ[f"{entry.env_prefix}_BASE_URL"] = url
     os.environ.update(
         {
             "DAGSTER_HOME": str(dagster_home.resolve()),
@@ -70,7 +78,7 @@ def _run(defs, instance, job_name: str, label: str, partition_key=None) -> bool:
     return result.success
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, keys: dict[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", default=".nbpro", help="where storage, sandbox and Dagster state live")
     parser.add_argument("--sources", default="examples/prompts", help="comma-separated prompt sources")
@@ -81,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from nbpro_pipeline.sandbox import SandboxServer
 
     with SandboxServer(home / "sandbox") as sandbox:
-        _prepare_env(home, args.sources.split(","), sandbox.base_url)
+        _prepare_env(home, args.sources.split(","), sandbox.base_url, keys or demo_keys())
         signing = _demo_signing(home)
         import dagster as dg
 

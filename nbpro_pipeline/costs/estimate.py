@@ -136,7 +136,8 @@ def list_has(column: pa.ChunkedArray, value: str) -> pa.Array:
 
 def eligible_mask(accepted: pa.Table, provider: str, resolution: Resolution) -> pa.ChunkedArray:
     """Vectorised ``PromptRow.eligible_for``: valid for the provider and not restricted to another cell."""
-    mask = list_has(accepted["eligible_providers"], str(provider))
+    listed = accepted["eligible_providers"]  # a null list (a row made by hand) goes to every provider
+    mask = pc.or_(pc.is_null(listed), list_has(listed, str(provider)))
     for column, value in (("provider", str(provider)), ("resolution", resolution.value)):
         named = accepted[column]
         mask = pc.and_(mask, pc.or_(pc.is_null(named), pc.fill_null(pc.equal(named, value), False)))

@@ -61,8 +61,8 @@ class JournalPruning:
 
 def default_rules(storage: Storage) -> JournalRules:
     """The engine's rules (imported here, not at module level: the engine imports storage)."""
-    from nbpro_pipeline.engine.history import idempotency_key
     from nbpro_pipeline.engine.outcomes import RESUMABLE_CODES
+    from nbpro_pipeline.providers.base import idempotency_key
     from nbpro_pipeline.storage.ledger_id import ledger_id
 
     lid = ledger_id(storage)

@@ -12,6 +12,7 @@ from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.engine.admission import Admission, AdmissionKind
 from nbpro_pipeline.engine.slots import ExpectedSlots, ProviderSlots, slots_for
 from nbpro_pipeline.providers.odirouter import TRAITS as ODIROUTER_TRAITS
+from nbpro_pipeline.providers.policies import LatencyTracker
 from nbpro_pipeline.providers.ratelimit import TokenBucket
 from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.providers.rivya import TRAITS as RIVYA_TRAITS
@@ -58,7 +59,7 @@ class _Recorder:
 # -- which admission a cell gets ---------------------------------------------------------------------
 class _Client:
     def __init__(self) -> None:
-        self.latencies = None
+        self.run_times = LatencyTracker()
         self.attached = None
 
     def attach_admission(self, on_poll) -> None:
