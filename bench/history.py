@@ -158,8 +158,8 @@ def _journal_segments(storage, tables):
     """The journal those nightly runs wrote: per submitted row an intent (with its row and request, ~0.7 KB,
     the generation-0 key) and its task id, 64 entries a segment (a group commit of a full window), one
     directory per run. Every task has its ledger row, as after clean runs: pruning keeps none of it."""
-    from nbpro_pipeline.engine.history import idempotency_key
     from nbpro_pipeline.storage import ledger_id
+    from nbpro_pipeline.storage.ledger_id import idempotency_key
 
     lid = ledger_id(storage)
     for (provider, resolution), table in tables.items():

@@ -25,7 +25,7 @@ from nbpro_pipeline.costs.budget import BudgetGuard
 from nbpro_pipeline.engine.attempt import Attempt, TaskRef
 from nbpro_pipeline.engine.booking import Books
 from nbpro_pipeline.engine.context import Cell
-from nbpro_pipeline.engine.history import CellHistory, idempotency_key
+from nbpro_pipeline.engine.history import CellHistory
 from nbpro_pipeline.engine.outcomes import Charging, Outcome, outcome_for_error, outcome_for_snapshot, stop_message
 from nbpro_pipeline.engine.placing import place_image, quarantine_body
 from nbpro_pipeline.engine.references import ReferenceProblem, ReferenceResolver
@@ -43,6 +43,7 @@ from nbpro_pipeline.providers.errors import (
     UnreadableResultError,
 )
 from nbpro_pipeline.storage.journal import Journal, JournalEntry
+from nbpro_pipeline.storage.ledger_id import idempotency_key
 
 # A download up to this size stays in memory until stored (64 in flight hold at most 32 MiB so); a
 # bigger one rolls over to an anonymous file in the storage's scratch directory.

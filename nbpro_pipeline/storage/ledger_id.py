@@ -7,6 +7,7 @@ while every run on the same root keeps the same keys (a crash-resume still repla
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import uuid
@@ -33,6 +34,14 @@ def ledger_id(storage: Storage) -> str:
             "(deleting it gives this root new idempotency keys, so crash-resumed Rivya tasks would be paid again)"
         )
     return value
+
+
+def idempotency_key(ledger_id: str, fingerprint: str, generation: int) -> str:
+    """Same ledger, fingerprint and generation, same key: a resubmit after a crash replays the original
+    task for free. The ledger id keeps two storage roots on one account apart; after a terminal failure
+    a new generation needs a new key, else the provider would replay the failure."""
+    base = fingerprint if generation == 0 else f"{fingerprint}#retry{generation}"
+    return "nbpro-" + hashlib.sha256(f"idem:{ledger_id}:{base}".encode()).hexdigest()[:40]
 
 
 def _create(storage: Storage, path: str, value: str) -> None:

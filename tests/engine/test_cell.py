@@ -13,12 +13,12 @@ from PIL import Image
 
 from nbpro_pipeline.engine import placing, rows_for_cell
 from nbpro_pipeline.engine.booking import Books
-from nbpro_pipeline.engine.history import idempotency_key
 from nbpro_pipeline.engine.steps import PromptSteps
 from nbpro_pipeline.image_files import read_lineage
 from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Provider, Resolution, pixel_size
 from nbpro_pipeline.models.prompt import ACCEPTED_SCHEMA
 from nbpro_pipeline.storage import Storage, cell_dir, ledger_id, safe_component
+from nbpro_pipeline.storage.ledger_id import idempotency_key
 from tests.engine.conftest import R1K, Harness, price, prompt_row, prompt_rows
 
 FAILURE_CODE = {Provider.RIVYA: "generation_failed", Provider.ODIROUTER: "INFERENCE_FAILURE"}

@@ -10,10 +10,10 @@ import pytest
 
 from nbpro_pipeline.audit import audit_cell
 from nbpro_pipeline.engine import EngineSettings, RunInfo, run_cell
-from nbpro_pipeline.engine.history import idempotency_key
 from nbpro_pipeline.engine.steps import PromptSteps
 from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.storage import Storage, ledger_id, read_journal, read_ledger
+from nbpro_pipeline.storage.ledger_id import idempotency_key
 from tests.engine.conftest import prompt_row, prompt_rows
 from tests.engine.fakeco import NAME, PRICE, RAW_BODY, FakeCoClient, FakeCoServer
 

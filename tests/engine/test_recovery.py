@@ -7,13 +7,13 @@ import asyncio
 import pytest
 
 from nbpro_pipeline.engine import EngineSettings
-from nbpro_pipeline.engine.history import idempotency_key
 from nbpro_pipeline.engine.steps import PromptSteps
 from nbpro_pipeline.image_files import read_lineage
 from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.request import GenerationRequest
 from nbpro_pipeline.providers.rivya import idempotency_key_for
 from nbpro_pipeline.storage import Journal, ledger_id
+from nbpro_pipeline.storage.ledger_id import idempotency_key
 from tests.engine.conftest import R1K, fingerprint, price, prompt_row, prompt_rows
 
 
