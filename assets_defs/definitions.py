@@ -43,7 +43,7 @@ def _sources() -> list[str]:
 
 def _provider_limits(provider: str) -> dict:
     """Per-run limits of one provider from ``NBPRO_<PROVIDER>_MAX_IN_FLIGHT``, ``_REQUESTS_PER_S``,
-    ``_BURST``, ``_ADMISSION``, ``_ADMISSION_KIND``, ``_MAX_HELD`` and ``_QUEUE_ALLOWANCE`` (unset: the
+    ``_BURST``, ``_ADMISSION_KIND``, ``_MAX_HELD`` and ``_QUEUE_ALLOWANCE`` (unset: the
     resource's defaults), so a deployment sets them in its environment (a Kubernetes
     env var, a Dagster+ variable) like every other setting; the run queue bounds how many runs share them."""
     limits: dict = {}
@@ -51,7 +51,6 @@ def _provider_limits(provider: str) -> dict:
         ("max_in_flight", int),
         ("requests_per_s", float),
         ("burst", int),
-        ("admission", str),
         ("admission_kind", str),
         ("max_held", int),
         ("queue_allowance", int),

@@ -36,9 +36,6 @@ class _ProviderResource(dg.ConfigurableResource):
     poll_max_interval_s: float = Field(default=8.0, gt=0)
     task_deadline_s: float = Field(default=900.0, gt=0)
     max_attempts: int = Field(default=6, ge=1, description="HTTP attempts per call (retries + 1)")
-    admission: str = Field(
-        default="expected", description="'expected' (admit by tasks expected unfinished) or 'held' (before issue 14)"
-    )
     admission_kind: str | None = Field(
         default=None, description="'reject' (429) or 'queue' beyond the provider's limit; unset: the provider's"
     )
@@ -52,7 +49,6 @@ class _ProviderResource(dg.ConfigurableResource):
             requests_per_s=self.requests_per_s,
             burst=self.burst,
             task_deadline_s=self.task_deadline_s,
-            admission=self.admission,
             admission_kind=self.admission_kind,
             max_held=self.max_held,
             queue_allowance=self.queue_allowance,

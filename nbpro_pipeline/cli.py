@@ -420,14 +420,6 @@ def _signer_or_exit() -> Any:
     help="C: tasks kept running at the provider at once (its concurrency limit, or this cell's share).",
 )
 @click.option(
-    "--admission",
-    type=click.Choice(["expected", "held"]),
-    default="expected",
-    show_default=True,
-    help="'expected': submit while the tasks expected to be still running leave room under C; 'held': "
-    "hold a slot from submit until the task is seen finished (before issue 14).",
-)
-@click.option(
     "--admission-kind",
     type=click.Choice(["reject", "queue"]),
     help="What the provider does beyond C: answer 429 or queue the task (default: the provider's own).",
@@ -482,7 +474,6 @@ def run_cell_command(
     base_url: str | None,
     run_id: str | None,
     max_in_flight: int,
-    admission: str,
     admission_kind: str | None,
     max_held: int | None,
     queue_allowance: int | None,
@@ -553,7 +544,6 @@ def run_cell_command(
         api_key=key,
         settings=EngineSettings(
             max_in_flight=max_in_flight,
-            admission=admission,
             admission_kind=admission_kind,
             max_held=max_held,
             queue_allowance=queue_allowance,

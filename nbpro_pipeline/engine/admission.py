@@ -23,7 +23,7 @@ The estimate can be wrong, so the provider's own answer is the backstop:
   the expected number unfinished stays under C plus ``queue_allowance``, and never while a held task
   reports a queue position at or beyond ``queue_allowance``.
 Whatever the estimate, at most ``max_in_flight`` tasks are held at once (the configurable cap), and
-until ``min_samples`` completions are known every held task counts as unfinished (today's admission).
+until ``min_samples`` completions are known every held task counts as unfinished.
 
 The estimate is a sum of probabilities, so the true number unfinished scatters around it (its variance
 is the sum of ``p(1 - p)``; about 2 tasks of standard deviation at C=64 with Nano Banana Pro's spread).
