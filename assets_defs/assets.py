@@ -14,7 +14,7 @@ from assets_defs.partitions import cell_of, cell_partitions
 from assets_defs.resources import BudgetResource, OdiRouterResource, PipelineResource, RivyaResource, StorageResource
 from nbpro_pipeline import cell_checks
 from nbpro_pipeline.audit import audit_cell
-from nbpro_pipeline.costs import focus, reports
+from nbpro_pipeline.costs import focus, report_parquet, reports
 from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
 from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.models.common import Provider
@@ -189,7 +189,7 @@ REPORT_AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationConditi
 
 def _write_report(name: str, df, st, summary_md: str, chart_png: bytes | None) -> dg.MaterializeResult:
     target = st.uri(st.path("reports", f"{name}.parquet"))
-    uri = reports.write_report(df, target, storage_options=st.storage_options or None)
+    uri = report_parquet.write_report(df, target, storage_options=st.storage_options or None)
     spec = summary.table_spec(df)
     return dg.MaterializeResult(
         metadata={

@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         from assets_defs.definitions import defs
         from assets_defs.partitions import cell_key
         from nbpro_pipeline.costs import ALL_CELLS, PriceTable
-        from nbpro_pipeline.costs.reports import provider_comparison, to_text, totals_by_provider
+        from nbpro_pipeline.costs.reports import provider_comparison, totals_by_provider
+        from nbpro_pipeline.presentation.report_tables import to_text
         from nbpro_pipeline.storage import Storage, read_ledger
 
         instance = dg.DagsterInstance.get()
