@@ -7,7 +7,7 @@ import warnings
 import dagster as dg
 
 from assets_defs.partitions import cell_partitions
-from nbpro_pipeline.cell_checks import CellCheck, Severity
+from nbpro_pipeline.models.check import CheckOutcome, Severity
 
 PROMPT_TABLE_CHECKS = [
     dg.AssetCheckSpec(
@@ -37,7 +37,7 @@ with warnings.catch_warnings():
 _SEVERITY = {Severity.WARN: dg.AssetCheckSeverity.WARN, Severity.ERROR: dg.AssetCheckSeverity.ERROR}
 
 
-def check_result(check: CellCheck) -> dg.AssetCheckResult:
+def check_result(check: CheckOutcome) -> dg.AssetCheckResult:
     metadata: dict = dict(check.metadata)
     metadata.update({k: dg.MetadataValue.md(v) for k, v in check.markdown.items()})
     return dg.AssetCheckResult(

@@ -10,7 +10,7 @@ from decimal import Decimal
 import dagster as dg
 from pydantic import Field
 
-from nbpro_pipeline.cell_checks import FailureThresholds
+from nbpro_pipeline.cell.checks import FailureThresholds
 from nbpro_pipeline.costs import BudgetGuard, BudgetLimits, PriceTable, parse_cells
 from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.models.common import Provider, Resolution
