@@ -138,7 +138,7 @@ LEDGER_EXTENSIONS = {
 _ZERO_MONEY, _ONE_MONEY = pa.scalar(_ZERO, FOCUS_MONEY), pa.scalar(Decimal(1), FOCUS_MONEY)
 
 
-class _CellPrices(BaseModel):
+class _FocusListPrices(BaseModel):
     """One cell's unit prices: in the billing currency (USD) and in the pricing currency."""
 
     model_config = ConfigDict(frozen=True)
@@ -148,7 +148,7 @@ class _CellPrices(BaseModel):
     pricing_currency: str
 
     @classmethod
-    def of(cls, provider: Provider, resolution: Resolution, prices: PriceTable) -> _CellPrices:
+    def of(cls, provider: Provider, resolution: Resolution, prices: PriceTable) -> _FocusListPrices:
         per_image = prices.per_image(provider, resolution)
         if provider is Provider.RIVYA:
             return cls(
@@ -180,7 +180,7 @@ def _focus_batch(batch: pa.Table, prices: PriceTable, accounts: dict[Provider, s
     if n == 0:
         return FOCUS_SCHEMA.empty_table()
     provider, resolution = Provider(batch["provider"][0].as_py()), Resolution(batch["resolution"][0].as_py())
-    unit = _CellPrices.of(provider, resolution, prices)
+    unit = _FocusListPrices.of(provider, resolution, prices)
     money = _money_columns(batch, provider, unit)
     usage = money["usage"]
     name = PROVIDER_NAMES[provider]
@@ -243,7 +243,7 @@ class _Constant:
         return pa.repeat(pa.scalar(value, pa.string()), self.n)
 
 
-def _money_columns(batch: pa.Table, provider: Provider, unit: _CellPrices) -> dict:
+def _money_columns(batch: pa.Table, provider: Provider, unit: _FocusListPrices) -> dict:
     """The cost and quantity columns, exact ``decimal128(38, 6)``, and the usage mask they imply."""
     in_pricing = pc.cast(batch["final_cost"], FOCUS_MONEY)
     if provider is Provider.RIVYA:  # billed in USD: the ledger's estimate of the credits' worth
