@@ -59,7 +59,8 @@ class NoImage(BaseModel):
 
 
 class CellPageFacts(Protocol):
-    """What a cell's page shows of the cell (``cell.state.CellState`` is one)."""
+    """What a cell's page shows of the cell: ``cell.state.CellState`` is one (a protocol, so that presentation
+    never imports the cell package, which sits above it)."""
 
     provider: Provider
     resolution: Resolution
