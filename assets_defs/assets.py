@@ -12,17 +12,17 @@ import nbpro_pipeline
 from assets_defs.checks import PROMPT_TABLE_CHECKS, cell_check_specs, check_result
 from assets_defs.partitions import cell_of
 from assets_defs.resources import BudgetResource, PipelineResource, ProviderResource, StorageResource
-from nbpro_pipeline import cell_checks
-from nbpro_pipeline.audit import audit_cell
-from nbpro_pipeline.costs import focus, reports
+from nbpro_pipeline.cell.review import review_cell
+from nbpro_pipeline.cell.view import CellView
+from nbpro_pipeline.costs import focus, report_parquet, reports
 from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
 from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.presentation import charts, summary
 from nbpro_pipeline.presentation import markdown as md
-from nbpro_pipeline.presentation.cell_view import CellView, cell_view
 from nbpro_pipeline.presentation.gallery import CROSS_GALLERY_COLUMNS, write_cross_provider_gallery
 from nbpro_pipeline.presentation.prompt_table_view import prompt_table_markdown
 from nbpro_pipeline.prompts import PromptTableError, write_prompt_tables
+from nbpro_pipeline.prompts.rejections_check import rejections
 from nbpro_pipeline.provenance import SIGNING_HELP, ProvenanceSigner, SigningConfigError, signer_from_env
 from nbpro_pipeline.providers.registry import PROVIDERS
 from nbpro_pipeline.storage import Storage, compact_ledger, read_ledger, read_table, spent_on, table_path
@@ -43,7 +43,7 @@ def prompt_table(pipeline: PipelineResource, storage: StorageResource) -> dg.Mat
         raise dg.Failure(description=str(exc)) from None
     accepted_uri, rejected_uri = result.accepted_uri, result.rejected_uri
     markdown = prompt_table_markdown(result)
-    checked = cell_checks.rejections(result.rows_read, result.rejected, [s.uri for s in result.sources])
+    checked = rejections(result.rows_read, result.rejected, [s.uri for s in result.sources])
     return dg.MaterializeResult(
         metadata={
             **({"about_rejections": dg.MetadataValue.md(checked.note)} if checked.note else {}),
@@ -108,22 +108,17 @@ def materialize_cell(
         }
     )
     result = _run(context, rows, resource, st, settings, budget)
-    audited = audit_cell(result, st, require_c2pa=settings.signer is not None)
-    rep = audited.report
+    rep = result.report
     context.log.info(rep.summary())
-    view = cell_view(st, rep, rows.table, context.run.run_id, budget.prices(), pipeline.failure_thresholds())
-    for line in view.warning_lines():
+    review = review_cell(
+        result, st, rows.table, budget.prices(), pipeline.failure_thresholds(), require_c2pa=settings.signer is not None
+    )
+    for line in review.view.warning_lines():
         context.log.warning(line)
-    metadata = _cell_metadata(view, rep, st)
+    metadata = _cell_metadata(review.view, rep, st)
     if rep.failures_by_reason.get("auth_failed"):
         raise dg.Failure(description=rep.stop_reason or "the provider refused the API key", metadata=metadata)
-    audit_checks = [
-        cell_checks.named_for_cell(view.state.cell, name, o.passed, o.description, o.metadata)
-        for name, o in audited.checks.items()
-    ]
-    return dg.MaterializeResult(
-        metadata=metadata, check_results=[check_result(c) for c in [*audit_checks, *view.checks]]
-    )
+    return dg.MaterializeResult(metadata=metadata, check_results=[check_result(c) for c in review.checks])
 
 
 def _run(context: dg.AssetExecutionContext, rows, resource: ProviderResource, st: Storage, settings, budget):
@@ -210,7 +205,7 @@ REPORT_AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationConditi
 
 def _write_report(name: str, df, st, summary_md: str, chart_png: bytes | None) -> dg.MaterializeResult:
     target = st.uri(st.path("reports", f"{name}.parquet"))
-    uri = reports.write_report(df, target, storage_options=st.storage_options or None)
+    uri = report_parquet.write_report(df, target, storage_options=st.storage_options or None)
     spec = summary.table_spec(df)
     return dg.MaterializeResult(
         metadata={

@@ -6,7 +6,7 @@ import warnings
 
 import dagster as dg
 
-from nbpro_pipeline.cell_checks import CellCheck, Severity
+from nbpro_pipeline.models.check import CheckOutcome, Severity
 
 PROMPT_TABLE_CHECKS = [
     dg.AssetCheckSpec(
@@ -40,7 +40,7 @@ def cell_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckS
 _SEVERITY = {Severity.WARN: dg.AssetCheckSeverity.WARN, Severity.ERROR: dg.AssetCheckSeverity.ERROR}
 
 
-def check_result(check: CellCheck) -> dg.AssetCheckResult:
+def check_result(check: CheckOutcome) -> dg.AssetCheckResult:
     metadata: dict = dict(check.metadata)
     metadata.update({k: dg.MetadataValue.md(v) for k, v in check.markdown.items()})
     return dg.AssetCheckResult(

@@ -78,6 +78,66 @@ def _run(defs, instance, job_name: str, label: str, partition_key=None) -> bool:
     return result.success
 
 
+def _materialize_all(defs, instance) -> bool:
+    """``prompt_table``, every cell, then the reports, through the jobs the UI launches."""
+    from assets_defs.partitions import cell_key
+    from nbpro_pipeline.costs import all_cells
+
+    ok = _run(defs, instance, "prompt_table_job", "prompt_table")
+    for provider, resolution in all_cells() if ok else []:
+        key = cell_key(provider, resolution)
+        ok &= _run(defs, instance, "cells_job", f"{provider}|{resolution.value}", partition_key=key)
+    return ok & _run(defs, instance, "reports_job", "reports")
+
+
+def _print_where(storage) -> None:
+    print("\nwhere things are")
+    print(f"  images    {storage.uri(storage.path('images'))}/provider=*/resolution=*/")
+    print(f"  ledger    {storage.uri(storage.ledger_dir())}/ (Parquet, hive-partitioned)")
+    print(f"  reports   {storage.uri(storage.reports_dir())}/credit_cost_report.parquet, provider_comparison.parquet")
+    print(f"  focus     {storage.uri(storage.reports_dir())}/focus_cost_export.parquet (FinOps FOCUS 1.2)")
+    print(f"  prompts   {storage.uri(storage.tables_dir())}/prompt_table/accepted.parquet, rejected.parquet")
+    print(f"  dagster   {os.environ['DAGSTER_HOME']}  (make dev opens it in the UI)")
+
+
+def _print_costs(comparison) -> None:
+    from nbpro_pipeline.presentation.report_tables import to_text
+
+    print("\ncost per cell (all runs so far; cost_is_estimate marks amounts read from a price table)")
+    columns = [
+        "provider",
+        "resolution",
+        "images",
+        "failed",
+        "final_cost",
+        "cost_unit",
+        "cost_per_image",
+        "estimated_usd",
+        "cost_is_estimate",
+    ]
+    print("  " + to_text(comparison, columns=columns).replace("\n", "\n  "))
+
+
+def _print_totals(ledger, ours: dict[str, Decimal], billed: dict[str, Decimal], wallets) -> None:
+    """The ledger's totals beside the sandbox's own billing ledger, per provider."""
+    from nbpro_pipeline.costs import PriceTable
+
+    prices = PriceTable()
+    print("\ntotals: the ledger vs the sandbox's own billing ledger")
+    status = ledger["status"].to_pylist()
+    for provider in sorted(set(ours) | set(billed)):
+        unit = prices.unit(provider) + (" (estimate: from the price table)" if prices.is_estimate(provider) else "")
+        n_ok = sum(
+            1 for p, s in zip(ledger["provider"].to_pylist(), status, strict=True) if p == provider and s == "succeeded"
+        )
+        match = "reconciled" if ours.get(provider, Decimal(0)) == billed.get(provider, Decimal(0)) else "MISMATCH"
+        print(
+            f"  {provider:<10} ledger {ours.get(provider, Decimal(0)).normalize():f}  sandbox "
+            f"{billed.get(provider, Decimal(0)).normalize():f}  {unit}; {n_ok} images; {match}"
+        )
+    print(f"  wallets left: {wallets}")
+
+
 def main(argv: list[str] | None = None, keys: dict[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", default=".nbpro", help="where storage, sandbox and Dagster state live")
@@ -94,9 +154,8 @@ def main(argv: list[str] | None = None, keys: dict[str, str] | None = None) -> i
         import dagster as dg
 
         from assets_defs.definitions import defs
-        from assets_defs.partitions import cell_key
-        from nbpro_pipeline.costs import PriceTable, all_cells
-        from nbpro_pipeline.costs.reports import provider_comparison, to_text, totals_by_provider
+        from nbpro_pipeline.costs import PriceTable
+        from nbpro_pipeline.costs.reports import provider_comparison, totals_by_provider
         from nbpro_pipeline.storage import Storage, read_ledger
 
         instance = dg.DagsterInstance.get()
@@ -104,55 +163,17 @@ def main(argv: list[str] | None = None, keys: dict[str, str] | None = None) -> i
             f"sandbox at {sandbox.base_url} (state {home / 'sandbox'}); Dagster instance {os.environ['DAGSTER_HOME']}"
         )
         print(signing)
-        ok = _run(defs, instance, "prompt_table_job", "prompt_table")
-        for provider, resolution in all_cells() if ok else []:
-            key = cell_key(provider, resolution)
-            ok &= _run(defs, instance, "cells_job", f"{provider}|{resolution.value}", partition_key=key)
-        ok &= _run(defs, instance, "reports_job", "reports")
-
+        ok = _materialize_all(defs, instance)
         storage = Storage(os.environ["NBPRO_STORAGE_ROOT"])
         ledger = read_ledger(storage)
-        ours = totals_by_provider(ledger)
-        comparison = provider_comparison(ledger, PriceTable())
         billed: dict[str, Decimal] = defaultdict(Decimal)
         for entry in sandbox.ledger():
             billed[entry["provider"]] += Decimal(str(entry["amount"]))
         wallets = sandbox.wallets()
 
-    print("\nwhere things are")
-    print(f"  images    {storage.uri(storage.path('images'))}/provider=*/resolution=*/")
-    print(f"  ledger    {storage.uri(storage.ledger_dir())}/ (Parquet, hive-partitioned)")
-    print(f"  reports   {storage.uri(storage.reports_dir())}/credit_cost_report.parquet, provider_comparison.parquet")
-    print(f"  focus     {storage.uri(storage.reports_dir())}/focus_cost_export.parquet (FinOps FOCUS 1.2)")
-    print(f"  prompts   {storage.uri(storage.tables_dir())}/prompt_table/accepted.parquet, rejected.parquet")
-    print(f"  dagster   {os.environ['DAGSTER_HOME']}  (make dev opens it in the UI)")
-    print("\ncost per cell (all runs so far; cost_is_estimate marks amounts read from a price table)")
-    columns = [
-        "provider",
-        "resolution",
-        "images",
-        "failed",
-        "final_cost",
-        "cost_unit",
-        "cost_per_image",
-        "estimated_usd",
-        "cost_is_estimate",
-    ]
-    print("  " + to_text(comparison, columns=columns).replace("\n", "\n  "))
-    print("\ntotals: the ledger vs the sandbox's own billing ledger")
-    status = ledger["status"].to_pylist()
-    for provider in sorted(set(ours) | set(billed)):
-        prices = PriceTable()
-        unit = prices.unit(provider) + (" (estimate: from the price table)" if prices.is_estimate(provider) else "")
-        n_ok = sum(
-            1 for p, s in zip(ledger["provider"].to_pylist(), status, strict=True) if p == provider and s == "succeeded"
-        )
-        match = "reconciled" if ours.get(provider, Decimal(0)) == billed.get(provider, Decimal(0)) else "MISMATCH"
-        print(
-            f"  {provider:<10} ledger {ours.get(provider, Decimal(0)).normalize():f}  sandbox "
-            f"{billed.get(provider, Decimal(0)).normalize():f}  {unit}; {n_ok} images; {match}"
-        )
-    print(f"  wallets left: {wallets}")
+    _print_where(storage)
+    _print_costs(provider_comparison(ledger, PriceTable()))
+    _print_totals(ledger, totals_by_provider(ledger), billed, wallets)
     print(f"\ndemo {'finished' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
     return 0 if ok else 1
 

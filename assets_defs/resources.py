@@ -13,7 +13,7 @@ import dagster as dg
 import pydantic
 from pydantic import Field
 
-from nbpro_pipeline.cell_checks import FailureThresholds
+from nbpro_pipeline.cell.checks import FailureThresholds
 from nbpro_pipeline.costs import BudgetGuard, BudgetLimits, PriceTable, parse_cells
 from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.models.common import Resolution

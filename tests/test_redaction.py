@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from nbpro_pipeline.cell_checks import failed_prompts_markdown
-from nbpro_pipeline.cell_state import cell_state
+from nbpro_pipeline.cell.checks import failed_prompts_markdown
+from nbpro_pipeline.cell.state import cell_state
 from nbpro_pipeline.costs import PriceTable
 from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.presentation.gallery import write_cross_provider_gallery

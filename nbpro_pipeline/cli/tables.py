@@ -80,9 +80,10 @@ def estimate(tables: tuple[str, ...], cells: str, ledger_root: str | None, as_js
     import json
     from typing import NoReturn
 
-    from nbpro_pipeline.costs.cli_support import estimates_json, render_estimates
+    from nbpro_pipeline.costs.cli_support import estimates_json
     from nbpro_pipeline.costs.estimate import CellSpecError, parse_cells
     from nbpro_pipeline.costs.prices import PriceTable
+    from nbpro_pipeline.presentation.estimate_table import render_estimates
     from nbpro_pipeline.prompts import PromptTableError, load_prompt_tables
 
     def fail(message: str) -> NoReturn:

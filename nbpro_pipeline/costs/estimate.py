@@ -127,6 +127,14 @@ ESTIMATE_SCHEMA = pa.schema(
 )
 
 
+def by_provider(estimates: Sequence[CellEstimate]) -> dict[str, list[CellEstimate]]:
+    """The estimates grouped by provider, in the order they came."""
+    out: dict[str, list[CellEstimate]] = {}
+    for e in estimates:
+        out.setdefault(e.provider, []).append(e)
+    return out
+
+
 def list_has(column: pa.ChunkedArray, value: str) -> pa.Array:
     """Per row of a list column: whether its list holds ``value`` (null lists do not)."""
     lists = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column

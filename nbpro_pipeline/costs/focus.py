@@ -137,7 +137,7 @@ LEDGER_EXTENSIONS = {
 _ZERO_MONEY, _ONE_MONEY = pa.scalar(_ZERO, FOCUS_MONEY), pa.scalar(Decimal(1), FOCUS_MONEY)
 
 
-class _CellPrices(BaseModel):
+class _FocusListPrices(BaseModel):
     """One cell's unit prices: in the billing currency (USD) and in the pricing currency."""
 
     model_config = ConfigDict(frozen=True)
@@ -149,7 +149,7 @@ class _CellPrices(BaseModel):
     in_usd: bool  # the provider bills in USD; otherwise in its own unit, shown in USD at a configured rate
 
     @classmethod
-    def of(cls, provider: str, resolution: Resolution, prices: PriceTable) -> _CellPrices:
+    def of(cls, provider: str, resolution: Resolution, prices: PriceTable) -> _FocusListPrices:
         per_image = prices.per_image(provider, resolution)
         if prices.unit(provider) == "usd":
             return cls(list_usd=per_image, list_pricing=per_image, pricing_currency="USD", in_usd=True)
@@ -172,14 +172,14 @@ def focus_table(ledger: pa.Table, prices: PriceTable | None = None, accounts: di
 
 def _focus_batch(batch: pa.Table, prices: PriceTable, accounts: dict[str, str] | None) -> pa.Table:
     """The FOCUS rows of ledger rows of one cell, computed column-wise (a year of history is a million
-    rows: a Python object per row took ~13 s and 1.2 GB per 100K). A net negative amount (money given
-    back to a resumed task) is a ``Credit``; everything else is ``Usage`` of one image, charged or refunded."""
+    rows, too many for a Python object each). A net negative amount (money given back to a resumed task)
+    is a ``Credit``; everything else is ``Usage`` of one image, charged or refunded."""
     batch = batch.filter(pc.not_equal(batch["status"], OutcomeStatus.SKIPPED.value))
     n = batch.num_rows
     if n == 0:
         return FOCUS_SCHEMA.empty_table()
     provider, resolution = batch["provider"][0].as_py(), Resolution(batch["resolution"][0].as_py())
-    unit = _CellPrices.of(provider, resolution, prices)
+    unit = _FocusListPrices.of(provider, resolution, prices)
     money = _money_columns(batch, unit)
     usage = money["usage"]
     name = PROVIDERS.traits(provider).display_name if provider in PROVIDERS else provider
@@ -242,7 +242,7 @@ class _Constant:
         return pa.repeat(pa.scalar(value, pa.string()), self.n)
 
 
-def _money_columns(batch: pa.Table, unit: _CellPrices) -> dict:
+def _money_columns(batch: pa.Table, unit: _FocusListPrices) -> dict:
     """The cost and quantity columns, exact ``decimal128(38, 6)``, and the usage mask they imply."""
     in_pricing = pc.cast(batch["final_cost"], FOCUS_MONEY)
     # billed in USD: a credits provider's is the ledger's estimate of the credits' worth

@@ -127,7 +127,7 @@ class Books:
         task_id = attempt.task.task_id if attempt.task else None
         if task_id is not None:
             self.task_ids.add(task_id)
-        record = self._record(attempt, outcome, self.history.book(task_id, outcome.charged))
+        record = self._record(attempt, outcome, self.history.net_of_earlier(task_id, outcome.charged))
         self.writer.add(record)
         attempt.record = record
         tally(self.report, record, self.cell.settings.thumbnails)

@@ -79,7 +79,7 @@ class CellHistory:
     def earlier(self, task_id: str | None) -> Decimal:
         return self.charged_by_task.get(task_id, Decimal(0)) if task_id else Decimal(0)
 
-    def book(self, task_id: str | None, charged: Decimal) -> Decimal:
+    def net_of_earlier(self, task_id: str | None, charged: Decimal) -> Decimal:
         """The net amount a new row of ``task_id`` charges when the task has cost ``charged`` in total:
         a resumed, replayed or re-polled task already booked is not booked again."""
         if task_id is None:

@@ -41,14 +41,8 @@ class EngineSettings(BaseModel):
         default=32,
         ge=1,
         description="C: tasks this cell keeps running at the provider at once (its concurrency limit, or "
-        "this cell's share of it)",
-    )
-    admission: Literal["expected", "held"] = Field(
-        default="expected",
-        description="'expected': submit while the tasks *expected* to be still running at the provider "
-        "(from the learned completion times and each task's age) leave room under max_in_flight, so a "
-        "slot is not kept idle until a poll sees its task done; 'held': a slot is held from submit until "
-        "the task is seen finished (the admission before issue 14)",
+        "this cell's share of it); the cell submits while the tasks *expected* to be still running (from the "
+        "learned completion times and each task's age) leave room under it",
     )
     admission_kind: Literal["reject", "queue"] | None = Field(
         default=None,
@@ -59,7 +53,7 @@ class EngineSettings(BaseModel):
         default=None,
         ge=1,
         description="cap on tasks submitted and not yet seen finished, whatever the estimate; None: 1.5 x "
-        "max_in_flight (under admission 'held' it is max_in_flight)",
+        "max_in_flight",
     )
     queue_allowance: int | None = Field(
         default=None,
@@ -198,8 +192,6 @@ class EngineSettings(BaseModel):
 
     def held_cap(self) -> int:
         """The most tasks held (submitted, not yet seen finished) at once."""
-        if self.admission == "held":
-            return self.max_in_flight
         return self.max_held or self.max_in_flight + self.max_in_flight // 2
 
     def allowance(self) -> int:

@@ -178,16 +178,15 @@ class PromptSteps:
         return idempotency_key(self.cell.ledger_id, fingerprint, generation)
 
     async def submit_admitted(self, attempt: Attempt) -> None:
-        """Submit; a 429 to the create that the admission handles (``slots.handles_rejections``) made
-        nothing, so it is counted, the submit waits for room and goes again: never charged, never a
-        failure, unless the provider refuses it for a whole ``task_deadline_s``."""
+        """Submit; a 429 to the create made nothing, so it is counted, the submit waits for room and goes
+        again: never charged, never a failure, unless the provider refuses it for a whole ``task_deadline_s``."""
         started = time.monotonic()
         while True:
             try:
                 await self.submit(attempt)
                 return
             except RateLimitedError as exc:
-                if not self.slots.handles_rejections or time.monotonic() - started > self.cell.settings.task_deadline_s:
+                if time.monotonic() - started > self.cell.settings.task_deadline_s:
                     raise
                 self.slots.rejected(attempt, exc)
                 self.report.create_429 += 1

@@ -30,6 +30,13 @@ class OutcomeStatus(StrEnum):
     SKIPPED = "skipped"  # never submitted (budget, provider refused the account); nothing charged
 
 
+# A row failed with one of these still has a live (or paid, unread) task: the next run polls that task
+# again instead of submitting a new one. ``internal_error`` counts only on a row with a task id: an
+# unexpected exception after the submit leaves a task the provider made (and may have billed).
+RESUMABLE_CODES = frozenset(
+    {"download_failed", "deadline_exceeded", "poll_failed", "internal_error", "result_unreadable"}
+)
+
 CostUnit = Literal["credits", "usd"]
 
 

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import jinja2
 import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel
 
-from nbpro_pipeline.cell_state import CellState, ImageRef, records
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.image_files import ImageProblem, thumbnail_data_uri
 from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import OutcomeStatus
+from nbpro_pipeline.presentation.ledger_rows import ImageRef, records
 from nbpro_pipeline.providers.registry import PROVIDERS
 from nbpro_pipeline.redaction import redact_text
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
@@ -59,6 +59,25 @@ class NoImage(BaseModel):
     link: None = None
 
 
+class CellPageFacts(Protocol):
+    """What a cell's page shows of the cell: ``cell.state.CellState`` is one (a protocol, so that presentation
+    never imports the cell package, which sits above it)."""
+
+    provider: str
+    resolution: Resolution
+    cost_unit: str
+    cost_total: Decimal
+    cost_usd_total: Decimal
+    images: list[ImageRef]
+    quarantined: list[ImageRef]
+
+    @property
+    def cell(self) -> str: ...
+
+    @property
+    def outstanding(self) -> list: ...
+
+
 class GalleryPage(BaseModel):
     uri: str
     shown: int
@@ -86,7 +105,7 @@ def _size(image: ImageRef) -> str:
     return f"{image.width}x{image.height}" if image.width and image.height else "size unknown"
 
 
-def write_cell_gallery(storage: Storage, state: CellState) -> GalleryPage:
+def write_cell_gallery(storage: Storage, state: CellPageFacts) -> GalleryPage:
     """``gallery/provider=…/resolution=…/index.html``: every kept image (up to ``MAX_PER_CELL``), then the
     quarantined ones, each captioned with prompt id, size, latency and cost."""
     unit = state.cost_unit

@@ -178,10 +178,9 @@ def _returning_pool() -> Iterator[None]:
     """Arrow allocates on jemalloc with immediate decay while a load runs, if this pyarrow has it.
 
     A load allocates and frees one batch's worth of Arrow memory thousands of times, from several
-    threads. mimalloc (Arrow's default) then kept about 60 MB resident for 12 MB in use, the system
-    allocator about as much; jemalloc told to return freed pages at once keeps RSS near what is in use
-    (``bench/ingest.py``: 25 MB less at the peak, no slower). The previous pool is restored after;
-    buffers remember their pool, so tables returned to the caller stay valid."""
+    threads; mimalloc and the system allocator keep those pages, jemalloc told to return them at once
+    keeps RSS near what is in use (``bench/ingest.py``). The previous pool is restored after; buffers
+    remember their pool, so tables returned to the caller stay valid."""
     previous = pa.default_memory_pool()
     try:
         pool = pa.jemalloc_memory_pool()

@@ -52,7 +52,7 @@ MAX_BUCKETS = 1 << 14
 # still be reading its file
 KEEP_UNREFERENCED_S = 3600.0
 # LZ4 where a bucket crosses the network (a fifth of the bytes); none on local disk, where a bucket is read
-# straight from the memory map (decompressing one costs ~0.2 ms, 20 times what reading it does)
+# straight from the memory map (decompressing one costs far more than reading it)
 _IPC_REMOTE = pa.ipc.IpcWriteOptions(compression="lz4")
 _IPC_LOCAL = pa.ipc.IpcWriteOptions()
 

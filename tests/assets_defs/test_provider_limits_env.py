@@ -32,11 +32,11 @@ def test_bad_limit_names_the_variable(monkeypatch):
 def test_admission_settings_come_from_env_too(monkeypatch):
     monkeypatch.setenv("NBPRO_ODIROUTER_ADMISSION_KIND", "reject")
     monkeypatch.setenv("NBPRO_ODIROUTER_MAX_HELD", "40")
-    monkeypatch.setenv("NBPRO_RIVYA_ADMISSION", "held")
     resources = build_resources()
     odi = resources["odirouter"].engine_settings()
-    assert (odi.admission, odi.admission_kind, odi.max_held) == ("expected", "reject", 40)
-    assert resources["rivya"].engine_settings().admission == "held"
+    assert (odi.admission_kind, odi.max_held) == ("reject", 40)
+    rivya = resources["rivya"].engine_settings()
+    assert (rivya.admission_kind, rivya.max_held) == (None, None)  # the other provider's variables only
 
 
 def test_every_run_setting_is_a_resource_field_a_flag_and_a_variable():

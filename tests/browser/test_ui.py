@@ -74,7 +74,7 @@ def _backfill_all_cells(gql: GraphQL, procs: Processes) -> None:
 
 
 def _failing_cell(storage_root: Path) -> str:
-    from nbpro_pipeline.cell_state import cell_state
+    from nbpro_pipeline.cell.state import cell_state
     from nbpro_pipeline.costs import PriceTable, all_cells
     from nbpro_pipeline.storage import Storage, read_ledger
 

@@ -77,6 +77,17 @@ def ledger(*records: LedgerRecord) -> pa.Table:
     return records_to_table(list(records))
 
 
+def odirouter_mix() -> pa.Table:
+    """7 x 0.15 at 2K, 3 x 0.30 at 4K, plus failures (one billed wrong-size image) and a skip."""
+    return ledger(
+        *[record(f"a{i}", provider="odirouter", resolution="2K") for i in range(7)],
+        *[record(f"b{i}", provider="odirouter", resolution="4K") for i in range(3)],
+        record("c0", provider="odirouter", resolution="2K", status="failed", error_code="INFERENCE_FAILURE"),
+        record("c1", provider="odirouter", resolution="2K", status="failed", error_code="size_mismatch", cost="0.15"),
+        record("c2", provider="odirouter", resolution="2K", status="skipped", error_code="budget_exceeded"),
+    )
+
+
 def accepted(*rows: dict[str, Any]) -> pa.Table:
     """Accepted prompt rows; each dict needs only ``prompt_id`` plus what differs from the defaults."""
     full = []

@@ -10,7 +10,7 @@ import pytest
 
 from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.engine.admission import Admission, AdmissionKind
-from nbpro_pipeline.engine.slots import ExpectedSlots, ProviderSlots, slots_for
+from nbpro_pipeline.engine.slots import ProviderSlots, slots_for
 from nbpro_pipeline.providers.odirouter import TRAITS as ODIROUTER_TRAITS
 from nbpro_pipeline.providers.policies import LatencyTracker
 from nbpro_pipeline.providers.ratelimit import TokenBucket
@@ -78,18 +78,11 @@ class _Client:
 def test_the_kind_comes_from_the_provider_traits_unless_the_settings_say(traits, override, kind):
     client = _Client()
     slots = slots_for(_settings(max_in_flight=8, admission_kind=override), traits, client)
-    assert isinstance(slots, ExpectedSlots)
+    assert isinstance(slots, ProviderSlots)
     a = slots.admission.settings
     assert a.kind is kind and a.provider_slots == 8 and a.max_in_flight == 12  # cap: 1.5 x C by default
     assert a.queue_allowance == (4 if kind is AdmissionKind.QUEUE else 0)
     assert client.attached == slots.observe  # polls and 429s on create now reach the admission
-
-
-def test_the_held_admission_stays_selectable_and_leaves_the_client_alone():
-    client = _Client()
-    slots = slots_for(_settings(max_in_flight=8, admission="held", max_held=20), RIVYA_TRAITS, client)
-    assert type(slots) is ProviderSlots and not slots.handles_rejections
-    assert client.attached is None
 
 
 # -- reject providers: 429 on create -------------------------------------------------------------------

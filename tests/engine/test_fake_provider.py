@@ -8,12 +8,12 @@ from decimal import Decimal
 
 import pytest
 
-from nbpro_pipeline.audit import audit_cell
 from nbpro_pipeline.engine import EngineSettings, RunInfo, run_cell
 from nbpro_pipeline.engine.steps import PromptSteps
 from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.providers.base import idempotency_key
 from nbpro_pipeline.storage import Storage, ledger_id, read_journal, read_ledger
+from tests.cell.audit import audit
 from tests.engine.conftest import prompt_row, prompt_rows
 from tests.engine.fakeco import NAME, PRICE, RAW_BODY, FakeCoClient, FakeCoServer
 
@@ -53,8 +53,8 @@ def assert_books_match(storage: Storage, server: FakeCoServer) -> None:
 
 
 def assert_audit_passes(result, storage: Storage) -> None:
-    audited = audit_cell(result, storage)
-    assert all(o.passed for o in audited.checks.values()), {k: o.description for k, o in audited.checks.items()}
+    checks = audit(result, storage)
+    assert all(o.passed for o in checks.values()), {k: o.description for k, o in checks.items()}
 
 
 async def test_a_third_provider_runs_through_the_unchanged_engine(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from nbpro_pipeline.audit import check_accounting
+from nbpro_pipeline.cell.checks import check_accounting
 from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.engine.steps import PromptSteps
 from nbpro_pipeline.models.common import AspectRatio, pixel_size

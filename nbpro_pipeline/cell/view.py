@@ -1,25 +1,17 @@
-"""Everything a ``generated_images`` materialization shows, computed from the cell's ledger after the
-engine has run: the cell's state and this run's delta as plottable numbers, the per-cell checks, the
-failed prompts (one log line each), the contact sheet and the gallery page.
+"""Everything a ``generated_images`` materialization shows of its cell, from the cell's ledger after the
+engine has run: the cell's state and this run's delta as plottable numbers, the failed prompts (one log
+line each), the contact sheet and the gallery page.
 
 Read from the ledger rather than hooked into the engine, so it is the same truth whoever wrote the rows.
 """
 
 from __future__ import annotations
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel
 
-from nbpro_pipeline.cell_checks import (
-    CellCheck,
-    FailureThresholds,
-    failed_prompts_markdown,
-    failure_rate,
-    prompts_resolved,
-    unaccounted_ids,
-)
-from nbpro_pipeline.cell_state import (
+from nbpro_pipeline.cell.checks import failed_prompts_markdown
+from nbpro_pipeline.cell.ledger import CellLedger
+from nbpro_pipeline.cell.state import (
     CellState,
     FailedPrompt,
     RunDelta,
@@ -34,14 +26,12 @@ from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.presentation.contact_sheet import contact_sheet
 from nbpro_pipeline.presentation.gallery import GalleryPage, write_cell_gallery
 from nbpro_pipeline.storage.filesystem import Storage
-from nbpro_pipeline.storage.ledger import read_ledger
 
 
 class CellView(BaseModel):
     state: CellState
     delta: RunDelta
     failed_this_run: list[FailedPrompt]
-    checks: list[CellCheck]
     numbers: dict[str, int | float | str]  # plain metadata: numbers plot, strings label
     markdown: dict[str, str]
     gallery: GalleryPage
@@ -84,30 +74,17 @@ def _numbers(state: CellState, delta: RunDelta, report: CellReport) -> dict[str,
     return numbers
 
 
-def cell_view(
-    storage: Storage,
-    report: CellReport,
-    cell_rows: pa.Table,
-    run_id: str,
-    prices: PriceTable,
-    thresholds: FailureThresholds,
-) -> CellView:
-    """The view of one cell after a run; ``cell_rows`` is the cell's eligible rows (``CellRows.table``)."""
-    provider = report.provider  # the report names its provider by its traits name
-    ledger = read_ledger(storage, provider=provider, resolution=report.resolution)
-    state = cell_state(ledger, provider, report.resolution, prices)
+def cell_view(ledger: CellLedger, storage: Storage, report: CellReport, prices: PriceTable) -> CellView:
+    """The view of one cell after a run, from its ledger (``read_cell_ledger``); writes its gallery page."""
+    state = cell_state(ledger.table, report.provider, report.resolution, prices)
     delta = run_delta(report, prices)
-    eligible = max(report.eligible, cell_rows.num_rows)
-    unaccounted = unaccounted_ids(cell_rows, ledger) if cell_rows.num_rows else []
-    checks = [failure_rate(state, eligible, thresholds), prompts_resolved(state, unaccounted)]
     gallery = write_cell_gallery(storage, state)
     sheet = contact_sheet(state.images, state.quarantined, open_file=storage.fs.open)
-    run_rows = ledger.filter(pc.equal(ledger["run_id"], run_id)) if ledger.num_rows else ledger
+    run_rows = ledger.run_rows
     return CellView(
         state=state,
         delta=delta,
-        failed_this_run=run_failures(run_rows, run_id) if run_rows.num_rows else [],
-        checks=checks,
+        failed_this_run=run_failures(run_rows, ledger.run_id) if run_rows.num_rows else [],
         numbers=_numbers(state, delta, report),
         markdown={"contact_sheet": sheet, "failed_prompts": failed_prompts_markdown(state)},
         gallery=gallery,

@@ -3,7 +3,7 @@
 from datetime import timedelta
 from decimal import Decimal
 
-from nbpro_pipeline.cell_state import cell_state, run_failures
+from nbpro_pipeline.cell.state import cell_state, run_failures
 from nbpro_pipeline.costs import PriceTable
 from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.providers.registry import Provider

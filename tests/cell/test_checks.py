@@ -4,17 +4,10 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from nbpro_pipeline.cell_checks import (
-    EXAMPLES_DIR,
-    FailureThresholds,
-    Severity,
-    failure_rate,
-    prompts_resolved,
-    rejections,
-    unaccounted_ids,
-)
-from nbpro_pipeline.cell_state import cell_state
+from nbpro_pipeline.cell.checks import FailureThresholds, failure_rate, prompts_resolved, unaccounted_ids
+from nbpro_pipeline.cell.state import cell_state
 from nbpro_pipeline.costs import PriceTable
+from nbpro_pipeline.models.check import Severity
 from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.providers.registry import Provider
 from tests.costs.builders import ledger, record
@@ -72,15 +65,3 @@ def test_prompts_resolved_names_quarantined_failed_and_unaccounted_prompts():
 def test_unaccounted_ids_compares_id_and_prompt_hash():
     rows = pa.table({"prompt_id": ["a", "b"], "prompt_sha256": ["sha-a", "changed"]})
     assert unaccounted_ids(rows, ledger(record("a"), record("b"))) == ["b"]  # b's prompt text changed
-
-
-def test_shipped_example_rejections_are_explained():
-    rejected = pa.table({"code": ["prompt_too_long"]})
-    on_purpose = rejections(12, rejected, [str(EXAMPLES_DIR / "catalog.parquet")])
-    assert on_purpose.note and "on purpose" in on_purpose.note
-    assert (
-        on_purpose.check.description
-        == "1 of 12 prompt rows rejected: 1 prompt_too_long (deliberate: the shipped examples include bad rows)"
-    )
-    mine = rejections(12, rejected, ["/data/prompts.csv"])
-    assert mine.note is None and not mine.check.passed and mine.check.severity is Severity.WARN

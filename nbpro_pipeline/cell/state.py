@@ -17,6 +17,7 @@ from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import OutcomeStatus
+from nbpro_pipeline.presentation.ledger_rows import ImageRef, records
 
 _COLUMNS = [
     "prompt_id",
@@ -45,18 +46,6 @@ def native_round(amount: Decimal, unit: str) -> float:
     return float(round(amount, 2 if unit == "credits" else 4))
 
 
-class ImageRef(BaseModel):
-    """One stored image (kept or quarantined) and why it is where it is."""
-
-    prompt_id: str
-    uri: str
-    width: int | None = None
-    height: int | None = None
-    error_code: str | None = None
-    latency_s: float | None = None
-    cost: Decimal = Decimal(0)
-
-
 class FailedPrompt(BaseModel):
     """A prompt whose latest outcome in the cell is not a stored image."""
 
@@ -73,13 +62,11 @@ class CellState(BaseModel):
 
     provider: str
     resolution: Resolution
-    requests_total: int
     images_total: int
     cost_total: Decimal  # native unit, every ledger row of the cell
     cost_usd_total: Decimal
     cost_unit: str
-    usd_is_estimate: bool  # converted from credits at a configured rate, or read from a price table
-    usd_basis: str
+    usd_basis: str  # where the USD figures come from: a configured rate over credits, a price table, or the provider
     outstanding: list[FailedPrompt]
     images: list[ImageRef]  # latest succeeded rows, table order
     quarantined: list[ImageRef]  # every quarantined image of the cell, newest first
@@ -114,14 +101,6 @@ def _frame(cell_ledger: pa.Table) -> pd.DataFrame:
     return df.sort_values("recorded_at", kind="stable").reset_index(drop=True)
 
 
-def records(df: pd.DataFrame) -> list[dict]:
-    """Rows as dicts with missing values (NaN, NA) as None, so pydantic sees what the ledger holds."""
-    return [
-        {k: (None if not isinstance(v, Decimal) and pd.isna(v) else v) for k, v in r.items()}
-        for r in df.to_dict("records")
-    ]
-
-
 def _ref(row: dict) -> ImageRef:
     return ImageRef(
         prompt_id=row["prompt_id"],
@@ -134,8 +113,20 @@ def _ref(row: dict) -> ImageRef:
     )
 
 
+def _failed(row: dict, cost: Decimal) -> FailedPrompt:
+    """A failed or skipped row as the UI names it; a failed row's image is a quarantined one."""
+    return FailedPrompt(
+        prompt_id=row["prompt_id"],
+        status=OutcomeStatus(row["status"]),
+        error_code=row["error_code"] or "unknown",
+        message=(row["error_message"] or "")[:MESSAGE_CHARS],
+        cost=cost,
+        quarantined_uri=row["image_uri"] if row["status"] == OutcomeStatus.FAILED.value else None,
+    )
+
+
 def cell_state(cell_ledger: pa.Table, provider: str, resolution: Resolution, prices: PriceTable) -> CellState:
-    """The state of one cell from its ledger rows (``read_ledger(storage, provider=, resolution=)``)."""
+    """The state of one cell from its ledger rows (``CellLedger.table``, or any table of its rows)."""
     unit = prices.unit(provider)
     df = _frame(cell_ledger)
     total = sum(df["final_cost"], Decimal(0))
@@ -144,27 +135,15 @@ def cell_state(cell_ledger: pa.Table, provider: str, resolution: Resolution, pri
     ok = latest[latest["status"] == OutcomeStatus.SUCCEEDED.value]
     shown = ok[ok["image_uri"].notna()]
     bad = latest[latest["status"] != OutcomeStatus.SUCCEEDED.value]
-    outstanding = [
-        FailedPrompt(
-            prompt_id=r["prompt_id"],
-            status=OutcomeStatus(r["status"]),
-            error_code=r["error_code"] or "unknown",
-            message=(r["error_message"] or "")[:MESSAGE_CHARS],
-            cost=cost_by_fp.get(r["fingerprint"], Decimal(0)),
-            quarantined_uri=r["image_uri"] if r["status"] == OutcomeStatus.FAILED.value else None,
-        )
-        for r in records(bad)
-    ]
+    outstanding = [_failed(r, cost_by_fp.get(r["fingerprint"], Decimal(0))) for r in records(bad)]
     quarantined = df[(df["status"] == OutcomeStatus.FAILED.value) & df["image_uri"].notna()]
     return CellState(
         provider=provider,
         resolution=resolution,
-        requests_total=len(df),
         images_total=len(ok),
         cost_total=total,
         cost_usd_total=prices.to_usd(provider, total),
         cost_unit=unit,
-        usd_is_estimate=prices.unit(provider) != "usd" or prices.is_estimate(provider),
         usd_basis=usd_basis(provider, prices),
         outstanding=outstanding,
         images=[_ref(r) for r in records(shown.sort_values("prompt_id", kind="stable"))],
@@ -176,17 +155,7 @@ def run_failures(cell_ledger: pa.Table, run_id: str) -> list[FailedPrompt]:
     """The failed and skipped rows this run wrote, for one WARNING line each."""
     df = _frame(cell_ledger)
     mine = df[(df["run_id"] == run_id) & (df["status"] != OutcomeStatus.SUCCEEDED.value)]
-    return [
-        FailedPrompt(
-            prompt_id=r["prompt_id"],
-            status=OutcomeStatus(r["status"]),
-            error_code=r["error_code"] or "unknown",
-            message=(r["error_message"] or "")[:MESSAGE_CHARS],
-            cost=r["final_cost"],
-            quarantined_uri=r["image_uri"] if r["status"] == OutcomeStatus.FAILED.value else None,
-        )
-        for r in records(mine)
-    ]
+    return [_failed(r, r["final_cost"]) for r in records(mine)]
 
 
 class RunDelta(BaseModel):

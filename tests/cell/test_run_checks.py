@@ -1,28 +1,38 @@
-"""The audit checks a cell run must pass, on real runs against the sandbox, and that each one notices
+"""The checks a cell run must pass, on real runs against the sandbox, and that each one notices
 the defect it exists for."""
 
 from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
-from nbpro_pipeline.audit import audit_cell, check_accounting, check_reconciles, check_rejections, check_stored_images
+from nbpro_pipeline.cell.checks import check_accounting, check_reconciles, check_stored_images
 from nbpro_pipeline.engine.reconcile import ask_provider
-from nbpro_pipeline.models.prompt import REJECTED_SCHEMA
+from nbpro_pipeline.engine.report import CellReport
+from nbpro_pipeline.models.check import CheckOutcome
 from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage
+from tests.cell.audit import audit as checks_of
 from tests.engine.conftest import R1K, SETTINGS, Harness, fingerprint, price, prompt_rows
 
 
-async def audit(harness: Harness, provider: Provider, rows, run_id: str = "run-1", settings=SETTINGS):
+@dataclass
+class Audited:
+    report: CellReport
+    checks: dict[str, CheckOutcome]
+
+
+async def audit(harness: Harness, provider: Provider, rows, run_id: str = "run-1", settings=SETTINGS) -> Audited:
     """Run the cell through the engine's entry point, then check only what it produced."""
     await harness.run(provider, rows, run_id=run_id, settings=settings)
-    return audit_cell(harness.results[-1], harness.storage)
+    result = harness.results[-1]
+    return Audited(result.report, checks_of(result, harness.storage))
 
 
 def eligible(rows, provider):
@@ -41,8 +51,11 @@ async def test_every_check_passes_on_a_clean_run(harness, provider):
     for name, outcome in audited.checks.items():
         assert outcome.passed, (name, outcome.description)
     assert audited.checks["all_rows_accounted"].metadata["eligible"] == 8
-    assert audited.checks["images_valid"].metadata == {"checked": 8, "bad": 0, "bad_marks": 0}
+    cell = f"{provider.value}|1K"
+    assert audited.checks["images_valid"].metadata == {"cell": cell, "checked": 8, "bad": 0, "bad_marks": 0}
+    assert all(o.description.startswith(f"{cell}: ") for o in audited.checks.values())
     assert audited.checks["ledger_reconciles"].metadata == {
+        "cell": cell,
         "tasks_checked": 8,
         "mismatched": 0,
         "unreachable": 0,
@@ -129,20 +142,6 @@ async def test_odirouter_tasks_cancelled_at_their_deadline_reconcile(harness):
     harness.assert_reconciles(provider)  # the ledger does match what was billed...
     check = audited.checks["ledger_reconciles"]
     assert check.passed, check.description  # ...so the check must say so
-
-
-def test_rejections_warn_but_never_fail_the_cell():
-    empty = REJECTED_SCHEMA.empty_table()
-    assert check_rejections(10, empty).passed
-    rejected = pa.Table.from_pylist(
-        [
-            {"source_uri": "f", "row_number": 1, "code": "prompt_empty", "message": "m"},
-            {"source_uri": "f", "row_number": 2, "code": "prompt_empty", "message": "m"},
-        ],
-        schema=REJECTED_SCHEMA,
-    )
-    outcome = check_rejections(10, rejected)
-    assert not outcome.passed and outcome.metadata == {"rejected": 2, "rejected_prompt_empty": 2}
 
 
 async def test_image_check_reads_images_on_an_object_store_root(harness):
