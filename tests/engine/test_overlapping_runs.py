@@ -143,7 +143,8 @@ def test_a_killed_holder_is_waited_out_until_its_lease_expires_then_the_next_run
     holder.wait()
     newest = sorted(Storage(root).find(lease_dir(Storage(root), Provider.RIVYA, R1K)))[-1]
     expires = LeaseInfo.model_validate_json(Storage(root).read_bytes(newest)).expires_at
-    code, out, err = _finish(_run_cell(sandbox, table, root, "run-right-after", *lease))  # started at once
+    time.sleep(1.2)  # two missed heartbeats (0.5 s each): only then does the holder look dead, not just busy
+    code, out, err = _finish(_run_cell(sandbox, table, root, "run-right-after", *lease))
     report = json.loads(out.strip().splitlines()[-1])
     print(f"\nkilled holder: exit {holder.returncode}; the next run: exit {code}, resumed {report['resumed']}, "
           f"submitted {report['submitted']}, succeeded {report['succeeded']}/{report['eligible']}\n{err}")  # fmt: skip
