@@ -11,6 +11,8 @@ from assets_defs.resources import BudgetResource, OdiRouterResource, PipelineRes
 from nbpro_pipeline.sandbox import SandboxConfig, SandboxServer
 from tests.assets_defs.conftest import EXAMPLES, ODIROUTER_KEY, RIVYA_KEY
 
+pytestmark = pytest.mark.slow  # Dagster runs of whole cells
+
 FAULTS = {"rivya": {"faults": {"task_failed": {"INFERENCE_FAILURE": 0.25}, "wrong_size": 0.17}}}
 
 

@@ -12,6 +12,8 @@ from assets_defs.resources import RivyaResource, StorageResource
 from nbpro_pipeline.image_files import inspect_image
 from nbpro_pipeline.storage import Storage, read_ledger
 
+pytestmark = pytest.mark.slow  # the module builds every cell on one instance first
+
 
 def _billed(sandbox) -> dict[str, Decimal]:
     totals: dict[str, Decimal] = {}
