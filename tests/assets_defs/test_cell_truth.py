@@ -12,6 +12,8 @@ from assets_defs.resources import BudgetResource, PipelineResource, StorageResou
 from nbpro_pipeline.sandbox import SandboxConfig, SandboxServer
 from tests.assets_defs.conftest import EXAMPLES, provider_resources
 
+pytestmark = pytest.mark.slow  # Dagster runs of whole cells
+
 FAULTS = {"rivya": {"faults": {"task_failed": {"INFERENCE_FAILURE": 0.25}, "wrong_size": 0.17}}}
 
 

@@ -50,6 +50,7 @@ def test_report_automation_does_not_wait_for_missing_cells():
     assert "any_deps_in_progress" in labels
 
 
+@pytest.mark.external
 def test_dagster_cli_validates_the_workspace(tmp_path):
     """What `dagster dev -w workspace.yaml` and Dagster+ load: checked through the real CLI."""
     import subprocess

@@ -16,6 +16,8 @@ from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, read_ledger
 from nbpro_pipeline.storage.lease import LeasePolicy, acquire_cell_lease
 
+pytestmark = pytest.mark.slow  # the module builds every cell on one instance first
+
 
 def _billed(sandbox) -> dict[str, Decimal]:
     totals: dict[str, Decimal] = {}

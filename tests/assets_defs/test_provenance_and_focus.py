@@ -15,6 +15,8 @@ from nbpro_pipeline.provenance import verify_marks
 from nbpro_pipeline.provenance.democert import make_demo_credential
 from nbpro_pipeline.storage import read_ledger
 
+pytestmark = pytest.mark.slow  # Dagster runs of whole cells
+
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}

@@ -24,10 +24,19 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.deploy.dagster_stack import BIN, REPO, GraphQL, Processes, daemon_cmd, pipeline_env, webserver_cmd
+from tests.deploy.dagster_stack import (
+    BIN,
+    POLL_S,
+    REPO,
+    GraphQL,
+    Processes,
+    daemon_cmd,
+    pipeline_env,
+    webserver_cmd,
+)
 from tests.deploy.postgres import free_port
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.external, pytest.mark.timeout(480)]
 
 CHROMIUM = Path(os.environ.get("NBPRO_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("NBPRO_TEST_ARTIFACTS", REPO / ".nbpro" / "test-artifacts"))
@@ -65,7 +74,7 @@ def _backfill_all_cells(gql: GraphQL, procs: Processes) -> None:
         if len(runs) == len(partitions) and all(r["status"] in {"SUCCESS", "FAILURE", "CANCELED"} for r in runs):
             break
         assert time.monotonic() < deadline, f"backfill runs: {[r['status'] for r in runs]}"
-        time.sleep(1)
+        time.sleep(POLL_S)
     assert {r["status"] for r in runs} == {"SUCCESS"}, procs.tail("daemon")
     gql.wait_idle(time.monotonic() + WAIT_S)
     (run,) = gql.wait_runs([gql.launch_run("reports_job")], time.monotonic() + WAIT_S)

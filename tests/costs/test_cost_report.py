@@ -118,6 +118,7 @@ def _check_cost(df: pd.DataFrame, records) -> None:
             assert (None if pd.isna(row[name]) else row[name]) == want.get(name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_credit_cost_report_equals_a_decimal_reference_however_it_is_read(tmp_path, prices, monkeypatch, seed):
     records = _random_records(seed)

@@ -20,6 +20,7 @@ from nbpro_pipeline.costs.focus import export_focus
 from nbpro_pipeline.providers.registry import Provider
 from tests.engine.conftest import harness, prompt_rows  # noqa: F401  (harness is a fixture)
 
+pytestmark = [pytest.mark.external, pytest.mark.slow]  # the validator runs in its own venv
 REPO = Path(__file__).resolve().parents[2]
 # What the providers support, in the validator's terms: usage in images at a unit price, tags, a
 # virtual currency (Rivya credits) priced apart from the billing currency, and named accounts.

@@ -38,11 +38,11 @@ import pytest
 
 from tests.aws_env import aws_env
 from tests.deploy.cluster import BUCKET, DEAD_RUN_MAX_RUNTIME_S, MONITORING, S3_CREDENTIALS, Cluster, build
-from tests.deploy.dagster_stack import TERMINAL, GraphQL, assert_provider_concurrency, run_tags
+from tests.deploy.dagster_stack import POLL_S, TERMINAL, GraphQL, assert_provider_concurrency, run_tags
 from tests.deploy.netns import netns_available
 from tests.deploy.postgres import find_bin_dir
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(720)]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.external, pytest.mark.timeout(720)]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "prompts"
 TABLES = ("products.csv", "catalog.parquet", "scenes.tsv", "refs/swatch.png")
@@ -135,7 +135,7 @@ def _wait_runs(gql: GraphQL, c: Cluster, run_ids: list[str], timeout: float = RU
             if len(runs) == len(run_ids) and all(r["status"] in TERMINAL for r in runs):
                 return runs
         assert time.monotonic() < deadline, f"runs not finished: {run_ids}\n{c.logs()}"
-        time.sleep(1)
+        time.sleep(POLL_S)
 
 
 def _wait_status(gql: GraphQL, c: Cluster, run_id: str, statuses: set[str], timeout: float) -> dict:
@@ -300,7 +300,8 @@ def _step_backfill(gql: GraphQL, c: Cluster, figures: Figures) -> None:
 
 
 def _wait_backfill(gql: GraphQL, c: Cluster, backfill_id: str, partitions: list[str]) -> list[dict]:
-    """The backfill daemon submits the runs on its next tick (every 30 s); wait for all of them to end."""
+    """The backfill daemon submits the runs on its next tick (every second: fast_daemon.py); wait for all of
+    them to end."""
     deadline = time.monotonic() + RUN_S
     while True:
         _alive(c)
@@ -308,7 +309,7 @@ def _wait_backfill(gql: GraphQL, c: Cluster, backfill_id: str, partitions: list[
         if len(cell_runs) >= len(partitions) and all(r["status"] in TERMINAL for r in cell_runs):
             return cell_runs
         assert time.monotonic() < deadline, f"backfill runs: {[r['status'] for r in cell_runs]}\n{c.logs()}"
-        time.sleep(1)
+        time.sleep(POLL_S)
 
 
 def _check_every_cell_booked(c: Cluster):

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.dagster_stack import (
+    POLL_S,
     REPO,
     GraphQL,
     Processes,
@@ -34,7 +35,7 @@ from tests.deploy.dagster_stack import (
 )
 from tests.deploy.postgres import PrivatePostgres, find_bin_dir, free_port
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.external, pytest.mark.timeout(420)]
 
 DEPLOY_YAML = REPO / "deploy" / "dagster.yaml"
 KEYS = {"RIVYA_API_KEY": "rvya_sk_postgres_backfill_test", "ODIROUTER_API_KEY": "odr_postgres_backfill_test"}
@@ -90,8 +91,8 @@ def test_backfill_of_all_cells_on_postgres_instance(pg_bin, tmp_path, capsys):
             partitions = [f"{p}|{r.value}" for p, r in all_cells()]
             backfill_started = time.monotonic()
             backfill_id = gql.launch_backfill("generated_images", partitions)
-            # the backfill daemon submits the runs on its next tick (every 30 s) and marks the backfill
-            # complete on a later one; the runs themselves are what this test waits for
+            # the backfill daemon submits the runs on its next tick and marks the backfill complete on a
+            # later one; the runs themselves are what this test waits for
             deadline = time.monotonic() + BACKFILL_S
             while True:
                 procs.check_alive()
@@ -100,7 +101,7 @@ def test_backfill_of_all_cells_on_postgres_instance(pg_bin, tmp_path, capsys):
                 if len(done) >= len(partitions) and len(done) == len(cell_runs):
                     break
                 assert time.monotonic() < deadline, f"backfill runs: {[r['status'] for r in cell_runs]}"
-                time.sleep(1)
+                time.sleep(POLL_S)
             backfill_s = time.monotonic() - backfill_started
 
             # 3. the reports, after every cell (the automation sensor may have run them too)

@@ -32,6 +32,8 @@ from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.sandbox.faults import TASK_FAILURE_TYPES
 from tests.engine.conftest import Harness, prompt_row, sandbox_amounts
 
+pytestmark = pytest.mark.slow  # 200-prompt cells
+
 PROMPTS = 200
 TASK_DEADLINE_S = 0.4  # stuck tasks end here (Rivya: deadline_exceeded, OdiRouter: cancelled)
 FAILURE_RATE_EACH = 0.03

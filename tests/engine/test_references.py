@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from nbpro_pipeline.cell.checks import check_accounting
@@ -137,6 +138,7 @@ async def test_auto_aspect_follows_the_reference_and_passes_the_size_check(harne
     assert sizes == {"auto-ref": pixel_size("4:3", "1K"), "auto-plain": pixel_size("1:1", "1K")}
 
 
+@pytest.mark.external
 async def test_reference_downloads_go_through_the_environment_proxy(tmp_path, monkeypatch):
     """A corporate proxy in http_proxy carries reference downloads too, as it does API calls and results."""
     import io

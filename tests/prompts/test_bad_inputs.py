@@ -244,6 +244,7 @@ def test_cli(name, good):
     assert f"{good} (csv" in text
 
 
+@pytest.mark.external
 def test_cli_on_the_whole_corpus_in_a_real_process():
     """One real process over every case: stderr is the real one, so pyarrow's "Exception ignored"
     tracebacks (printed outside Python's exception flow) would show here."""

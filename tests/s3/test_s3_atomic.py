@@ -48,6 +48,7 @@ def test_a_failed_multipart_write_leaves_no_object_and_no_pending_upload(bucket,
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # aborted, not left behind
 
 
+@pytest.mark.external
 def test_a_writer_killed_mid_upload_leaves_no_object(bucket, s3_client):
     child = textwrap.dedent(
         f"""

@@ -18,7 +18,7 @@ from assets_defs.definitions import build_resources, generated_images
 from nbpro_pipeline.storage import Storage, read_ledger
 from tests.s3.conftest import FAKE_CREDENTIALS, keys
 
-pytestmark = pytest.mark.s3
+pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "prompts"
 SECRET = "rvya_sk_s3_dagster_secret_4711"

@@ -25,7 +25,7 @@ from tests.engine.conftest import R1K, Harness, fingerprint, prompt_rows, sandbo
 from tests.s3.cell_child import LEASE_TTL_S
 from tests.s3.conftest import keys
 
-pytestmark = pytest.mark.s3
+pytestmark = [pytest.mark.s3, pytest.mark.external, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 24  # 6 rounds of 4 at 0.5 s: the kill lands well before the end, even on a loaded machine

@@ -100,6 +100,7 @@ def _kill_and_check(storage: Storage, root: str, point: str) -> None:
     assert result.rows in (0, len(records))
 
 
+@pytest.mark.external
 @pytest.mark.parametrize("point", ["mid_write", "after_commit", "mid_delete"])
 def test_a_kill_mid_compaction_neither_loses_nor_duplicates_a_row(tmp_path, point):
     root = str(tmp_path / "root")

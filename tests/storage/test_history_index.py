@@ -20,6 +20,7 @@ from tests.storage.conftest import T0, ledger_record
 from tests.storage.oracles import full_cell_scan
 from tests.storage.test_compaction import REPO
 
+pytestmark = pytest.mark.slow  # cells of thousands of rows, and a writer killed mid-index
 CELL = (Provider.RIVYA, Resolution.R1K)
 RESUMABLE = ["deadline_exceeded", "result_unreadable", "poll_failed"]
 TERMINAL = ["content_policy", "invalid_request"]
@@ -235,6 +236,7 @@ def _kill_index_write_and_check(storage: Storage, root: str, point: str) -> None
     assert open_past(storage, *CELL).tail_parts == 0
 
 
+@pytest.mark.external
 @pytest.mark.parametrize("point", ["mid_file", "before_manifest"])
 def test_a_kill_mid_index_write_neither_loses_nor_doubles_an_answer(tmp_path, point):
     root = str(tmp_path / "root")
