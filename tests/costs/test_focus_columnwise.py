@@ -70,6 +70,7 @@ def test_accounts_and_prices_reach_every_row():
     assert by_prompt(focus_table(table, prices, accounts)) == by_prompt(reference_focus_table(table, prices, accounts))
 
 
+@pytest.mark.slow
 def test_the_streamed_export_writes_the_same_rows_and_the_ledgers_totals(tmp_path):
     storage = Storage(str(tmp_path / "root"))
     records = random_records(random.Random(7), 300)

@@ -78,6 +78,7 @@ def check_invariants(harness: Harness, provider: Provider) -> None:
             assert Path(path.removeprefix("file://")).exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", list(Provider), ids=lambda p: p.value)
 @pytest.mark.timeout(60 + 5 * EXAMPLES)  # one test call runs every example
 @settings(

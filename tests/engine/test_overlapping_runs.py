@@ -110,6 +110,7 @@ def _ledger_vs_billing(sandbox, root: Path) -> tuple[Decimal, Decimal, int, int]
     return booked, sum(billed.values(), Decimal(0)), len(ledger), len(billed)
 
 
+@pytest.mark.external
 def test_two_run_cells_started_together_one_runs_the_other_refuses_naming_it(sandbox, tmp_path):
     slow_tasks(sandbox, 0.5)  # 20 prompts, 4 at a time: the cell takes about 2.5 s
     table, root = _table(tmp_path), tmp_path / "store"
@@ -130,6 +131,7 @@ def test_two_run_cells_started_together_one_runs_the_other_refuses_naming_it(san
     assert booked == billed == Decimal(8 * N) and rows == tasks == N
 
 
+@pytest.mark.external
 def test_a_killed_holder_is_waited_out_until_its_lease_expires_then_the_next_run_finishes_it(sandbox, tmp_path):
     slow_tasks(sandbox, 0.5)
     table, root = _table(tmp_path), tmp_path / "store"

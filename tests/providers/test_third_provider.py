@@ -172,6 +172,7 @@ def tables(tmp_path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_the_third_provider_runs_everywhere_the_shipped_ones_do(thirdco, tables, tmp_path):
     from assets_defs.definitions import build_defs
     from assets_defs.resources import PipelineResource, StorageResource
