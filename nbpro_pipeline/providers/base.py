@@ -101,7 +101,9 @@ class TaskSnapshot(BaseModel):
     run_s: float | None = None  # provider-reported seconds from creation to the terminal state, if known
     # provider-reported seconds of processing only (OdiRouter/fal ``metrics.inference_time``), if known
     processing_s: float | None = None
-    model_served: str | None = None  # the model the provider says it ran, when it says
+    # the model the provider says it ran and its version, when it says (bounded: reading.read_model_id)
+    model_served: str | None = None
+    model_version: str | None = None
     urls: TaskUrls = Field(default_factory=TaskUrls)
 
 
