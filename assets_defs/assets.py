@@ -264,7 +264,7 @@ class FocusExportConfig(dg.Config):
 def focus_cost_export(
     config: FocusExportConfig, storage: StorageResource, budget: BudgetResource
 ) -> dg.MaterializeResult:
-    """The ledger as FinOps FOCUS 1.2 cost rows, for finance tools that load cloud bills."""
+    """The ledger as FinOps FOCUS 1.3 cost rows, for finance tools that load cloud bills."""
     result = focus.export_focus(storage.storage(), budget.prices(), csv=config.csv)
     metadata: dict = {"rows": result.rows, "path": dg.MetadataValue.path(result.paths[0])}
     metadata.update({f"billed_usd_{name}": float(total) for name, total in result.billed.items()})

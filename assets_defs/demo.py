@@ -95,7 +95,7 @@ def _print_where(storage) -> None:
     print(f"  images    {storage.uri(storage.path('images'))}/provider=*/resolution=*/")
     print(f"  ledger    {storage.uri(storage.ledger_dir())}/ (Parquet, hive-partitioned)")
     print(f"  reports   {storage.uri(storage.reports_dir())}/credit_cost_report.parquet, provider_comparison.parquet")
-    print(f"  focus     {storage.uri(storage.reports_dir())}/focus_cost_export.parquet (FinOps FOCUS 1.2)")
+    print(f"  focus     {storage.uri(storage.reports_dir())}/focus_cost_export.parquet (FinOps FOCUS 1.3)")
     print(f"  prompts   {storage.uri(storage.tables_dir())}/prompt_table/accepted.parquet, rejected.parquet")
     print(f"  dagster   {os.environ['DAGSTER_HOME']}  (make dev opens it in the UI)")
 

@@ -105,7 +105,7 @@ def inspect_command(image: str, ledger_root: str | None, trust_anchors: str | No
 )
 @click.option("--csv", "as_csv", is_flag=True, help="Write focus_cost_export.csv beside the Parquet file.")
 def export_focus_command(ledger_root: str, as_csv: bool) -> None:
-    """Export the ledger as FinOps FOCUS 1.2 cost rows (Parquet; CSV too with --csv), without Dagster.
+    """Export the ledger as FinOps FOCUS 1.3 cost rows (Parquet; CSV too with --csv), without Dagster.
 
     Prices come from the same environment as `nbpro estimate` (NBPRO_<PROVIDER>_USD_PER_UNIT, ...)."""
     from nbpro_pipeline.costs.focus import export_focus

@@ -1,4 +1,4 @@
-"""The ledger as FinOps FOCUS 1.2 rows, so finance teams load image costs beside their cloud bills.
+"""The ledger as FinOps FOCUS 1.3 rows, so finance teams load image costs beside their cloud bills.
 
 One FOCUS row per ledger row that reached a provider (skipped rows were never sent and cost nothing).
 Money stays exact: every cost column is ``decimal128(38, 6)`` built from the ledger's decimals, so
@@ -30,13 +30,13 @@ from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.costs.scan import ledger_batches
 from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import OutcomeStatus
+from nbpro_pipeline.providers.base import ProviderTraits
 from nbpro_pipeline.providers.registry import PROVIDERS
 from nbpro_pipeline.storage.csv_cells import CsvWriter
 from nbpro_pipeline.storage.filesystem import Storage
 
-FOCUS_VERSION = "1.2"
+FOCUS_VERSION = "1.3"
 FOCUS_MONEY = pa.decimal128(38, 6)
-PUBLISHER = "Google"  # publisher of Nano Banana Pro, the model both providers resell
 _ZERO = Decimal(0)
 
 _TEXT, _TS, _BOOL = pa.string(), pa.timestamp("us", tz="UTC"), pa.bool_()
@@ -62,6 +62,7 @@ FOCUS_SCHEMA = pa.schema(
         ("ContractedCost", FOCUS_MONEY),
         ("ContractedUnitPrice", FOCUS_MONEY),
         ("EffectiveCost", FOCUS_MONEY),
+        ("HostProviderName", _TEXT),
         ("InvoiceId", _TEXT),
         ("InvoiceIssuerName", _TEXT),
         ("ListCost", FOCUS_MONEY),
@@ -80,6 +81,7 @@ FOCUS_SCHEMA = pa.schema(
         ("ResourceType", _TEXT),
         ("ServiceCategory", _TEXT),
         ("ServiceName", _TEXT),
+        ("ServiceProviderName", _TEXT),
         ("ServiceSubcategory", _TEXT),
         ("SkuId", _TEXT),
         ("SkuMeter", _TEXT),
@@ -182,7 +184,6 @@ def _focus_batch(batch: pa.Table, prices: PriceTable, accounts: dict[str, str] |
     unit = _FocusListPrices.of(provider, resolution, prices)
     money = _money_columns(batch, unit)
     usage = money["usage"]
-    name = PROVIDERS.traits(provider).display_name if provider in PROVIDERS else provider
     account = (accounts or {}).get(provider) or f"{provider}-account"
     sku = pc.binary_join_element_wise(batch["model_requested"], pa.repeat(pa.scalar(resolution.value), n), ":")
     when = pc.coalesce(batch["finished_at"], batch["recorded_at"])
@@ -192,8 +193,7 @@ def _focus_batch(batch: pa.Table, prices: PriceTable, accounts: dict[str, str] |
     text = _Constant(n)
     columns = {
         **money["columns"],
-        "BillingAccountId": text(account),
-        "BillingAccountName": text(f"{name} account {account}"),
+        **_Parties.of(provider).columns(text, account),
         "BillingAccountType": text("API account"),
         "BillingCurrency": text("USD"),
         "BillingPeriodStart": month,
@@ -207,17 +207,13 @@ def _focus_batch(batch: pa.Table, prices: PriceTable, accounts: dict[str, str] |
         "CommitmentDiscountStatus": text(None),  # no commitment discounts; the validator's rules read it
         "ConsumedUnit": _if_usage(usage, "Images"),
         "InvoiceId": text(None),  # the pipeline never sees invoices
-        "InvoiceIssuerName": text(name),
         "PricingCategory": _if_usage(usage, "Standard"),
         "PricingCurrency": text(unit.pricing_currency),
         "PricingUnit": _if_usage(usage, "Images"),
-        "ProviderName": text(name),
-        "PublisherName": text(PUBLISHER),
         "ResourceId": batch["task_id"],
         "ResourceName": pc.if_else(has_task, batch["prompt_id"], pa.scalar(None, pa.string())),
         "ResourceType": pc.if_else(has_task, "Image generation task", pa.scalar(None, pa.string())),
         "ServiceCategory": text("AI and Machine Learning"),
-        "ServiceName": text(f"{name} Nano Banana Pro"),
         "ServiceSubcategory": text("Generative AI"),
         "SkuId": _if_usage(usage, sku),
         "SkuMeter": _if_usage(usage, "Images"),
@@ -240,6 +236,43 @@ class _Constant:
 
     def __call__(self, value: str | None) -> pa.Array:
         return pa.repeat(pa.scalar(value, pa.string()), self.n)
+
+
+class _Parties(BaseModel):
+    """Who a provider's rows name: the provider serving the model (1.3's ServiceProviderName, and the
+    deprecated ProviderName 1.3 still requires), its host where it names one (else itself, as FOCUS
+    allows when the host is not disclosed), and the model's developer (deprecated PublisherName).
+    A ledger's provider no longer registered keeps the traits' defaults."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    host: str
+    developer: str
+    model_name: str
+
+    @classmethod
+    def of(cls, provider: str) -> _Parties:
+        if provider not in PROVIDERS:
+            fields = ProviderTraits.model_fields
+            developer, model = fields["model_developer"].default, fields["model_name"].default
+            return cls(provider=provider, host=provider, developer=developer, model_name=model)
+        traits = PROVIDERS.traits(provider)
+        name = traits.display_name
+        return cls(provider=name, host=traits.host_provider_name or name, developer=traits.model_developer,
+                   model_name=traits.model_name)  # fmt: skip
+
+    def columns(self, text: _Constant, account: str) -> dict[str, pa.Array]:
+        return {
+            "BillingAccountId": text(account),
+            "BillingAccountName": text(f"{self.provider} account {account}"),
+            "HostProviderName": text(self.host),
+            "InvoiceIssuerName": text(self.provider),
+            "ProviderName": text(self.provider),
+            "PublisherName": text(self.developer),
+            "ServiceName": text(f"{self.provider} {self.model_name}"),
+            "ServiceProviderName": text(self.provider),
+        }
 
 
 def _money_columns(batch: pa.Table, unit: _FocusListPrices) -> dict:
@@ -303,14 +336,14 @@ def _tags(batch: pa.Table) -> pa.Array:
 
 
 def billed_by_provider(focus: pa.Table) -> dict[str, tuple[Decimal, Decimal]]:
-    """Per FOCUS ProviderName: (sum of BilledCost, sum of PricingCurrencyEffectiveCost), exact."""
-    sums = focus.group_by("ProviderName", use_threads=False).aggregate(
+    """Per FOCUS ServiceProviderName: (sum of BilledCost, sum of PricingCurrencyEffectiveCost), exact."""
+    sums = focus.group_by("ServiceProviderName", use_threads=False).aggregate(
         [("BilledCost", "sum"), ("PricingCurrencyEffectiveCost", "sum")]
     )
     return {
         name: (b, p)
         for name, b, p in zip(
-            sums["ProviderName"].to_pylist(),
+            sums["ServiceProviderName"].to_pylist(),
             sums["BilledCost_sum"].to_pylist(),
             sums["PricingCurrencyEffectiveCost_sum"].to_pylist(),
             strict=True,
@@ -323,8 +356,8 @@ class FocusExport(BaseModel):
 
     paths: list[str]
     rows: int
-    billed: dict[str, Decimal]  # ProviderName -> sum of BilledCost (USD)
-    priced: dict[str, Decimal]  # ProviderName -> sum of PricingCurrencyEffectiveCost (credits / USD)
+    billed: dict[str, Decimal]  # ServiceProviderName -> sum of BilledCost (USD)
+    priced: dict[str, Decimal]  # ServiceProviderName -> sum of PricingCurrencyEffectiveCost (credits / USD)
 
 
 def export_focus(storage: Storage, prices: PriceTable | None = None, *, csv: bool = False) -> FocusExport:

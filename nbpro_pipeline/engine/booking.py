@@ -42,7 +42,8 @@ def ledger_record(cell: Cell, attempt: Attempt, outcome: Outcome, net: Decimal) 
         aspect_ratio=attempt.request.aspect_ratio.value,
         output_format=attempt.request.output_format.value,
         model_requested=cell.traits.model_id,
-        model_served=snap.model_served if snap else None,
+        model_served=snap.model_served if snap else None,  # None: the provider did not say
+        model_version=snap.model_version if snap else None,
         params=json.dumps(request_params(attempt.request).model_dump(mode="json"), sort_keys=True),
         fingerprint=attempt.fingerprint,
         idempotency_key=attempt.key,

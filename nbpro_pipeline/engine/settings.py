@@ -123,6 +123,11 @@ class EngineSettings(BaseModel):
     lease_clock_skew_s: float = Field(
         default=5.0, ge=0, description="how far machines' clocks may disagree before a lease is taken over early"
     )
+    prompt_in_images: bool = Field(
+        default=True,
+        description="stored images carry their prompt: in IPTC AIPromptInformation where the table's "
+        "share_prompt column says yes, and in the private lineage blob; False: no prompt text in any image",
+    )
     signer: ProvenanceSigner | None = Field(
         default=None, exclude=True, description="C2PA signer for stored images (signer_from_env); None: XMP only"
     )

@@ -54,7 +54,7 @@ class LedgerRecord(BaseModel):
     aspect_ratio: str
     output_format: str
     model_requested: str
-    model_served: str | None = None
+    model_served: str | None = None  # as the provider stated it; None where it did not say
     params: str  # JSON of the request's parameters (prompt excluded; it has its own hash)
     fingerprint: str
     idempotency_key: str | None = None
@@ -94,6 +94,7 @@ class LedgerRecord(BaseModel):
     stated_cost: Decimal | None = None
     list_price: Decimal | None = None
     cost_anomaly: str | None = None
+    model_version: str | None = None  # the served model's version, where the provider stated one
 
     @field_validator("final_cost", "estimated_usd", "task_total", "stated_cost", "list_price")
     @classmethod
@@ -163,6 +164,7 @@ LEDGER_SCHEMA = pa.schema(
         ("stated_cost", COST_TYPE),
         ("list_price", COST_TYPE),
         ("cost_anomaly", pa.string()),
+        ("model_version", pa.string()),
     ]
 )
 

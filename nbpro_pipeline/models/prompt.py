@@ -34,6 +34,12 @@ ACCEPTED_SCHEMA = pa.schema(
         pa.field("extra", pa.string(), nullable=False),  # JSON object of every other column, untouched
     ]
 )
+# Optional table columns (kept in ``extra``) about the prompt as a work: a row whose ``share_prompt`` is
+# true/yes/1 lets its prompt, and its ``prompt_writer``, into the image's IPTC metadata (docs/provenance.md)
+SHARE_PROMPT_COLUMN = "share_prompt"
+PROMPT_WRITER_COLUMN = "prompt_writer"
+_YES = frozenset({"true", "yes", "y", "1"})
+MAX_PROMPT_WRITER = 200
 
 REJECTED_SCHEMA = pa.schema(
     [
@@ -90,6 +96,19 @@ class PromptRow(BaseModel):
     @property
     def extra_columns(self) -> dict[str, Any]:
         return json.loads(self.extra)
+
+    @property
+    def shares_prompt(self) -> bool:
+        """The table lets this prompt travel in the image's standard metadata; anything but a clear yes
+        (a missing column included) keeps it private."""
+        return str(self.extra_columns.get(SHARE_PROMPT_COLUMN, "")).strip().lower() in _YES
+
+    @property
+    def prompt_writer(self) -> str | None:
+        """Who wrote the prompt, as the table names them (``prompt_writer``), bounded."""
+        value = self.extra_columns.get(PROMPT_WRITER_COLUMN)
+        text = " ".join(str(value).split())[:MAX_PROMPT_WRITER] if value is not None else ""
+        return text or None
 
     @classmethod
     def from_table(cls, table: pa.Table) -> list[PromptRow]:

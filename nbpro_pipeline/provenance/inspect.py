@@ -18,8 +18,9 @@ from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.ledger import read_ledger
 
 _LEDGER_FIELDS = (
-    "prompt_id", "provider", "resolution", "aspect_ratio", "status", "task_id", "final_cost", "cost_unit",
-    "cost_is_estimate", "run_id", "partition_key", "source_uri", "row_number", "image_uri", "recorded_at",
+    "prompt_id", "provider", "model_requested", "model_served", "model_version", "resolution", "aspect_ratio",
+    "status", "task_id", "final_cost", "cost_unit", "cost_is_estimate", "run_id", "partition_key", "source_uri",
+    "row_number", "image_uri", "recorded_at",
 )  # fmt: skip
 
 

@@ -50,7 +50,7 @@ class C2paState(BaseModel):
 
 
 def _actions(lineage: ImageLineage, has_parent: bool) -> list[dict[str, Any]]:
-    agent = {"name": f"{lineage.model} via {lineage.provider}"}
+    agent = {"name": lineage.ai_system_used, "version": lineage.ai_system_version}
     if has_parent:
         return [
             {"action": "c2pa.opened", "parameters": {"ingredientIds": [_PARENT_ID]}},

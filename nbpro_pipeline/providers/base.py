@@ -101,7 +101,9 @@ class TaskSnapshot(BaseModel):
     run_s: float | None = None  # provider-reported seconds from creation to the terminal state, if known
     # provider-reported seconds of processing only (OdiRouter/fal ``metrics.inference_time``), if known
     processing_s: float | None = None
-    model_served: str | None = None  # the model the provider says it ran, when it says
+    # the model the provider says it ran and its version, when it says (bounded: reading.read_model_id)
+    model_served: str | None = None
+    model_version: str | None = None
     urls: TaskUrls = Field(default_factory=TaskUrls)
 
 
@@ -239,6 +241,17 @@ class ProviderTraits(BaseModel):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="id in paths, ledger rows, reports")
     model_id: str = Field(description="the model the provider serves for this pipeline, for lineage")
+    model_name: str = Field(
+        default="Nano Banana Pro", description="the model's product name, for people (FOCUS ServiceName, XMP)"
+    )
+    model_developer: str = Field(
+        default="Google", description="who made the model the provider serves (FOCUS PublisherName, XMP)"
+    )
+    host_provider_name: str | None = Field(
+        default=None,
+        description="whose infrastructure the provider runs the model on, where it says (FOCUS HostProviderName); "
+        "None: undisclosed, so the provider itself",
+    )
     idempotent_submit: bool = Field(
         description="a submit carries an idempotency key, so resending it after a crash replays the task"
     )
@@ -273,6 +286,11 @@ class ProviderTraits(BaseModel):
     @property
     def display_name(self) -> str:
         return self.limits.display_name
+
+    @property
+    def ai_system(self) -> str:
+        """The system that made an image, as IPTC's AISystemUsed names it: model and provider."""
+        return f"{self.model_developer} {self.model_name} via {self.display_name}"
 
     @property
     def uploads_references(self) -> bool:

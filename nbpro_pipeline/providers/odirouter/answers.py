@@ -17,7 +17,9 @@ from nbpro_pipeline.models.common import TaskState
 from nbpro_pipeline.providers.base import ResultImage, TaskSnapshot, TaskUrls
 from nbpro_pipeline.providers.odirouter.traits import NAME as PROVIDER
 from nbpro_pipeline.providers.reading import (
+    ServedModel,
     find_images,
+    find_served_model,
     find_task_id,
     find_urls,
     is_cancelled_word,
@@ -82,11 +84,11 @@ def read_status(body: Any, task_id: str) -> TaskSnapshot | None:
     )
 
 
-def read_result(body: Any) -> tuple[list[ResultImage], Decimal | None, str | None]:
+def read_result(body: Any) -> tuple[list[ResultImage], Decimal | None, ServedModel]:
     """The images of a response answer (the last is the final one), the cost the provider states for
-    the task (in USD) when it states one, and the model it says it ran."""
+    the task (in USD) when it states one, and the model it says it ran (fal-style: in ``metadata``)."""
     images = find_images(body, RESULT_PATHS)
-    return images, _stated_cost(body), _model(body)
+    return images, _stated_cost(body), find_served_model(body, ("metadata",))
 
 
 def billable_units(response: httpx.Response) -> Decimal | None:
@@ -104,14 +106,6 @@ def _stated_cost(body: Any) -> Decimal | None:
                 if amount is not None:
                     return amount
     return None
-
-
-def _model(body: Any) -> str | None:
-    if not isinstance(body, dict):
-        return None
-    metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
-    model = body.get("model") or metadata.get("model")
-    return model if isinstance(model, str) else None
 
 
 def _error_text(error: Any) -> str | None:

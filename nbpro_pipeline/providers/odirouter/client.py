@@ -169,12 +169,18 @@ class OdiRouterClient(HttpProviderClient):
         billable = TaskSnapshot(
             provider=self.provider, task_id=handle.task_id, state=TaskState.SUCCEEDED, billed=True, urls=handle.urls
         )
-        images, stated, model = read_result(parse_json(response.content))
+        images, stated, served = read_result(parse_json(response.content))
         units = billable_units(response)
         if not images:
             raise self._unreadable(response, handle.task_id, "no image in the answer", billable)
         return billable.model_copy(
-            update={"images": tuple(images), "stated_cost": stated, "billed_units": units, "model_served": model}
+            update={
+                "images": tuple(images),
+                "stated_cost": stated,
+                "billed_units": units,
+                "model_served": served.model_id,
+                "model_version": served.version,
+            }
         )
 
     async def _response_answer(self, handle: TaskHandle) -> httpx.Response:

@@ -13,6 +13,7 @@ from nbpro_pipeline.models.common import TaskState
 from nbpro_pipeline.providers.base import ResultImage, TaskSnapshot
 from nbpro_pipeline.providers.reading import (
     find_images,
+    find_served_model,
     find_task_id,
     find_urls,
     is_cancelled_word,
@@ -52,6 +53,7 @@ def read_task(body: Any, *, task_id: str | None = None, location: str | None = N
     state = read_state(word)
     error_code, error_message = _error(holder.get("error"), state, word)
     reserved = read_decimal(holder.get("reserved_credits"))
+    served = find_served_model(holder)  # the documented ``model``, or wherever a plausible answer names it
     final = read_decimal(holder.get("final_credits")) if state.terminal else None
     return TaskSnapshot(
         provider=PROVIDER,
@@ -64,7 +66,8 @@ def read_task(body: Any, *, task_id: str | None = None, location: str | None = N
         credits_final=_count(final),
         stated_cost=_stated(state, reserved, final),
         run_s=_run_s(holder) if state.terminal else None,
-        model_served=holder.get("model") if isinstance(holder.get("model"), str) else None,
+        model_served=served.model_id,
+        model_version=served.version,
         urls=find_urls(holder, location),
     )
 
