@@ -214,19 +214,23 @@ async def test_upload_rejects_non_images_and_oversize_locally(rivya):
     assert rivya.counters["requests"] == 0
 
 
-async def test_expired_urls_are_refreshed_and_cut_downloads_retried(rivya, sandbox):
-    _, clean = await generate(rivya, GenerationRequest(prompt="reference bytes"))
-    clean_buf = io.BytesIO()
-    expected = await rivya.fetch_result(clean, clean_buf)
-    configure(sandbox, "rivya", faults={"expired_url": 0.5, "drop_download": 0.5})
-    results = []
-    for _ in range(8):
-        buf = io.BytesIO()
-        again = await rivya.poll(clean.task_id)
-        results.append(await rivya.fetch_result(again, buf))
-        assert hashlib.sha256(buf.getvalue()).hexdigest() == expected.sha256  # no partial bytes kept
+async def test_expired_urls_are_refreshed_and_cut_downloads_retried(sandbox, rivya_key):
+    # each attempt succeeds 1 time in 4 here; 60 attempts make a download that never lands ~3e-8 likely
+    patient = RetryPolicy(max_attempts=60, base_delay_s=0.001, max_delay_s=0.01)
+    async with RivyaClient(sandbox.rivya_url, rivya_key, retry=patient, poll=FAST_POLL, seed=1) as rivya:
+        _, clean = await generate(rivya, GenerationRequest(prompt="reference bytes"))
+        expected = await rivya.fetch_result(clean, io.BytesIO())
+        configure(sandbox, "rivya", faults={"expired_url": 0.5, "drop_download": 0.5})
+        results = [await _fetch_checked(rivya, clean.task_id, expected.sha256) for _ in range(12)]
     assert {r.sha256 for r in results} == {expected.sha256}
     assert rivya.counters["expired_urls"] > 0 and rivya.counters["download_retries"] > 0
+
+
+async def _fetch_checked(rivya, task_id: str, sha256: str):
+    buf = io.BytesIO()
+    result = await rivya.fetch_result(await rivya.poll(task_id), buf)
+    assert hashlib.sha256(buf.getvalue()).hexdigest() == sha256  # no partial bytes kept
+    return result
 
 
 async def test_models_catalogue(rivya):
