@@ -7,9 +7,13 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nbpro_pipeline.cell.checks import FailureThresholds
+from nbpro_pipeline.cell.review import review_cell
+from nbpro_pipeline.costs import PriceTable
 from tests.engine.conftest import prompt_rows
 
 FAULTS = {"blank_image": 0.2, "duplicate_image": 0.2, "multi_image": 0.3}
@@ -21,7 +25,8 @@ def expected_usability(task: dict) -> str:
 
 async def test_blank_duplicate_and_multi_image_answers_are_judged_and_booked_once(harness, provider):
     harness.configure(provider, faults=FAULTS)
-    await harness.run(provider, prompt_rows(30))
+    rows_in = prompt_rows(30)
+    await harness.run(provider, rows_in)
     tasks = {t["id"]: t for t in harness.sandbox.tasks(provider.value)}
     rows = harness.rows(provider)
     assert sorted(r["task_id"] for r in rows) == sorted(tasks)  # one row per task
@@ -41,6 +46,21 @@ async def test_blank_duplicate_and_multi_image_answers_are_judged_and_booked_onc
         assert all(Path(d["uri"]).is_file() and "/drafts/" in d["uri"] for d in r["drafts"])
     assert any(r["drafts"] for r in rows)
     harness.assert_reconciles(provider)
+
+    cell_rows = pa.table(
+        {"prompt_id": [r.prompt_id for r in rows_in], "prompt_sha256": [r.prompt_sha256 for r in rows_in]}
+    )
+    review = review_cell(harness.results[-1], harness.storage, cell_rows, PriceTable(), FailureThresholds())
+    check = next(c for c in review.checks if c.name == "usable_images")
+    flagged = {r["prompt_id"] for r in rows if r["task_id"] in want and seen[r["task_id"]] != "usable"}
+    assert not check.passed and check.metadata["stored"] == 30
+    assert check.metadata["blank"] + check.metadata["duplicate"] == len(flagged) == 30 - counts["usable"]
+    assert check.metadata["draft_images"] == sum(t["images"] - 1 for t in tasks.values())
+    assert all(pid in check.markdown["flagged"] for pid in flagged)
+    page = Path(review.view.gallery.uri).read_text()
+    assert page.count('class="badge unusable"') == len(flagged) and page.count('class="badge usable"') == 30 - len(
+        flagged
+    )
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
