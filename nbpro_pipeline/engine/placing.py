@@ -142,8 +142,8 @@ def quarantine_body(cell: Cell, attempt: Attempt, exc: UnreadableResultError) ->
     """Keep the body of a paid result the client could not read, as received; returns its URI."""
     kind = (exc.content_type or "").split(";")[0].strip().lower()
     ext = "json" if kind.endswith("json") else ("txt" if kind.startswith("text/") else "bin")
-    name = f"{attempt.row.prompt_id}.{exc.task_id}"
-    path = cell.storage.quarantine_path(cell.name, cell.resolution, name, attempt.fingerprint, f"body.{ext}")
+    st, pid = cell.storage, attempt.row.prompt_id
+    path = st.quarantine_body_path(cell.name, cell.resolution, pid, exc.task_id, attempt.fingerprint, ext)
     with cell.storage.open_atomic(path) as fh:
         fh.write(exc.raw_body)
     return cell.storage.uri(path)

@@ -5,6 +5,7 @@ Every stored image is judged as the sandbox's truth says; every image of a multi
 from __future__ import annotations
 
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from nbpro_pipeline.cell.checks import FailureThresholds
 from nbpro_pipeline.cell.review import review_cell
 from nbpro_pipeline.costs import PriceTable
+from nbpro_pipeline.costs.claims import billing_claims
 from tests.engine.conftest import prompt_rows
 
 FAULTS = {"blank_image": 0.2, "duplicate_image": 0.2, "multi_image": 0.3}
@@ -84,3 +86,40 @@ async def test_drafts_are_never_billed_on_their_own(harness, provider, rate, cou
         assert r["provider_sha256"] == task["image_sha256"]
         assert len(r["drafts"]) == min(task["images"] - 1, keep - 1)
     harness.assert_reconciles(provider)
+
+
+async def test_the_claims_list_exactly_the_paid_unusable_images_and_equal_their_ledger_cost(harness, provider):
+    """The must-show run: blank, duplicate, multi-image, corrupt and wrong-size answers. The claims are
+    the blank ones, every duplicate but the first stored, and the quarantined ones; never a multi-image
+    answer's drafts. Their total is the ledger's cost of exactly those tasks."""
+    faults = {**FAULTS, "corrupt_image": 0.1, "wrong_size": 0.1}
+    harness.configure(provider, faults=faults)
+    await harness.run(provider, prompt_rows(40))
+    tasks = {t["id"]: t for t in harness.sandbox.tasks(provider.value)}
+    rows = {r["task_id"]: r for r in harness.rows(provider)}
+    stored_dups = [t for t, task in tasks.items() if task["duplicate"] and rows[t]["status"] == "succeeded"]
+    originals = [t for t in stored_dups if rows[t]["usability"] == "usable"]
+    assert len(originals) == 1  # the first judged
+    first = originals[0]
+    expected = {
+        t
+        for t, task in tasks.items()
+        if rows[t]["status"] == "failed"
+        or (task["duplicate"] and t != first)
+        or (task["blank"] and not task["duplicate"])
+    }
+    report = billing_claims(harness.storage, PriceTable())
+    claimed = set(report.claims["task_id"])
+    assert claimed == expected and len(claimed) >= 5
+    assert {rows[t]["error_code"] for t in claimed if rows[t]["status"] == "failed"} <= {
+        "corrupt_image",
+        "size_mismatch",
+    }
+    ledger_cost = sum((r["final_cost"] for t, r in rows.items() if t in expected), Decimal(0))
+    assert sum(report.claims["amount"], Decimal(0)) == ledger_cost and report.reconciles
+    harness.assert_reconciles(provider)
+    print(
+        f"\n{provider.value}: {len(tasks)} tasks; claims {len(claimed)} (expected {len(expected)}): "
+        f"{dict(Counter(report.claims['reason']))}; claims total {sum(report.claims['amount'], Decimal(0))} "
+        f"= ledger cost of those rows {ledger_cost}"
+    )
