@@ -3,9 +3,8 @@ perceptual hash of ``imagehash.phash``: 32x32 grey, 2-D DCT-II, the 8x8 lowest f
 their median), a 4x4 grid of mean colours, and how much of it is one colour.
 
 The hash alone sees structure, not colour: two pictures with one layout in other colours hash alike
-(the sandbox's do, docs/usability.md), so near-duplicates need the colour grid to agree as well. The
-DCT is two 32x32 matrix products in numpy, so ``imagehash`` and the scipy it needs (113 MB) are not
-dependencies (bench/usability.py measures both).
+(the sandbox's do), so near-duplicates need the colour grid to agree as well. The DCT is two matrix
+products in numpy, so ``imagehash`` and the scipy it needs are not dependencies (docs/usability.md).
 """
 
 from __future__ import annotations
