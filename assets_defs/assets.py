@@ -14,11 +14,12 @@ from assets_defs.partitions import cell_of
 from assets_defs.resources import BudgetResource, PipelineResource, ProviderResource, StorageResource
 from nbpro_pipeline.cell.review import review_cell
 from nbpro_pipeline.cell.view import CellView
-from nbpro_pipeline.costs import focus, report_parquet, reports
+from nbpro_pipeline.costs import claims, focus, report_parquet, reports
 from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
 from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.presentation import charts, summary
 from nbpro_pipeline.presentation import markdown as md
+from nbpro_pipeline.presentation.claims_table import claims_markdown
 from nbpro_pipeline.presentation.gallery import CROSS_GALLERY_COLUMNS, write_cross_provider_gallery
 from nbpro_pipeline.presentation.prompt_table_view import prompt_table_markdown
 from nbpro_pipeline.prompts import PromptTableError, write_prompt_tables
@@ -253,6 +254,30 @@ def provider_comparison(storage: StorageResource, budget: BudgetResource) -> dg.
         {"gallery": _link(page.uri), "gallery_prompts": f"{page.shown} of {page.total} shown"}
     )
     return result
+
+
+@dg.asset(group_name=GROUP, kinds={"parquet", "csv"}, deps=[GENERATED_IMAGES], automation_condition=REPORT_AUTOMATION)
+def billing_claims(storage: StorageResource, budget: BudgetResource) -> dg.MaterializeResult:
+    """Every image paid for and not usable (blank, a duplicate, a copy of its reference, corrupt, the wrong
+    size or format, an unreadable answer, a failure still charged), per provider and month: Parquet, and a
+    formula-safe CSV per provider to send to it (docs/usability.md)."""
+    st = storage.storage()
+    report = claims.billing_claims(st, budget.prices())
+    written = claims.write_claims(report, st)
+    totals = report.totals
+    return dg.MaterializeResult(
+        metadata={
+            "claims": len(report.claims),
+            "reconciles_with_ledger": report.reconciles,
+            "totals": dg.MetadataValue.md(claims_markdown(report)),
+            **{
+                f"claimed_{p}_{u or 'cost'}": round(float(a), 4)
+                for p, u, a in zip(totals["provider"], totals["cost_unit"], totals["amount"], strict=True)
+            },  # fmt: skip
+            "path": dg.MetadataValue.path(written[0]),
+            "csv": dg.MetadataValue.md("\n".join(f"- `{w}`" for w in written[2:]) or "_none_"),
+        }
+    )
 
 
 # -- FOCUS export (docs/focus.md) ------------------------------------------------------------------------

@@ -23,6 +23,8 @@ _CELL_CHECK_DESCRIPTIONS = {
     "NBPRO_FAILURE_RATE_WARN (default 0), ERROR above NBPRO_FAILURE_RATE_ERROR (default 0.2)",
     "prompts_resolved": "names every prompt of the cell that is unaccounted (ERROR) or failed, skipped or "
     "quarantined (WARN)",
+    "usable_images": "warns when a stored image of the cell is blank, a near-duplicate of an earlier paid image "
+    "or a copy of its own reference (billing_claims lists them); counts multi-image answers and their drafts",
 }
 
 

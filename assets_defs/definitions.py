@@ -14,6 +14,7 @@ import dagster as dg
 
 from assets_defs.assets import (
     GENERATED_IMAGES,
+    billing_claims,
     credit_cost_report,
     focus_cost_export,
     generated_images_asset,
@@ -89,7 +90,14 @@ def build_defs() -> dg.Definitions:
     """The definitions over the providers registered now."""
     generated_images = generated_images_asset(cell_partitions())
     return dg.Definitions(
-        assets=[prompt_table, generated_images, credit_cost_report, provider_comparison, focus_cost_export],
+        assets=[
+            prompt_table,
+            generated_images,
+            credit_cost_report,
+            provider_comparison,
+            focus_cost_export,
+            billing_claims,
+        ],
         jobs=[prompt_table_job, cells_job, reports_job],
         schedules=[nightly_cells],
         sensors=[
@@ -97,7 +105,7 @@ def build_defs() -> dg.Definitions:
             cells_after_prompt_table,
             dg.AutomationConditionSensorDefinition(
                 "reports_automation",
-                target=[credit_cost_report, provider_comparison, focus_cost_export],
+                target=[credit_cost_report, provider_comparison, focus_cost_export, billing_claims],
                 default_status=dg.DefaultSensorStatus.RUNNING,
             ),
         ],

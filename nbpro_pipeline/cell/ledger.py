@@ -32,6 +32,9 @@ CELL_LEDGER_COLUMNS = [
     "latency_s",
     "recorded_at",
     "run_id",
+    "usability",
+    "duplicate_of",
+    "answer_images",
 ]
 
 

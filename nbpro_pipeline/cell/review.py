@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from nbpro_pipeline.cell.checks import FailureThresholds, failure_rate, prompts_resolved, run_checks, unaccounted_ids
 from nbpro_pipeline.cell.ledger import read_cell_ledger
+from nbpro_pipeline.cell.usability import usable_images
 from nbpro_pipeline.cell.view import CellView, cell_view
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.engine.run import CellResult
@@ -39,5 +40,6 @@ def review_cell(
         *run_checks(result, ledger, storage, require_c2pa=require_c2pa),
         failure_rate(view.state, eligible, thresholds),
         prompts_resolved(view.state, unaccounted),
+        usable_images(view.state.cell, ledger.table),
     ]
     return CellReview(view=view, checks=checks)

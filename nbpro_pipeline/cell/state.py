@@ -32,6 +32,7 @@ _COLUMNS = [
     "latency_s",
     "recorded_at",
     "run_id",
+    "usability",
 ]
 MESSAGE_CHARS = 160
 
@@ -110,6 +111,7 @@ def _ref(row: dict) -> ImageRef:
         error_code=row["error_code"],
         latency_s=None if row["latency_s"] is None else round(float(row["latency_s"]), 2),
         cost=row["final_cost"],
+        usability=row["usability"],
     )
 
 

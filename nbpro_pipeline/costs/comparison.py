@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nbpro_pipeline.costs.latest_rows import FAILED, SKIPPED, SUCCEEDED
+from nbpro_pipeline.costs.latest_rows import FAILED, SKIPPED, SUCCEEDED, usable_flag
 from nbpro_pipeline.costs.money import ZERO, as_decimal, per_item
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.costs.report_cells import CellPrice, CellPrices, cost_unit, usd
@@ -47,6 +47,7 @@ class CellComparison:
         self.final_cost = ZERO
         self.estimate = False
         self._images: list[pa.Array] = []
+        self._usable: list[pa.Array] = []
         self._latencies: list[np.ndarray] = []
         self._costs: list[pa.Table] = []  # (key, cost, ok) of every row: the common prompts and their cost
 
@@ -63,19 +64,23 @@ class CellComparison:
         self.final_cost += as_decimal(pc.sum(cost).as_py())
         self.estimate = self.estimate or bool(pc.any(pc.fill_null(table["cost_is_estimate"], False)).as_py())
         self._images.append(pc.unique(table["fingerprint"].filter(ok)))
+        usable = pc.cast(usable_flag(table), pa.bool_())
+        self._usable.append(pc.unique(table["fingerprint"].filter(usable)))
         latency = table["latency_s"].filter(pc.and_(ok, pc.is_valid(table["latency_s"])))
         self._latencies.append(latency.to_numpy())
         self._costs.append(pa.table({"key": prompt_key(table), "cost": cost, "ok": ok}))
 
     def release(self) -> None:
         """Drop the kept columns once the cell's row is made (the counters stay)."""
-        self._images, self._latencies, self._costs = [], [], []
+        self._images, self._usable, self._latencies, self._costs = [], [], [], []
 
     def images(self) -> int:
         """Distinct fingerprints with a succeeded row."""
-        if not self._images:
-            return 0
-        return int(pc.count_distinct(pa.chunked_array(self._images, pa.string()), mode="only_valid").as_py())
+        return _distinct(self._images)
+
+    def usable_images(self) -> int:
+        """Distinct fingerprints with a succeeded row whose image is not judged unusable."""
+        return _distinct(self._usable)
 
     def succeeded_keys(self) -> pa.ChunkedArray:
         """The prompt keys of this cell's succeeded rows (a prompt may appear more than once)."""
@@ -96,6 +101,12 @@ class CellComparison:
             return np.nan, np.nan
         p50, p95 = np.percentile(values, [50, 95])
         return float(p50), float(p95)
+
+
+def _distinct(parts: list[pa.Array]) -> int:
+    if not parts:
+        return 0
+    return int(pc.count_distinct(pa.chunked_array(parts, pa.string()), mode="only_valid").as_py())
 
 
 def common_keys(cells: list[CellComparison]) -> pa.Array:
@@ -126,6 +137,7 @@ def comparison_rows(cells: list[CellComparison], prices: PriceTable) -> list[dic
 def _row(cell: CellComparison, prices: PriceTable, price: CellPrice, common: pa.Array) -> dict[str, Any]:
     provider, resolution, known = cell.provider, cell.resolution, price.known
     images, final_cost, shared = cell.images(), cell.final_cost, len(common)
+    usable = cell.usable_images()
     spent_common = cell.cost_of(common)
     p50, p95 = cell.latency_quantiles()
     attempts = cell.succeeded + cell.failed
@@ -144,6 +156,9 @@ def _row(cell: CellComparison, prices: PriceTable, price: CellPrice, common: pa.
         "cost_per_image": per_item(final_cost, images),
         "estimated_usd": usd(prices, provider, final_cost) if known else None,
         "cost_per_image_usd": usd(prices, provider, per_item(final_cost, images)) if known else None,
+        "usable_images": usable,
+        "cost_per_usable_image": per_item(final_cost, usable),
+        "cost_per_usable_image_usd": usd(prices, provider, per_item(final_cost, usable)) if known else None,
         "price_per_image": price.per_image,
         "cost_is_estimate": cell.estimate or price.is_estimate,
         "latency_p50_s": p50,

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nbpro_pipeline.costs._ledger import quantize_cost
-from nbpro_pipeline.costs.latest_rows import FAILED, SKIPPED, SUCCEEDED, failed_latest, status_flag
+from nbpro_pipeline.costs.latest_rows import FAILED, SKIPPED, SUCCEEDED, failed_latest, status_flag, usable_flag
 from nbpro_pipeline.costs.money import ZERO, per_item
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.costs.report_cells import RESOLUTION_ORDER, CellPrices, cost_unit, usd
@@ -34,7 +34,8 @@ from nbpro_pipeline.providers.registry import PROVIDERS
 
 KEYS = ["provider", "resolution", "day", "source_uri"]
 _INT_SUMS = [
-    "one", "succeeded", "failed", "skipped", "failed_unresolved", "credits_reserved", "credits_final", "anomalies"
+    "one", "succeeded", "failed", "skipped", "failed_unresolved", "credits_reserved", "credits_final", "anomalies",
+    "usable",
 ]  # fmt: skip
 _MONEY_SUMS = ["final_cost", "failed_cost", "stated_delta"]
 _SUMS = [*_INT_SUMS, *_MONEY_SUMS]
@@ -100,6 +101,7 @@ def _work(table: pa.Table) -> pa.Table:
             "succeeded": status_flag(table, SUCCEEDED),
             "failed": status_flag(table, FAILED),
             "skipped": status_flag(table, SKIPPED),
+            "usable": usable_flag(table),
             "failed_unresolved": pa.array(np.zeros(n, dtype=np.int64)),
             "credits_reserved": table["credits_reserved"].cast(pa.int64()),
             "credits_final": table["credits_final"].cast(pa.int64()),
@@ -172,6 +174,7 @@ def cost_report_frame(groups: pa.Table, reasons: pa.Table, prices: PriceTable) -
     df = pd.DataFrame({k: _shared(groups[k]) for k in KEYS})
     for name, column in (("requests", "one"), ("succeeded", "succeeded"), ("failed", "failed"), ("skipped", "skipped")):
         df[name] = groups[column].to_numpy()
+    df["usable"] = pc.fill_null(groups["usable"], 0).to_numpy()
     df["failed_unresolved"] = pc.fill_null(groups["failed_unresolved"], 0).to_numpy()
     for name in ("credits_reserved", "credits_final"):
         df[name] = groups[name].to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
@@ -223,6 +226,7 @@ def _derived_money(df: pd.DataFrame, groups: pa.Table, prices: PriceTable) -> No
     df["cost_unit"] = [cost_unit(prices, p) for p in df["provider"]]
     per = _Memo(per_item)
     df["cost_per_success"] = [per(f, s) for f, s in zip(final, succeeded, strict=True)]
+    df["cost_per_usable"] = [per(f, u) for f, u in zip(final, df["usable"].tolist(), strict=True)]
     in_usd = _Memo(lambda p, f: usd(prices, p, f))
     df["estimated_usd"] = [
         in_usd(p, f) if c.known else None for p, f, c in zip(df["provider"], final, cell, strict=True)

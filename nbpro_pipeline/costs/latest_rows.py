@@ -8,8 +8,16 @@ import pyarrow.compute as pc
 
 from nbpro_pipeline.costs._ledger import LedgerLike, as_ledger_table
 from nbpro_pipeline.models.ledger import OutcomeStatus
+from nbpro_pipeline.usability.verdict import UNUSABLE
 
 SUCCEEDED, FAILED, SKIPPED = (s.value for s in OutcomeStatus)
+
+
+def usable_flag(table: pa.Table) -> pa.ChunkedArray:
+    """1 where the row stored an image not judged unusable (rows judged before the verdict existed count
+    as usable: nothing says otherwise), else 0."""
+    judged_bad = pc.fill_null(pc.is_in(table["usability"], value_set=pa.array(sorted(UNUSABLE))), False)
+    return pc.cast(pc.and_(status_flag(table, SUCCEEDED).cast(pa.bool_()), pc.invert(judged_bad)), pa.int64())
 
 
 def status_flag(table: pa.Table, status: str) -> pa.ChunkedArray:

@@ -27,6 +27,8 @@ CREDIT_COST_COLUMNS = [
     "final_cost",  # Decimal, cost_unit, every row
     "cost_lost_to_failures",  # Decimal: final_cost of failed rows (e.g. billed wrong-size images)
     "cost_per_success",  # Decimal: final_cost / succeeded (failures' cost included); null without successes
+    "usable",  # succeeded rows whose image is not judged blank, a duplicate or a copy of its reference
+    "cost_per_usable",  # Decimal: final_cost / usable; what a usable image really cost
     "estimated_usd",  # Decimal: final_cost in USD through the price table
     "cost_is_estimate",  # the cost is read from the configured price table, not reported by the provider
     "expected_cost",  # Decimal: succeeded x table price
@@ -52,6 +54,9 @@ COMPARISON_COLUMNS = [
     "cost_per_image",  # Decimal: final_cost / images
     "estimated_usd",
     "cost_per_image_usd",
+    "usable_images",  # of images, those not judged blank, a duplicate or a copy of their reference
+    "cost_per_usable_image",  # Decimal: final_cost / usable_images
+    "cost_per_usable_image_usd",
     "price_per_image",  # the price table's figure, for comparison with cost_per_image
     "cost_is_estimate",
     "latency_p50_s",  # of succeeded rows, linear interpolation
@@ -80,6 +85,7 @@ CREDIT_LEDGER_COLUMNS = [
     "stated_cost",
     "list_price",
     "cost_anomaly",
+    "usability",
 ]
 
 # what provider_comparison reads of the ledger
@@ -94,6 +100,7 @@ COMPARISON_LEDGER_COLUMNS = [
     "final_cost",
     "cost_is_estimate",
     "latency_s",
+    "usability",
 ]
 
 # money columns of the reports: written as decimal128 even when every value is missing
@@ -101,11 +108,14 @@ MONEY_COLUMNS = {
     "final_cost",
     "cost_lost_to_failures",
     "cost_per_success",
+    "cost_per_usable",
     "estimated_usd",
     "expected_cost",
     "cost_delta",
     "cost_per_image",
     "cost_per_image_usd",
+    "cost_per_usable_image",
+    "cost_per_usable_image_usd",
     "price_per_image",
     "common_cost",
     "common_cost_usd",

@@ -13,11 +13,12 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from nbpro_pipeline.models.ledger import LedgerRecord
+from nbpro_pipeline.models.ledger import DraftImage, LedgerRecord
 from nbpro_pipeline.models.prompt import PromptRow
 from nbpro_pipeline.models.request import GenerationRequest
 from nbpro_pipeline.models.task import TaskUrls
 from nbpro_pipeline.providers.base import DownloadedImage, TaskHandle, TaskSnapshot
+from nbpro_pipeline.usability.judge import Judgement
 
 
 class TaskRef(BaseModel):
@@ -60,6 +61,9 @@ class Attempt:
     polls: int = 0  # status requests actually made for this attempt (errors carry theirs too)
     download: DownloadedImage | None = None
     placed: PlacedImage | None = None
+    judged: Judgement | None = None  # the stored final image's usability verdict
+    answer_images: int | None = None  # images the provider's answer named
+    drafts: tuple[DraftImage, ...] = ()  # the answer's other images, kept beside the final one
     record: LedgerRecord | None = None
     holds_slot: bool = False
 

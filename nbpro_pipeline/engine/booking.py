@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -22,6 +23,7 @@ from nbpro_pipeline.engine.placing import request_params
 from nbpro_pipeline.engine.report import CellReport, StoredImage
 from nbpro_pipeline.models.ledger import LedgerRecord, OutcomeStatus
 from nbpro_pipeline.storage.ledger import LedgerWriter
+from nbpro_pipeline.usability.judge import Judgement
 
 _MAX_MESSAGE = 500
 log = logging.getLogger(__name__)
@@ -76,7 +78,25 @@ def ledger_record(cell: Cell, attempt: Attempt, outcome: Outcome, net: Decimal) 
         stated_cost=outcome.stated,
         list_price=cell.price.per_image if task else None,
         cost_anomaly=outcome.anomaly,
+        answer_images=attempt.answer_images,
+        drafts=attempt.drafts,
+        **_seen(attempt.judged),
     )
+
+
+def _seen(judged: Judgement | None) -> dict[str, Any]:
+    """The ledger's usability columns of a stored image's verdict (none without one)."""
+    if judged is None:
+        return {}
+    signals = judged.signals
+    return {
+        "image_phash": signals.phash,
+        "image_colour_grid": signals.colour_grid,
+        "image_uniform_share": signals.uniform_share,
+        "usability": judged.usability.value,
+        "duplicate_of": judged.duplicate_of,
+        "duplicate_distance": judged.distance,
+    }
 
 
 def tally(report: CellReport, record: LedgerRecord, thumbnails: int) -> None:

@@ -5,8 +5,11 @@ engine runs these in a thread."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import BinaryIO
 
 from nbpro_pipeline.engine.attempt import Attempt, PlacedImage
@@ -14,11 +17,19 @@ from nbpro_pipeline.engine.context import Cell
 from nbpro_pipeline.engine.outcomes import Outcome
 from nbpro_pipeline.image_files import ImageProblem, check_image, copy_with_lineage, inspect_image
 from nbpro_pipeline.models.common import OutputFormat
-from nbpro_pipeline.models.ledger import OutcomeStatus
+from nbpro_pipeline.models.ledger import DraftImage, OutcomeStatus
 from nbpro_pipeline.models.request import GenerationRequest
 from nbpro_pipeline.provenance import RequestParams, StoredLineage
+from nbpro_pipeline.providers.base import DownloadedImage
 from nbpro_pipeline.providers.errors import UnreadableResultError
 from nbpro_pipeline.redaction import redact_url
+from nbpro_pipeline.usability import ImageSignals, measure_image
+from nbpro_pipeline.usability.judge import Judgement
+
+log = logging.getLogger(__name__)
+
+# The verdict on a stored final image's signals (the cell's judge, with the request's references).
+Judging = Callable[[ImageSignals], Judgement]
 
 MAX_PROMPT_IN_IMAGE = 2000  # characters of the prompt a stored image carries (blob, and XMP when shared)
 
@@ -68,9 +79,12 @@ def lineage(cell: Cell, attempt: Attempt, charged: Outcome) -> StoredLineage:
     )
 
 
-def place_image(cell: Cell, attempt: Attempt, scratch: BinaryIO, charged: Outcome) -> Outcome:
-    """Check the downloaded file ``scratch`` (seekable), store it, set ``attempt.placed``; the outcome
-    keeps ``charged``'s amount and becomes a failure with the image's problem when it fails its checks."""
+def place_image(
+    cell: Cell, attempt: Attempt, scratch: BinaryIO, charged: Outcome, judging: Judging | None = None
+) -> Outcome:
+    """Check the downloaded file ``scratch`` (seekable), store it, set ``attempt.placed`` (and, for a
+    stored image, ``attempt.judged`` by ``judging``); the outcome keeps ``charged``'s amount and becomes a
+    failure with the image's problem when it fails its checks. The verdict never changes the outcome."""
     request, download = attempt.request, attempt.download
     assert download is not None
     outcome, fmt, width, height = charged, request.output_format, None, None
@@ -94,15 +108,55 @@ def place_image(cell: Cell, attempt: Attempt, scratch: BinaryIO, charged: Outcom
         st.put_stream(scratch, path)
         sha, size = download.sha256, download.bytes
     attempt.placed = PlacedImage(uri=st.uri(path), sha256=sha, bytes=size, width=width, height=height)
+    if judging is not None and outcome.status is OutcomeStatus.SUCCEEDED:
+        signals = _signals(scratch, attempt.row.prompt_id)
+        attempt.judged = judging(signals) if signals is not None else None
     return outcome
+
+
+def _signals(scratch: BinaryIO, prompt_id: str) -> ImageSignals | None:
+    """The signals of the bytes as the provider sent them; None (logged) when the pixels do not decode."""
+    scratch.seek(0)
+    try:
+        return measure_image(scratch)
+    except ImageProblem as exc:
+        log.warning("%s: no usability signals: %s", prompt_id, exc.message)
+        return None
+
+
+def place_draft(cell: Cell, attempt: Attempt, scratch: BinaryIO, download: DownloadedImage, n: int) -> DraftImage:
+    """Store draft ``n`` of the answer (an image besides the final one) under drafts/, with lineage when it
+    can be marked (its cost is 0: the task is booked once, on its row), as it came otherwise."""
+    scratch.seek(0)
+    try:
+        fmt: OutputFormat | None = inspect_image(scratch).format
+    except ImageProblem:
+        fmt = None
+    ext = "bin" if fmt is None else ("png" if fmt is OutputFormat.PNG else "jpg")
+    st = cell.storage
+    path = st.draft_path(cell.name, cell.resolution, attempt.row.prompt_id, attempt.fingerprint, n, ext)
+    free = Outcome(OutcomeStatus.SUCCEEDED, charged=Decimal(0))
+    scratch.seek(0)
+    try:
+        if fmt is None:
+            raise ImageProblem("corrupt_image", "not an image we can mark")
+        with st.open_atomic(path) as dst:
+            marks = lineage(cell, replace(attempt, download=download), free)
+            sha, _ = copy_with_lineage(scratch, dst, fmt, marks, cell.settings.signer)
+    except ImageProblem:
+        scratch.seek(0)
+        st.put_stream(scratch, path)
+        sha = download.sha256
+    signals = _signals(scratch, attempt.row.prompt_id) if fmt is not None else None
+    return DraftImage(uri=st.uri(path), sha256=sha, phash=signals.phash if signals else None)
 
 
 def quarantine_body(cell: Cell, attempt: Attempt, exc: UnreadableResultError) -> str:
     """Keep the body of a paid result the client could not read, as received; returns its URI."""
     kind = (exc.content_type or "").split(";")[0].strip().lower()
     ext = "json" if kind.endswith("json") else ("txt" if kind.startswith("text/") else "bin")
-    name = f"{attempt.row.prompt_id}.{exc.task_id}"
-    path = cell.storage.quarantine_path(cell.name, cell.resolution, name, attempt.fingerprint, f"body.{ext}")
+    st, pid = cell.storage, attempt.row.prompt_id
+    path = st.quarantine_body_path(cell.name, cell.resolution, pid, exc.task_id, attempt.fingerprint, ext)
     with cell.storage.open_atomic(path) as fh:
         fh.write(exc.raw_body)
     return cell.storage.uri(path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from nbpro_pipeline.image_files import ImageProblem
 from nbpro_pipeline.models.request import ReferenceImage
 from nbpro_pipeline.network_policy import AddressRefused, NetworkPolicy
 from nbpro_pipeline.providers.base import ProviderClient, ProviderTraits
@@ -34,6 +36,8 @@ from nbpro_pipeline.references_policy import (
     reference_kind,
 )
 from nbpro_pipeline.storage.filesystem import Storage
+from nbpro_pipeline.usability import ImageSignals, measure_image
+from nbpro_pipeline.usability.judge import REFERENCE_PREFIX, PaidImage
 
 MAX_REDIRECTS = 5
 
@@ -65,6 +69,7 @@ class ReferenceResolver:
         self._content: dict[tuple[str, tuple[str, ...]], str] = {}  # (source, allowed roots) -> sha256
         self._bytes: dict[str, bytes] = {}  # sha256 -> content, for files-API uploads
         self._uploads: dict[str, asyncio.Future[ReferenceImage]] = {}
+        self._signals: dict[str, ImageSignals | None] = {}  # sha256 -> its usability signals
         self._http: httpx.AsyncClient | None = None
         self.uploaded = 0
         self.reused = 0
@@ -101,6 +106,24 @@ class ReferenceResolver:
                 raise self._problem(source_uri, row_number, i, source, str(exc)) from None
             refs.append(ReferenceImage(url=source, sha256=sha))
         return tuple(refs)
+
+    def signals_of(self, refs: Sequence[ReferenceImage]) -> list[PaidImage]:
+        """The usability signals of the references this run read (providers that take uploads; a URL the
+        provider fetches itself is never read here, so it is not compared). Blocking: decodes once each."""
+        out: list[PaidImage] = []
+        for ref in refs:
+            sha = ref.sha256
+            if sha is None or (sha not in self._signals and sha not in self._bytes):
+                continue
+            if sha not in self._signals:
+                try:
+                    self._signals[sha] = measure_image(io.BytesIO(self._bytes[sha]))
+                except ImageProblem:
+                    self._signals[sha] = None
+            signals = self._signals[sha]
+            if signals is not None:
+                out.append((REFERENCE_PREFIX + sha, signals))
+        return out
 
     @staticmethod
     def _problem(source_uri: str, row_number: int | None, index: int, source: str, what: str) -> ReferenceProblem:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -42,6 +43,7 @@ from nbpro_pipeline.storage.filesystem import Storage, cell_dir
 from nbpro_pipeline.storage.journal import Journal
 from nbpro_pipeline.storage.lease import HeldLease, cell_lease
 from nbpro_pipeline.storage.ledger_id import ledger_id
+from nbpro_pipeline.usability.judge import CellJudge, earlier_paid_images
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +147,9 @@ class CellRun:
             ),
             slots=slots_for(s, cell.traits, self.client),
             budget=self.budget,
+            judge=CellJudge(
+                s.usability_rules(), partial(earlier_paid_images, cell.storage, cell.name, cell.resolution)
+            ),
             logger=self.log,
         )
         eligible = self._eligible(rows)

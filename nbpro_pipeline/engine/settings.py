@@ -18,6 +18,7 @@ from nbpro_pipeline.provenance import ProvenanceSigner
 from nbpro_pipeline.providers.factory import ClientSpec
 from nbpro_pipeline.providers.policies import PollPolicy, RetryPolicy
 from nbpro_pipeline.storage.lease import LeasePolicy, check_lease_timings
+from nbpro_pipeline.usability.judge import UsabilityRules
 
 _SCALARS = (int, float, str, bool)
 
@@ -128,6 +129,31 @@ class EngineSettings(BaseModel):
         description="stored images carry their prompt: in IPTC AIPromptInformation where the table's "
         "share_prompt column says yes, and in the private lineage blob; False: no prompt text in any image",
     )
+    max_images_per_answer: int = Field(
+        default=8,
+        ge=1,
+        description="images kept from one answer: the final one and the drafts nearest it (the rest stay at the "
+        "provider; none is billed on its own)",
+    )
+    blank_min_share: float = Field(
+        default=0.98,
+        gt=0,
+        le=1,
+        description="a stored image is blank when at least this share of its sampled pixels is one colour",
+    )
+    duplicate_max_distance: int = Field(
+        default=6,
+        ge=0,
+        le=64,
+        description="two images are near-duplicates when their perceptual hashes are at most this many bits "
+        "apart (and their colours agree: duplicate_max_colour_delta)",
+    )
+    duplicate_max_colour_delta: int = Field(
+        default=10,
+        ge=0,
+        le=255,
+        description="... and no cell of their 4x4 mean-colour grids differs by more than this (0-255)",
+    )
     signer: ProvenanceSigner | None = Field(
         default=None, exclude=True, description="C2PA signer for stored images (signer_from_env); None: XMP only"
     )
@@ -136,6 +162,14 @@ class EngineSettings(BaseModel):
     def _lease_renews_in_time(self) -> EngineSettings:
         check_lease_timings(self.lease_ttl_s, self.lease_heartbeat_s)
         return self
+
+    def usability_rules(self) -> UsabilityRules:
+        """The thresholds of the usability verdict."""
+        return UsabilityRules(
+            blank_min_share=self.blank_min_share,
+            duplicate_max_distance=self.duplicate_max_distance,
+            duplicate_max_colour_delta=self.duplicate_max_colour_delta,
+        )
 
     def lease_policy(self) -> LeasePolicy:
         """The cell lease's timings."""

@@ -27,11 +27,11 @@ from nbpro_pipeline.engine.booking import Books
 from nbpro_pipeline.engine.context import Cell
 from nbpro_pipeline.engine.history import CellHistory
 from nbpro_pipeline.engine.outcomes import Charging, Outcome, outcome_for_error, outcome_for_snapshot, stop_message
-from nbpro_pipeline.engine.placing import place_image, quarantine_body
+from nbpro_pipeline.engine.placing import Judging, place_draft, place_image, quarantine_body
 from nbpro_pipeline.engine.references import ReferenceProblem, ReferenceResolver
 from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.engine.slots import ProviderSlots
-from nbpro_pipeline.models.ledger import LedgerRecord, OutcomeStatus
+from nbpro_pipeline.models.ledger import DraftImage, LedgerRecord, OutcomeStatus
 from nbpro_pipeline.models.prompt import PromptRow
 from nbpro_pipeline.models.request import GenerationRequest
 from nbpro_pipeline.models.task import TaskUrls
@@ -42,7 +42,10 @@ from nbpro_pipeline.providers.errors import (
     SubmitOutcomeUnknown,
     UnreadableResultError,
 )
+from nbpro_pipeline.providers.reading import final_image
 from nbpro_pipeline.storage.journal import Journal, JournalEntry
+from nbpro_pipeline.usability import ImageSignals
+from nbpro_pipeline.usability.judge import CellJudge, Judgement
 
 # A download up to this size stays in memory until stored (64 in flight hold at most 32 MiB so); a
 # bigger one rolls over to an anonymous file in the storage's scratch directory.
@@ -62,6 +65,7 @@ class PromptSteps:
     references: ReferenceResolver
     slots: ProviderSlots
     budget: BudgetGuard | None = None
+    judge: CellJudge | None = None  # the usability verdict on each stored image (None: not judged)
     logger: Any = log
     eligible: dict[str, str] = field(default_factory=dict)  # fingerprint -> prompt id, for the accounting check
     seen: set[str] = field(default_factory=set)
@@ -250,21 +254,57 @@ class PromptSteps:
         return snap
 
     async def fetch_and_place(self, attempt: Attempt) -> LedgerRecord:
+        """Download the answer's final image (the provider's rule, else the last), place it, then keep the
+        answer's other images as drafts; the task is booked once, on this row, whatever they are."""
         snap = attempt.snapshot
         assert snap is not None
         paid = Outcome.of(
             OutcomeStatus.SUCCEEDED, None, None, self.charging(attempt).billing.charge(snap, self.cell.price.per_image)
         )
+        final = final_image(snap.images) if snap.images else None
+        attempt.answer_images = len(snap.images) or None
         # small downloads stay in memory (creating a file costs ~0.3 ms of CPU); bigger ones roll over
         # to an anonymous file in scratch, removed on close
         scratch = self.cell.storage.scratch_dir()
         with tempfile.SpooledTemporaryFile(SPOOL_BYTES, prefix="dl-", suffix=".part", dir=scratch) as fh:
             try:
-                attempt.download = await self.client.fetch_result(snap, fh)
+                attempt.download = await self.client.fetch_result(snap, fh, index=final)
             except ProviderError as exc:
                 return await self.fail(attempt, exc, "fetch")
-            outcome = await asyncio.to_thread(place_image, self.cell, attempt, fh, paid)
+            outcome = await asyncio.to_thread(place_image, self.cell, attempt, fh, paid, self.judging(attempt))
+        if final is not None and len(snap.images) > 1:
+            await self.keep_drafts(attempt, final)
         return await self.books.book(attempt, outcome)
+
+    def judging(self, attempt: Attempt) -> Judging | None:
+        """The verdict on this attempt's stored image: the cell's judge, with the request's references."""
+        judge = self.judge
+        if judge is None:
+            return None
+        key, refs = attempt.task.task_id if attempt.task else "", attempt.request.references
+
+        def verdict(signals: ImageSignals) -> Judgement:
+            return judge.judge(key, signals, self.references.signals_of(refs))
+
+        return verdict
+
+    async def keep_drafts(self, attempt: Attempt, final: int) -> None:
+        """Store the answer's images besides ``final`` (the ``max_images_per_answer - 1`` nearest it) as
+        drafts. A draft that cannot be fetched or stored is logged and left: it never decides the row."""
+        snap = attempt.snapshot
+        assert snap is not None
+        keep = self.cell.settings.max_images_per_answer - 1
+        others = [i for i in range(len(snap.images)) if i != final][-keep:] if keep > 0 else []
+        drafts: list[DraftImage] = []
+        for n, index in enumerate(others, 1):
+            try:
+                with tempfile.SpooledTemporaryFile(SPOOL_BYTES, dir=self.cell.storage.scratch_dir()) as fh:
+                    download = await self.client.fetch_result(snap, fh, index=index)
+                    drafts.append(await asyncio.to_thread(place_draft, self.cell, attempt, fh, download, n))
+            except Exception as exc:  # noqa: BLE001 - a draft is kept when it can be, and never decides the row
+                self.logger.warning("%s: draft image %d of task %s not kept: %s", attempt.row.prompt_id, index,
+                                    snap.task_id, exc)  # fmt: skip
+        attempt.drafts = tuple(drafts)
 
     # -- failures -----------------------------------------------------------------------------------
     def charging(self, attempt: Attempt) -> Charging:

@@ -40,6 +40,16 @@ RESUMABLE_CODES = frozenset(
 CostUnit = Literal["credits", "usd"]
 
 
+class DraftImage(BaseModel):
+    """An image the answer gave besides its final one: kept (stored with lineage), never billed on its own."""
+
+    model_config = ConfigDict(frozen=True)
+
+    uri: str
+    sha256: str  # of the stored file
+    phash: str | None = None  # its perceptual hash (None when it does not decode)
+
+
 class LedgerRecord(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -95,6 +105,16 @@ class LedgerRecord(BaseModel):
     list_price: Decimal | None = None
     cost_anomaly: str | None = None
     model_version: str | None = None  # the served model's version, where the provider stated one
+    # is the stored image usable (docs/usability.md): its perceptual signals, the verdict and what it
+    # duplicates; the answer's image count and the drafts kept beside the final one. Never a cost.
+    image_phash: str | None = None
+    image_colour_grid: str | None = None
+    image_uniform_share: float | None = None
+    usability: str | None = None  # usability.Usability; None: not judged (no stored image, older rows)
+    duplicate_of: str | None = None  # task id of the earlier paid image, or "reference:<sha256>"
+    duplicate_distance: int | None = None  # perceptual-hash bits apart
+    answer_images: int | None = None
+    drafts: tuple[DraftImage, ...] = ()
 
     @field_validator("final_cost", "estimated_usd", "task_total", "stated_cost", "list_price")
     @classmethod
@@ -165,6 +185,14 @@ LEDGER_SCHEMA = pa.schema(
         ("list_price", COST_TYPE),
         ("cost_anomaly", pa.string()),
         ("model_version", pa.string()),
+        ("image_phash", pa.string()),
+        ("image_colour_grid", pa.string()),
+        ("image_uniform_share", pa.float64()),
+        ("usability", pa.string()),
+        ("duplicate_of", pa.string()),
+        ("duplicate_distance", pa.int64()),
+        ("answer_images", pa.int64()),
+        ("drafts", pa.list_(pa.struct([("uri", pa.string()), ("sha256", pa.string()), ("phash", pa.string())]))),
     ]
 )
 

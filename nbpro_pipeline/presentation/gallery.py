@@ -48,6 +48,7 @@ class Tile(BaseModel):
     detail: str
     bad: bool = False
     text: str = ""
+    usability: str | None = None  # shown as a badge: usable, blank, duplicate, reference_copy
 
 
 class NoImage(BaseModel):
@@ -98,7 +99,8 @@ def _tile(image: ImageRef, cell: str, detail: str, open_file: Callable[[str], Bi
         return None
     except (OSError, ImageProblem) as exc:  # one bad file never sinks the page
         why = f"no thumbnail: {exc}"
-    return Tile(prompt_id=image.prompt_id, cell=cell, src=src, link=_link(image.uri), detail=detail, bad=bad, text=why)
+    return Tile(prompt_id=image.prompt_id, cell=cell, src=src, link=_link(image.uri), detail=detail, bad=bad, text=why,
+                usability=image.usability)  # fmt: skip
 
 
 def _size(image: ImageRef) -> str:
@@ -135,7 +137,7 @@ def write_cell_gallery(storage: Storage, state: CellPageFacts) -> GalleryPage:
 
 # what the cross-provider page reads of the ledger: pass it as ``read_ledger(columns=...)``
 CROSS_GALLERY_COLUMNS = ["prompt_id", "provider", "resolution", "status", "error_code", "error_message", "image_uri",
-                         "width", "height", "latency_s", "final_cost", "recorded_at"]  # fmt: skip
+                         "width", "height", "latency_s", "final_cost", "recorded_at", "usability"]  # fmt: skip
 
 
 def _latest_with_image(ledger: pa.Table) -> pd.DataFrame:
@@ -179,6 +181,7 @@ def _cross_tile(row: dict, provider: str, resolution: Resolution, prices: PriceT
         error_code=row["error_code"],
         latency_s=None if row["latency_s"] is None else float(row["latency_s"]),
         cost=cost,
+        usability=row["usability"],
     )
     bad = row["status"] != OutcomeStatus.SUCCEEDED.value
     usd = prices.to_usd(provider, cost) if prices.knows(provider) else cost

@@ -19,6 +19,7 @@ class ImageRef(BaseModel):
     error_code: str | None = None
     latency_s: float | None = None
     cost: Decimal = Decimal(0)
+    usability: str | None = None  # the verdict on a stored image (usability.Usability); None: not judged
 
 
 def records(df: pd.DataFrame) -> list[dict]:

@@ -52,6 +52,7 @@ class ResultImage(BaseModel):
     height: int | None = None
     file_size: int | None = None
     final: bool = False  # the provider's documented rule marks this one as the result (else the last)
+    draft: bool = False  # the answer says this one is interim (a "thought" or draft image before the final)
 
     @property
     def inline(self) -> bool:

@@ -53,6 +53,9 @@ SKIP_KEYS = frozenset(
     }
 )  # fmt: skip
 _NON_IMAGE_TYPES = ("text", "video", "audio", "json")
+# An image object's own word on whether it is the result (Gemini marks interim images ``thought``).
+_FINAL_FLAGS = ("final", "is_final")
+_DRAFT_FLAGS = ("draft", "is_draft", "thought", "interim")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 _MAX_DEPTH = 8
 _MAX_NODES = 5000
@@ -244,11 +247,13 @@ def find_images(body: Any, documented: Sequence[Sequence[str]] = ()) -> list[Res
 
 
 def final_image(images: Sequence[ResultImage]) -> int:
-    """Index of the image to keep: the one the provider marked final, else the last."""
+    """Index of the answer's result: the one the provider's rule marked final (its package's reader marks
+    it), else the last not said to be a draft, else the last. The others are drafts."""
     for i, image in enumerate(images):
         if image.final:
             return i
-    return len(images) - 1
+    kept = [i for i, image in enumerate(images) if not image.draft]
+    return kept[-1] if kept else len(images) - 1
 
 
 def _at(body: Any, path: Sequence[str]) -> Any:
@@ -334,6 +339,8 @@ def image_object(node: dict[str, Any]) -> ResultImage | None:
         return None
     content_type = fields.get("content_type") or fields.get("mime_type") or fields.get("mimetype")
     return ResultImage(
+        final=any(fields.get(k) is True for k in _FINAL_FLAGS),
+        draft=any(fields.get(k) is True for k in _DRAFT_FLAGS) or any(fields.get(k) is False for k in _FINAL_FLAGS),
         url=url,
         content_type=content_type if isinstance(content_type, str) else None,
         width=read_int(fields.get("width"), limit=1_000_000),

@@ -144,6 +144,9 @@ class AdminApi:
             "prompt": task.prompt,
             "resolution": task.resolution,
             "image_sha256": digest,
+            "images": task.images,
+            "blank": task.blank,
+            "duplicate": task.duplicate,
             "mutations": self.mutator.applied(task.id),
         }
 

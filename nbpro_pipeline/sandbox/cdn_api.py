@@ -37,18 +37,20 @@ class CdnApi:
         match = RESULT_PATH.match(request.url.path)
         if match is None:
             return text_response("Not Found", 404)
-        provider, task_id, _index, ext = match.groups()
-        return await self._serve(request, provider, task_id, ext, _MIME[ext])
+        provider, task_id, index, ext = match.groups()
+        return await self._serve(request, provider, task_id, int(index), ext, _MIME[ext])
 
     async def blob(self, request: Request) -> Response:
         """The extension-less, ``application/octet-stream`` twin of ``result`` (mutation mode hands it out)."""
         match = BLOB_PATH.match(request.url.path)
         if match is None:
             return text_response("Not Found", 404)
-        provider, task_id, _index = match.groups()
-        return await self._serve(request, provider, task_id, None, "application/octet-stream")
+        provider, task_id, index = match.groups()
+        return await self._serve(request, provider, task_id, int(index), None, "application/octet-stream")
 
-    async def _serve(self, request: Request, provider: str, task_id: str, ext: str | None, media_type: str) -> Response:
+    async def _serve(
+        self, request: Request, provider: str, task_id: str, index: int, ext: str | None, media_type: str
+    ) -> Response:
         now = time.time()
         self.rt.settle_due(now)
         path = request.url.path
@@ -60,7 +62,9 @@ class CdnApi:
         task = self.rt.task(provider, task_id)
         if task is None or task.phase(now) is not Phase.SUCCEEDED or ext not in (None, task.output_format):
             return text_response("Not Found", 404)
-        data = await self.rt.image_bytes(task)
+        if index >= task.images:
+            return text_response("Not Found", 404)
+        data = await self.rt.image_bytes(task, index)
         digest = route_digest("GET", path)  # every download of a result is a fresh draw
         draw = self.rt.decisions.bound(provider, digest, self.rt.occurrences.next(provider, digest))
         if should_drop_download(self.rt.config.provider(provider).faults, draw):

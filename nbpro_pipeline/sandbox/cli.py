@@ -37,6 +37,9 @@ _FLAG_PATHS = {
     "fault_expired_url": "*.faults.expired_url",
     "fault_stuck": "*.faults.stuck_task",
     "fault_drop_download": "*.faults.drop_download",
+    "fault_blank_image": "*.faults.blank_image",
+    "fault_duplicate_image": "*.faults.duplicate_image",
+    "fault_multi_image": "*.faults.multi_image",
     "rivya_credits": "billing.rivya_initial_credits",
     "odirouter_balance": "billing.odirouter_initial_usd",
     "mutate_seed": "wire.mutations.seed",
@@ -156,6 +159,11 @@ def _set(tree: dict[str, Any], path: str, value: Any) -> None:
 @click.option("--fault-expired-url", type=_RATE, help="Rate of tasks whose first result URL is already expired.")
 @click.option("--fault-stuck", type=_RATE, help="Rate of tasks that never leave processing.")
 @click.option("--fault-drop-download", type=_RATE, help="Rate of image downloads cut mid-body.")
+@click.option("--fault-blank-image", type=_RATE, help="Rate of results that are one flat colour (valid, billed).")
+@click.option(
+    "--fault-duplicate-image", type=_RATE, help="Rate of results that are one stock picture shared by all of them."
+)
+@click.option("--fault-multi-image", type=_RATE, help="Rate of answers with 3 images: 2 drafts, then the final one.")
 @click.option("--result-url-ttl", type=click.FloatRange(min=0, min_open=True), help="Result URL lifetime, s.")
 @click.option("--rivya-credits", type=click.IntRange(min=0), help="Rivya wallet of a fresh state dir.")
 @click.option("--odirouter-balance", type=click.FloatRange(min=0), help="OdiRouter wallet (USD) of a fresh state dir.")

@@ -179,6 +179,11 @@ class FaultConfig(BaseModel):
     expired_url: float = Rate
     stuck_task: float = Rate
     drop_download: float = Rate
+    # usability (docs/usability.md): valid, paid images a team would claim back, and several in one answer
+    blank_image: float = Rate  # the image is one flat colour, at the ordered size and format
+    duplicate_image: float = Rate  # a stock picture every such task of the provider shares (per size/format)
+    multi_image: float = Rate  # the answer holds multi_image_count images: drafts first, the final one last
+    multi_image_count: int = Field(default=3, ge=2, le=16)
 
 
 class AuthConfig(BaseModel):

@@ -114,6 +114,9 @@ class TaskPlan:
     corrupt_image: bool
     wrong_size: bool
     drop_after_processing: bool
+    blank: bool
+    duplicate: bool
+    images: int  # images in the answer (the last is the final one)
     corrupt_variant: float  # where and how the bytes get damaged, when corrupt_image fires
     origin: str = ""  # the create's (body digest, occurrence): keys mutation mode's choices reproducibly
 
@@ -136,6 +139,9 @@ def plan_task(config: ProviderConfig, time_scale: float, draw: Draw, resolution:
         corrupt_image=draw.fires("corrupt_image", faults.corrupt_image),
         wrong_size=draw.fires("wrong_size", faults.wrong_size),
         drop_after_processing=draw.fires("drop_after_processing", faults.drop_after_processing),
+        blank=draw.fires("blank_image", faults.blank_image),
+        duplicate=draw.fires("duplicate_image", faults.duplicate_image),
+        images=faults.multi_image_count if draw.fires("multi_image", faults.multi_image) else 1,
         corrupt_variant=draw("corrupt_image.variant"),
         origin=f"{draw.digest}.{draw.occurrence}",
     )

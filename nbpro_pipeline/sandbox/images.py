@@ -56,6 +56,7 @@ class RenderSpec:
     title: str  # the prompt, wrapped onto the panel
     caption: str  # one line under it (provider, ratio, resolution, size)
     design: bytes  # >= 16 bytes of hash choosing colours and layout
+    flat: bool = False  # one colour all over (the blank_image fault), chosen by ``design``
 
     @property
     def pixels(self) -> int:
@@ -208,7 +209,7 @@ class ImageRenderer:
         hit = self.images.get(spec)
         if hit is not None:
             return hit  # type: ignore[return-value]
-        data = self._render_png(spec)
+        data = _flat_png(spec) if spec.flat else self._render_png(spec)
         if spec.fmt is OutputFormat.JPG:
             data = _png_to_jpeg(data)
         self.images.put(spec, data, len(data))
@@ -337,6 +338,13 @@ def _palette(design: bytes) -> bytes:
     out[3 * _TEXT_INDEX : 3 * _TEXT_INDEX + 3] = bytes((250, 250, 250))
     out[3 * _CAPTION_INDEX : 3 * _CAPTION_INDEX + 3] = bytes((190, 200, 215))
     return bytes(out)
+
+
+def _flat_png(spec: RenderSpec) -> bytes:
+    colour = tuple(spec.design[:3])
+    out = io.BytesIO()
+    Image.new("RGB", (spec.width, spec.height), colour).save(out, "PNG", compress_level=1)
+    return out.getvalue()
 
 
 def _png_to_jpeg(png: bytes) -> bytes:

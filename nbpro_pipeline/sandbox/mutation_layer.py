@@ -232,12 +232,12 @@ def _documented_image_url(answer: Answer) -> str | None:
     body = answer.body
     if not isinstance(body, dict):
         return None
-    if answer.shape == "rivya_task":
+    if answer.shape == "rivya_task":  # the final image: the last of urls, the primary_url
         result = body.get("result")
         urls = result.get("urls") if isinstance(result, dict) else None
-        return urls[0] if isinstance(urls, list) and urls and isinstance(urls[0], str) else None
+        return urls[-1] if isinstance(urls, list) and urls and isinstance(urls[-1], str) else None
     images = odi_images(body)
-    return images[0].get("url") if images else None
+    return images[-1].get("url") if images else None
 
 
 async def _send_answer(send: Send, buffered: BufferedResponse, answer: Answer) -> None:

@@ -292,7 +292,8 @@ _ODI_SHAPES = ("outputs", "fal", "image", "output", "data")
 
 
 def image_location(answer: Answer, rng: Random) -> bool:
-    """The one image under another key or shape, as a URL without extension, a ``data:`` URI or base64."""
+    """The final image under another key or shape, as a URL without extension, a ``data:`` URI or base64
+    (an answer's drafts, where it has any, stay only in the documented ``outputs`` shape)."""
     delivered = answer.image
     if delivered is None:
         return False
@@ -305,16 +306,18 @@ def image_location(answer: Answer, rng: Random) -> bool:
     if not images:
         return False
     shape = rng.choice(_ODI_SHAPES) if drawn else "outputs"
-    answer.body = _place_odi_image(answer.body, images[0], shape, delivered)
+    answer.body = _place_odi_image(answer.body, images[-1], shape, delivered)  # the final one
     return shape != "outputs" or answer.plan.delivery != "url"
 
 
 def _place_rivya_image(body: dict[str, Any], shape: str, delivered: Delivered) -> None:
     text = delivered.as_text()
     image = delivered.into({"url": delivered.url, "content_type": delivered.mime})
+    old = body.get("result")
+    drafts = old["urls"][:-1] if isinstance(old, dict) and isinstance(old.get("urls"), list) else []
     result: Any = {
-        "documented": {"primary_url": text, "urls": [text]},
-        "urls": {"urls": [text]},
+        "documented": {"primary_url": text, "urls": [*drafts, text]},
+        "urls": {"urls": [*drafts, text]},
         "url": {"url": text},
         "images": {"images": [image]},
         "bare_list": [text],

@@ -261,23 +261,23 @@ class OdiRouterApi:
         error_type = self._error_type(task, phase)
         if error_type:
             return detail_error(400, FAILURE_MESSAGES[error_type], error_type=error_type)
-        data = await self.rt.image_bytes(task)
         width, height = task.served_size
-        url = self.rt.result_urls(task, base_url(request), now)[0]
         outputs: list[dict] = []
         if task.text_output:
             outputs.append({"type": "text", "text": f"Here is the image you asked for: {task.prompt[:200]}"})
-        outputs.append(
-            {
-                "type": "image",
-                "url": url,
-                "content_type": "image/png",
-                "file_name": f"{task.id}_0.png",
-                "file_size": len(data),
-                "width": width,
-                "height": height,
-            }
-        )
+        for i, url in enumerate(self.rt.result_urls(task, base_url(request), now)):  # drafts first, final last
+            data = await self.rt.image_bytes(task, i)
+            outputs.append(
+                {
+                    "type": "image",
+                    "url": url,
+                    "content_type": "image/png",
+                    "file_name": f"{task.id}_{i}.png",
+                    "file_size": len(data),
+                    "width": width,
+                    "height": height,
+                }
+            )
         body = {
             "request_id": task.id,
             "outputs": outputs,

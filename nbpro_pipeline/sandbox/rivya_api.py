@@ -291,7 +291,7 @@ class RivyaApi:
         result = error = final = None
         if phase is Phase.SUCCEEDED:
             urls = self.rt.result_urls(task, base_url(request), now)
-            result = {"primary_url": urls[0], "urls": urls}
+            result = {"primary_url": urls[-1], "urls": urls}  # several: drafts first, the final one primary
             final = task.price
         elif phase is Phase.FAILED:
             kind = task.failure or "INFERENCE_FAILURE"

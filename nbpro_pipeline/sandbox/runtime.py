@@ -323,6 +323,9 @@ class SandboxRuntime:
             corrupt_image=plan.corrupt_image,
             corrupt_variant=plan.corrupt_variant,
             wrong_size=plan.wrong_size,
+            blank=plan.blank,
+            duplicate=plan.duplicate,
+            images=plan.images,
             mutation_key=None if self._config.wire.mutations.seed is None else plan.origin,
             **fields,
         )
@@ -435,24 +438,35 @@ class SandboxRuntime:
                     expired = task.last_url_expired = True
                     self.store.save_tasks([(task, None)])
         exp = int(now) - 1 if expired else math.ceil(now + self._config.result_url_ttl_s)
-        return [self.signer.result_url(base_url, task.provider, task.id, 0, task.output_format, exp)]
+        signer, ext = self.signer, task.output_format
+        return [signer.result_url(base_url, task.provider, task.id, i, ext, exp) for i in range(task.images)]
 
-    def render_spec(self, task: SandboxTask) -> RenderSpec:
+    def render_spec(self, task: SandboxTask, index: int | None = None) -> RenderSpec:
+        """What image ``index`` of the answer shows (default: the final one, the last); drafts, the blank
+        and the duplicate faults each look their own way."""
         width, height = task.served_size
+        final = index is None or index >= task.images - 1
         caption = f"{task.provider} · {task.aspect_ratio} · {task.resolution} · {width}x{height}"
-        design = design_key(task.provider, task.prompt, task.aspect_ratio, task.resolution, task.output_format)
-        return RenderSpec(width, height, task.output, task.prompt, caption, design)
+        parts = [task.provider, task.prompt, task.aspect_ratio, task.resolution, task.output_format]
+        if not final:
+            caption, parts = f"draft {index + 1} · {caption}", [*parts, f"draft{index}"]
+        elif task.duplicate:  # one picture for every such task of the provider at this size and format
+            return RenderSpec(width, height, task.output, "stock", caption, design_key(task.provider, "stock"))
+        elif task.blank:
+            return RenderSpec(width, height, task.output, "", "", design_key(task.provider, "blank"), flat=True)
+        return RenderSpec(width, height, task.output, task.prompt, caption, design_key(*parts))
 
-    async def image_bytes(self, task: SandboxTask) -> bytes:
-        """The bytes served for a task's image: rendered lazily, cached, damaged if the plan says so."""
-        spec = self.render_spec(task)
+    async def image_bytes(self, task: SandboxTask, index: int | None = None) -> bytes:
+        """The bytes served for image ``index`` of a task's answer (default: the final one): rendered
+        lazily, cached, the final one damaged if the plan says so."""
+        spec = self.render_spec(task, index)
         data = self.renderer.cached(spec)
         if data is None:
             if spec.pixels <= _INLINE_RENDER_PIXELS and spec.fmt is OutputFormat.PNG:
                 data = self.renderer.render(spec)
             else:
                 data = await self._render_off_loop(spec)
-        if task.corrupt_image:
+        if task.corrupt_image and (index is None or index >= task.images - 1):
             data = corrupt_bytes(data, task.corrupt_variant)
         return data
 

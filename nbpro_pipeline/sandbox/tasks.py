@@ -55,6 +55,9 @@ class SandboxTask:
     corrupt_image: bool = False
     corrupt_variant: float = 0.0
     wrong_size: bool = False
+    blank: bool = False  # the final image is one flat colour
+    duplicate: bool = False  # the final image is the provider's stock picture for its size and format
+    images: int = 1  # images in the answer: drafts first, the final one last
     last_url_expired: bool = False  # the expired_url fault struck the last mint: the next one is valid
     text_output: bool = False  # OdiRouter: response_modalities asked for Text
     reference_urls: list[str] = field(default_factory=list)

@@ -97,6 +97,19 @@ class Storage:
         name = f"{safe_component(prompt_id)}-{fingerprint[:8]}.{ext}"
         return self.path("quarantine", cell_dir(provider, resolution), name)
 
+    def quarantine_body_path(
+        self, provider: str, resolution: Resolution, prompt_id: str, task_id: str, fingerprint: str, ext: str
+    ) -> str:
+        """The raw body of a paid result the client could not read (``ext``: json, txt or bin)."""
+        return self.quarantine_path(provider, resolution, f"{prompt_id}.{task_id}", fingerprint, f"body.{ext}")
+
+    def draft_path(
+        self, provider: str, resolution: Resolution, prompt_id: str, fingerprint: str, n: int, ext: str
+    ) -> str:
+        """An answer's images besides its final one: kept, apart from the images a row stands for."""
+        name = f"{safe_component(prompt_id)}-{fingerprint[:8]}.draft{n}.{ext}"
+        return self.path("drafts", cell_dir(provider, resolution), name)
+
     def ledger_dir(self) -> str:
         return self.path("ledger")
 

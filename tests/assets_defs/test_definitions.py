@@ -25,6 +25,7 @@ def test_definitions_load_and_validate(defs):
         "credit_cost_report",
         "provider_comparison",
         "focus_cost_export",
+        "billing_claims",
     }
     assert defs.resolve_job_def("cells_job").partitions_def == cell_partitions()
 

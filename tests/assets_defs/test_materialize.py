@@ -67,7 +67,14 @@ def test_every_cell_materializes_valid_images_and_passes_its_checks(first_pass, 
         assert meta["failed"] == 0 and meta["skipped"] == 0
         assert len(meta["contact_sheet"]) < 50_000  # thumbnails, not images, in the event log
         checks = _checks(result)
-        expected = {"all_rows_accounted", "images_valid", "ledger_reconciles", "failure_rate", "prompts_resolved"}
+        expected = {
+            "all_rows_accounted",
+            "images_valid",
+            "ledger_reconciles",
+            "failure_rate",
+            "prompts_resolved",
+            "usable_images",
+        }
         assert set(checks) == expected
         assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items()}
         provider, resolution = key.split("|")

@@ -95,8 +95,8 @@ def bombs_served(monkeypatch):
     real = SandboxRuntime.image_bytes
     bomb = bomb_png(40000, 40000, rows=16)
 
-    async def image_bytes(self, task):
-        return bomb if "bomb" in task.prompt else await real(self, task)
+    async def image_bytes(self, task, index=None):
+        return bomb if "bomb" in task.prompt else await real(self, task, index)
 
     monkeypatch.setattr(SandboxRuntime, "image_bytes", image_bytes)
 

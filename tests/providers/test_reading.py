@@ -117,7 +117,7 @@ def test_nothing_that_is_not_an_output_image_is_taken_for_one():
 def test_documented_paths_come_first_and_the_primary_is_final():
     body = {"result": {"primary_url": IMAGE, "urls": ["https://cdn.example/draft.png", IMAGE]}}
     images = find_images(body, [("result", "primary_url"), ("result", "urls")])
-    assert [i.url for i in images] == [IMAGE]
+    assert [i.url for i in images] == [IMAGE]  # the first documented path that names any
     several = find_images({"images": [{"url": "https://cdn.example/a.png"}, {"url": IMAGE}]})
     assert several[final_image(several)].url == IMAGE  # no mark: the last one
 
@@ -206,3 +206,32 @@ def test_a_model_id_that_is_not_one_is_not_believed(value):
 def test_model_ids_are_kept_as_stated_within_bounds():
     assert read_model_id(" gemini-3-pro-image-preview@001 ") == "gemini-3-pro-image-preview@001"
     assert read_model_id(3) == "3" and read_model_id("x" * 128) == "x" * 128
+
+
+def test_the_final_image_is_the_marked_one_else_the_last_not_a_draft():
+    marked = find_images({"images": [{"url": IMAGE, "final": True}, {"url": "https://cdn.example/b.png"}]})
+    assert final_image(marked) == 0
+    thoughts = find_images(
+        {
+            "images": [
+                {"url": "https://cdn.example/a.png"},
+                {"url": IMAGE},
+                {"url": "https://cdn.example/t.png", "thought": True},
+            ]
+        }
+    )
+    assert [i.draft for i in thoughts] == [False, False, True] and final_image(thoughts) == 1
+    all_drafts = find_images(
+        {"images": [{"url": IMAGE, "is_final": False}, {"url": "https://cdn.example/z.png", "draft": True}]}
+    )
+    assert final_image(all_drafts) == 1  # nothing says which: the last
+
+
+def test_rivyas_answer_names_every_image_and_its_primary_is_final():
+    from nbpro_pipeline.providers.rivya.answers import read_task
+
+    draft = "https://cdn.example/draft.png"
+    task = read_task({"id": "gen_1", "status": "succeeded", "result": {"primary_url": IMAGE, "urls": [draft, IMAGE]}})
+    assert [(i.url, i.final) for i in task.images] == [(draft, False), (IMAGE, True)]
+    lone = read_task({"id": "gen_2", "status": "succeeded", "result": {"primary_url": IMAGE, "urls": [draft]}})
+    assert [(i.url, i.final) for i in lone.images] == [(draft, False), (IMAGE, True)]

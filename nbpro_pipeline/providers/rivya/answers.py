@@ -25,8 +25,9 @@ from nbpro_pipeline.providers.reading import (
 )
 from nbpro_pipeline.providers.rivya.traits import NAME as PROVIDER
 
-# The documented result: ``primary_url`` is the image (so it is the final one), ``urls`` all of them.
-RESULT_PATHS = (("result", "primary_url"), ("result", "urls"), ("result",))
+# The documented result: ``urls`` all the images, ``primary_url`` the result (Rivya's rule for the final
+# one; the others are drafts).
+RESULT_PATHS = (("result", "urls"), ("result", "primary_url"), ("result",))
 _TASK_KEYS = ("id", "status", "state", "result", "reserved_credits")
 _CREDIT_LIMIT = 10**9  # a credits column beyond this is no count; the stated cost still flags it
 
@@ -90,6 +91,8 @@ def _images(holder: dict[str, Any]) -> list[ResultImage]:
     images = find_images(holder, RESULT_PATHS)
     result = holder.get("result")
     primary = result.get("primary_url") if isinstance(result, dict) else None
+    if isinstance(primary, str) and primary and all(i.url != primary for i in images):
+        images += find_images(holder, (("result", "primary_url"),))  # a primary_url missing from urls
     return [i.model_copy(update={"final": True}) if i.url == primary else i for i in images]
 
 
