@@ -1,10 +1,8 @@
-"""An image's perceptual signals, from one bounded decode: a 64-bit DCT hash of its luminance (the
-perceptual hash of ``imagehash.phash``: 32x32 grey, 2-D DCT-II, the 8x8 lowest frequencies against
-their median), a 4x4 grid of mean colours, and how much of it is one colour.
+"""An image's perceptual signals, from one bounded decode: ``imagehash.phash`` of its luminance, a 4x4
+grid of mean colours, and how much of it is one colour.
 
 The hash alone sees structure, not colour: two pictures with one layout in other colours hash alike
-(the sandbox's do), so near-duplicates need the colour grid to agree as well. The DCT is two matrix
-products in numpy, so ``imagehash`` and the scipy it needs are not dependencies (docs/usability.md).
+(the sandbox's do), so near-duplicates need the colour grid to agree as well.
 """
 
 from __future__ import annotations
@@ -12,23 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO
 
+import imagehash
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from nbpro_pipeline.image_files import open_bounded
 
-_DCT_SIDE = 32
-_HASH_SIDE = 8
 GRID_SIDE = 4
 _SAMPLE_SIDE = 64  # pixels sampled (nearest, never averaged: noise must not read as flat) for uniformity
 _DRAFT_SIDE = 1024  # JPEGs decode at 1/2 (2K) or 1/4 (4K) scale: cheaper, and fine noise survives it
-_WORK_SIDE = 256  # the decoded image is box-reduced to about this before hashing (the hash reads 32x32)
+_WORK_SIDE = 256  # the decoded image is box-reduced to about this before hashing (phash reads 32x32)
 # Two samples are "one colour" when no channel differs by more than this (JPEG noise on a flat field
 # stays within ~3).
 UNIFORM_TOLERANCE = 8
-_K = np.arange(_DCT_SIDE)
-_DCT = np.cos(np.pi * np.outer(_K, 2 * _K + 1) / (2 * _DCT_SIDE))  # DCT-II basis, unnormalised
 
 
 class ImageSignals(BaseModel):
@@ -50,7 +45,9 @@ def measure_image(source: str | Path | BinaryIO) -> ImageSignals:
         img.load()
         sample = img.resize((_SAMPLE_SIDE, _SAMPLE_SIDE), Image.Resampling.NEAREST).convert("RGB")
         rgb = _reduced(img)
-    return ImageSignals(phash=_phash(rgb), colour_grid=_colour_grid(rgb), uniform_share=_uniform_share(sample))
+    return ImageSignals(
+        phash=str(imagehash.phash(rgb)), colour_grid=_colour_grid(rgb), uniform_share=_uniform_share(sample)
+    )
 
 
 def _reduced(img: Image.Image) -> Image.Image:
@@ -60,13 +57,6 @@ def _reduced(img: Image.Image) -> Image.Image:
     if img.mode in ("RGB", "L", "RGBA", "LA"):
         return img.reduce(factor).convert("RGB")
     return img.convert("RGB").reduce(factor)
-
-
-def _phash(rgb: Image.Image) -> str:
-    grey = rgb.convert("L").resize((_DCT_SIDE, _DCT_SIDE), Image.Resampling.LANCZOS, reducing_gap=2.0)
-    dct = _DCT @ np.asarray(grey, dtype=np.float64) @ _DCT.T
-    low = dct[:_HASH_SIDE, :_HASH_SIDE]
-    return _hex(low > np.median(low))
 
 
 def _colour_grid(rgb: Image.Image) -> str:
@@ -80,10 +70,6 @@ def _uniform_share(sample: Image.Image) -> float:
     return round(float(close.mean()), 4)
 
 
-def _hex(bits: np.ndarray) -> str:
-    return np.packbits(bits.ravel()).tobytes().hex()
-
-
 def hash_distance(a: str, b: str) -> int:
-    """Bits that differ between two hex hashes of one length."""
-    return (int(a, 16) ^ int(b, 16)).bit_count()
+    """Bits that differ between two perceptual hashes as the ledger keeps them (hex)."""
+    return int(imagehash.hex_to_hash(a) - imagehash.hex_to_hash(b))
