@@ -4,6 +4,7 @@ Each body reads config, calls the library, and turns its result into metadata; n
 test without Dagster could not cover through ``nbpro_pipeline``.
 """
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -16,6 +17,7 @@ from nbpro_pipeline.cell.review import review_cell
 from nbpro_pipeline.cell.view import CellView
 from nbpro_pipeline.costs import focus, report_parquet, reports
 from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
+from nbpro_pipeline.engine.progress import ProgressSnapshot
 from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.presentation import charts, summary
 from nbpro_pipeline.presentation import markdown as md
@@ -142,9 +144,24 @@ def _run(context: dg.AssetExecutionContext, rows, resource: ProviderResource, st
             prices=budget.prices(),
             budget=guard,
             logger=context.log,
+            on_progress=_live_progress(context),
         )
     except (CellBusy, LeaseLost) as exc:
         raise dg.Failure(description=str(exc), metadata=_lease_metadata(exc)) from None
+
+
+PROGRESS_TAG = "nbpro/progress"
+
+
+def _live_progress(context: dg.AssetExecutionContext) -> Callable[[ProgressSnapshot], None]:
+    """Each progress reading as the run's ``nbpro/progress`` tag, which the Runs list and the run page show
+    while the step runs (the log has the full line)."""
+    run_id = context.run.run_id
+
+    def show(snapshot: ProgressSnapshot) -> None:
+        context.instance.add_run_tags(run_id, {PROGRESS_TAG: f"{snapshot.cell}: {snapshot.short}"})
+
+    return show
 
 
 def _lease_metadata(exc: CellBusy | LeaseLost) -> dict:

@@ -23,7 +23,12 @@ _CELL_CHECK_DESCRIPTIONS = {
     "NBPRO_FAILURE_RATE_WARN (default 0), ERROR above NBPRO_FAILURE_RATE_ERROR (default 0.2)",
     "prompts_resolved": "names every prompt of the cell that is unaccounted (ERROR) or failed, skipped or "
     "quarantined (WARN)",
+    "run_failure_rate": "share of this run's new work (prompts not already done) without an image: WARN above "
+    "NBPRO_FAILURE_RATE_WARN, ERROR above NBPRO_FAILURE_RATE_ERROR, which fails the run (blocking)",
 }
+# An ERROR here fails the step, so a run that lost its new work is red in the runs, backfill and asset views
+# while its materialization still records the cell's state (docs/ui.md, "A run's own truth").
+_BLOCKING = {"run_failure_rate"}
 
 
 def cell_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
@@ -32,7 +37,9 @@ def cell_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckS
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
         return [
-            dg.AssetCheckSpec(name, asset="generated_images", description=text, partitions_def=partitions)
+            dg.AssetCheckSpec(
+                name, asset="generated_images", description=text, partitions_def=partitions, blocking=name in _BLOCKING
+            )
             for name, text in _CELL_CHECK_DESCRIPTIONS.items()
         ]
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import BaseModel
 
-from nbpro_pipeline.cell.checks import FailureThresholds, failure_rate, prompts_resolved, run_checks, unaccounted_ids
+from nbpro_pipeline.cell.checks import (
+    FailureThresholds,
+    failure_rate,
+    prompts_resolved,
+    run_checks,
+    run_failure_rate,
+    unaccounted_ids,
+)
 from nbpro_pipeline.cell.ledger import read_cell_ledger
 from nbpro_pipeline.cell.view import CellView, cell_view
 from nbpro_pipeline.costs.prices import PriceTable
@@ -16,7 +23,7 @@ from nbpro_pipeline.storage.filesystem import Storage
 
 class CellReview(BaseModel):
     view: CellView
-    checks: list[CheckOutcome]  # the run's (accounting, images, reconciliation), then the cell's
+    checks: list[CheckOutcome]  # the run's (accounting, images, reconciliation), the cell's, the run's failure rate
 
 
 def review_cell(
@@ -39,5 +46,6 @@ def review_cell(
         *run_checks(result, ledger, storage, require_c2pa=require_c2pa),
         failure_rate(view.state, eligible, thresholds),
         prompts_resolved(view.state, unaccounted),
+        run_failure_rate(view.state.cell, view.delta, view.failed_this_run, view.state.cost_unit, thresholds),
     ]
     return CellReview(view=view, checks=checks)

@@ -1,5 +1,7 @@
-"""A cell with failures is not green: its checks fail on its partition, every failed prompt is logged at
-WARNING, and a no-op re-run still reports the cell's state (and that it was a no-op)."""
+"""A cell with failures is not green: its checks fail on its partition, a run that lost more than the error
+threshold of its new work fails (its blocking ``run_failure_rate``) while its materialization still shows the
+cell, every failed prompt is logged at WARNING, progress is on the run's tag, and a no-op re-run still
+reports the cell's state (and that it was a no-op)."""
 
 import logging
 
@@ -42,8 +44,14 @@ def _checks(result) -> dict[str, dg.AssetCheckEvaluation]:
 
 def test_failing_cell_fails_its_checks_on_its_partition_and_logs_each_failure(instance, faulty_resources):
     assert dg.materialize([prompt_table], instance=instance, resources=faulty_resources).success
-    first = dg.materialize([generated_images], partition_key="rivya|1K", instance=instance, resources=faulty_resources)
-    meta = _metadata(first)
+    first = dg.materialize(
+        [generated_images],
+        partition_key="rivya|1K",
+        instance=instance,
+        resources=faulty_resources,
+        raise_on_error=False,
+    )
+    meta = _metadata(first)  # the cell's state is recorded although the run failed
     assert meta["failed"] > 0 and meta["failures_outstanding"] == meta["failed"]
     assert meta["cost_usd"] > 0 and meta["cost_credits"] == 8 * (meta["images"] + meta["quarantined_total"])
     checks = _checks(first)
@@ -51,12 +59,22 @@ def test_failing_cell_fails_its_checks_on_its_partition_and_logs_each_failure(in
     assert not rate.passed and rate.partition == "rivya|1K" and rate.description.startswith("rivya|1K: ")
     assert rate.severity == dg.AssetCheckSeverity.ERROR  # more than 20% of the cell's prompts
     assert not checks["prompts_resolved"].passed
+    run_rate = checks["run_failure_rate"]  # every prompt was new work here: the run's rate is the cell's
+    assert not run_rate.passed and run_rate.severity == dg.AssetCheckSeverity.ERROR and run_rate.partition == "rivya|1K"
+    assert not first.success and instance.get_run_by_id(first.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id(first.run_id).tags["nbpro/progress"].startswith("rivya|1K: ")
     logs = instance.all_logs(first.run_id)
     warned = [e.user_message for e in logs if e.level == logging.WARNING and "rivya|1K: prompt" in e.user_message]
     assert len(warned) == meta["failed"], warned
     assert all(("generation_failed" in w) or ("size_mismatch" in w) for w in warned)
 
-    again = dg.materialize([generated_images], partition_key="rivya|1K", instance=instance, resources=faulty_resources)
+    again = dg.materialize(
+        [generated_images],
+        partition_key="rivya|1K",
+        instance=instance,
+        resources=faulty_resources,
+        raise_on_error=False,
+    )
     meta2 = _metadata(again)  # failed prompts are tried again; the state counts every image of the cell
     assert meta2["images_total"] == meta["images_total"] + meta2["images"]
     assert meta2["cost_usd_total"] == pytest.approx(meta["cost_usd_total"] + meta2["cost_usd"], abs=1e-3)

@@ -10,7 +10,9 @@ from nbpro_pipeline.cell.review import review_cell
 from nbpro_pipeline.costs import PriceTable
 from tests.engine.conftest import prompt_rows
 
-ASSET_CHECKS = ["all_rows_accounted", "images_valid", "ledger_reconciles", "failure_rate", "prompts_resolved"]
+ASSET_CHECKS = [
+    "all_rows_accounted", "images_valid", "ledger_reconciles", "failure_rate", "prompts_resolved", "run_failure_rate",
+]  # fmt: skip
 
 
 def _cell_rows(rows) -> pa.Table:
