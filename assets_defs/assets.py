@@ -15,13 +15,18 @@ from assets_defs.partitions import cell_of
 from assets_defs.resources import BudgetResource, PipelineResource, ProviderResource, StorageResource
 from nbpro_pipeline.cell.review import review_cell
 from nbpro_pipeline.cell.view import CellView
-from nbpro_pipeline.costs import focus, report_parquet, reports
+from nbpro_pipeline.costs import all_cells, focus, report_parquet, reports
 from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
 from nbpro_pipeline.engine.progress import ProgressSnapshot
 from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.presentation import charts, summary
 from nbpro_pipeline.presentation import markdown as md
-from nbpro_pipeline.presentation.gallery import CROSS_GALLERY_COLUMNS, write_cross_provider_gallery
+from nbpro_pipeline.presentation.gallery import (
+    CROSS_GALLERY_COLUMNS,
+    GalleryPrompts,
+    gallery_prompts,
+    write_cross_provider_gallery,
+)
 from nbpro_pipeline.presentation.prompt_table_view import prompt_table_markdown
 from nbpro_pipeline.prompts import PromptTableError, write_prompt_tables
 from nbpro_pipeline.prompts.rejections_check import rejections
@@ -117,7 +122,7 @@ def materialize_cell(
     )
     for line in review.view.warning_lines():
         context.log.warning(line)
-    metadata = _cell_metadata(review.view, rep, st)
+    metadata = _cell_metadata(review.view, rep, st, storage)
     if rep.failures_by_reason.get("auth_failed"):
         raise dg.Failure(description=rep.stop_reason or "the provider refused the API key", metadata=metadata)
     return dg.MaterializeResult(metadata=metadata, check_results=[check_result(c) for c in review.checks])
@@ -178,7 +183,7 @@ def _lease_metadata(exc: CellBusy | LeaseLost) -> dict:
     }
 
 
-def _cell_metadata(view: CellView, rep: CellReport, st: Storage) -> dict:
+def _cell_metadata(view: CellView, rep: CellReport, st: Storage, storage: StorageResource) -> dict:
     """The cell's state and this run's delta (``view.numbers``), then the run's own figures and links."""
     metadata = {
         **view.numbers,
@@ -187,7 +192,7 @@ def _cell_metadata(view: CellView, rep: CellReport, st: Storage) -> dict:
         "wall_s": round(rep.wall_s, 2),
         "failures_by_reason": dg.MetadataValue.md(md.counts_table(rep.failures_by_reason, "reason")),
         **{k: dg.MetadataValue.md(v) for k, v in view.markdown.items()},
-        "gallery": _link(view.gallery.uri),
+        "gallery": storage.link(view.gallery.uri),
         "image_dir": dg.MetadataValue.path(rep.image_dir),
         "ledger": dg.MetadataValue.path(st.uri(st.ledger_dir())),
         "summary": rep.summary(),
@@ -195,11 +200,6 @@ def _cell_metadata(view: CellView, rep: CellReport, st: Storage) -> dict:
     if rep.stop_reason:
         metadata["stop_reason"] = rep.stop_reason
     return metadata
-
-
-def _link(uri: str) -> dg.MetadataValue:
-    """A clickable link for a local file, the URI as a path on an object store."""
-    return dg.MetadataValue.path(uri) if "://" in uri else dg.MetadataValue.url("file://" + uri)
 
 
 def _c2pa_signer(context: dg.AssetExecutionContext) -> ProvenanceSigner | None:
@@ -265,11 +265,22 @@ def provider_comparison(storage: StorageResource, budget: BudgetResource) -> dg.
     st = storage.storage()
     df = reports.provider_comparison_for(st, budget.prices())
     result = _write_report("provider_comparison", df, st, summary.comparison_summary(df), charts.comparison(df))
-    page = write_cross_provider_gallery(st, read_ledger(st, columns=CROSS_GALLERY_COLUMNS), budget.prices())
+    page = write_cross_provider_gallery(
+        st, read_ledger(st, columns=CROSS_GALLERY_COLUMNS), budget.prices(), _gallery_prompts(st)
+    )
     result.metadata.update(  # type: ignore[union-attr]
-        {"gallery": _link(page.uri), "gallery_prompts": f"{page.shown} of {page.total} shown"}
+        {"gallery": storage.link(page.uri), "gallery_prompts": f"{page.shown} of {page.total} shown"}
     )
     return result
+
+
+def _gallery_prompts(st: Storage) -> GalleryPrompts | None:
+    """The prompt table's text and eligibility for the cross-provider page (None before the table exists)."""
+    try:
+        accepted = read_table(st, "prompt_table/accepted")
+    except FileNotFoundError:
+        return None
+    return gallery_prompts(accepted, all_cells())
 
 
 # -- FOCUS export (docs/focus.md) ------------------------------------------------------------------------

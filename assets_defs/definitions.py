@@ -72,7 +72,9 @@ def build_resources() -> dict:
     network = NetworkPolicy.from_env()  # NBPRO_REFERENCE_ALLOW_NETWORKS / _HOSTS
     return {
         **{entry.name: provider_resource(entry) for entry in PROVIDERS},
-        "storage": StorageResource(root=os.environ.get("NBPRO_STORAGE_ROOT", ".nbpro/storage")),
+        "storage": StorageResource(
+            root=os.environ.get("NBPRO_STORAGE_ROOT", ".nbpro/storage"), public_url=os.environ.get("NBPRO_STORAGE_URL")
+        ),
         "budget": _budget(),
         "pipeline": PipelineResource(
             prompt_sources=_sources(),

@@ -39,7 +39,12 @@ def review_cell(
     ``cell_rows`` is the cell's eligible rows (``CellRows.table``), ``require_c2pa``: signing is on."""
     report = result.report
     ledger = read_cell_ledger(storage, report.provider, report.resolution, result.run_id)
-    view = cell_view(ledger, storage, report, prices)
+    prompts = (
+        dict(zip(cell_rows["prompt_id"].to_pylist(), cell_rows["prompt"].to_pylist(), strict=True))
+        if "prompt" in cell_rows.column_names
+        else None
+    )
+    view = cell_view(ledger, storage, report, prices, prompts)
     eligible = max(report.eligible, cell_rows.num_rows)
     unaccounted = unaccounted_ids(cell_rows, ledger.table) if cell_rows.num_rows else []
     checks = [

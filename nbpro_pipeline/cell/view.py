@@ -7,6 +7,8 @@ Read from the ledger rather than hooked into the engine, so it is the same truth
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel
 
 from nbpro_pipeline.cell.checks import failed_prompts_markdown
@@ -74,11 +76,18 @@ def _numbers(state: CellState, delta: RunDelta, report: CellReport) -> dict[str,
     return numbers
 
 
-def cell_view(ledger: CellLedger, storage: Storage, report: CellReport, prices: PriceTable) -> CellView:
-    """The view of one cell after a run, from its ledger (``read_cell_ledger``); writes its gallery page."""
+def cell_view(
+    ledger: CellLedger,
+    storage: Storage,
+    report: CellReport,
+    prices: PriceTable,
+    prompts: Mapping[str, str] | None = None,
+) -> CellView:
+    """The view of one cell after a run, from its ledger (``read_cell_ledger``); writes its gallery page,
+    captioned with the prompts' text (``prompts``: id -> text)."""
     state = cell_state(ledger.table, report.provider, report.resolution, prices)
     delta = run_delta(report, prices)
-    gallery = write_cell_gallery(storage, state)
+    gallery = write_cell_gallery(storage, state, prompts)
     sheet = contact_sheet(state.images, state.quarantined, open_file=storage.fs.open)
     run_rows = ledger.run_rows
     return CellView(
