@@ -34,7 +34,7 @@ class CellView(BaseModel):
     state: CellState
     delta: RunDelta
     failed_this_run: list[FailedPrompt]
-    numbers: dict[str, int | float | str]  # plain metadata: numbers plot, strings label
+    numbers: dict[str, int | float | str | bool]  # plain metadata: numbers plot, strings label
     markdown: dict[str, str]
     gallery: GalleryPage
 
@@ -47,9 +47,9 @@ class CellView(BaseModel):
         ]
 
 
-def _numbers(state: CellState, delta: RunDelta, report: CellReport) -> dict[str, int | float | str]:
+def _numbers(state: CellState, delta: RunDelta, report: CellReport) -> dict[str, int | float | str | bool]:
     credits = state.cost_unit == "credits"
-    numbers: dict[str, int | float | str] = {
+    numbers: dict[str, int | float | str | bool] = {
         "cell": state.cell,
         "run_kind": "no-op" if delta.is_noop else "generated",
         "run_summary": delta.describe(report.eligible),
@@ -69,6 +69,7 @@ def _numbers(state: CellState, delta: RunDelta, report: CellReport) -> dict[str,
         "resumed": delta.resumed,
         "cost_usd": usd_round(delta.cost_usd),
         "cost_usd_basis": state.usd_basis,
+        "cost_usd_is_estimate": state.usd_is_estimate,
     }
     if credits:
         numbers["cost_credits_total"] = native_round(state.cost_total, "credits")

@@ -28,6 +28,7 @@ CREDIT_COST_COLUMNS = [
     "cost_lost_to_failures",  # Decimal: final_cost of failed rows (e.g. billed wrong-size images)
     "cost_per_success",  # Decimal: final_cost / succeeded (failures' cost included); null without successes
     "estimated_usd",  # Decimal: final_cost in USD through the price table
+    "cost_per_success_usd",  # Decimal: estimated_usd / succeeded; null without successes
     "cost_is_estimate",  # the cost is read from the configured price table, not reported by the provider
     "expected_cost",  # Decimal: succeeded x table price
     "cost_delta",  # Decimal: final_cost - expected_cost (positive: paid for more than the images kept)
@@ -101,6 +102,7 @@ MONEY_COLUMNS = {
     "final_cost",
     "cost_lost_to_failures",
     "cost_per_success",
+    "cost_per_success_usd",
     "estimated_usd",
     "expected_cost",
     "cost_delta",

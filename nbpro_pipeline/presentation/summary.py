@@ -35,8 +35,8 @@ def _usd(amount: Decimal, places: int = 2) -> str:
     return f"${amount:,.{places}f}"
 
 
-def _native(amount: Decimal, unit: str) -> str:
-    return f"{amount.normalize():f} cr" if unit == "credits" else _usd(amount)
+def _native(amount: Decimal) -> str:
+    return f"{amount.normalize():f}"
 
 
 def _table(header: list[str], align: str, rows: list[list[str]]) -> str:
@@ -52,30 +52,72 @@ def _cells(report: pd.DataFrame):
     return sorted(groups, key=lambda kv: order(kv[0]))
 
 
-# Narrow on purpose: the metadata panel gives a value about 420 px at a 1440 px window.
-COST_HEADER = ["cell", "images", "failed", "cost", "USD", "lost USD"]
+# Narrow on purpose: the metadata panel gives a value about 420 px at a 1440 px window. One column per unit:
+# credits and dollars never share one.
+COST_HEADER = ["cell", "images", "failed", "USD", "USD/img", "lost USD"]
 COMPARISON_HEADER = ["cell", "images", "USD/img", "failed %", "p50 s", "p95 s", "wrong size"]
-USD_NOTE = "\n\ncr: credits. USD: estimated.\n\nlost: spent on failed attempts."
+USD_NOTE = (
+    "\n\nUSD: estimate (credits at the configured rate; the price table where the provider states no cost). "
+    "USD/img: every cost of the cell over its images, failed attempts included. lost: spent on failed attempts."
+)
 
 
-def cost_summary(report: pd.DataFrame) -> str:
-    """``credit_cost_report`` per cell (days and sources summed), with a totals row in USD."""
-    if report.empty:
-        return "_no ledger rows yet_"
-    rows, images_all, failed_all, usd_all, lost_all = [], 0, 0, Decimal(0), Decimal(0)
+class _CostRow(BaseModel):
+    cell: str
+    unit: str
+    images: int
+    failed: int
+    native: Decimal
+    usd: Decimal
+    lost_usd: Decimal
+
+    def cells(self, units: list[str]) -> list[str]:
+        native = [_native(self.native) if u == self.unit else "" for u in units]
+        per = _usd(self.usd / self.images, 3) if self.images else ""
+        return [
+            md.text(self.cell),
+            str(self.images),
+            str(self.failed),
+            *native,
+            _usd(self.usd),
+            per,
+            _usd(self.lost_usd),
+        ]
+
+
+def _cost_rows(report: pd.DataFrame) -> list[_CostRow]:
+    rows = []
     for (provider, resolution), g in _cells(report):
-        images, failed = int(g["succeeded"].sum()), int(g["failed"].sum())
         native = sum((_d(v) for v in g["final_cost"]), Decimal(0))
         usd = sum((_d(v) for v in g["estimated_usd"]), Decimal(0))
         rate = usd / native if native else Decimal(0)
-        lost = sum((_d(v) for v in g["cost_lost_to_failures"]), Decimal(0)) * rate
-        unit = str(g["cost_unit"].iloc[0])
-        cell = md.text(f"{provider} {resolution}")
-        rows.append([cell, str(images), str(failed), _native(native, unit), _usd(usd), _usd(lost)])
-        images_all, failed_all = images_all + images, failed_all + failed
-        usd_all, lost_all = usd_all + usd, lost_all + lost
-    rows.append(["**total**", f"**{images_all}**", f"**{failed_all}**", "", f"**{_usd(usd_all)}**", _usd(lost_all)])
-    return _table(COST_HEADER, "lrrrrr", rows) + USD_NOTE
+        rows.append(
+            _CostRow(
+                cell=f"{provider} {resolution}", unit=str(g["cost_unit"].iloc[0]), images=int(g["succeeded"].sum()),
+                failed=int(g["failed"].sum()), native=native, usd=usd,
+                lost_usd=sum((_d(v) for v in g["cost_lost_to_failures"]), Decimal(0)) * rate,
+            )
+        )  # fmt: skip
+    return rows
+
+
+def cost_summary(report: pd.DataFrame) -> str:
+    """``credit_cost_report`` per cell (days and sources summed): a column per non-USD unit, USD, USD per
+    image, with a totals row."""
+    if report.empty:
+        return "_no ledger rows yet_"
+    rows = _cost_rows(report)
+    units = sorted({r.unit for r in rows if r.unit != "usd"})
+    header = [*COST_HEADER[:3], *units, *COST_HEADER[3:]]
+    body = [r.cells(units) for r in rows]
+    images, usd = sum(r.images for r in rows), sum((r.usd for r in rows), Decimal(0))
+    natives = [f"**{_native(sum((r.native for r in rows if r.unit == u), Decimal(0)))}**" for u in units]
+    per = f"**{_usd(usd / images, 3)}**" if images else ""
+    lost = _usd(sum((r.lost_usd for r in rows), Decimal(0)))
+    body.append(
+        ["**total**", f"**{images}**", f"**{sum(r.failed for r in rows)}**", *natives, f"**{_usd(usd)}**", per, lost]
+    )
+    return _table(header, "l" + "r" * (len(header) - 1), body) + USD_NOTE
 
 
 def comparison_summary(report: pd.DataFrame) -> str:
@@ -95,7 +137,7 @@ def comparison_summary(report: pd.DataFrame) -> str:
     rate_all = f"{100 * failed_all / (ok_all + failed_all):.0f}%" if ok_all + failed_all else ""
     per_all = f"**{_usd(usd_all / images_all, 3)}**" if images_all else ""
     rows.append(["**total**", f"**{images_all}**", per_all, rate_all, "", "", str(mism_all)])
-    return _table(COMPARISON_HEADER, "lrrrrrr", rows) + "\n\nUSD/img counts failed attempts too." + USD_NOTE
+    return _table(COMPARISON_HEADER, "lrrrrrr", rows) + USD_NOTE
 
 
 def _fmt_s(value) -> str:
