@@ -91,7 +91,10 @@ def build_defs() -> dg.Definitions:
     """The definitions over the providers registered now."""
     generated_images = generated_images_asset(cell_partitions())
     return dg.Definitions(
-        assets=[prompt_table, generated_images, credit_cost_report, provider_comparison, focus_cost_export],
+        # code references: the UI links each asset to its definition (docs/ui.md)
+        assets=dg.with_source_code_references(
+            [prompt_table, generated_images, credit_cost_report, provider_comparison, focus_cost_export]
+        ),
         jobs=[prompt_table_job, cells_job, reports_job],
         schedules=[nightly_cells],
         sensors=[

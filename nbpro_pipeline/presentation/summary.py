@@ -1,5 +1,5 @@
-"""Report summaries a person reads in the asset's metadata panel: at most 8 columns, units in the
-headers, a totals row; and the full report as typed columns for ``MetadataValue.table``.
+"""Report summaries a person reads in the asset's metadata panel: at most 8 columns, one unit per column,
+units in the headers, a totals row. The full report is its Parquet file, described by its column schema.
 
 The report frames themselves (``costs.reports``) keep every column and exact decimals; this module only
 decides what to show and how to round it.
@@ -7,10 +7,7 @@ decides what to show and how to round it.
 
 from __future__ import annotations
 
-import json
-from datetime import date
 from decimal import Decimal
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -21,8 +18,6 @@ from nbpro_pipeline.presentation import markdown as md
 from nbpro_pipeline.providers.registry import PROVIDERS
 
 _RESOLUTIONS = [r.value for r in Resolution]
-ColumnType = Literal["string", "int", "float", "bool"]
-Scalar = str | int | float | bool | None
 
 
 def _d(value) -> Decimal:
@@ -142,58 +137,3 @@ def comparison_summary(report: pd.DataFrame) -> str:
 
 def _fmt_s(value) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{float(value):.1f}"
-
-
-# -- the full report as typed columns -------------------------------------------------------------------
-class ColumnSpec(BaseModel):
-    name: str
-    type: ColumnType
-    description: str | None = None
-
-
-class TableSpec(BaseModel):
-    """A report as rows of scalars with a schema: what ``MetadataValue.table`` takes."""
-
-    columns: list[ColumnSpec]
-    records: list[dict[str, Scalar]]
-
-
-def _column_type(series: pd.Series) -> ColumnType:
-    present = [v for v in series if v is not None and v is not pd.NA and not (isinstance(v, float) and np.isnan(v))]
-    if pd.api.types.is_bool_dtype(series) or (present and all(isinstance(v, bool | np.bool_) for v in present)):
-        return "bool"
-    if pd.api.types.is_integer_dtype(series):
-        return "int"
-    if pd.api.types.is_float_dtype(series) or (present and all(isinstance(v, Decimal | float) for v in present)):
-        return "float"
-    return "string"
-
-
-def _scalar(value, kind: ColumnType, name: str) -> Scalar:
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if kind == "bool":
-        return bool(value)
-    if kind == "int":
-        return int(value)
-    if kind == "float":
-        places = 2 if name.endswith("_s") or name.endswith("rate") else 4
-        return round(float(value), places)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, str) and value.startswith("{"):
-        counts = json.loads(value)
-        return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-    return str(value)
-
-
-def table_spec(report: pd.DataFrame, descriptions: dict[str, str] | None = None) -> TableSpec:
-    """Every column, typed; money rounded to 4 places, seconds and rates to 2, JSON counts as text."""
-    descriptions = descriptions or {}
-    kinds = {str(c): _column_type(report[c]) for c in report.columns}
-    records = [
-        {name: _scalar(value, kinds[name], name) for name, value in zip(kinds, row, strict=True)}
-        for row in report.itertuples(index=False, name=None)
-    ]
-    columns = [ColumnSpec(name=n, type=t, description=descriptions.get(n)) for n, t in kinds.items()]
-    return TableSpec(columns=columns, records=records)

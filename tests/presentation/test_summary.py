@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from nbpro_pipeline.costs import PriceTable, reports
-from nbpro_pipeline.presentation.summary import comparison_summary, cost_summary, table_spec
+from nbpro_pipeline.presentation.summary import comparison_summary, cost_summary
 from tests.costs.builders import T0, ledger, record
 
 
@@ -39,15 +39,3 @@ def test_comparison_summary_puts_usd_per_image_first():
     assert len(header) <= 8 and header[:3] == ["cell", "images", "USD/img"]
     assert "| odirouter 1K | 1 | $0.150 |" in md
     assert md.splitlines()[-1].startswith("cr: credits") or "**total**" in md
-
-
-def test_table_spec_types_and_rounds_every_column():
-    df = reports.credit_cost_report(_ledger(), PriceTable())
-    spec = table_spec(df)
-    kinds = {c.name: c.type for c in spec.columns}
-    assert [c.name for c in spec.columns] == list(df.columns)
-    assert kinds["succeeded"] == "int" and kinds["estimated_usd"] == "float" and kinds["provider"] == "string"
-    assert kinds["cost_is_estimate"] == "bool"
-    first = spec.records[0]
-    assert first["day"] == "2025-03-10" and first["failures_by_reason"] == "size_mismatch: 1"
-    assert isinstance(first["estimated_usd"], float) and round(first["estimated_usd"], 4) == first["estimated_usd"]
