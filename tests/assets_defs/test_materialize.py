@@ -121,7 +121,10 @@ def test_reports_total_exactly_what_the_sandbox_billed(first_pass, instance, res
 
 def test_reports_served_over_http_show_their_chart_by_url(first_pass, instance, resources):
     """Short markdown is shown inline; a chart embedded as base64 is folded behind a click."""
-    served = {**resources, "storage": StorageResource(root=resources["storage"].root, public_url="http://127.0.0.1:8788")}
+    served = {
+        **resources,
+        "storage": StorageResource(root=resources["storage"].root, public_url="http://127.0.0.1:8788"),
+    }
     result = dg.materialize([credit_cost_report], instance=instance, resources=served)
     (event,) = result.get_asset_materialization_events()
     chart = event.materialization.metadata["chart"].value
