@@ -6,11 +6,12 @@ test without Dagster could not cover through ``nbpro_pipeline``.
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 import dagster as dg
 
 import nbpro_pipeline
-from assets_defs.checks import PROMPT_TABLE_CHECKS, cell_check_specs, check_result
+from assets_defs.checks import PROMPT_TABLE_CHECKS, cell_check_specs, check_evaluation, check_result
 from assets_defs.metadata import OWNERS, ROW_COUNT, chart, column_schema
 from assets_defs.partitions import cell_of
 from assets_defs.resources import BudgetResource, PipelineResource, ProviderResource, StorageResource
@@ -20,6 +21,7 @@ from nbpro_pipeline.costs import all_cells, focus, report_parquet, reports
 from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
 from nbpro_pipeline.engine.progress import ProgressSnapshot
 from nbpro_pipeline.engine.report import CellReport
+from nbpro_pipeline.models.check import CheckOutcome
 from nbpro_pipeline.models.ledger import LEDGER_SCHEMA
 from nbpro_pipeline.models.prompt import ACCEPTED_SCHEMA
 from nbpro_pipeline.presentation import charts, summary
@@ -138,7 +140,23 @@ def materialize_cell(
     metadata = _cell_metadata(review.view, rep, st, storage)
     if rep.failures_by_reason.get("auth_failed"):
         raise dg.Failure(description=rep.stop_reason or "the provider refused the API key", metadata=metadata)
+    if (lost := review.lost_run) is not None:
+        _fail_lost_run(context, metadata, review.checks, lost)
     return dg.MaterializeResult(metadata=metadata, check_results=[check_result(c) for c in review.checks])
+
+
+def _fail_lost_run(
+    context: dg.AssetExecutionContext, metadata: dict, checks: list[CheckOutcome], lost: CheckOutcome
+) -> NoReturn:
+    """Fail the step of a run that lost more than the error threshold of its new work, so the run, its
+    backfill and the partition are red: a materialization would count the partition as done (docs/ui.md,
+    "A run's own truth"). The cell's state is recorded first, as an observation of the partition, and so is
+    every check's result."""
+    partition = str(context.partition_key)
+    context.log_event(dg.AssetObservation(asset_key=GENERATED_IMAGES, partition=partition, metadata=metadata))
+    for check in checks:
+        context.log_event(check_evaluation(check, GENERATED_IMAGES, partition))
+    raise dg.Failure(description=lost.description, metadata=dict(lost.metadata))
 
 
 def _run(context: dg.AssetExecutionContext, rows, resource: ProviderResource, st: Storage, settings, budget):
@@ -177,7 +195,7 @@ def _live_progress(context: dg.AssetExecutionContext) -> Callable[[ProgressSnaps
     run_id = context.run.run_id
 
     def show(snapshot: ProgressSnapshot) -> None:
-        context.instance.add_run_tags(run_id, {PROGRESS_TAG: f"{snapshot.cell}: {snapshot.short}"})
+        context.instance.add_run_tags(run_id, {PROGRESS_TAG: snapshot.short})  # the partition tag names the cell
 
     return show
 

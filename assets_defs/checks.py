@@ -24,11 +24,8 @@ _CELL_CHECK_DESCRIPTIONS = {
     "prompts_resolved": "names every prompt of the cell that is unaccounted (ERROR) or failed, skipped or "
     "quarantined (WARN)",
     "run_failure_rate": "share of this run's new work (prompts not already done) without an image: WARN above "
-    "NBPRO_FAILURE_RATE_WARN, ERROR above NBPRO_FAILURE_RATE_ERROR, which fails the run (blocking)",
+    "NBPRO_FAILURE_RATE_WARN, ERROR above NBPRO_FAILURE_RATE_ERROR, which fails the run",
 }
-# An ERROR here fails the step, so a run that lost its new work is red in the runs, backfill and asset views
-# while its materialization still records the cell's state (docs/ui.md, "A run's own truth").
-_BLOCKING = {"run_failure_rate"}
 
 
 def cell_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
@@ -37,9 +34,7 @@ def cell_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckS
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
         return [
-            dg.AssetCheckSpec(
-                name, asset="generated_images", description=text, partitions_def=partitions, blocking=name in _BLOCKING
-            )
+            dg.AssetCheckSpec(name, asset="generated_images", description=text, partitions_def=partitions)
             for name, text in _CELL_CHECK_DESCRIPTIONS.items()
         ]
 
@@ -47,9 +42,28 @@ def cell_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckS
 _SEVERITY = {Severity.WARN: dg.AssetCheckSeverity.WARN, Severity.ERROR: dg.AssetCheckSeverity.ERROR}
 
 
-def check_result(check: CheckOutcome) -> dg.AssetCheckResult:
+def _metadata(check: CheckOutcome) -> dict:
     metadata: dict = dict(check.metadata)
     metadata.update({k: dg.MetadataValue.md(v) for k, v in check.markdown.items()})
+    return metadata
+
+
+def check_evaluation(check: CheckOutcome, asset: dg.AssetKey, partition: str) -> dg.AssetCheckEvaluation:
+    """The outcome as an event of its own, for a step that fails after judging its cell (no materialization
+    to attach an ``AssetCheckResult`` to)."""
+    return dg.AssetCheckEvaluation(
+        asset_key=asset,
+        check_name=check.name,
+        passed=check.passed,
+        severity=_SEVERITY[check.severity],
+        description=check.description,
+        metadata=_metadata(check),
+        partition=partition,
+    )
+
+
+def check_result(check: CheckOutcome) -> dg.AssetCheckResult:
+    metadata = _metadata(check)
     return dg.AssetCheckResult(
         check_name=check.name,
         passed=check.passed,

@@ -234,7 +234,7 @@ def run_failure_rate(
 ) -> CheckOutcome:
     """This run's new work without an image (failed or skipped) over the new work it took on, against the
     same thresholds as ``failure_rate``: the cell's rate dilutes a bad run with older images, this does
-    not. Its spec is blocking, so an ERROR fails the step and the run is red (docs/ui.md)."""
+    not. An ERROR fails the run (``CellReview.lost_run``)."""
     new = delta.images + delta.failed + delta.skipped
     bad = delta.failed + delta.skipped
     share = bad / new if new else 0.0

@@ -17,13 +17,22 @@ from nbpro_pipeline.cell.ledger import read_cell_ledger
 from nbpro_pipeline.cell.view import CellView, cell_view
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.engine.run import CellResult
-from nbpro_pipeline.models.check import CheckOutcome
+from nbpro_pipeline.models.check import CheckOutcome, Severity
 from nbpro_pipeline.storage.filesystem import Storage
 
 
 class CellReview(BaseModel):
     view: CellView
     checks: list[CheckOutcome]  # the run's (accounting, images, reconciliation), the cell's, the run's failure rate
+
+    @property
+    def lost_run(self) -> CheckOutcome | None:
+        """``run_failure_rate`` when it failed at ERROR: the run lost more than the error threshold of its
+        new work, whatever the cell's older images say (the asset then fails the step: docs/ui.md)."""
+        return next(
+            (c for c in self.checks if c.name == "run_failure_rate" and not c.passed and c.severity is Severity.ERROR),
+            None,
+        )
 
 
 def review_cell(

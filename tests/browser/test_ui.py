@@ -89,6 +89,10 @@ def _backfill_all_cells(gql: GraphQL, procs: Processes) -> tuple[str, list[dict]
         assert time.monotonic() < deadline, f"backfill runs: {[r['status'] for r in runs]}"
         time.sleep(1)
     gql.wait_idle(time.monotonic() + WAIT_S)
+    while (status := gql.backfill_status(backfill_id)) == "REQUESTED":
+        assert time.monotonic() < deadline, "the backfill never completed"
+        time.sleep(1)
+    assert status in {"COMPLETED_FAILED", "FAILED"}, status  # a run lost its new work: not a green backfill
     (run,) = gql.wait_runs([gql.launch_run("reports_job")], time.monotonic() + WAIT_S)
     assert run["status"] == "SUCCESS", procs.tail("daemon")
     gql.wait_idle(time.monotonic() + WAIT_S)
@@ -160,8 +164,14 @@ def _close_dialog(page) -> None:
 
 
 def _check_cell_pages(page, base: str, cell: str, gallery_base: str) -> None:
-    """The failing cell's asset page (state, contact sheet) and its gallery, opened over HTTP by its link."""
-    _open(page, f"{base}/assets/generated_images?view=partitions&partition={quote(cell, safe='')}")
+    """The failing cell: its partition red (its run lost its new work and did not materialize it), its
+    state (observed) with the contact sheet, and its gallery, opened over HTTP by its link."""
+    cell_q = quote(cell, safe="")
+    _open(page, f"{base}/assets/generated_images?view=partitions&partition={cell_q}")
+    page.get_by_text(re.compile(r"failed, and did not materialize this asset")).first.wait_for(timeout=30_000)
+    page.screenshot(path=ARTIFACTS / "partition_failed.png")
+    _open(page, f"{base}/assets/generated_images?view=events&partition={cell_q}")
+    page.get_by_text(f"Partition {cell} observed").first.wait_for(timeout=30_000)
     page.get_by_text("failures_outstanding").first.wait_for(timeout=30_000)
     assert page.locator("tr", has_text="failed_prompts").locator("td").count() >= 1
     page.screenshot(path=ARTIFACTS / "asset_page_state.png", full_page=True)
@@ -185,7 +195,13 @@ def _check_cell_pages(page, base: str, cell: str, gallery_base: str) -> None:
 
 
 def _check_red_run(page, base: str, backfill_id: str, cell: str) -> None:
-    """The backfill's runs: the run that lost its new work is a failure, and its check says why."""
+    """The backfill: failed, its red cells counted as failed partitions; its runs: the runs that lost their
+    new work are failures; the cell's run_failure_rate says why."""
+    _open(page, f"{base}/runs/b/{backfill_id}?tab=overview")
+    failed = page.locator("tr", has_text="generated_images").locator("td").last
+    failed.wait_for(timeout=30_000)
+    assert int(failed.inner_text()) >= 1, failed.inner_text()  # the "Failed" column: no longer "Failed 0"
+    page.screenshot(path=ARTIFACTS / "backfill_overview.png")
     _open(page, f"{base}/runs/b/{backfill_id}?tab=runs")
     page.get_by_text("Failure").first.wait_for(timeout=30_000)
     page.wait_for_timeout(500)
@@ -219,10 +235,13 @@ def _check_reports(page, base: str, gallery_base: str) -> None:
     widths = _loaded_images(page, "img[src$='/reports/credit_cost_report.png']")
     assert widths and all(w > 200 for w in widths), widths
     page.screenshot(path=ARTIFACTS / "cost_report.png", full_page=True)
+    page.get_by_text("summary", exact=True).first.scroll_into_view_if_needed()
+    page.screenshot(path=ARTIFACTS / "cost_report_summary_chart.png")
     _open(page, f"{base}/assets/provider_comparison")
     widths = _loaded_images(page, "img[src$='/reports/provider_comparison.png']")
     assert widths and all(w > 200 for w in widths), widths
-    page.screenshot(path=ARTIFACTS / "provider_comparison.png", full_page=True)
+    page.get_by_text("summary", exact=True).first.scroll_into_view_if_needed()
+    page.screenshot(path=ARTIFACTS / "provider_comparison.png")
 
     # the Lineage page: the whole pipeline in one group, not collapsed groups of one or two assets
     _open(page, f"{base}/asset-groups/nbpro_pipeline@nbpro-pipeline:__repository__/lineage")
@@ -257,8 +276,8 @@ def _eta_run(gql: GraphQL, procs: Processes, sandbox, prompts: Path, page, base:
     while "ETA" not in run_tags(gql.runs(runIds=[run_id])[0]).get("nbpro/progress", ""):
         assert time.monotonic() < deadline, "no live progress on the run"
         time.sleep(0.5)
-    _open(page, f"{base}/runs/{run_id}")
-    page.get_by_text("nbpro/progress").first.wait_for(timeout=30_000)
+    _open(page, f"{base}/runs")  # the Runs list shows the tag while the step runs
+    page.get_by_text(re.compile(r"nbpro/progress: \d+/\d+ new")).first.wait_for(timeout=30_000)
     page.screenshot(path=ARTIFACTS / "run_progress.png")
     (run,) = gql.wait_runs([run_id], time.monotonic() + WAIT_S)
     assert run["status"] == "SUCCESS", procs.tail("daemon")
