@@ -4,23 +4,36 @@ Each body reads config, calls the library, and turns its result into metadata; n
 test without Dagster could not cover through ``nbpro_pipeline``.
 """
 
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 import dagster as dg
 
 import nbpro_pipeline
-from assets_defs.checks import PROMPT_TABLE_CHECKS, cell_check_specs, check_result
+from assets_defs.checks import PROMPT_TABLE_CHECKS, cell_check_specs, check_evaluation, check_result
+from assets_defs.metadata import OWNERS, ROW_COUNT, chart, column_schema
 from assets_defs.partitions import cell_of
 from assets_defs.resources import BudgetResource, PipelineResource, ProviderResource, StorageResource
 from nbpro_pipeline.cell.review import review_cell
 from nbpro_pipeline.cell.view import CellView
-from nbpro_pipeline.costs import claims, focus, report_parquet, reports
+from nbpro_pipeline.costs import all_cells, claims, focus, report_parquet, reports
 from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
+from nbpro_pipeline.engine.progress import ProgressSnapshot
 from nbpro_pipeline.engine.report import CellReport
+from nbpro_pipeline.models.check import CheckOutcome
+from nbpro_pipeline.models.ledger import LEDGER_SCHEMA
+from nbpro_pipeline.models.prompt import ACCEPTED_SCHEMA
 from nbpro_pipeline.presentation import charts, summary
 from nbpro_pipeline.presentation import markdown as md
 from nbpro_pipeline.presentation.claims_table import claims_markdown
-from nbpro_pipeline.presentation.gallery import CROSS_GALLERY_COLUMNS, write_cross_provider_gallery
+from nbpro_pipeline.presentation.columns import REPORT_COLUMN_DOCS
+from nbpro_pipeline.presentation.gallery import (
+    CROSS_GALLERY_COLUMNS,
+    GalleryPrompts,
+    gallery_prompts,
+    write_cross_provider_gallery,
+)
 from nbpro_pipeline.presentation.prompt_table_view import prompt_table_markdown
 from nbpro_pipeline.prompts import PromptTableError, write_prompt_tables
 from nbpro_pipeline.prompts.rejections_check import rejections
@@ -33,7 +46,13 @@ from nbpro_pipeline.storage.lease import CellBusy, LeaseLost
 GROUP = "nbpro_pipeline"
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"}, check_specs=PROMPT_TABLE_CHECKS)
+@dg.asset(
+    group_name=GROUP,
+    kinds={"parquet"},
+    check_specs=PROMPT_TABLE_CHECKS,
+    owners=OWNERS,
+    metadata=column_schema(ACCEPTED_SCHEMA),
+)
 def prompt_table(pipeline: PipelineResource, storage: StorageResource) -> dg.MaterializeResult:
     """Every configured prompt source, validated: accepted rows (one Parquet table) and rejected rows
     with one reason each."""
@@ -48,6 +67,7 @@ def prompt_table(pipeline: PipelineResource, storage: StorageResource) -> dg.Mat
     return dg.MaterializeResult(
         metadata={
             **({"about_rejections": dg.MetadataValue.md(checked.note)} if checked.note else {}),
+            ROW_COUNT: result.accepted_rows,
             "rows_read": result.rows_read,
             "accepted": result.accepted_rows,
             "rejected": result.rejected.num_rows,
@@ -72,6 +92,8 @@ def generated_images_asset(partitions: dg.MultiPartitionsDefinition) -> dg.Asset
         partitions_def=partitions,
         deps=[prompt_table],
         check_specs=cell_check_specs(partitions),
+        owners=OWNERS,
+        metadata=column_schema(LEDGER_SCHEMA),  # the cell's ledger rows: one per request outcome
         required_resource_keys={"storage", "budget", "pipeline", *PROVIDERS.names()},
     )
     def generated_images(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -116,10 +138,26 @@ def materialize_cell(
     )
     for line in review.view.warning_lines():
         context.log.warning(line)
-    metadata = _cell_metadata(review.view, rep, st)
+    metadata = _cell_metadata(review.view, rep, st, storage)
     if rep.failures_by_reason.get("auth_failed"):
         raise dg.Failure(description=rep.stop_reason or "the provider refused the API key", metadata=metadata)
+    if (lost := review.lost_run) is not None:
+        _fail_lost_run(context, metadata, review.checks, lost)
     return dg.MaterializeResult(metadata=metadata, check_results=[check_result(c) for c in review.checks])
+
+
+def _fail_lost_run(
+    context: dg.AssetExecutionContext, metadata: dict, checks: list[CheckOutcome], lost: CheckOutcome
+) -> NoReturn:
+    """Fail the step of a run that lost more than the error threshold of its new work, so the run, its
+    backfill and the partition are red: a materialization would count the partition as done (docs/ui.md,
+    "A run's own truth"). The cell's state is recorded first, as an observation of the partition, and so is
+    every check's result."""
+    partition = str(context.partition_key)
+    context.log_event(dg.AssetObservation(asset_key=GENERATED_IMAGES, partition=partition, metadata=metadata))
+    for check in checks:
+        context.log_event(check_evaluation(check, GENERATED_IMAGES, partition))
+    raise dg.Failure(description=lost.description, metadata=dict(lost.metadata))
 
 
 def _run(context: dg.AssetExecutionContext, rows, resource: ProviderResource, st: Storage, settings, budget):
@@ -143,9 +181,24 @@ def _run(context: dg.AssetExecutionContext, rows, resource: ProviderResource, st
             prices=budget.prices(),
             budget=guard,
             logger=context.log,
+            on_progress=_live_progress(context),
         )
     except (CellBusy, LeaseLost) as exc:
         raise dg.Failure(description=str(exc), metadata=_lease_metadata(exc)) from None
+
+
+PROGRESS_TAG = "nbpro/progress"
+
+
+def _live_progress(context: dg.AssetExecutionContext) -> Callable[[ProgressSnapshot], None]:
+    """Each progress reading as the run's ``nbpro/progress`` tag, which the Runs list and the run page show
+    while the step runs (the log has the full line)."""
+    run_id = context.run.run_id
+
+    def show(snapshot: ProgressSnapshot) -> None:
+        context.instance.add_run_tags(run_id, {PROGRESS_TAG: snapshot.short})  # the partition tag names the cell
+
+    return show
 
 
 def _lease_metadata(exc: CellBusy | LeaseLost) -> dict:
@@ -162,16 +215,17 @@ def _lease_metadata(exc: CellBusy | LeaseLost) -> dict:
     }
 
 
-def _cell_metadata(view: CellView, rep: CellReport, st: Storage) -> dict:
+def _cell_metadata(view: CellView, rep: CellReport, st: Storage, storage: StorageResource) -> dict:
     """The cell's state and this run's delta (``view.numbers``), then the run's own figures and links."""
     metadata = {
+        ROW_COUNT: view.state.images_total,
         **view.numbers,
         "cost_is_estimate": rep.cost_is_estimate,
         "polls_per_task": round(rep.polls / rep.submitted, 2) if rep.submitted else 0.0,
         "wall_s": round(rep.wall_s, 2),
         "failures_by_reason": dg.MetadataValue.md(md.counts_table(rep.failures_by_reason, "reason")),
         **{k: dg.MetadataValue.md(v) for k, v in view.markdown.items()},
-        "gallery": _link(view.gallery.uri),
+        "gallery": storage.link(view.gallery.uri),
         "image_dir": dg.MetadataValue.path(rep.image_dir),
         "ledger": dg.MetadataValue.path(st.uri(st.ledger_dir())),
         "summary": rep.summary(),
@@ -179,11 +233,6 @@ def _cell_metadata(view: CellView, rep: CellReport, st: Storage) -> dict:
     if rep.stop_reason:
         metadata["stop_reason"] = rep.stop_reason
     return metadata
-
-
-def _link(uri: str) -> dg.MetadataValue:
-    """A clickable link for a local file, the URI as a path on an object store."""
-    return dg.MetadataValue.path(uri) if "://" in uri else dg.MetadataValue.url("file://" + uri)
 
 
 def _c2pa_signer(context: dg.AssetExecutionContext) -> ProvenanceSigner | None:
@@ -204,27 +253,37 @@ def _c2pa_signer(context: dg.AssetExecutionContext) -> ProvenanceSigner | None:
 REPORT_AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
 
 
-def _write_report(name: str, df, st, summary_md: str, chart_png: bytes | None) -> dg.MaterializeResult:
+def _write_report(name: str, df, st: Storage, summary_md: str, chart_md: dg.MetadataValue) -> dg.MaterializeResult:
+    """The report's Parquet file, its summary and chart first (what a reader needs), its row count and the
+    column schema of what was written."""
     target = st.uri(st.path("reports", f"{name}.parquet"))
     uri = report_parquet.write_report(df, target, storage_options=st.storage_options or None)
-    spec = summary.table_spec(df)
     return dg.MaterializeResult(
         metadata={
-            "rows": len(df),
             "summary": dg.MetadataValue.md(summary_md),
-            "chart": dg.MetadataValue.md(charts.markdown_image(chart_png, name) if chart_png else "_no costs yet_"),
-            "table": dg.MetadataValue.table(
-                records=[dg.TableRecord(r) for r in spec.records],
-                schema=dg.TableSchema(
-                    columns=[dg.TableColumn(c.name, c.type, description=c.description) for c in spec.columns]
-                ),
-            ),
+            "chart": chart_md,
+            ROW_COUNT: len(df),
+            "rows": len(df),
             "path": dg.MetadataValue.path(uri),
+            **column_schema(report_parquet.report_to_arrow(df).schema, REPORT_COLUMN_DOCS),
         }
     )
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"}, deps=[GENERATED_IMAGES], automation_condition=REPORT_AUTOMATION)
+# The reports follow the cells (eager, or the nightly schedule's runs): a day and a bit without a fresh
+# report is a warning, two days a failure.
+REPORT_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=48), warn_window=timedelta(hours=26))
+REPORT_ASSET = {
+    "group_name": GROUP,
+    "kinds": {"parquet"},
+    "deps": [GENERATED_IMAGES],
+    "automation_condition": REPORT_AUTOMATION,
+    "owners": OWNERS,
+    "freshness_policy": REPORT_FRESHNESS,
+}
+
+
+@dg.asset(**REPORT_ASSET)
 def credit_cost_report(storage: StorageResource, budget: BudgetResource) -> dg.MaterializeResult:
     """Cost by provider, resolution, day and source table: reserved vs final, successes, failures by
     reason, cost lost to failures, cost per successful image, estimate vs actual. Compacts the ledger
@@ -232,7 +291,8 @@ def credit_cost_report(storage: StorageResource, budget: BudgetResource) -> dg.M
     st = storage.storage()
     compacted = compact_ledger(st)
     df = reports.credit_cost_report_for(st, budget.prices())
-    result = _write_report("credit_cost_report", df, st, summary.cost_summary(df), charts.cost_per_day(df))
+    chart_md = chart("credit_cost_report", charts.cost_chart(df), st, storage)
+    result = _write_report("credit_cost_report", df, st, summary.cost_summary(df), chart_md)
     totals = reports.totals_of_report(df)  # the report's groups hold every row: no second read
     units = {p: budget.prices().unit(p) for p in totals if budget.prices().knows(p)}
     result.metadata.update(  # type: ignore[union-attr]
@@ -242,21 +302,24 @@ def credit_cost_report(storage: StorageResource, budget: BudgetResource) -> dg.M
     return result
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"}, deps=[GENERATED_IMAGES], automation_condition=REPORT_AUTOMATION)
+@dg.asset(**REPORT_ASSET)
 def provider_comparison(storage: StorageResource, budget: BudgetResource) -> dg.MaterializeResult:
     """The same prompts across providers: cost per image (unit and USD), latency p50/p95, failure rate,
     size mismatches; and the cross-provider gallery page."""
     st = storage.storage()
     df = reports.provider_comparison_for(st, budget.prices())
-    result = _write_report("provider_comparison", df, st, summary.comparison_summary(df), charts.comparison(df))
-    page = write_cross_provider_gallery(st, read_ledger(st, columns=CROSS_GALLERY_COLUMNS), budget.prices())
+    chart_md = chart("provider_comparison", charts.comparison(df), st, storage)
+    result = _write_report("provider_comparison", df, st, summary.comparison_summary(df), chart_md)
+    page = write_cross_provider_gallery(
+        st, read_ledger(st, columns=CROSS_GALLERY_COLUMNS), budget.prices(), _gallery_prompts(st)
+    )
     result.metadata.update(  # type: ignore[union-attr]
-        {"gallery": _link(page.uri), "gallery_prompts": f"{page.shown} of {page.total} shown"}
+        {"gallery": storage.link(page.uri), "gallery_prompts": f"{page.shown} of {page.total} shown"}
     )
     return result
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet", "csv"}, deps=[GENERATED_IMAGES], automation_condition=REPORT_AUTOMATION)
+@dg.asset(**{**REPORT_ASSET, "kinds": {"parquet", "csv"}})
 def billing_claims(storage: StorageResource, budget: BudgetResource) -> dg.MaterializeResult:
     """Every image paid for and not usable (blank, a duplicate, a copy of its reference, corrupt, the wrong
     size or format, an unreadable answer, a failure still charged), per provider and month: Parquet, and a
@@ -268,6 +331,7 @@ def billing_claims(storage: StorageResource, budget: BudgetResource) -> dg.Mater
     return dg.MaterializeResult(
         metadata={
             "claims": len(report.claims),
+            ROW_COUNT: len(report.claims),
             "reconciles_with_ledger": report.reconciles,
             "totals": dg.MetadataValue.md(claims_markdown(report)),
             **{
@@ -276,8 +340,18 @@ def billing_claims(storage: StorageResource, budget: BudgetResource) -> dg.Mater
             },  # fmt: skip
             "path": dg.MetadataValue.path(written[0]),
             "csv": dg.MetadataValue.md("\n".join(f"- `{w}`" for w in written[2:]) or "_none_"),
+            **column_schema(report_parquet.report_to_arrow(report.claims).schema, REPORT_COLUMN_DOCS),
         }
     )
+
+
+def _gallery_prompts(st: Storage) -> GalleryPrompts | None:
+    """The prompt table's text and eligibility for the cross-provider page (None before the table exists)."""
+    try:
+        accepted = read_table(st, "prompt_table/accepted")
+    except FileNotFoundError:
+        return None
+    return gallery_prompts(accepted, all_cells())
 
 
 # -- FOCUS export (docs/focus.md) ------------------------------------------------------------------------
@@ -285,12 +359,12 @@ class FocusExportConfig(dg.Config):
     csv: bool = False  # also write focus_cost_export.csv beside the Parquet file
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"}, deps=[GENERATED_IMAGES], automation_condition=REPORT_AUTOMATION)
+@dg.asset(**REPORT_ASSET, metadata=column_schema(focus.FOCUS_SCHEMA))
 def focus_cost_export(
     config: FocusExportConfig, storage: StorageResource, budget: BudgetResource
 ) -> dg.MaterializeResult:
     """The ledger as FinOps FOCUS 1.3 cost rows, for finance tools that load cloud bills."""
     result = focus.export_focus(storage.storage(), budget.prices(), csv=config.csv)
-    metadata: dict = {"rows": result.rows, "path": dg.MetadataValue.path(result.paths[0])}
+    metadata: dict = {ROW_COUNT: result.rows, "rows": result.rows, "path": dg.MetadataValue.path(result.paths[0])}
     metadata.update({f"billed_usd_{name}": float(total) for name, total in result.billed.items()})
     return dg.MaterializeResult(metadata=metadata)

@@ -25,6 +25,8 @@ _CELL_CHECK_DESCRIPTIONS = {
     "quarantined (WARN)",
     "usable_images": "warns when a stored image of the cell is blank, a near-duplicate of an earlier paid image "
     "or a copy of its own reference (billing_claims lists them); counts multi-image answers and their drafts",
+    "run_failure_rate": "share of this run's new work (prompts not already done) without an image: WARN above "
+    "NBPRO_FAILURE_RATE_WARN, ERROR above NBPRO_FAILURE_RATE_ERROR, which fails the run",
 }
 
 
@@ -42,9 +44,28 @@ def cell_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckS
 _SEVERITY = {Severity.WARN: dg.AssetCheckSeverity.WARN, Severity.ERROR: dg.AssetCheckSeverity.ERROR}
 
 
-def check_result(check: CheckOutcome) -> dg.AssetCheckResult:
+def _metadata(check: CheckOutcome) -> dict:
     metadata: dict = dict(check.metadata)
     metadata.update({k: dg.MetadataValue.md(v) for k, v in check.markdown.items()})
+    return metadata
+
+
+def check_evaluation(check: CheckOutcome, asset: dg.AssetKey, partition: str) -> dg.AssetCheckEvaluation:
+    """The outcome as an event of its own, for a step that fails after judging its cell (no materialization
+    to attach an ``AssetCheckResult`` to)."""
+    return dg.AssetCheckEvaluation(
+        asset_key=asset,
+        check_name=check.name,
+        passed=check.passed,
+        severity=_SEVERITY[check.severity],
+        description=check.description,
+        metadata=_metadata(check),
+        partition=partition,
+    )
+
+
+def check_result(check: CheckOutcome) -> dg.AssetCheckResult:
+    metadata = _metadata(check)
     return dg.AssetCheckResult(
         check_name=check.name,
         passed=check.passed,

@@ -73,7 +73,9 @@ def build_resources() -> dict:
     network = NetworkPolicy.from_env()  # NBPRO_REFERENCE_ALLOW_NETWORKS / _HOSTS
     return {
         **{entry.name: provider_resource(entry) for entry in PROVIDERS},
-        "storage": StorageResource(root=os.environ.get("NBPRO_STORAGE_ROOT", ".nbpro/storage")),
+        "storage": StorageResource(
+            root=os.environ.get("NBPRO_STORAGE_ROOT", ".nbpro/storage"), public_url=os.environ.get("NBPRO_STORAGE_URL")
+        ),
         "budget": _budget(),
         "pipeline": PipelineResource(
             prompt_sources=_sources(),
@@ -90,14 +92,10 @@ def build_defs() -> dg.Definitions:
     """The definitions over the providers registered now."""
     generated_images = generated_images_asset(cell_partitions())
     return dg.Definitions(
-        assets=[
-            prompt_table,
-            generated_images,
-            credit_cost_report,
-            provider_comparison,
-            focus_cost_export,
-            billing_claims,
-        ],
+        # code references: the UI links each asset to its definition (docs/ui.md)
+        assets=dg.with_source_code_references(
+            [prompt_table, generated_images, credit_cost_report, provider_comparison, focus_cost_export, billing_claims]
+        ),
         jobs=[prompt_table_job, cells_job, reports_job],
         schedules=[nightly_cells],
         sensors=[

@@ -47,16 +47,16 @@ def _prepare_env(home: Path, sources: list[str], sandbox_url: str, keys: dict[st
     )
 
 
-def _demo_signing(home: Path) -> str:
-    """Sign the demo's images with a throwaway CA made under ``home/c2pa`` (never a deployment's: a
-    deployment signs only with the NBPRO_C2PA_CERT / NBPRO_C2PA_KEY it configures)."""
+def demo_signing(home: Path, env: dict[str, str] | os._Environ = os.environ) -> str:
+    """Sign with a throwaway CA made under ``home/c2pa`` (never a deployment's: a deployment signs only with
+    the NBPRO_C2PA_CERT / NBPRO_C2PA_KEY it configures), set in ``env``; ``make dev`` uses it too."""
     from nbpro_pipeline.provenance.democert import DEMO_NOTICE, make_demo_credential
 
-    if os.environ.get("NBPRO_C2PA_CERT") or os.environ.get("NBPRO_C2PA_KEY"):
+    if env.get("NBPRO_C2PA_CERT") or env.get("NBPRO_C2PA_KEY"):
         return "C2PA: signing with the NBPRO_C2PA_CERT / NBPRO_C2PA_KEY of this environment"
     cred = make_demo_credential(home / "c2pa")
-    os.environ["NBPRO_C2PA_CERT"] = str(cred.cert_path.resolve())
-    os.environ["NBPRO_C2PA_KEY"] = str(cred.key_path.resolve())
+    env["NBPRO_C2PA_CERT"] = str(cred.cert_path.resolve())
+    env["NBPRO_C2PA_KEY"] = str(cred.key_path.resolve())
     return f"C2PA: signing with {cred.cert_path}, {DEMO_NOTICE}"
 
 
@@ -97,7 +97,9 @@ def _print_where(storage) -> None:
     print(f"  reports   {storage.uri(storage.reports_dir())}/credit_cost_report.parquet, provider_comparison.parquet")
     print(f"  focus     {storage.uri(storage.reports_dir())}/focus_cost_export.parquet (FinOps FOCUS 1.3)")
     print(f"  prompts   {storage.uri(storage.tables_dir())}/prompt_table/accepted.parquet, rejected.parquet")
-    print(f"  dagster   {os.environ['DAGSTER_HOME']}  (make dev opens it in the UI)")
+    home = os.environ["DAGSTER_HOME"]
+    print(f"  dagster   {home}  (to browse it: DAGSTER_HOME={home} .venv/bin/dg dev -w workspace.yaml)")
+    print("  make dev  runs the UI on a root of its own (.nbpro/dev), with the realistic-latency sandbox")
 
 
 def _print_costs(comparison) -> None:
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None, keys: dict[str, str] | None = None) -> i
 
     with SandboxServer(home / "sandbox") as sandbox:
         _prepare_env(home, args.sources.split(","), sandbox.base_url, keys or demo_keys())
-        signing = _demo_signing(home)
+        signing = demo_signing(home)
         import dagster as dg
 
         from assets_defs.definitions import defs

@@ -21,6 +21,7 @@ from nbpro_pipeline.network_policy import NetworkPolicy
 from nbpro_pipeline.providers.base import ProviderClient
 from nbpro_pipeline.providers.factory import make_client
 from nbpro_pipeline.storage import Storage
+from nbpro_pipeline.storage.browse import browser_url
 
 # Request logs carry signed result URLs; keep them out of run logs.
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -56,9 +57,19 @@ class ProviderResource(dg.ConfigurableResource):
 
 class StorageResource(dg.ConfigurableResource):
     root: str = Field(default=".nbpro/storage", description="local path or fsspec URI (s3://bucket/prefix)")
+    public_url: str | None = Field(
+        default=None,
+        description="where browsers reach the root's galleries, images and charts (NBPRO_STORAGE_URL: make dev's "
+        "gallery server, a bucket's public or CDN URL); unset: presigned links on object stores, paths locally",
+    )
 
     def storage(self) -> Storage:
         return Storage(self.root)
+
+    def link(self, uri: str) -> dg.MetadataValue:
+        """A link the UI opens (``storage.browse.browser_url``), else the file's path to copy."""
+        url = browser_url(self.storage(), uri, self.public_url)
+        return dg.MetadataValue.url(url) if url else dg.MetadataValue.path(uri)
 
 
 class BudgetResource(dg.ConfigurableResource):

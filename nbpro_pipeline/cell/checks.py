@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, Field, model_validator
 
 from nbpro_pipeline.cell.ledger import CellLedger
-from nbpro_pipeline.cell.state import CellState
+from nbpro_pipeline.cell.state import CellState, FailedPrompt, RunDelta
 from nbpro_pipeline.engine.reconcile import ProviderCharges
 from nbpro_pipeline.engine.run import CellResult
 from nbpro_pipeline.image_files import ImageProblem, check_image, inspect_image
@@ -222,6 +222,47 @@ def failure_rate(state: CellState, eligible: int, thresholds: FailureThresholds)
             "failure_rate": round(share, 4),
             "without_image": bad,
             "eligible": eligible,
+            "warn_above": thresholds.warn_above,
+            "error_above": thresholds.error_above,
+            **{f"failed_{code}": n for code, n in codes.items()},
+        },
+    )
+
+
+def run_failure_rate(
+    cell: str, delta: RunDelta, failed_this_run: list[FailedPrompt], unit: str, thresholds: FailureThresholds
+) -> CheckOutcome:
+    """This run's new work without an image (failed or skipped) over the new work it took on, against the
+    same thresholds as ``failure_rate``: the cell's rate dilutes a bad run with older images, this does
+    not. An ERROR fails the run (``CellReview.lost_run``)."""
+    new = delta.images + delta.failed + delta.skipped
+    bad = delta.failed + delta.skipped
+    share = bad / new if new else 0.0
+    codes = Counter(f.error_code for f in failed_this_run)
+    paid = sum((f.cost for f in failed_this_run), Decimal(0))
+    severity = Severity.ERROR if share > thresholds.error_above else Severity.WARN
+    passed = share <= thresholds.warn_above
+    if not new:
+        desc = f"{cell}: this run had no new work ({delta.already_done} prompts already done)"
+    elif passed:
+        desc = f"{cell}: this run: {bad} of {new} new prompts without an image ({_pct(share)})"
+    else:
+        limit = thresholds.error_above if severity is Severity.ERROR else thresholds.warn_above
+        desc = (
+            f"{cell}: this run: {bad} of {new} new prompts without an image ({_pct(share)}, above {_pct(limit)}): "
+            f"{count_phrase(codes)}; {paid.normalize():f} {unit} paid for them"
+        )
+    return CheckOutcome(
+        name="run_failure_rate",
+        passed=passed,
+        severity=severity,
+        description=desc,
+        metadata={
+            "cell": cell,
+            "run_failure_rate": round(share, 4),
+            "new_work": new,
+            "without_image": bad,
+            f"paid_for_failures_{unit}": float(paid),
             "warn_above": thresholds.warn_above,
             "error_above": thresholds.error_above,
             **{f"failed_{code}": n for code, n in codes.items()},

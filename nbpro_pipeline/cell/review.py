@@ -5,19 +5,35 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import BaseModel
 
-from nbpro_pipeline.cell.checks import FailureThresholds, failure_rate, prompts_resolved, run_checks, unaccounted_ids
+from nbpro_pipeline.cell.checks import (
+    FailureThresholds,
+    failure_rate,
+    prompts_resolved,
+    run_checks,
+    run_failure_rate,
+    unaccounted_ids,
+)
 from nbpro_pipeline.cell.ledger import read_cell_ledger
 from nbpro_pipeline.cell.usability import usable_images
 from nbpro_pipeline.cell.view import CellView, cell_view
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.engine.run import CellResult
-from nbpro_pipeline.models.check import CheckOutcome
+from nbpro_pipeline.models.check import CheckOutcome, Severity
 from nbpro_pipeline.storage.filesystem import Storage
 
 
 class CellReview(BaseModel):
     view: CellView
-    checks: list[CheckOutcome]  # the run's (accounting, images, reconciliation), then the cell's
+    checks: list[CheckOutcome]  # the run's (accounting, images, reconciliation), the cell's, the run's failure rate
+
+    @property
+    def lost_run(self) -> CheckOutcome | None:
+        """``run_failure_rate`` when it failed at ERROR: the run lost more than the error threshold of its
+        new work, whatever the cell's older images say (the asset then fails the step: docs/ui.md)."""
+        return next(
+            (c for c in self.checks if c.name == "run_failure_rate" and not c.passed and c.severity is Severity.ERROR),
+            None,
+        )
 
 
 def review_cell(
@@ -33,7 +49,12 @@ def review_cell(
     ``cell_rows`` is the cell's eligible rows (``CellRows.table``), ``require_c2pa``: signing is on."""
     report = result.report
     ledger = read_cell_ledger(storage, report.provider, report.resolution, result.run_id)
-    view = cell_view(ledger, storage, report, prices)
+    prompts = (
+        dict(zip(cell_rows["prompt_id"].to_pylist(), cell_rows["prompt"].to_pylist(), strict=True))
+        if "prompt" in cell_rows.column_names
+        else None
+    )
+    view = cell_view(ledger, storage, report, prices, prompts)
     eligible = max(report.eligible, cell_rows.num_rows)
     unaccounted = unaccounted_ids(cell_rows, ledger.table) if cell_rows.num_rows else []
     checks = [
@@ -41,5 +62,6 @@ def review_cell(
         failure_rate(view.state, eligible, thresholds),
         prompts_resolved(view.state, unaccounted),
         usable_images(view.state.cell, ledger.table),
+        run_failure_rate(view.state.cell, view.delta, view.failed_this_run, view.state.cost_unit, thresholds),
     ]
     return CellReview(view=view, checks=checks)

@@ -67,7 +67,8 @@ class CellState(BaseModel):
     cost_total: Decimal  # native unit, every ledger row of the cell
     cost_usd_total: Decimal
     cost_unit: str
-    usd_basis: str  # where the USD figures come from: a configured rate over credits, a price table, or the provider
+    usd_basis: str  # which amounts are exact and which estimates: a configured rate, a price table, the provider
+    usd_is_estimate: bool
     outstanding: list[FailedPrompt]
     images: list[ImageRef]  # latest succeeded rows, table order
     quarantined: list[ImageRef]  # every quarantined image of the cell, newest first
@@ -86,14 +87,21 @@ class CellState(BaseModel):
 
 
 def usd_basis(provider: str, prices: PriceTable) -> str:
-    """Where a cell's USD figures come from: a configured rate over the provider's unit, or its price table."""
+    """Which of a cell's amounts are exact (as the provider billed them) and which are estimates (a price
+    table or a configured rate), in the words every report uses (docs/ui.md, "Cost words")."""
     unit = prices.unit(provider)
+    native = "estimate (configured price table)" if prices.is_estimate(provider) else "exact (as billed)"
     if unit != "usd":
         rate = prices.to_usd(provider, Decimal(1)).normalize()
-        return f"estimate: {unit} x {rate:f} USD/{unit.rstrip('s')} (configured rate)"
+        return f"{unit} {native}; USD estimate: {unit} x {rate:f} USD/{unit.rstrip('s')} (configured rate)"
     if prices.is_estimate(provider):
-        return "estimate: the provider reports no per-task cost; USD from the configured price table"
-    return "as the provider reported it"
+        return "USD estimate: the provider reports no per-task cost; from the configured price table"
+    return "USD exact (as billed)"
+
+
+def usd_is_estimate(provider: str, prices: PriceTable) -> bool:
+    """USD is exact only where the provider bills in USD and states what each task cost."""
+    return prices.unit(provider) != "usd" or prices.is_estimate(provider)
 
 
 def _frame(cell_ledger: pa.Table) -> pd.DataFrame:
@@ -147,6 +155,7 @@ def cell_state(cell_ledger: pa.Table, provider: str, resolution: Resolution, pri
         cost_usd_total=prices.to_usd(provider, total),
         cost_unit=unit,
         usd_basis=usd_basis(provider, prices),
+        usd_is_estimate=usd_is_estimate(provider, prices),
         outstanding=outstanding,
         images=[_ref(r) for r in records(shown.sort_values("prompt_id", kind="stable"))],
         quarantined=[_ref(r) for r in records(quarantined.iloc[::-1])],

@@ -7,6 +7,8 @@ Read from the ledger rather than hooked into the engine, so it is the same truth
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel
 
 from nbpro_pipeline.cell.checks import failed_prompts_markdown
@@ -32,7 +34,7 @@ class CellView(BaseModel):
     state: CellState
     delta: RunDelta
     failed_this_run: list[FailedPrompt]
-    numbers: dict[str, int | float | str]  # plain metadata: numbers plot, strings label
+    numbers: dict[str, int | float | str | bool]  # plain metadata: numbers plot, strings label
     markdown: dict[str, str]
     gallery: GalleryPage
 
@@ -45,9 +47,9 @@ class CellView(BaseModel):
         ]
 
 
-def _numbers(state: CellState, delta: RunDelta, report: CellReport) -> dict[str, int | float | str]:
+def _numbers(state: CellState, delta: RunDelta, report: CellReport) -> dict[str, int | float | str | bool]:
     credits = state.cost_unit == "credits"
-    numbers: dict[str, int | float | str] = {
+    numbers: dict[str, int | float | str | bool] = {
         "cell": state.cell,
         "run_kind": "no-op" if delta.is_noop else "generated",
         "run_summary": delta.describe(report.eligible),
@@ -67,6 +69,7 @@ def _numbers(state: CellState, delta: RunDelta, report: CellReport) -> dict[str,
         "resumed": delta.resumed,
         "cost_usd": usd_round(delta.cost_usd),
         "cost_usd_basis": state.usd_basis,
+        "cost_usd_is_estimate": state.usd_is_estimate,
     }
     if credits:
         numbers["cost_credits_total"] = native_round(state.cost_total, "credits")
@@ -74,11 +77,18 @@ def _numbers(state: CellState, delta: RunDelta, report: CellReport) -> dict[str,
     return numbers
 
 
-def cell_view(ledger: CellLedger, storage: Storage, report: CellReport, prices: PriceTable) -> CellView:
-    """The view of one cell after a run, from its ledger (``read_cell_ledger``); writes its gallery page."""
+def cell_view(
+    ledger: CellLedger,
+    storage: Storage,
+    report: CellReport,
+    prices: PriceTable,
+    prompts: Mapping[str, str] | None = None,
+) -> CellView:
+    """The view of one cell after a run, from its ledger (``read_cell_ledger``); writes its gallery page,
+    captioned with the prompts' text (``prompts``: id -> text)."""
     state = cell_state(ledger.table, report.provider, report.resolution, prices)
     delta = run_delta(report, prices)
-    gallery = write_cell_gallery(storage, state)
+    gallery = write_cell_gallery(storage, state, prompts)
     sheet = contact_sheet(state.images, state.quarantined, open_file=storage.fs.open)
     run_rows = ledger.run_rows
     return CellView(

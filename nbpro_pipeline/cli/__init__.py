@@ -7,6 +7,7 @@ import click
 
 from nbpro_pipeline.cli.ledger import compact_ledger_command, export_focus_command, inspect_command
 from nbpro_pipeline.cli.run_cell import run_cell_command
+from nbpro_pipeline.cli.serve import serve_galleries_command
 from nbpro_pipeline.cli.tables import estimate, validate
 from nbpro_pipeline.sandbox.cli import sandbox
 
@@ -17,7 +18,7 @@ def main() -> None:
 
 
 for _command in (sandbox, validate, estimate, run_cell_command, compact_ledger_command, inspect_command,
-                 export_focus_command):  # fmt: skip
+                 export_focus_command, serve_galleries_command):  # fmt: skip
     main.add_command(_command)
 
 __all__ = ["main"]

@@ -215,7 +215,8 @@ class _Memo:
 
 
 def _derived_money(df: pd.DataFrame, groups: pa.Table, prices: PriceTable) -> None:
-    """cost_unit, cost_per_success, estimated_usd, cost_is_estimate, expected_cost and cost_delta."""
+    """cost_unit, cost_per_success, estimated_usd, cost_per_success_usd, cost_is_estimate, expected_cost
+    and cost_delta."""
     cells = CellPrices(prices)
     cell = [cells(p, r) for p, r in zip(df["provider"], df["resolution"], strict=True)]
     final, succeeded = df["final_cost"].tolist(), df["succeeded"].tolist()
@@ -230,6 +231,12 @@ def _derived_money(df: pd.DataFrame, groups: pa.Table, prices: PriceTable) -> No
     in_usd = _Memo(lambda p, f: usd(prices, p, f))
     df["estimated_usd"] = [
         in_usd(p, f) if c.known else None for p, f, c in zip(df["provider"], final, cell, strict=True)
+    ]
+    df["cost_per_success_usd"] = [
+        None if u is None else per(u, s) for u, s in zip(df["estimated_usd"], succeeded, strict=True)
+    ]
+    df["cost_per_usable_usd"] = [
+        None if u is None else per(u, n) for u, n in zip(df["estimated_usd"], df["usable"].tolist(), strict=True)
     ]
     estimate = groups["cost_is_estimate"].to_pylist()
     df["cost_is_estimate"] = [bool(a) or c.is_estimate for a, c in zip(estimate, cell, strict=True)]

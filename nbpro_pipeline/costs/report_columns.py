@@ -30,6 +30,8 @@ CREDIT_COST_COLUMNS = [
     "usable",  # succeeded rows whose image is not judged blank, a duplicate or a copy of its reference
     "cost_per_usable",  # Decimal: final_cost / usable; what a usable image really cost
     "estimated_usd",  # Decimal: final_cost in USD through the price table
+    "cost_per_success_usd",  # Decimal: estimated_usd / succeeded; null without successes
+    "cost_per_usable_usd",  # Decimal: estimated_usd / usable; null without usable images
     "cost_is_estimate",  # the cost is read from the configured price table, not reported by the provider
     "expected_cost",  # Decimal: succeeded x table price
     "cost_delta",  # Decimal: final_cost - expected_cost (positive: paid for more than the images kept)
@@ -108,7 +110,9 @@ MONEY_COLUMNS = {
     "final_cost",
     "cost_lost_to_failures",
     "cost_per_success",
+    "cost_per_success_usd",
     "cost_per_usable",
+    "cost_per_usable_usd",
     "estimated_usd",
     "expected_cost",
     "cost_delta",

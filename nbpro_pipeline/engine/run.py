@@ -27,7 +27,7 @@ from nbpro_pipeline.engine.booking import Books
 from nbpro_pipeline.engine.context import Cell, cell_price
 from nbpro_pipeline.engine.history import load_history
 from nbpro_pipeline.engine.maintenance import after_run
-from nbpro_pipeline.engine.progress import Progress
+from nbpro_pipeline.engine.progress import Progress, ProgressSnapshot
 from nbpro_pipeline.engine.reconcile import ProviderCharges, ask_provider
 from nbpro_pipeline.engine.references import ReferenceResolver
 from nbpro_pipeline.engine.report import CellReport
@@ -72,11 +72,13 @@ async def run_cell(
     prices: PriceTable | None = None,
     budget: BudgetGuard | None = None,
     logger: Any = None,
+    on_progress: Callable[[ProgressSnapshot], None] | None = None,
 ) -> CellResult:
     """Run one (provider, resolution) cell; ``client()`` makes the provider client, which this owns
     and closes. ``provider``, when given, must be what the client serves (a guard against wiring a
     cell to the wrong resource). The cell's lease on the storage root is held throughout: ``CellBusy``
-    if another run holds it, ``LeaseLost`` (after the run's flushes) if it was taken over mid-run."""
+    if another run holds it, ``LeaseLost`` (after the run's flushes) if it was taken over mid-run.
+    ``on_progress`` gets each progress reading (from a worker thread), for a caller that shows it live."""
     settings = settings or EngineSettings()
     async with (
         client() as c,
@@ -94,7 +96,7 @@ async def run_cell(
             price=cell_price(traits, prices or PriceTable(), resolution),
             ledger_id=await asyncio.to_thread(ledger_id, storage),
         )
-        cell_run = CellRun(cell, c, budget=budget, logger=logger or log, lease=lease)
+        cell_run = CellRun(cell, c, budget=budget, logger=logger or log, lease=lease, on_progress=on_progress)
         report = await cell_run.run(rows)
         lease.check()
         charges = await cell_run.ask_provider()
@@ -116,9 +118,17 @@ class CellRun:
     """One run of one cell: the workers, the orphaned journaled tasks, and the closing flushes."""
 
     def __init__(
-        self, cell: Cell, client: ProviderClient, *, budget: BudgetGuard | None, logger: Any, lease: HeldLease | None
+        self,
+        cell: Cell,
+        client: ProviderClient,
+        *,
+        budget: BudgetGuard | None,
+        logger: Any,
+        lease: HeldLease | None,
+        on_progress: Callable[[ProgressSnapshot], None] | None = None,
     ) -> None:
         self.cell, self.client, self.budget, self.log, self.lease = cell, client, budget, logger, lease
+        self.on_progress = on_progress
         self._told_lost = False
         self.report = CellReport(
             provider=cell.name,
@@ -153,7 +163,7 @@ class CellRun:
             logger=self.log,
         )
         eligible = self._eligible(rows)
-        progress = Progress(cell.run.partition_key, self.report, self.log.info, self._cost_so_far)
+        progress = Progress(cell.run.partition_key, self.report, self.log.info, self._cost_so_far, self.on_progress)
         ticker = asyncio.ensure_future(progress.every(s.progress_interval_s))
         self.log.info(
             f"{cell.run.partition_key}: {self.report.eligible} eligible prompts; {history.past_rows} rows of "
@@ -170,7 +180,7 @@ class CellRun:
             await journal.sync()
             await steps.references.aclose()
         self._close_report(time.monotonic() - started, journal)
-        self.log.info(progress.line())
+        await asyncio.to_thread(progress.tell)
         if self._lease_lost():
             return self.report  # the cell's new holder does the upkeep
         done = await asyncio.to_thread(

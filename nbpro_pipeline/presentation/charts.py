@@ -54,18 +54,16 @@ def _f(value) -> float:
     return float(Decimal(value)) if not isinstance(value, float) else value
 
 
-def cost_per_day(report: pd.DataFrame) -> bytes | None:
-    """Stacked bars: USD per UTC day, one segment per provider x resolution (``credit_cost_report``)."""
-    if report.empty:
-        return None
+def _cells_in_order(columns) -> list[str]:
+    return [f"{p} {r}" for p in PROVIDERS.names() for r in _RESOLUTIONS if f"{p} {r}" in columns]
+
+
+def _draw_cost_per_day(ax, report: pd.DataFrame) -> None:
     df = report.assign(usd=report["estimated_usd"].map(_f), cell=report["provider"] + " " + report["resolution"])
     pivot = df.pivot_table(index="day", columns="cell", values="usd", aggfunc="sum", fill_value=0.0).sort_index()
-    order = [f"{p} {r}" for p in PROVIDERS.names() for r in _RESOLUTIONS if f"{p} {r}" in pivot.columns]
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 2.6))
     labels = [d.isoformat() if hasattr(d, "isoformat") else str(d) for d in pivot.index]
     bottom = [0.0] * len(pivot)
-    for cell in order:
+    for cell in _cells_in_order(pivot.columns):
         provider, resolution = cell.split(" ")
         values = pivot[cell].tolist()
         ax.bar(labels, values, bottom=bottom, label=cell, color=_colour(provider, resolution), width=0.6)
@@ -73,8 +71,48 @@ def cost_per_day(report: pd.DataFrame) -> bytes | None:
     ax.set_ylabel("USD (estimate)")
     ax.set_title("Cost per day by provider and resolution", fontsize=10)
     ax.legend(fontsize=7, ncol=2, frameon=False, bbox_to_anchor=(1.01, 1), loc="upper left")
+
+
+def _draw_cost_per_image(ax, report: pd.DataFrame) -> None:
+    """USD per successful image by cell (failed attempts' cost included): the question the report answers."""
+    df = report.assign(usd=report["estimated_usd"].map(_f), cell=report["provider"] + " " + report["resolution"])
+    sums = df.groupby("cell")[["usd", "succeeded"]].sum()
+    cells = [c for c in _cells_in_order(sums.index) if sums.loc[c, "succeeded"] > 0]
+    per = [float(sums.loc[c, "usd"]) / float(sums.loc[c, "succeeded"]) for c in cells]
+    colours = [_colour(*c.split(" ")) for c in cells]
+    ax.bar([c.replace(" ", "\n") for c in cells], per, color=colours)
+    for x, value in enumerate(per):
+        ax.annotate(f"${value:.3f}", (x, value), ha="center", va="bottom", fontsize=7)
+    ax.set_title("USD per successful image (failures' cost included)", fontsize=10)
+
+
+def cost_per_day(report: pd.DataFrame) -> bytes | None:
+    """Stacked bars: USD per UTC day, one segment per provider x resolution (``credit_cost_report``)."""
+    if report.empty:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 2.6))
+    _draw_cost_per_day(ax, report)
     ax.spines[["top", "right"]].set_visible(False)
     ax.tick_params(labelsize=8)
+    return _png(fig)
+
+
+def cost_chart(report: pd.DataFrame) -> bytes | None:
+    """``credit_cost_report``'s chart: USD per successful image by cell, and USD per day beside it once
+    the ledger spans more than one day (a single bar says nothing about time)."""
+    if report.empty:
+        return None
+    days = report["day"].nunique()
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2 if days > 1 else 1, figsize=(9.6 if days > 1 else 5.2, 2.8), squeeze=False)
+    _draw_cost_per_image(axes[0][0], report)
+    if days > 1:
+        _draw_cost_per_day(axes[0][1], report)
+    for ax in axes[0]:
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
     return _png(fig)
 
 

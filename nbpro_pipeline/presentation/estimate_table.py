@@ -44,7 +44,10 @@ def render_estimates(estimates: Sequence[CellEstimate], prices: PriceTable, *, l
     parts = [_total(provider, mine) for provider, mine in by_provider(estimates).items()]
     if parts:
         out.append(f"\nTotal: {' + '.join(parts)} (≈ {format_usd(all_usd)} in all)")
-    notes = ["Assumes every request succeeds once (failed tasks are refunded or not billed)."]
+    notes = [
+        "Assumes every request succeeds once. A task the provider fails is refunded or not billed, but a result "
+        "delivered at the wrong size or format is billed (and quarantined): each such retry costs another image."
+    ]
     notes.extend(_price_notes(estimates, prices))
     if not ledger_known:
         notes.append("Without --ledger-root, images generated earlier are not subtracted.")

@@ -2,13 +2,15 @@
 and one cross-provider page with the same prompt from every provider and resolution side by side.
 
 Pages are self-contained: thumbnails are embedded (data URIs), so a page opened from an object store,
-a download or a CI artifact shows its pictures; each thumbnail links to the full image. HTML comes from
-a Jinja2 template with autoescaping (prompt ids and error messages are table data, not markup).
+a download or a CI artifact shows its pictures; each thumbnail links to the full image by a path relative
+to the page, so a served or copied root keeps its links. Each picture is captioned with its prompt id and
+prompt text. HTML comes from a Jinja2 template with autoescaping (prompt ids, prompt text and error
+messages are table data, not markup).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import BinaryIO, Protocol
 
@@ -17,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel
 
+from nbpro_pipeline.costs.estimate import eligible_mask
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.image_files import ImageProblem, thumbnail_data_uri
 from nbpro_pipeline.models.common import Resolution
@@ -24,11 +27,13 @@ from nbpro_pipeline.models.ledger import OutcomeStatus
 from nbpro_pipeline.presentation.ledger_rows import ImageRef, records
 from nbpro_pipeline.providers.registry import PROVIDERS
 from nbpro_pipeline.redaction import redact_text
+from nbpro_pipeline.storage.browse import relative_link
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
 
 MAX_PER_CELL = 200  # thumbnails on a cell page; the count says how many more the cell has
 MAX_PROMPTS = 60  # rows of the cross-provider page
 THUMB = 192
+PROMPT_CHARS = 280  # of a prompt's text under its picture; the table has the rest
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("nbpro_pipeline.presentation", "templates"),
@@ -42,6 +47,7 @@ _CROSS_PAGE = _ENV.get_template("cross_provider.html")
 
 class Tile(BaseModel):
     prompt_id: str
+    prompt: str = ""  # the prompt's text (shortened), escaped by the template
     cell: str
     src: str | None  # thumbnail data URI; None when the file cannot be shown (``text`` says why)
     link: str  # the full image
@@ -52,12 +58,38 @@ class Tile(BaseModel):
 
 
 class NoImage(BaseModel):
-    """A cross-provider cell with no image: the latest outcome says why."""
+    """A cross-provider cell with no image: the latest outcome says why, or that there is none yet."""
 
     text: str
     bad: bool = True
     src: None = None
     link: None = None
+
+
+class GalleryPrompts(BaseModel):
+    """What the pages say of prompts beyond the ledger: their text, and in which cells each is eligible
+    (so a prompt with no outcome in a cell reads "not run yet" or "not for this cell")."""
+
+    text: dict[str, str] = {}  # prompt id -> prompt text
+    cells: dict[str, set[str]] | None = None  # "provider|resolution" -> eligible prompt ids; None: unknown
+
+    def of(self, prompt_id: str) -> str:
+        text = " ".join(self.text.get(prompt_id, "").split())
+        return text if len(text) <= PROMPT_CHARS else text[: PROMPT_CHARS - 1] + "…"
+
+    def absent(self, prompt_id: str, cell: str) -> str:
+        if self.cells is None:
+            return "no outcome in this cell"
+        return "not run yet" if prompt_id in self.cells.get(cell, set()) else "not for this cell"
+
+
+def gallery_prompts(accepted: pa.Table, cells: list[tuple[str, Resolution]]) -> GalleryPrompts:
+    """The accepted prompt table's text and eligibility per cell, for the pages."""
+    text = dict(zip(accepted["prompt_id"].to_pylist(), accepted["prompt"].to_pylist(), strict=True))
+    eligible = {
+        f"{p}|{r.value}": set(accepted.filter(eligible_mask(accepted, p, r))["prompt_id"].to_pylist()) for p, r in cells
+    }
+    return GalleryPrompts(text=text, cells=eligible)
 
 
 class CellPageFacts(Protocol):
@@ -85,11 +117,9 @@ class GalleryPage(BaseModel):
     total: int
 
 
-def _link(uri: str) -> str:
-    return uri if "://" in uri else "file://" + uri
-
-
-def _tile(image: ImageRef, cell: str, detail: str, open_file: Callable[[str], BinaryIO], bad: bool) -> Tile | None:
+def _tile(
+    image: ImageRef, cell: str, detail: str, open_file: Callable[[str], BinaryIO], bad: bool, link: str, prompt: str
+) -> Tile | None:
     """The image's tile; a file that is gone gives none, one that cannot be shown a tile saying why."""
     src, why = None, ""
     try:
@@ -99,26 +129,41 @@ def _tile(image: ImageRef, cell: str, detail: str, open_file: Callable[[str], Bi
         return None
     except (OSError, ImageProblem) as exc:  # one bad file never sinks the page
         why = f"no thumbnail: {exc}"
-    return Tile(prompt_id=image.prompt_id, cell=cell, src=src, link=_link(image.uri), detail=detail, bad=bad, text=why,
-                usability=image.usability)  # fmt: skip
+    return Tile(
+        prompt_id=image.prompt_id,
+        prompt=prompt,
+        cell=cell,
+        src=src,
+        link=link,
+        detail=detail,
+        bad=bad,
+        text=why,
+        usability=image.usability,
+    )
 
 
 def _size(image: ImageRef) -> str:
     return f"{image.width}x{image.height}" if image.width and image.height else "size unknown"
 
 
-def write_cell_gallery(storage: Storage, state: CellPageFacts) -> GalleryPage:
+def write_cell_gallery(storage: Storage, state: CellPageFacts, prompts: Mapping[str, str] | None = None) -> GalleryPage:
     """``gallery/provider=…/resolution=…/index.html``: every kept image (up to ``MAX_PER_CELL``), then the
-    quarantined ones, each captioned with prompt id, size, latency and cost."""
+    quarantined ones, each captioned with prompt id and text (``prompts``: id -> text), size, latency, cost."""
     unit = state.cost_unit
+    path = storage.path("gallery", cell_dir(state.provider, state.resolution), "index.html")
+    facts = GalleryPrompts(text=dict(prompts or {}))
 
     def detail(i: ImageRef) -> str:
         head = f"{i.error_code}: " if i.error_code else ""
         latency = f", {i.latency_s:.1f} s" if i.latency_s is not None else ""
         return f"{head}{_size(i)}{latency}, {i.cost.normalize():f} {unit}"
 
-    tiles = [_tile(i, state.cell, detail(i), storage.fs.open, False) for i in state.images[:MAX_PER_CELL]]
-    bad = [_tile(i, state.cell, detail(i), storage.fs.open, True) for i in state.quarantined[:MAX_PER_CELL]]
+    def tile(i: ImageRef, bad: bool) -> Tile | None:
+        link = relative_link(storage, path, i.uri)
+        return _tile(i, state.cell, detail(i), storage.fs.open, bad, link, facts.of(i.prompt_id))
+
+    tiles = [tile(i, False) for i in state.images[:MAX_PER_CELL]]
+    bad = [tile(i, True) for i in state.quarantined[:MAX_PER_CELL]]
     kept = [t for t in tiles if t]
     html = _CELL_PAGE.render(
         cell=state.cell,
@@ -130,7 +175,6 @@ def write_cell_gallery(storage: Storage, state: CellPageFacts) -> GalleryPage:
         bad=[t for t in bad if t],
         bad_total=len(state.quarantined),
     )
-    path = storage.path("gallery", cell_dir(state.provider, state.resolution), "index.html")
     storage.write_bytes(path, html.encode("utf-8"))
     return GalleryPage(uri=storage.uri(path), shown=len(kept), total=len(state.images))
 
@@ -145,9 +189,14 @@ def _latest_with_image(ledger: pa.Table) -> pd.DataFrame:
     return df.drop_duplicates(["prompt_id", "provider", "resolution"], keep="last")
 
 
-def write_cross_provider_gallery(storage: Storage, ledger: pa.Table, prices: PriceTable) -> GalleryPage:
-    """``gallery/cross_provider.html``: one row per prompt that has an image in more than one cell, one
-    column per provider x resolution, with cost (native and USD), latency and any size mismatch."""
+def write_cross_provider_gallery(
+    storage: Storage, ledger: pa.Table, prices: PriceTable, prompts: GalleryPrompts | None = None
+) -> GalleryPage:
+    """``gallery/cross_provider.html``: one row per prompt that has an outcome in more than one cell, one
+    column per provider x resolution, with cost (native and USD), latency and any size mismatch; a cell
+    without an outcome says whether the prompt is still to run there (``prompts``)."""
+    facts = prompts or GalleryPrompts()
+    path = storage.path("gallery", "cross_provider.html")
     df = _latest_with_image(ledger)
     names = sorted(set(df["provider"]), key=lambda p: (PROVIDERS.order(p), p))
     cells = [(p, r) for r in Resolution for p in names]
@@ -160,16 +209,19 @@ def write_cross_provider_gallery(storage: Storage, ledger: pa.Table, prices: Pri
         tiles = []
         for provider, resolution in present:
             hit = mine[(mine["provider"] == provider) & (mine["resolution"] == resolution.value)]
-            tiles.append(_cross_tile(records(hit)[0], provider, resolution, prices, storage) if len(hit) else None)
-        rows.append({"prompt_id": prompt_id, "tiles": tiles})
+            absent = NoImage(text=facts.absent(prompt_id, f"{provider}|{resolution.value}"), bad=False)
+            tiles.append(_cross_tile(records(hit)[0], resolution, prices, storage, path) if len(hit) else absent)
+        rows.append({"prompt_id": prompt_id, "prompt": facts.of(prompt_id), "tiles": tiles})
     html = _CROSS_PAGE.render(cells=[f"{p} {r.value}" for p, r in present], rows=rows, total=len(prompts))
-    path = storage.path("gallery", "cross_provider.html")
     storage.write_bytes(path, html.encode("utf-8"))
     return GalleryPage(uri=storage.uri(path), shown=len(rows), total=len(prompts))
 
 
-def _cross_tile(row: dict, provider: str, resolution: Resolution, prices: PriceTable, storage: Storage):
+def _cross_tile(
+    row: dict, resolution: Resolution, prices: PriceTable, storage: Storage, page: str
+) -> Tile | NoImage | None:
     """A cell of the cross-provider table: the image with cost, latency and size, or why there is none."""
+    provider = row["provider"]
     cost = Decimal(row["final_cost"] or 0)
     if row["image_uri"] is None:
         return NoImage(text=f"{row['status']}: {row['error_code'] or 'no reason recorded'}")
@@ -191,4 +243,5 @@ def _cross_tile(row: dict, provider: str, resolution: Resolution, prices: PriceT
     message = redact_text(row["error_message"] or "")  # provider text; the clients redact it too
     flag = f"{(image.error_code or 'failed').replace('_', ' ')}: {message}; " if bad else ""
     detail = f"{flag}{money}, {latency}, {_size(image)}"
-    return _tile(image, f"{provider} {resolution.value}", detail, storage.fs.open, bad)
+    link = relative_link(storage, page, image.uri)
+    return _tile(image, f"{provider} {resolution.value}", detail, storage.fs.open, bad, link, "")

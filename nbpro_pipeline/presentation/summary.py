@@ -1,5 +1,5 @@
-"""Report summaries a person reads in the asset's metadata panel: at most 8 columns, units in the
-headers, a totals row; and the full report as typed columns for ``MetadataValue.table``.
+"""Report summaries a person reads in the asset's metadata panel: at most 8 columns, one unit per column,
+units in the headers, a totals row. The full report is its Parquet file, described by its column schema.
 
 The report frames themselves (``costs.reports``) keep every column and exact decimals; this module only
 decides what to show and how to round it.
@@ -7,10 +7,7 @@ decides what to show and how to round it.
 
 from __future__ import annotations
 
-import json
-from datetime import date
 from decimal import Decimal
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -21,8 +18,6 @@ from nbpro_pipeline.presentation import markdown as md
 from nbpro_pipeline.providers.registry import PROVIDERS
 
 _RESOLUTIONS = [r.value for r in Resolution]
-ColumnType = Literal["string", "int", "float", "bool"]
-Scalar = str | int | float | bool | None
 
 
 def _d(value) -> Decimal:
@@ -35,8 +30,8 @@ def _usd(amount: Decimal, places: int = 2) -> str:
     return f"${amount:,.{places}f}"
 
 
-def _native(amount: Decimal, unit: str) -> str:
-    return f"{amount.normalize():f} cr" if unit == "credits" else _usd(amount)
+def _native(amount: Decimal) -> str:
+    return f"{amount.normalize():f}"
 
 
 def _table(header: list[str], align: str, rows: list[list[str]]) -> str:
@@ -52,30 +47,73 @@ def _cells(report: pd.DataFrame):
     return sorted(groups, key=lambda kv: order(kv[0]))
 
 
-# Narrow on purpose: the metadata panel gives a value about 420 px at a 1440 px window.
-COST_HEADER = ["cell", "images", "failed", "cost", "USD", "lost USD"]
-COMPARISON_HEADER = ["cell", "images", "USD/img", "failed %", "p50 s", "p95 s", "wrong size"]
-USD_NOTE = "\n\ncr: credits. USD: estimated.\n\nlost: spent on failed attempts."
+# Narrow on purpose: the metadata panel gives a value about 420 px at a 1440 px window. One column per unit:
+# credits and dollars never share one.
+COST_HEADER = ["cell", "images", "failed", "USD", "USD/img", "lost USD"]
+COMPARISON_HEADER = ["cell", "images", "USD/img", "USD/usable", "failed %", "p50 s", "p95 s", "wrong size"]
+USD_NOTE = (
+    "\n\nUSD: estimate (credits at the configured rate; the price table where the provider states no cost). "
+    "USD/img: every cost of the cell over its images, failed attempts included (USD/usable: over the images not "
+    "judged blank or duplicates). lost: spent on failed attempts."
+)
 
 
-def cost_summary(report: pd.DataFrame) -> str:
-    """``credit_cost_report`` per cell (days and sources summed), with a totals row in USD."""
-    if report.empty:
-        return "_no ledger rows yet_"
-    rows, images_all, failed_all, usd_all, lost_all = [], 0, 0, Decimal(0), Decimal(0)
+class _CostRow(BaseModel):
+    cell: str
+    unit: str
+    images: int
+    failed: int
+    native: Decimal
+    usd: Decimal
+    lost_usd: Decimal
+
+    def cells(self, units: list[str]) -> list[str]:
+        native = [_native(self.native) if u == self.unit else "" for u in units]
+        per = _usd(self.usd / self.images, 3) if self.images else ""
+        return [
+            md.text(self.cell),
+            str(self.images),
+            str(self.failed),
+            *native,
+            _usd(self.usd),
+            per,
+            _usd(self.lost_usd),
+        ]
+
+
+def _cost_rows(report: pd.DataFrame) -> list[_CostRow]:
+    rows = []
     for (provider, resolution), g in _cells(report):
-        images, failed = int(g["succeeded"].sum()), int(g["failed"].sum())
         native = sum((_d(v) for v in g["final_cost"]), Decimal(0))
         usd = sum((_d(v) for v in g["estimated_usd"]), Decimal(0))
         rate = usd / native if native else Decimal(0)
-        lost = sum((_d(v) for v in g["cost_lost_to_failures"]), Decimal(0)) * rate
-        unit = str(g["cost_unit"].iloc[0])
-        cell = md.text(f"{provider} {resolution}")
-        rows.append([cell, str(images), str(failed), _native(native, unit), _usd(usd), _usd(lost)])
-        images_all, failed_all = images_all + images, failed_all + failed
-        usd_all, lost_all = usd_all + usd, lost_all + lost
-    rows.append(["**total**", f"**{images_all}**", f"**{failed_all}**", "", f"**{_usd(usd_all)}**", _usd(lost_all)])
-    return _table(COST_HEADER, "lrrrrr", rows) + USD_NOTE
+        rows.append(
+            _CostRow(
+                cell=f"{provider} {resolution}", unit=str(g["cost_unit"].iloc[0]), images=int(g["succeeded"].sum()),
+                failed=int(g["failed"].sum()), native=native, usd=usd,
+                lost_usd=sum((_d(v) for v in g["cost_lost_to_failures"]), Decimal(0)) * rate,
+            )
+        )  # fmt: skip
+    return rows
+
+
+def cost_summary(report: pd.DataFrame) -> str:
+    """``credit_cost_report`` per cell (days and sources summed): a column per non-USD unit, USD, USD per
+    image, with a totals row."""
+    if report.empty:
+        return "_no ledger rows yet_"
+    rows = _cost_rows(report)
+    units = sorted({r.unit for r in rows if r.unit != "usd"})
+    header = [*COST_HEADER[:3], *units, *COST_HEADER[3:]]
+    body = [r.cells(units) for r in rows]
+    images, usd = sum(r.images for r in rows), sum((r.usd for r in rows), Decimal(0))
+    natives = [f"**{_native(sum((r.native for r in rows if r.unit == u), Decimal(0)))}**" for u in units]
+    per = f"**{_usd(usd / images, 3)}**" if images else ""
+    lost = _usd(sum((r.lost_usd for r in rows), Decimal(0)))
+    body.append(
+        ["**total**", f"**{images}**", f"**{sum(r.failed for r in rows)}**", *natives, f"**{_usd(usd)}**", per, lost]
+    )
+    return _table(header, "l" + "r" * (len(header) - 1), body) + USD_NOTE
 
 
 def comparison_summary(report: pd.DataFrame) -> str:
@@ -87,71 +125,18 @@ def comparison_summary(report: pd.DataFrame) -> str:
         images, failed, ok = int(r["images"]), int(r["failed"]), int(r["succeeded"])
         rate = f"{100 * failed / (ok + failed):.0f}%" if ok + failed else ""
         per = _usd(_d(r["cost_per_image_usd"]), 3) if images else ""
+        per_usable = _usd(_d(r["cost_per_usable_image_usd"]), 3) if r["usable_images"] else ""
         mism = int(r["size_mismatches"])
         p50, p95 = _fmt_s(r["latency_p50_s"]), _fmt_s(r["latency_p95_s"])
-        rows.append([md.text(f"{r['provider']} {r['resolution']}"), str(images), per, rate, p50, p95, str(mism)])
+        cell = md.text(f"{r['provider']} {r['resolution']}")
+        rows.append([cell, str(images), per, per_usable, rate, p50, p95, str(mism)])
         images_all, usd_all = images_all + images, usd_all + _d(r["estimated_usd"])
         ok_all, failed_all, mism_all = ok_all + ok, failed_all + failed, mism_all + mism
     rate_all = f"{100 * failed_all / (ok_all + failed_all):.0f}%" if ok_all + failed_all else ""
     per_all = f"**{_usd(usd_all / images_all, 3)}**" if images_all else ""
-    rows.append(["**total**", f"**{images_all}**", per_all, rate_all, "", "", str(mism_all)])
-    return _table(COMPARISON_HEADER, "lrrrrrr", rows) + "\n\nUSD/img counts failed attempts too." + USD_NOTE
+    rows.append(["**total**", f"**{images_all}**", per_all, "", rate_all, "", "", str(mism_all)])
+    return _table(COMPARISON_HEADER, "lrrrrrrr", rows) + USD_NOTE
 
 
 def _fmt_s(value) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{float(value):.1f}"
-
-
-# -- the full report as typed columns -------------------------------------------------------------------
-class ColumnSpec(BaseModel):
-    name: str
-    type: ColumnType
-    description: str | None = None
-
-
-class TableSpec(BaseModel):
-    """A report as rows of scalars with a schema: what ``MetadataValue.table`` takes."""
-
-    columns: list[ColumnSpec]
-    records: list[dict[str, Scalar]]
-
-
-def _column_type(series: pd.Series) -> ColumnType:
-    present = [v for v in series if v is not None and v is not pd.NA and not (isinstance(v, float) and np.isnan(v))]
-    if pd.api.types.is_bool_dtype(series) or (present and all(isinstance(v, bool | np.bool_) for v in present)):
-        return "bool"
-    if pd.api.types.is_integer_dtype(series):
-        return "int"
-    if pd.api.types.is_float_dtype(series) or (present and all(isinstance(v, Decimal | float) for v in present)):
-        return "float"
-    return "string"
-
-
-def _scalar(value, kind: ColumnType, name: str) -> Scalar:
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if kind == "bool":
-        return bool(value)
-    if kind == "int":
-        return int(value)
-    if kind == "float":
-        places = 2 if name.endswith("_s") or name.endswith("rate") else 4
-        return round(float(value), places)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, str) and value.startswith("{"):
-        counts = json.loads(value)
-        return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-    return str(value)
-
-
-def table_spec(report: pd.DataFrame, descriptions: dict[str, str] | None = None) -> TableSpec:
-    """Every column, typed; money rounded to 4 places, seconds and rates to 2, JSON counts as text."""
-    descriptions = descriptions or {}
-    kinds = {str(c): _column_type(report[c]) for c in report.columns}
-    records = [
-        {name: _scalar(value, kinds[name], name) for name, value in zip(kinds, row, strict=True)}
-        for row in report.itertuples(index=False, name=None)
-    ]
-    columns = [ColumnSpec(name=n, type=t, description=descriptions.get(n)) for n, t in kinds.items()]
-    return TableSpec(columns=columns, records=records)

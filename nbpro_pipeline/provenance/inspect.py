@@ -64,12 +64,19 @@ def describe_image(path: str, ledger_root: str | None = None, trust_anchors_pem:
     )
 
 
+def _marks_verdict(marks: MarksCheck) -> str:
+    """What the marks add up to; "ok" alone only when both the XMP and a C2PA manifest are there."""
+    if not marks.ok:
+        return "; ".join(marks.problems)
+    return "ok (XMP and C2PA)" if marks.c2pa.present else "XMP ok; no C2PA manifest (unsigned)"
+
+
 def render(info: ImageProvenance) -> str:
     lines = [f"{info.path}  ({info.format or 'not a PNG/JPEG'})", "", "XMP"]
     lines += [f"  {k} = {v}" for k, v in sorted(info.xmp.items())] or ["  (none)"]
     lines += ["", "C2PA"]
     if info.marks is None or not info.marks.c2pa.present:
-        lines.append("  no manifest")
+        lines.append("  no manifest (stored while C2PA signing was off: set NBPRO_C2PA_CERT / NBPRO_C2PA_KEY)")
     else:
         c2pa = info.marks.c2pa
         untrusted = " (signer not on a trust list)" if "signingCredential.untrusted" in c2pa.failures else ""
@@ -80,7 +87,7 @@ def render(info: ImageProvenance) -> str:
         if c2pa.failures:
             lines.append(f"  validation codes: {', '.join(c2pa.failures)}")
     if info.marks is not None:
-        lines += ["", "marks: " + ("ok" if info.marks.ok else "; ".join(info.marks.problems))]
+        lines += ["", "marks: " + _marks_verdict(info.marks)]
     lines += ["", f"ledger ({'matched by ' + info.ledger_match if info.ledger_row else info.ledger_match})"]
     if info.ledger_row:
         lines += [f"  {k} = {info.ledger_row.get(k)}" for k in _LEDGER_FIELDS]

@@ -1,5 +1,8 @@
-"""A cell with failures is not green: its checks fail on its partition, every failed prompt is logged at
-WARNING, and a no-op re-run still reports the cell's state (and that it was a no-op)."""
+"""A cell with failures is not green: its checks fail on its partition, a run that lost more than the error
+threshold of its new work fails without materializing (so its backfill and partition count it failed) while
+an observation of the partition keeps the cell's state and every check is recorded, every failed prompt is
+logged at WARNING, progress is on the run's tag, and a no-op re-run still reports the cell's state (and that
+it was a no-op)."""
 
 import logging
 
@@ -42,24 +45,55 @@ def _checks(result) -> dict[str, dg.AssetCheckEvaluation]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
+def _recorded(instance, run_id: str) -> tuple[dict, dict[str, dg.AssetCheckEvaluation]]:
+    """What the run recorded of its cell, materialized or (a failed run) observed, and its checks."""
+    events = [e.dagster_event for e in instance.all_logs(run_id) if e.dagster_event is not None]
+    cell = [
+        e.event_specific_data for e in events if e.event_type_value in ("ASSET_MATERIALIZATION", "ASSET_OBSERVATION")
+    ]
+    (data,) = cell
+    event = getattr(data, "materialization", None) or data.asset_observation
+    checks = [e.event_specific_data for e in events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    return {k: v.value for k, v in event.metadata.items()}, {c.check_name: c for c in checks}
+
+
 def test_failing_cell_fails_its_checks_on_its_partition_and_logs_each_failure(instance, faulty_resources):
     assert dg.materialize([prompt_table], instance=instance, resources=faulty_resources).success
-    first = dg.materialize([generated_images], partition_key="rivya|1K", instance=instance, resources=faulty_resources)
-    meta = _metadata(first)
+    first = dg.materialize(
+        [generated_images],
+        partition_key="rivya|1K",
+        instance=instance,
+        resources=faulty_resources,
+        raise_on_error=False,
+    )
+    assert not first.success and instance.get_run_by_id(first.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert first.get_asset_materialization_events() == []  # the partition counts as failed, not done
+    meta, checks = _recorded(instance, first.run_id)  # the cell's state, observed although the run failed
     assert meta["failed"] > 0 and meta["failures_outstanding"] == meta["failed"]
     assert meta["cost_usd"] > 0 and meta["cost_credits"] == 8 * (meta["images"] + meta["quarantined_total"])
-    checks = _checks(first)
     rate = checks["failure_rate"]
     assert not rate.passed and rate.partition == "rivya|1K" and rate.description.startswith("rivya|1K: ")
     assert rate.severity == dg.AssetCheckSeverity.ERROR  # more than 20% of the cell's prompts
     assert not checks["prompts_resolved"].passed
+    run_rate = checks["run_failure_rate"]  # every prompt was new work here: the run's rate is the cell's
+    assert not run_rate.passed and run_rate.severity == dg.AssetCheckSeverity.ERROR and run_rate.partition == "rivya|1K"
+    assert set(checks) == {c.name for c in generated_images.check_specs}  # every check, recorded
+    failure = next(e for e in instance.all_logs(first.run_id) if e.dagster_event and e.dagster_event.is_step_failure)
+    assert "this run: " in failure.dagster_event.step_failure_data.user_failure_data.description
+    assert instance.get_run_by_id(first.run_id).tags["nbpro/progress"].endswith(" failed, done")
     logs = instance.all_logs(first.run_id)
     warned = [e.user_message for e in logs if e.level == logging.WARNING and "rivya|1K: prompt" in e.user_message]
     assert len(warned) == meta["failed"], warned
     assert all(("generation_failed" in w) or ("size_mismatch" in w) for w in warned)
 
-    again = dg.materialize([generated_images], partition_key="rivya|1K", instance=instance, resources=faulty_resources)
-    meta2 = _metadata(again)  # failed prompts are tried again; the state counts every image of the cell
+    again = dg.materialize(
+        [generated_images],
+        partition_key="rivya|1K",
+        instance=instance,
+        resources=faulty_resources,
+        raise_on_error=False,
+    )
+    meta2, _ = _recorded(instance, again.run_id)  # failed prompts are tried again; the state counts every image
     assert meta2["images_total"] == meta["images_total"] + meta2["images"]
     assert meta2["cost_usd_total"] == pytest.approx(meta["cost_usd_total"] + meta2["cost_usd"], abs=1e-3)
 

@@ -1,6 +1,7 @@
 """Materializing the real assets against the sandbox over HTTP, on one shared Dagster instance."""
 
 from decimal import Decimal
+from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -67,14 +68,10 @@ def test_every_cell_materializes_valid_images_and_passes_its_checks(first_pass, 
         assert meta["failed"] == 0 and meta["skipped"] == 0
         assert len(meta["contact_sheet"]) < 50_000  # thumbnails, not images, in the event log
         checks = _checks(result)
-        expected = {
-            "all_rows_accounted",
-            "images_valid",
-            "ledger_reconciles",
-            "failure_rate",
-            "prompts_resolved",
-            "usable_images",
-        }
+        expected = {"all_rows_accounted", "images_valid", "ledger_reconciles", "failure_rate", "prompts_resolved",
+                    "run_failure_rate",
+                    "usable_images"}  # fmt: skip
+        assert meta["dagster/row_count"] == meta["images_total"]
         assert set(checks) == expected
         assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items()}
         provider, resolution = key.split("|")
@@ -117,6 +114,39 @@ def test_reports_total_exactly_what_the_sandbox_billed(first_pass, instance, res
     assert by_provider == billed
     comparison = pq.read_table(storage.path("reports", "provider_comparison.parquet"))
     assert comparison.num_rows > 0
+    meta = {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    cost = meta["credit_cost_report"]
+    assert cost["dagster/row_count"].value == len(report)
+    schema = {c.name: c for c in cost["dagster/column_schema"].value.columns}
+    assert schema["cost_per_success_usd"].type == "decimal128(38, 6)" and schema["cost_per_success_usd"].description
+    assert list(meta["credit_cost_report"])[:2] == ["summary", "chart"]  # what a reader needs, first
+
+
+def test_reports_served_over_http_show_their_chart_by_url(first_pass, instance, resources):
+    """Short markdown is shown inline; a chart embedded as base64 is folded behind a click."""
+    served = {
+        **resources,
+        "storage": StorageResource(root=resources["storage"].root, public_url="http://127.0.0.1:8788"),
+    }
+    result = dg.materialize([credit_cost_report], instance=instance, resources=served)
+    (event,) = result.get_asset_materialization_events()
+    chart = event.materialization.metadata["chart"].value
+    assert chart == "![credit_cost_report](http://127.0.0.1:8788/reports/credit_cost_report.png)"
+    assert Path(resources["storage"].root, "reports", "credit_cost_report.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_assets_carry_owners_code_references_and_report_freshness():
+    from assets_defs.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        spec = graph.get(key)
+        assert spec.owners == ["team:nbpro"], key
+        assert "dagster/code_references" in spec.metadata, key
+        assert ("dagster/column_schema" in spec.metadata) == (key.path[-1] in {"prompt_table", "generated_images",
+                                                                               "focus_cost_export"})  # fmt: skip
+    for name in ("credit_cost_report", "provider_comparison", "focus_cost_export"):
+        assert graph.get(dg.AssetKey(name)).freshness_policy is not None, name
 
 
 def test_a_cell_without_a_prompt_table_fails_with_a_clear_message(instance, resources, tmp_path):

@@ -1,11 +1,19 @@
 """Per-cell checks: named for their cell, judged on the cell's state, thresholds as configured."""
 
+from decimal import Decimal
+
 import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from nbpro_pipeline.cell.checks import FailureThresholds, failure_rate, prompts_resolved, unaccounted_ids
-from nbpro_pipeline.cell.state import cell_state
+from nbpro_pipeline.cell.checks import (
+    FailureThresholds,
+    failure_rate,
+    prompts_resolved,
+    run_failure_rate,
+    unaccounted_ids,
+)
+from nbpro_pipeline.cell.state import FailedPrompt, RunDelta, cell_state
 from nbpro_pipeline.costs import PriceTable
 from nbpro_pipeline.models.check import Severity
 from nbpro_pipeline.models.common import Resolution
@@ -65,3 +73,41 @@ def test_prompts_resolved_names_quarantined_failed_and_unaccounted_prompts():
 def test_unaccounted_ids_compares_id_and_prompt_hash():
     rows = pa.table({"prompt_id": ["a", "b"], "prompt_sha256": ["sha-a", "changed"]})
     assert unaccounted_ids(rows, ledger(record("a"), record("b"))) == ["b"]  # b's prompt text changed
+
+
+def _delta(images: int, failed: int, already_done: int) -> RunDelta:
+    return RunDelta(images=images, failed=failed, skipped=0, already_done=already_done, submitted=images + failed,
+                    resumed=0, cost=Decimal(8 * (images + failed)), cost_usd=Decimal(0))  # fmt: skip
+
+
+def _failed(n: int) -> list[FailedPrompt]:
+    return [
+        FailedPrompt(prompt_id=f"p{i}", status="failed", error_code="size_mismatch", message="", cost=Decimal(8),
+                     quarantined_uri=f"/q/p{i}.png")
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_run_failure_rate_judges_this_runs_new_work_not_the_diluted_cell():
+    """rivya|4K: 11 images from earlier runs, then a run with 3 new images and 3 wrong-size ones. The cell's
+    rate is 3 of 17 (17.6%, a warning); the run's is 3 of 6 (50%), an error that names what was paid."""
+    thresholds = FailureThresholds(warn_above=0.0, error_above=0.2)
+    check = run_failure_rate("rivya|4K", _delta(3, 3, 11), _failed(3), "credits", thresholds)
+    assert (check.passed, check.severity) == (False, Severity.ERROR)
+    assert check.description == (
+        "rivya|4K: this run: 3 of 6 new prompts without an image (50%, above 20%): 3 size_mismatch; "
+        "24 credits paid for them"
+    )
+    assert check.metadata["run_failure_rate"] == 0.5 and check.metadata["paid_for_failures_credits"] == 24.0
+    cell = failure_rate(_cell(14, 3), 17, thresholds)
+    assert cell.severity is Severity.WARN  # the cell's own view stays what it is
+
+
+def test_run_failure_rate_passes_a_clean_run_and_a_no_op():
+    thresholds = FailureThresholds()
+    clean = run_failure_rate("rivya|4K", _delta(6, 0, 11), [], "credits", thresholds)
+    noop = run_failure_rate("rivya|4K", _delta(0, 0, 17), [], "credits", thresholds)
+    assert clean.passed and noop.passed
+    assert noop.description == "rivya|4K: this run had no new work (17 prompts already done)"
+    one = run_failure_rate("rivya|4K", _delta(9, 1, 0), _failed(1), "credits", thresholds)
+    assert (one.passed, one.severity) == (False, Severity.WARN)  # 10%: a warning, the run stays green

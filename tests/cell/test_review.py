@@ -11,13 +11,9 @@ from nbpro_pipeline.costs import PriceTable
 from tests.engine.conftest import prompt_rows
 
 ASSET_CHECKS = [
-    "all_rows_accounted",
-    "images_valid",
-    "ledger_reconciles",
-    "failure_rate",
-    "prompts_resolved",
-    "usable_images",
-]
+    "all_rows_accounted", "images_valid", "ledger_reconciles", "failure_rate", "prompts_resolved", "usable_images",
+    "run_failure_rate",
+]  # fmt: skip
 
 
 def _cell_rows(rows) -> pa.Table:

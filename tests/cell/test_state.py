@@ -28,7 +28,8 @@ def test_state_counts_latest_outcomes_and_every_credit():
     assert state.cost_usd_total == Decimal(24) * PriceTable().to_usd("rivya", Decimal(1))
     assert [q.prompt_id for q in state.quarantined] == ["c"] and state.quarantined[0].width == 10
     assert state.outstanding[0].quarantined_uri == "/q/c.png"
-    assert "0.0168 USD/credit" in state.usd_basis
+    assert state.usd_basis == "credits exact (as billed); USD estimate: credits x 0.0168 USD/credit (configured rate)"
+    assert state.usd_is_estimate  # beside cost_is_estimate false: the credits are exact, their USD is not
 
 
 def test_run_failures_are_only_this_runs_rows():

@@ -63,6 +63,17 @@ query($id: String!) {
 }
 """
 
+# The run's log messages with their times (ms since the epoch, as text), as the run page shows them.
+RUN_LOGS = """
+query($runId: ID!) {
+  logsForRun(runId: $runId) {
+    __typename
+    ... on EventConnection { events { __typename ... on MessageEvent { message timestamp } } }
+    ... on PythonError { message }
+  }
+}
+"""
+
 RUNS = """
 query($filter: RunsFilter) {
   runsOrError(filter: $filter) {
@@ -208,6 +219,12 @@ class GraphQL:
         assert result["__typename"] == "Runs", result
         return result["results"]
 
+    def logs(self, run_id: str) -> list[tuple[float, str]]:
+        """(seconds since the epoch, message) of every message event of a run."""
+        result = self(RUN_LOGS, runId=run_id)["logsForRun"]
+        assert result["__typename"] == "EventConnection", result
+        return [(int(e["timestamp"]) / 1000, e["message"]) for e in result["events"] if e.get("message")]
+
     def wait_runs(self, run_ids: list[str], deadline: float) -> list[dict]:
         while True:
             runs = [r for r in self.runs(runIds=run_ids)]
@@ -320,10 +337,16 @@ def assert_provider_concurrency(cell_runs: list[dict]) -> tuple[dict[str, int], 
 
 
 def pipeline_env(
-    dagster_home: Path, sandbox: Any, storage_root: Path, keys: dict[str, str], extra: dict[str, str] | None = None
+    dagster_home: Path,
+    sandbox: Any,
+    storage_root: Path,
+    keys: dict[str, str],
+    extra: dict[str, str] | None = None,
+    sources: Path | None = None,
 ) -> dict[str, str]:
     """The environment every Dagster process of a stack test runs with: both providers pointed at the
-    test's sandbox, its storage root, the example prompt tables and a fast first poll."""
+    test's sandbox, its storage root, the prompt tables (``sources``, else the examples) and a fast first
+    poll."""
     return dagster_env(
         dagster_home,
         {
@@ -332,7 +355,7 @@ def pipeline_env(
             "RIVYA_BASE_URL": sandbox.rivya_url,
             "ODIROUTER_BASE_URL": sandbox.odirouter_url,
             "NBPRO_STORAGE_ROOT": str(storage_root),
-            "NBPRO_PROMPT_SOURCES": str(REPO / "examples" / "prompts"),
+            "NBPRO_PROMPT_SOURCES": str(sources or REPO / "examples" / "prompts"),
             "NBPRO_POLL_FIRST_DELAY_S": "0.05",
         },
     )

@@ -2,12 +2,13 @@
 
 import base64
 import io
+from datetime import timedelta
 
 from PIL import Image
 
 from nbpro_pipeline.costs import PriceTable, reports
 from nbpro_pipeline.presentation import charts
-from tests.costs.builders import ledger, record
+from tests.costs.builders import T0, ledger, record
 
 ROWS = ledger(
     record("a", provider="rivya", resolution="1K"),
@@ -38,3 +39,14 @@ def test_comparison_chart_and_its_markdown():
 
 def test_no_rows_no_chart():
     assert charts.cost_per_day(reports.credit_cost_report(ledger(), PriceTable())) is None
+
+
+def test_the_cost_chart_adds_cost_over_time_only_once_there_is_time():
+    one_day = charts.cost_chart(reports.credit_cost_report(ROWS, PriceTable()))
+    two_days = ledger(
+        record("a", provider="rivya", resolution="1K"),
+        record("c", provider="rivya", resolution="1K", at=T0 + timedelta(days=1)),
+    )
+    both = charts.cost_chart(reports.credit_cost_report(two_days, PriceTable()))
+    assert _decoded(one_day).width < _decoded(both).width  # one panel (per image), then two (per image, per day)
+    assert charts.cost_chart(reports.credit_cost_report(ledger(), PriceTable())) is None

@@ -1,6 +1,7 @@
 """Contact sheet and gallery pages: captioned, counted, quarantined apart, written through fsspec."""
 
 import io
+from pathlib import Path
 
 from PIL import Image
 
@@ -8,7 +9,7 @@ from nbpro_pipeline.cell.state import cell_state
 from nbpro_pipeline.costs import PriceTable
 from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.presentation.contact_sheet import contact_sheet
-from nbpro_pipeline.presentation.gallery import write_cell_gallery, write_cross_provider_gallery
+from nbpro_pipeline.presentation.gallery import GalleryPrompts, write_cell_gallery, write_cross_provider_gallery
 from nbpro_pipeline.presentation.ledger_rows import ImageRef
 from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage
@@ -85,3 +86,28 @@ def test_contact_sheet_stays_under_max_bytes_counting_utf8_and_skips_unreadable(
     md = contact_sheet(images, [], open_file=storage.fs.open, max_bytes=10**6)
     assert md.startswith("**12 of 13 images shown**") and "missing" not in md.split("\n\n", 1)[1]
     assert contact_sheet([], [], open_file=storage.fs.open) == "_no images stored in this cell yet_"
+
+
+def test_gallery_links_are_relative_and_captions_carry_the_escaped_prompt_text(tmp_path):
+    """A served or copied root keeps its links; the prompt's text is shown, as text."""
+    storage = Storage(str(tmp_path / "root"))
+    records = _rows(storage)
+    state = cell_state(_rivya(records), Provider.RIVYA, Resolution.R1K, PriceTable())
+    hostile = '<script>alert("x")</script> a red & blue <b>cube</b>'
+    page = write_cell_gallery(storage, state, {"p0": hostile, "p1": "a calm lake"})
+    html = Path(page.uri).read_text()
+    assert 'href="../../../images/p0.png"' in html and "file://" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; a red &amp; blue &lt;b&gt;cube&lt;/b&gt;" in html
+    assert "<script>" not in html and "a calm lake" in html
+    prompts = GalleryPrompts(text={"p0": "a red cube"}, cells={"rivya|1K": {"p0"}, "odirouter|1K": {"p0"}})
+    cross = write_cross_provider_gallery(storage, ledger(*records), PriceTable(), prompts)
+    html = Path(cross.uri).read_text()
+    assert 'href="../images/p0.png"' in html and 'href="../images/o0.png"' in html and "a red cube" in html
+
+
+def test_a_prompt_without_an_outcome_in_a_cell_says_whether_it_is_still_to_run():
+    prompts = GalleryPrompts(cells={"rivya|1K": {"p0"}})
+    assert prompts.absent("p0", "rivya|1K") == "not run yet"
+    assert prompts.absent("p0", "odirouter|1K") == "not for this cell"
+    assert GalleryPrompts().absent("p0", "rivya|1K") == "no outcome in this cell"
+    assert GalleryPrompts(text={"p": "x " * 400}).of("p").endswith("…")

@@ -28,6 +28,7 @@ async def test_inspect_prints_xmp_c2pa_and_the_ledger_row(harness, signer, crede
     )
     assert "validation state: Valid (signer not on a trust list)" in out and "actions: c2pa.created" in out
     assert "ledger (matched by sha256)" in out and "prompt_id = p000" in out
+    assert "marks: ok (XMP and C2PA)" in out
     trusted = CliRunner().invoke(main, ["inspect", image, "--trust-anchors", str(credential.ca_path), "--json"])
     assert trusted.exit_code == 0 and json.loads(trusted.output)["marks"]["c2pa"]["validation_state"] == "Trusted"
 
@@ -36,6 +37,14 @@ async def test_inspect_prints_xmp_c2pa_and_the_ledger_row(harness, signer, crede
     edited = CliRunner().invoke(main, ["inspect", image, "--ledger-root", root])
     assert edited.exit_code == 1
     assert "C2PA manifest does not validate" in edited.output and "ledger (matched by fingerprint)" in edited.output
+
+
+async def test_an_unsigned_image_is_not_called_ok_without_saying_it_has_no_manifest(harness):  # noqa: F811
+    await harness.run(Provider.RIVYA, prompt_rows(1))
+    image = sorted(r["image_uri"] for r in harness.rows(Provider.RIVYA))[0]
+    out = CliRunner().invoke(main, ["inspect", image]).output
+    assert "no manifest (stored while C2PA signing was off" in out
+    assert "marks: XMP ok; no C2PA manifest (unsigned)" in out and "marks: ok" not in out
 
 
 async def test_export_focus_without_dagster(harness):  # noqa: F811
