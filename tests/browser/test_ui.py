@@ -199,9 +199,11 @@ def _check_red_run(page, base: str, backfill_id: str, cell: str) -> None:
     """The backfill: failed, its red cells counted as failed partitions; its runs: the runs that lost their
     new work are failures; the cell's run_failure_rate says why."""
     _open(page, f"{base}/runs/b/{backfill_id}?tab=overview")
-    failed = page.locator("tr", has_text="generated_images").locator("td").last
-    failed.wait_for(timeout=30_000)
-    assert int(failed.inner_text()) >= 1, failed.inner_text()  # the "Failed" column: no longer "Failed 0"
+    page.get_by_text("100% completed").first.wait_for(timeout=30_000)
+    # the asset's row reads: name, progress, then targeted, in progress, succeeded, failed
+    after = page.inner_text("body").split("100% completed", 1)[1].split()
+    counts = [int(t) for t in after[:4]]
+    assert counts[0] == 6 and counts[3] >= 1, after[:4]  # the "Failed" column: no longer "Failed 0"
     page.screenshot(path=ARTIFACTS / "backfill_overview.png")
     _open(page, f"{base}/runs/b/{backfill_id}?tab=runs")
     page.get_by_text("Failure").first.wait_for(timeout=30_000)
