@@ -50,7 +50,7 @@ def _cells(report: pd.DataFrame):
 # Narrow on purpose: the metadata panel gives a value about 420 px at a 1440 px window. One column per unit:
 # credits and dollars never share one.
 COST_HEADER = ["cell", "images", "failed", "USD", "USD/img", "lost USD"]
-COMPARISON_HEADER = ["cell", "images", "USD/img", "USD/usable", "failed %", "p50 s", "p95 s", "wrong size"]
+COMPARISON_HEADER = ["cell", "images", "USD/img", "USD/usable", "failed %", "p50/p95 s", "wrong size"]
 USD_NOTE = (
     "\n\nUSD: estimate (credits at the configured rate; the price table where the provider states no cost). "
     "USD/img: every cost of the cell over its images, failed attempts included (USD/usable: over the images not "
@@ -129,13 +129,13 @@ def comparison_summary(report: pd.DataFrame) -> str:
         mism = int(r["size_mismatches"])
         p50, p95 = _fmt_s(r["latency_p50_s"]), _fmt_s(r["latency_p95_s"])
         cell = md.text(f"{r['provider']} {r['resolution']}")
-        rows.append([cell, str(images), per, per_usable, rate, p50, p95, str(mism)])
+        rows.append([cell, str(images), per, per_usable, rate, f"{p50}/{p95}" if p50 else "", str(mism)])
         images_all, usd_all = images_all + images, usd_all + _d(r["estimated_usd"])
         ok_all, failed_all, mism_all = ok_all + ok, failed_all + failed, mism_all + mism
     rate_all = f"{100 * failed_all / (ok_all + failed_all):.0f}%" if ok_all + failed_all else ""
     per_all = f"**{_usd(usd_all / images_all, 3)}**" if images_all else ""
-    rows.append(["**total**", f"**{images_all}**", per_all, "", rate_all, "", "", str(mism_all)])
-    return _table(COMPARISON_HEADER, "lrrrrrrr", rows) + USD_NOTE
+    rows.append(["**total**", f"**{images_all}**", per_all, "", rate_all, "", str(mism_all)])
+    return _table(COMPARISON_HEADER, "lrrrrrr", rows) + USD_NOTE
 
 
 def _fmt_s(value) -> str:
