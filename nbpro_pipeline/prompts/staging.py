@@ -21,6 +21,8 @@ import pyarrow.compute as pc
 from nbpro_pipeline.prompts.problems import FileProblem
 
 KNOWN_COLUMNS = ("prompt", "id", "aspect_ratio", "resolution", "output_format", "provider", "reference_images")
+# the name every output gives the id: a table written back from a report or ledger reads as it was meant
+COLUMN_ALIASES = {"prompt_id": "id"}
 TEXT_COLUMNS = ("prompt", "id", "aspect_ratio", "resolution", "output_format", "provider")
 
 STAGED_SCHEMA = pa.schema(
@@ -67,6 +69,7 @@ def column_layout(names: list[str], nameless_with_values: set[int]) -> ColumnLay
     extras: list[tuple[str, int]] = []
     for position, name in enumerate(names):
         key = canonical_column_name(name)
+        key = COLUMN_ALIASES.get(key, key)
         if key in KNOWN_COLUMNS:
             if key in known:
                 raise FileProblem(

@@ -255,6 +255,13 @@ def test_two_columns_meaning_the_same_thing_reject_the_file(write, load):
     assert rejections(result)[0] == (None, None, "prompt", "column_duplicate")
 
 
+def test_a_prompt_id_column_is_the_id_column(write, load):
+    result = load(write("ids.csv", "Prompt ID,prompt\nsku-1,a red chair\n"))
+    assert result.accepted["prompt_id"].to_pylist() == ["sku-1"]
+    both = load(write("both.csv", "id,prompt_id,prompt\na,b,c\n"), write("ok.csv", CSV))
+    assert rejections(both)[0] == (None, None, "id", "column_duplicate")
+
+
 def test_header_only_file_has_no_rows(write, load):
     result = load(write("h.csv", "prompt,id\n"), write("ok.csv", CSV))
     assert result.sources[0].rows_read == 0 and result.accepted.num_rows == 2
