@@ -59,7 +59,7 @@ defs = dg.Definitions(
 )
 """
 
-RUNS = "  max_concurrent_runs: 10\n"
+RUNS = "    max_concurrent_runs: 10\n"
 MODES = {
     "tags": "concurrency:\n  runs:\n" + RUNS + "    tag_concurrency_limits:\n      - key: provider\n"
     "        value:\n          applyLimitPerUniqueValue: true\n        limit: 2\n",
@@ -91,17 +91,18 @@ def _stack(home: Path, mode: str, sleep_s: float) -> tuple[Processes, GraphQL, P
     marks = home / "marks.jsonl"
     env = dagster_env(home / "dagster_home", {"TOY_SLEEP_S": str(sleep_s), "TOY_MARKS": str(marks)})
     procs, port = Processes(home), free_port()
-    procs.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], env)
     web = [str(BIN / "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
     procs.start("webserver", web, env)
-    return procs, GraphQL(f"http://127.0.0.1:{port}"), marks
+    gql = GraphQL(f"http://127.0.0.1:{port}")
+    gql.wait_loaded(time.monotonic() + 180, procs)  # the instance's SQLite is created once, before the daemon
+    procs.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], env)
+    return procs, gql, marks
 
 
 def measure(mode: str, runs: int, sleep_s: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix=f"nbpro-limits-{mode}-") as tmp:
         procs, gql, marks = _stack(Path(tmp), mode, sleep_s)
         try:
-            gql.wait_loaded(time.monotonic() + 180, procs)
             started = time.time()
             ids = [_launch(gql, p) for p in ["a"] * runs + ["b"] * (runs // 2)]
             done = gql.wait_runs(ids, time.monotonic() + 60 + 4 * runs * sleep_s)
