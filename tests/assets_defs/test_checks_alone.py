@@ -74,3 +74,13 @@ def test_one_selected_check_gets_one_result(materialized, instance, resources, s
     assert result.success and _requests(sandbox) == before
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == "failure_rate" and check.passed and check.partition == CELL
+
+
+def test_the_ui_may_execute_each_check_of_the_cell_on_its_own():
+    """A check sharing its asset's execution set must be executed with the materialization (the UI greys
+    its Execute out); a subsettable asset gives its checks none."""
+    from assets_defs.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = graph.get(GENERATED_IMAGES).check_keys
+    assert len(keys) == 7 and all(graph.get_execution_set_identifier(k) is None for k in keys)
