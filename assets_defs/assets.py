@@ -4,7 +4,7 @@ Each body reads config, calls the library, and turns its result into metadata; n
 test without Dagster could not cover through ``nbpro_pipeline``.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
@@ -15,13 +15,15 @@ from assets_defs.checks import PROMPT_TABLE_CHECKS, cell_check_specs, check_eval
 from assets_defs.metadata import OWNERS, ROW_COUNT, chart, column_schema
 from assets_defs.partitions import cell_of
 from assets_defs.resources import BudgetResource, PipelineResource, ProviderResource, StorageResource
-from nbpro_pipeline.cell.review import review_cell
+from nbpro_pipeline.cell.review import RUN_ONLY_CHECKS, review_cell, review_stored_cell
 from nbpro_pipeline.cell.view import CellView
 from nbpro_pipeline.costs import all_cells, claims, focus, report_parquet, reports
 from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
 from nbpro_pipeline.engine.progress import ProgressSnapshot
 from nbpro_pipeline.engine.report import CellReport
+from nbpro_pipeline.engine.rows import CellRows
 from nbpro_pipeline.models.check import CheckOutcome
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import LEDGER_SCHEMA
 from nbpro_pipeline.models.prompt import ACCEPTED_SCHEMA
 from nbpro_pipeline.presentation import charts, summary
@@ -83,27 +85,76 @@ GENERATED_IMAGES = dg.AssetKey("generated_images")
 
 
 def generated_images_asset(partitions: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
-    """``generated_images`` over ``partitions``, its provider resources being the registry's names."""
+    """``generated_images`` over ``partitions``, its provider resources being the registry's names.
 
-    @dg.asset(
+    A one-asset ``multi_asset`` because ``@dg.asset`` takes no ``can_subset`` in Dagster 1.13: subsettable, so
+    the UI can execute the cell's checks without materializing it (``judge_stored_cell``)."""
+
+    @dg.multi_asset(
         name=GENERATED_IMAGES.path[-1],
-        group_name=GROUP,
-        kinds={"image"},
-        partitions_def=partitions,
-        deps=[prompt_table],
+        specs=[
+            dg.AssetSpec(
+                GENERATED_IMAGES,
+                description=_GENERATED_IMAGES_DOC,
+                group_name=GROUP,
+                kinds={"image"},
+                partitions_def=partitions,
+                deps=[prompt_table],
+                owners=OWNERS,
+                metadata=column_schema(LEDGER_SCHEMA),  # the cell's ledger rows: one per request outcome
+            )
+        ],
         check_specs=cell_check_specs(partitions),
-        owners=OWNERS,
-        metadata=column_schema(LEDGER_SCHEMA),  # the cell's ledger rows: one per request outcome
+        can_subset=True,
         required_resource_keys={"storage", "budget", "pipeline", *PROVIDERS.names()},
     )
-    def generated_images(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        """One valid image per eligible prompt of this cell; already-stored fingerprints are skipped, so a
-        re-run pays only for gaps. Images, journal and ledger are written by the engine, not an IO manager."""
+    def generated_images(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        """The cell through the engine; with only checks selected, the checks judged from storage instead."""
         r = context.resources
+        if GENERATED_IMAGES not in context.selected_asset_keys:  # only checks selected: no run, no money
+            yield from judge_stored_cell(context, r.storage, r.budget, r.pipeline)
+            return
         provider, _ = cell_of(context.partition_key)
-        return materialize_cell(context, getattr(r, provider), r.storage, r.budget, r.pipeline)
+        yield materialize_cell(context, getattr(r, provider), r.storage, r.budget, r.pipeline)
 
     return generated_images
+
+
+_GENERATED_IMAGES_DOC = (
+    "One valid image per eligible prompt of this cell; already-stored fingerprints are skipped, so a\n"
+    "re-run pays only for gaps. Images, journal and ledger are written by the engine, not an IO manager."
+)
+
+
+def _cell_rows(st: Storage, provider: str, resolution: Resolution) -> CellRows:
+    """The cell's eligible rows of the stored prompt table; missing, the step fails saying what to do."""
+    try:
+        accepted = read_table(st, "prompt_table/accepted")
+    except FileNotFoundError:
+        raise dg.Failure(
+            description=f"{st.uri(table_path(st, 'prompt_table/accepted'))} is missing: materialize prompt_table first"
+        ) from None
+    return rows_for_cell(accepted, provider, resolution)
+
+
+def judge_stored_cell(
+    context: dg.AssetExecutionContext, storage: StorageResource, budget: BudgetResource, pipeline: PipelineResource
+) -> Iterator[dg.AssetCheckResult]:
+    """The selected checks of the cell, judged from what is stored (``review_stored_cell``): no engine, no
+    provider call, no lease, nothing written. A selected check that needs a run (``RUN_ONLY_CHECKS``) gets
+    no result, which Dagster shows as skipped rather than as a pass it did not earn."""
+    provider, resolution = cell_of(context.partition_key)
+    st = storage.storage()
+    selected = {key.name for key in context.selected_asset_check_keys}
+    if unjudged := sorted(selected & set(RUN_ONLY_CHECKS)):
+        context.log.info(
+            f"{', '.join(unjudged)}: not executed, they need a run (ledger_reconciles asks the provider about "
+            "the run's tasks, run_failure_rate judges the run's new work)"
+        )
+    rows = _cell_rows(st, provider, resolution)
+    thresholds = pipeline.failure_thresholds()
+    for check in review_stored_cell(st, provider, resolution, rows.table, budget.prices(), thresholds, names=selected):
+        yield check_result(check, GENERATED_IMAGES)
 
 
 def materialize_cell(
@@ -116,13 +167,7 @@ def materialize_cell(
     """Run the partition's cell through the library and turn what it produced into metadata and checks."""
     provider, resolution = cell_of(context.partition_key)
     st = storage.storage()
-    try:
-        accepted = read_table(st, "prompt_table/accepted")
-    except FileNotFoundError:
-        raise dg.Failure(
-            description=f"{st.uri(table_path(st, 'prompt_table/accepted'))} is missing: materialize prompt_table first"
-        ) from None
-    rows = rows_for_cell(accepted, provider, resolution)
+    rows = _cell_rows(st, provider, resolution)
     settings = resource.engine_settings().model_copy(
         update={
             "reference_roots": pipeline.reference_roots,

@@ -64,9 +64,11 @@ def check_evaluation(check: CheckOutcome, asset: dg.AssetKey, partition: str) ->
     )
 
 
-def check_result(check: CheckOutcome) -> dg.AssetCheckResult:
+def check_result(check: CheckOutcome, asset: dg.AssetKey | None = None) -> dg.AssetCheckResult:
+    """The outcome as a result of the step (``asset``: whose check, where the step could hold several)."""
     metadata = _metadata(check)
     return dg.AssetCheckResult(
+        asset_key=asset,
         check_name=check.name,
         passed=check.passed,
         severity=_SEVERITY[check.severity],

@@ -277,6 +277,19 @@ def unaccounted_ids(cell_rows: pa.Table, cell_ledger: pa.Table) -> list[str]:
     return sorted({pid for pid, sha in pairs if (pid, sha) not in seen})
 
 
+def ledger_eligible(cell_rows: pa.Table, cell_ledger: pa.Table) -> dict[str, str]:
+    """The cell's eligible rows keyed as a run keys them (fingerprint -> prompt id, as ``CellResult.eligible``),
+    read back from the ledger when there is no run: each (prompt id, prompt sha256) of ``cell_rows`` takes the
+    fingerprint of its latest ledger row. A row with no ledger row keys on its id and sha256 instead, which is
+    no fingerprint, so ``check_accounting`` counts it missing."""
+    rows = cell_ledger.select(["prompt_id", "prompt_sha256", "fingerprint", "recorded_at"]).to_pylist()
+    latest = {
+        (r["prompt_id"], r["prompt_sha256"]): r["fingerprint"] for r in sorted(rows, key=lambda r: r["recorded_at"])
+    }
+    pairs = zip(cell_rows["prompt_id"].to_pylist(), cell_rows["prompt_sha256"].to_pylist(), strict=True)
+    return {latest.get((pid, sha), f"no ledger row: {pid} {sha}"): pid for pid, sha in pairs}
+
+
 def prompts_resolved(state: CellState, unaccounted: list[str]) -> CheckOutcome:
     """Names every prompt of the cell that has no ledger outcome (an ERROR: the ledger lost track) or whose
     latest outcome is quarantined, failed or skipped (a WARN: known, explained, re-run to retry)."""
