@@ -62,6 +62,7 @@ class Attempt:
     placed: PlacedImage | None = None
     record: LedgerRecord | None = None
     holds_slot: bool = False
+    claimed: bool = False  # the run's one attempt for its fingerprint (a duplicate row is not)
 
     @property
     def recorded(self) -> bool:
