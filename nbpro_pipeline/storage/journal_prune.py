@@ -110,7 +110,8 @@ def prune_journal(
     stubs = scan(storage, files)
     outcome.entries_before = stubs.count
     past = past or open_past(storage, provider, resolution)
-    kept = full_entries(storage, files, stubs, _decide(stubs.table(), past, rules))
+    buckets = past.reader.manifest.buckets if past.reader is not None else 1
+    kept = full_entries(storage, files, stubs, _decide(stubs.table(buckets), past, rules))
     outcome.entries_kept = len(kept)
     now = datetime.now(UTC)
     name = f"{COMPACT_PREFIX}{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.json"

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from nbpro_pipeline.storage.filesystem import Storage
+from nbpro_pipeline.storage.history_index import bucket_ids
 from nbpro_pipeline.storage.journal import JournalEntry, JournalFiles, read_segments
 
 _CHUNK = 4096  # entries kept as Python values before they are packed into a record batch
+_ROWS = 1024  # stub rows turned into Python values at a time
 _SCHEMA = pa.schema(
     [
         ("fingerprint", pa.string()),
@@ -64,12 +66,14 @@ class JournalStubs:
             self.batches.append(pa.record_batch(columns, schema=_SCHEMA))
             self._pending = []
 
-    def table(self) -> pa.Table:
-        """The stubs with their read order (``seq``), sorted by fingerprint and then read order."""
+    def table(self, buckets: int = 1) -> pa.Table:
+        """The stubs with their read order (``seq``), sorted by fingerprint and then read order; with the
+        fingerprint index's ``buckets``, by bucket first, so that a batch of fingerprints reads few buckets."""
         self._pack()
         table = pa.Table.from_batches(self.batches, schema=_SCHEMA)
         table = table.append_column("seq", pa.array(range(table.num_rows), pa.int64()))
-        return table.sort_by([("fingerprint", "ascending"), ("seq", "ascending")])
+        table = table.append_column("bucket", bucket_ids(table["fingerprint"], buckets))
+        return table.sort_by([("bucket", "ascending"), ("fingerprint", "ascending"), ("seq", "ascending")])
 
 
 def scan(storage: Storage, files: JournalFiles) -> JournalStubs:
@@ -101,8 +105,8 @@ def by_fingerprint(table: pa.Table, batch: int) -> Iterator[list[tuple[str, list
     ``JournalStubs.table``). A stub is a ``JournalEntry`` without row and request, and where it lies."""
     done: list[tuple[str, list[tuple[JournalEntry, Where]]]] = []
     current: tuple[str, list[tuple[JournalEntry, Where]]] | None = None
-    for record in table.to_batches(max_chunksize=_CHUNK):
-        for row in record.to_pylist():
+    for record in table.to_batches(max_chunksize=_ROWS):
+        for row in _rows(record):
             if current is None or current[0] != row["fingerprint"]:
                 if current is not None:
                     done.append(current)
@@ -115,6 +119,13 @@ def by_fingerprint(table: pa.Table, batch: int) -> Iterator[list[tuple[str, list
         done.append(current)
     if done:
         yield done
+
+
+def _rows(record: pa.RecordBatch) -> Iterator[dict]:
+    """The rows of ``record`` as dicts, one at a time (``to_pylist`` would make them all at once)."""
+    names = record.schema.names
+    for values in zip(*(record.column(name).to_pylist() for name in names), strict=True):
+        yield dict(zip(names, values, strict=True))
 
 
 def _stub(row: dict) -> JournalEntry:
