@@ -100,7 +100,10 @@ class CellHistory:
 
     def forget(self, fingerprint: str, task_id: str | None = None) -> None:
         """``fingerprint``'s row is done (booked, or found stored): drop what was learned about it and its
-        tasks (``task_id``: the one this run booked for it). The run asks about it no more."""
+        tasks (``task_id``: the one this run booked for it). The run asks about it no more, except for a
+        journaled task of it still unresolved, which the run finishes at its end with all of that kept."""
+        if fingerprint in self.unresolved:
+            return
         facts = self.facts.pop(fingerprint, None)
         self.stored.pop(fingerprint, None)
         self.intents.pop(fingerprint, None)

@@ -77,3 +77,28 @@ def test_the_task_sample_is_the_smallest_ids_booked():
         for t in ids:
             sample.add(t)
         assert sample.ids == sorted(set(ids))[:size]
+
+
+def test_history_forgets_a_done_fingerprint_but_keeps_one_still_to_finish():
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from nbpro_pipeline.engine.history import CellHistory
+    from nbpro_pipeline.storage.journal import JournalEntry
+    from nbpro_pipeline.storage.past import FingerprintFacts, TaskFacts
+
+    def entry(kind: str, f: str, task: str | None = None) -> JournalEntry:
+        return JournalEntry(kind=kind, fingerprint=f, run_id="r", at=datetime.now(UTC), task_id=task)
+
+    history = CellHistory()
+    for f, task in ((fp(1), "t1"), (fp(2), "t2")):
+        history.facts[f] = FingerprintFacts(tasks={task: TaskFacts(Decimal(1), None, "succeeded")})
+        history.stored[f], history.intents[f] = True, entry("intent", f)
+        history.charged_by_task[task] = Decimal(1)
+    history.unresolved[fp(2)] = entry("task", fp(2), "t9")  # finished at the run's end: keeps what it needs
+    history.book("t3", Decimal(2))
+    history.forget(fp(1), "t3")
+    history.forget(fp(2))
+    assert fp(1) not in history.facts and fp(1) not in history.stored and fp(1) not in history.intents
+    assert history.charged_by_task == {"t2": Decimal(1)}
+    assert fp(2) in history.facts and fp(2) in history.intents
