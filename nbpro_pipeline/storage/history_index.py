@@ -121,7 +121,6 @@ def _write_buckets(storage: Storage, directory: str, table: pa.Table, parts: lis
     ids = bucket_ids(table["fingerprint"], buckets)
     # a stable sort by bucket keeps each bucket's rows in ledger order (ties on recorded_at stay put)
     order = pc.sort_indices(pa.table({"b": ids, "n": pa.array(range(table.num_rows))}), [("b", "ascending")])
-    table = table.take(order)
     counts = _counts(ids.take(order), buckets)
     now = datetime.now(UTC)
     name = f"hist-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.arrows"
@@ -132,7 +131,8 @@ def _write_buckets(storage: Storage, directory: str, table: pa.Table, parts: lis
             sink = pa.BufferOutputStream()
             options = _IPC_LOCAL if storage.is_local else _IPC_REMOTE
             with pa.ipc.new_stream(sink, HISTORY_SCHEMA, options=options) as writer:
-                writer.write_table(table.slice(start, count))
+                # one bucket's rows gathered at a time, not a sorted copy of the whole cell
+                writer.write_table(table.take(order.slice(start, count)))
             data = sink.getvalue()
             fh.write(data)
             offsets.append(position)
