@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint sandbox bench demo dev validate clean focus-validator
+.PHONY: install test check lint sandbox bench demo dev validate clean focus-validator
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,11 +14,24 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The whole suite on pytest-xdist workers: a module is the unit a worker takes (its tests in file order,
+# its fixtures set up once), the slow tests go out first (tests/conftest.py). 2 cores: the suite is
+# CPU-bound, so a few workers more than cores only fill the slow tests' waits (docs/testing.md).
+# PYTEST_ARGS adds options, e.g. make test PYTEST_ARGS=--durations=15
+TEST_WORKERS ?= 4
+XDIST = --dist loadscope --no-loadscope-reorder
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(XDIST) $(PYTEST_ARGS)
+
+# The inner loop, under a minute: lint, then every test that runs inside the pytest process and takes
+# under a few seconds (markers `external` and `slow` left out; docs/testing.md says what they hold).
+CHECK_WORKERS ?= 3
+check: lint
+	$(BIN)/python -m pytest -q -n $(CHECK_WORKERS) $(XDIST) -m 'not external and not slow' $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check nbpro_pipeline assets_defs tests bench
+	$(BIN)/ruff format --check nbpro_pipeline assets_defs tests bench
 
 sandbox: $(STAMP)
 	$(BIN)/nbpro sandbox --port 8787 --state .nbpro/sandbox $(SANDBOX_ARGS)

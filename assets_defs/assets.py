@@ -9,22 +9,22 @@ from datetime import UTC, datetime
 import dagster as dg
 
 import nbpro_pipeline
-from assets_defs.checks import CELL_CHECKS, PROMPT_TABLE_CHECKS, check_result
-from assets_defs.partitions import cell_of, cell_partitions
-from assets_defs.resources import BudgetResource, OdiRouterResource, PipelineResource, RivyaResource, StorageResource
-from nbpro_pipeline import cell_checks
-from nbpro_pipeline.audit import audit_cell
-from nbpro_pipeline.costs import focus, reports
+from assets_defs.checks import PROMPT_TABLE_CHECKS, cell_check_specs, check_result
+from assets_defs.partitions import cell_of
+from assets_defs.resources import BudgetResource, PipelineResource, ProviderResource, StorageResource
+from nbpro_pipeline.cell.review import review_cell
+from nbpro_pipeline.cell.view import CellView
+from nbpro_pipeline.costs import focus, report_parquet, reports
 from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
 from nbpro_pipeline.engine.report import CellReport
-from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.presentation import charts, summary
 from nbpro_pipeline.presentation import markdown as md
-from nbpro_pipeline.presentation.cell_view import CellView, cell_view
 from nbpro_pipeline.presentation.gallery import CROSS_GALLERY_COLUMNS, write_cross_provider_gallery
 from nbpro_pipeline.presentation.prompt_table_view import prompt_table_markdown
 from nbpro_pipeline.prompts import PromptTableError, write_prompt_tables
+from nbpro_pipeline.prompts.rejections_check import rejections
 from nbpro_pipeline.provenance import SIGNING_HELP, ProvenanceSigner, SigningConfigError, signer_from_env
+from nbpro_pipeline.providers.registry import PROVIDERS
 from nbpro_pipeline.storage import Storage, compact_ledger, read_ledger, read_table, spent_on, table_path
 from nbpro_pipeline.storage.lease import CellBusy, LeaseLost
 
@@ -43,7 +43,7 @@ def prompt_table(pipeline: PipelineResource, storage: StorageResource) -> dg.Mat
         raise dg.Failure(description=str(exc)) from None
     accepted_uri, rejected_uri = result.accepted_uri, result.rejected_uri
     markdown = prompt_table_markdown(result)
-    checked = cell_checks.rejections(result.rows_read, result.rejected, [s.uri for s in result.sources])
+    checked = rejections(result.rows_read, result.rejected, [s.uri for s in result.sources])
     return dg.MaterializeResult(
         metadata={
             **({"about_rejections": dg.MetadataValue.md(checked.note)} if checked.note else {}),
@@ -58,23 +58,39 @@ def prompt_table(pipeline: PipelineResource, storage: StorageResource) -> dg.Mat
     )
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"image"},
-    partitions_def=cell_partitions,
-    deps=[prompt_table],
-    check_specs=CELL_CHECKS,
-)
-def generated_images(
+GENERATED_IMAGES = dg.AssetKey("generated_images")
+
+
+def generated_images_asset(partitions: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
+    """``generated_images`` over ``partitions``, its provider resources being the registry's names."""
+
+    @dg.asset(
+        name=GENERATED_IMAGES.path[-1],
+        group_name=GROUP,
+        kinds={"image"},
+        partitions_def=partitions,
+        deps=[prompt_table],
+        check_specs=cell_check_specs(partitions),
+        required_resource_keys={"storage", "budget", "pipeline", *PROVIDERS.names()},
+    )
+    def generated_images(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """One valid image per eligible prompt of this cell; already-stored fingerprints are skipped, so a
+        re-run pays only for gaps. Images, journal and ledger are written by the engine, not an IO manager."""
+        r = context.resources
+        provider, _ = cell_of(context.partition_key)
+        return materialize_cell(context, getattr(r, provider), r.storage, r.budget, r.pipeline)
+
+    return generated_images
+
+
+def materialize_cell(
     context: dg.AssetExecutionContext,
-    rivya: RivyaResource,
-    odirouter: OdiRouterResource,
+    resource: ProviderResource,
     storage: StorageResource,
     budget: BudgetResource,
     pipeline: PipelineResource,
 ) -> dg.MaterializeResult:
-    """One valid image per eligible prompt of this cell; already-stored fingerprints are skipped, so a
-    re-run pays only for gaps. Images, journal and ledger are written by the engine, not an IO manager."""
+    """Run the partition's cell through the library and turn what it produced into metadata and checks."""
     provider, resolution = cell_of(context.partition_key)
     st = storage.storage()
     try:
@@ -84,9 +100,6 @@ def generated_images(
             description=f"{st.uri(table_path(st, 'prompt_table/accepted'))} is missing: materialize prompt_table first"
         ) from None
     rows = rows_for_cell(accepted, provider, resolution)
-    resource = rivya if provider is Provider.RIVYA else odirouter
-    today = datetime.now(UTC).date()
-    guard = budget.guard(provider, spent_on(st, provider, today))
     settings = resource.engine_settings().model_copy(
         update={
             "reference_roots": pipeline.reference_roots,
@@ -94,8 +107,27 @@ def generated_images(
             "signer": _c2pa_signer(context),
         }
     )
+    result = _run(context, rows, resource, st, settings, budget)
+    rep = result.report
+    context.log.info(rep.summary())
+    review = review_cell(
+        result, st, rows.table, budget.prices(), pipeline.failure_thresholds(), require_c2pa=settings.signer is not None
+    )
+    for line in review.view.warning_lines():
+        context.log.warning(line)
+    metadata = _cell_metadata(review.view, rep, st)
+    if rep.failures_by_reason.get("auth_failed"):
+        raise dg.Failure(description=rep.stop_reason or "the provider refused the API key", metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata, check_results=[check_result(c) for c in review.checks])
+
+
+def _run(context: dg.AssetExecutionContext, rows, resource: ProviderResource, st: Storage, settings, budget):
+    """The engine's one entry point over the cell, within today's budget; a cell another run holds fails
+    the step, naming the holder."""
+    provider, resolution = cell_of(context.partition_key)
+    guard = budget.guard(provider, spent_on(st, provider, datetime.now(UTC).date()))
     try:
-        result = run_cell_sync(
+        return run_cell_sync(
             rows,
             client=resource.client,
             provider=provider,
@@ -113,22 +145,6 @@ def generated_images(
         )
     except (CellBusy, LeaseLost) as exc:
         raise dg.Failure(description=str(exc), metadata=_lease_metadata(exc)) from None
-    audited = audit_cell(result, st, require_c2pa=settings.signer is not None)
-    rep = audited.report
-    context.log.info(rep.summary())
-    view = cell_view(st, rep, rows.table, context.run.run_id, budget.prices(), pipeline.failure_thresholds())
-    for line in view.warning_lines():
-        context.log.warning(line)
-    metadata = _cell_metadata(view, rep, st)
-    if rep.failures_by_reason.get("auth_failed"):
-        raise dg.Failure(description=rep.stop_reason or "the provider refused the API key", metadata=metadata)
-    audit_checks = [
-        cell_checks.named_for_cell(view.state.cell, name, o.passed, o.description, o.metadata)
-        for name, o in audited.checks.items()
-    ]
-    return dg.MaterializeResult(
-        metadata=metadata, check_results=[check_result(c) for c in [*audit_checks, *view.checks]]
-    )
 
 
 def _lease_metadata(exc: CellBusy | LeaseLost) -> dict:
@@ -189,7 +205,7 @@ REPORT_AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationConditi
 
 def _write_report(name: str, df, st, summary_md: str, chart_png: bytes | None) -> dg.MaterializeResult:
     target = st.uri(st.path("reports", f"{name}.parquet"))
-    uri = reports.write_report(df, target, storage_options=st.storage_options or None)
+    uri = report_parquet.write_report(df, target, storage_options=st.storage_options or None)
     spec = summary.table_spec(df)
     return dg.MaterializeResult(
         metadata={
@@ -207,7 +223,7 @@ def _write_report(name: str, df, st, summary_md: str, chart_png: bytes | None) -
     )
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"}, deps=[generated_images], automation_condition=REPORT_AUTOMATION)
+@dg.asset(group_name=GROUP, kinds={"parquet"}, deps=[GENERATED_IMAGES], automation_condition=REPORT_AUTOMATION)
 def credit_cost_report(storage: StorageResource, budget: BudgetResource) -> dg.MaterializeResult:
     """Cost by provider, resolution, day and source table: reserved vs final, successes, failures by
     reason, cost lost to failures, cost per successful image, estimate vs actual. Compacts the ledger
@@ -217,7 +233,7 @@ def credit_cost_report(storage: StorageResource, budget: BudgetResource) -> dg.M
     df = reports.credit_cost_report_for(st, budget.prices())
     result = _write_report("credit_cost_report", df, st, summary.cost_summary(df), charts.cost_per_day(df))
     totals = reports.totals_of_report(df)  # the report's groups hold every row: no second read
-    units = {p.value: budget.prices().unit(p) for p in Provider}
+    units = {p: budget.prices().unit(p) for p in totals if budget.prices().knows(p)}
     result.metadata.update(  # type: ignore[union-attr]
         {f"total_{p}_{units.get(p, 'cost')}": round(float(v), 4) for p, v in totals.items()}
     )
@@ -225,7 +241,7 @@ def credit_cost_report(storage: StorageResource, budget: BudgetResource) -> dg.M
     return result
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"}, deps=[generated_images], automation_condition=REPORT_AUTOMATION)
+@dg.asset(group_name=GROUP, kinds={"parquet"}, deps=[GENERATED_IMAGES], automation_condition=REPORT_AUTOMATION)
 def provider_comparison(storage: StorageResource, budget: BudgetResource) -> dg.MaterializeResult:
     """The same prompts across providers: cost per image (unit and USD), latency p50/p95, failure rate,
     size mismatches; and the cross-provider gallery page."""
@@ -244,11 +260,11 @@ class FocusExportConfig(dg.Config):
     csv: bool = False  # also write focus_cost_export.csv beside the Parquet file
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"}, deps=[generated_images], automation_condition=REPORT_AUTOMATION)
+@dg.asset(group_name=GROUP, kinds={"parquet"}, deps=[GENERATED_IMAGES], automation_condition=REPORT_AUTOMATION)
 def focus_cost_export(
     config: FocusExportConfig, storage: StorageResource, budget: BudgetResource
 ) -> dg.MaterializeResult:
-    """The ledger as FinOps FOCUS 1.2 cost rows, for finance tools that load cloud bills."""
+    """The ledger as FinOps FOCUS 1.3 cost rows, for finance tools that load cloud bills."""
     result = focus.export_focus(storage.storage(), budget.prices(), csv=config.csv)
     metadata: dict = {"rows": result.rows, "path": dg.MetadataValue.path(result.paths[0])}
     metadata.update({f"billed_usd_{name}": float(total) for name, total in result.billed.items()})

@@ -6,8 +6,7 @@ import warnings
 
 import dagster as dg
 
-from assets_defs.partitions import cell_partitions
-from nbpro_pipeline.cell_checks import CellCheck, Severity
+from nbpro_pipeline.models.check import CheckOutcome, Severity
 
 PROMPT_TABLE_CHECKS = [
     dg.AssetCheckSpec(
@@ -26,18 +25,22 @@ _CELL_CHECK_DESCRIPTIONS = {
     "quarantined (WARN)",
 }
 
-# partitions_def on a check spec is a preview feature in Dagster 1.13: say so once here, not on every load
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", dg.PreviewWarning)
-    CELL_CHECKS = [
-        dg.AssetCheckSpec(name, asset="generated_images", description=text, partitions_def=cell_partitions)
-        for name, text in _CELL_CHECK_DESCRIPTIONS.items()
-    ]
+
+def cell_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
+    """The per-cell checks, partitioned like ``generated_images``."""
+    # partitions_def on a check spec is a preview feature in Dagster 1.13: say so once here, not on every load
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [
+            dg.AssetCheckSpec(name, asset="generated_images", description=text, partitions_def=partitions)
+            for name, text in _CELL_CHECK_DESCRIPTIONS.items()
+        ]
+
 
 _SEVERITY = {Severity.WARN: dg.AssetCheckSeverity.WARN, Severity.ERROR: dg.AssetCheckSeverity.ERROR}
 
 
-def check_result(check: CellCheck) -> dg.AssetCheckResult:
+def check_result(check: CheckOutcome) -> dg.AssetCheckResult:
     metadata: dict = dict(check.metadata)
     metadata.update({k: dg.MetadataValue.md(v) for k, v in check.markdown.items()})
     return dg.AssetCheckResult(

@@ -57,8 +57,9 @@ from nbpro_pipeline.engine.outcomes import RESUMABLE_CODES
 from nbpro_pipeline.engine.settings import EngineSettings
 from nbpro_pipeline.engine.standalone import load_cell_rows
 from nbpro_pipeline.image_files import inspect_image
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.request import GenerationRequest
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, read_journal, read_ledger
 from nbpro_pipeline.storage.filesystem import cell_dir
 
@@ -335,7 +336,7 @@ def run_trial(
             continue
         typical = max(typical, out.seconds)
         tot.resumed_tasks += rep["resumed"]
-        tot.max_submit_window_ms = max(tot.max_submit_window_ms, rep.get("odirouter_submit_window_ms_max") or 0.0)
+        tot.max_submit_window_ms = max(tot.max_submit_window_ms, rep.get("submit_window_ms_max") or 0.0)
         tot.injected_errors += rep["failures_by_reason"].get("internal_error", 0)
         if not errors or not rep["failures_by_reason"].get("internal_error"):
             done = True  # a run without injected errors that finished: the cell is complete

@@ -6,7 +6,7 @@ UTC day per part, as ``LedgerWriter`` does: ~2,200 files at 10K rows, ~4,400 at 
 backend, each phase in a fresh subprocess (its peak RSS is its own):
 - ``seed``: 20 prompts generated for real (sandbox, Rivya 1K) so that a no-op run has stored images;
 - ``fixed``: the engine's start-to-first-submit (one new prompt) and a no-op run of the 20 end to end,
-  and ``load_cell_history`` + ``spent_on`` (what a run needs from the past, through the storage API);
+  and ``spent_on`` (the day's spend the daily budget starts from);
 - ``report``: ``credit_cost_report`` + ``provider_comparison`` over ``read_ledger``;
 - ``estimate``: ``nbpro estimate`` of a 1,000-row table with ``--ledger-root``;
 - ``compact``: ``compact_ledger``, with the row multiset (an order-free digest of every row's identity)
@@ -158,7 +158,7 @@ def _journal_segments(storage, tables):
     """The journal those nightly runs wrote: per submitted row an intent (with its row and request, ~0.7 KB,
     the generation-0 key) and its task id, 64 entries a segment (a group commit of a full window), one
     directory per run. Every task has its ledger row, as after clean runs: pruning keeps none of it."""
-    from nbpro_pipeline.engine.history import idempotency_key
+    from nbpro_pipeline.providers.base import idempotency_key
     from nbpro_pipeline.storage import ledger_id
 
     lid = ledger_id(storage)
@@ -176,8 +176,8 @@ def _journal_segments(storage, tables):
                 f'{{"prompt_id":"{pid}","prompt":"a lighthouse at dusk, {pid}, oil on canvas, warm light",'
                 f'"prompt_sha256":"{fp[-64:]:0>64}","source_uri":"s3://team/prompts/batch-07.csv",'
                 f'"source_sha256":"{"7" * 64}","row_number":17,"aspect_ratio":"1:1","output_format":"png",'
-                f'"resolution":"{resolution}","provider":"{provider}","reference_images":[],"eligible_rivya":true,'
-                f'"eligible_odirouter":true,"extra":"{{}}"}}'
+                f'"resolution":"{resolution}","provider":"{provider}","reference_images":[],'
+                f'"eligible_providers":["rivya","odirouter"],"extra":"{{}}"}}'
             )
             request = (
                 f'{{"prompt":"a lighthouse at dusk, {pid}, oil on canvas, warm light","aspect_ratio":"1:1",'
@@ -219,7 +219,6 @@ def _rows(n: int, prefix: str):
 def _job(root: str, url: str):
     from nbpro_pipeline.engine.settings import EngineSettings
     from nbpro_pipeline.engine.standalone import CellJob
-    from nbpro_pipeline.providers import PollPolicy
 
     return CellJob(
         provider="rivya",
@@ -233,8 +232,9 @@ def _job(root: str, url: str):
             # "as written" phases keep the year as written: no end-of-run compaction or journal pruning
             compact_tail_parts=64 if _maintain() else 0,
             prune_journal_at_end=_maintain(),
+            poll_first_delay_s=0.02,
+            poll_max_interval_s=0.05,
         ),
-        poll=PollPolicy(first_delay_s=0.02, max_interval_s=0.05),
     )
 
 
@@ -252,20 +252,17 @@ def phase_seed(root: str, url: str) -> dict[str, Any]:
 def phase_fixed(root: str, url: str) -> dict[str, Any]:
     """The fixed cost, each figure the median of ``FIXED_REPEATS``: the engine's ``load_history`` with the
     no-op fingerprints learned (what a run reads from the past), a no-op run end to end, and start to
-    first submit of a one-new-prompt run; plus the storage API's whole-cell ``load_cell_history``."""
+    first submit of a one-new-prompt run; plus ``spent_on`` (the daily budget's read)."""
     import statistics
 
     from nbpro_pipeline.engine.history import load_history
     from nbpro_pipeline.engine.standalone import run_job
     from nbpro_pipeline.models.common import Resolution
-    from nbpro_pipeline.storage import Storage, load_cell_history, spent_on
+    from nbpro_pipeline.storage import Storage, spent_on
 
-    storage = Storage(root)
     t0 = time.perf_counter()
-    history = load_cell_history(storage, "rivya", "1K")
-    stored = history.stored(storage, _noop_fingerprints())
-    spent = spent_on(storage, "rivya", datetime.now(UTC).date())
-    history_s = time.perf_counter() - t0
+    spent = spent_on(Storage(root), "rivya", datetime.now(UTC).date())
+    spent_on_s = time.perf_counter() - t0
     load_s, noop_s, first_s = [], [], []
     for _ in range(FIXED_REPEATS if _maintain() else 1):  # as written, one round is slow enough
         t0 = time.perf_counter()
@@ -286,10 +283,7 @@ def phase_fixed(root: str, url: str) -> dict[str, Any]:
         "indexed_rows": past.indexed_rows if past else 0,
         "tail_parts": past.tail_parts if past else 0,
         "stored_of_noop_engine": len(engine_history.succeeded),
-        "history_api_s": round(history_s, 3),
-        "history_rows": history.rows,
-        "history_parts": history.parts,
-        "stored_of_noop": len(stored),
+        "spent_on_s": round(spent_on_s, 3),
         "spent_today": str(spent),
     }
 
@@ -330,8 +324,9 @@ async def _time_to_first_submit(root: str, url: str) -> float:
 
 
 def _noop_fingerprints() -> set[str]:
-    from nbpro_pipeline.models.common import Provider, Resolution
+    from nbpro_pipeline.models.common import Resolution
     from nbpro_pipeline.models.request import GenerationRequest
+    from nbpro_pipeline.providers.registry import Provider
 
     return {
         GenerationRequest(
@@ -521,7 +516,7 @@ def _print(backend: str, f: dict[str, Any]) -> None:
 def _fixed_line(fx: dict[str, Any]) -> str:
     return (
         f"first submit {fx['first_submit_s']} s, no-op run {fx['noop_s']} s, load_history {fx['load_history_s']} s "
-        f"({fx['history_source']}), whole-cell history API {fx['history_api_s']} s"
+        f"({fx['history_source']}), spent_on {fx['spent_on_s']} s"
     )
 
 

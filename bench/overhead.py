@@ -32,14 +32,9 @@ def main() -> int:
 
     import dagster as dg
 
-    from assets_defs.assets import generated_images, prompt_table
-    from assets_defs.resources import (
-        BudgetResource,
-        OdiRouterResource,
-        PipelineResource,
-        RivyaResource,
-        StorageResource,
-    )
+    from assets_defs.assets import prompt_table
+    from assets_defs.definitions import generated_images
+    from assets_defs.resources import BudgetResource, PipelineResource, ProviderResource, StorageResource
 
     @dg.asset
     def trivial():  # unannotated: dagster cannot resolve a string annotation in a local scope
@@ -51,8 +46,8 @@ def main() -> int:
         fh.write("id,prompt,resolution\nonly-2k,a lighthouse at dusk,2K\n")
     with Sandbox(latency_dist("fixed:0"), 64) as sandbox:
         resources = {
-            "rivya": RivyaResource(api_key=RIVYA_KEY, base_url=sandbox.rivya_url),
-            "odirouter": OdiRouterResource(api_key="unused", base_url=sandbox.odirouter_url),
+            "rivya": ProviderResource(provider="rivya", api_key=RIVYA_KEY, base_url=sandbox.rivya_url),
+            "odirouter": ProviderResource(provider="odirouter", api_key="unused", base_url=sandbox.odirouter_url),
             "storage": StorageResource(root=os.path.join(work, "storage")),
             "budget": BudgetResource(),
             "pipeline": PipelineResource(prompt_sources=[table]),

@@ -101,10 +101,11 @@ def _figures(
 # -- phases (each runs in its own process) -----------------------------------------------------------
 async def engine_phase(args: argparse.Namespace) -> dict[str, Any]:
     from nbpro_pipeline.engine import EngineSettings, RunInfo, rows_for_cell, run_cell
-    from nbpro_pipeline.models.common import Provider, Resolution
+    from nbpro_pipeline.models.common import Resolution
     from nbpro_pipeline.prompts import load_prompt_tables
     from nbpro_pipeline.providers import PollPolicy
     from nbpro_pipeline.providers.factory import ClientSpec, make_client
+    from nbpro_pipeline.providers.registry import Provider
     from nbpro_pipeline.storage import Storage
 
     rss_before_rows = peak_rss_mb()
@@ -119,7 +120,6 @@ async def engine_phase(args: argparse.Namespace) -> dict[str, Any]:
         requests_per_s=BENCH_RPS,
         burst=BENCH_BURST,
         progress_interval_s=5.0,
-        admission=args.admission,
         admission_kind=args.admission_kind,
         **({"admission_margin_sd": args.margin_sd} if args.margin_sd is not None else {}),
         **({"admission_429_share": _share(args.share_429)} if args.share_429 is not None else {}),
@@ -213,22 +213,17 @@ def _held(storage_dir: str) -> float:
 def dagster_phase(args: argparse.Namespace) -> dict[str, Any]:
     import dagster as dg
 
-    from assets_defs.assets import generated_images, prompt_table
-    from assets_defs.resources import (
-        BudgetResource,
-        OdiRouterResource,
-        PipelineResource,
-        RivyaResource,
-        StorageResource,
-    )
+    from assets_defs.assets import prompt_table
+    from assets_defs.definitions import generated_images
+    from assets_defs.resources import BudgetResource, PipelineResource, ProviderResource, RunSettings, StorageResource
 
     work = tempfile.mkdtemp(prefix="nbpro-bench-dagster-")
     table = os.path.join(work, "prompts.csv")
     _write_prompts(table, args.n, args.prefix)
     knobs = {"max_in_flight": args.concurrency, "requests_per_s": BENCH_RPS, "burst": BENCH_BURST}
     resources = {
-        "rivya": RivyaResource(api_key=RIVYA_KEY, base_url=args.url, **knobs),
-        "odirouter": OdiRouterResource(api_key="unused", base_url=args.url + "/model"),
+        "rivya": ProviderResource(provider="rivya", api_key=RIVYA_KEY, base_url=args.url, run=RunSettings(**knobs)),
+        "odirouter": ProviderResource(provider="odirouter", api_key="unused", base_url=args.url + "/model"),
         "storage": StorageResource(root=os.path.join(work, "storage")),
         "budget": BudgetResource(),
         "pipeline": PipelineResource(prompt_sources=[table]),
@@ -386,12 +381,12 @@ def _goals(r: dict[str, Any]) -> dict[str, bool]:
     }
 
 
-def _realistic_cell(args, sandbox: Sandbox, kind: str, resolution: str, policy: str) -> dict[str, Any]:
+def _realistic_cell(args, sandbox: Sandbox, kind: str, resolution: str) -> dict[str, Any]:
     ideal = args.n * _realistic_l(resolution, args.time_scale) / args.concurrency
     passthrough = [
         "--phase", "engine", "--url", sandbox.url, "--prefix", secrets.token_hex(4), "--ideal", str(ideal),
         "--n", str(args.n), "--concurrency", str(args.concurrency), "--resolution", resolution,
-        "--provider", KIND_PROVIDER[kind], "--admission", policy, "--admission-kind", kind,
+        "--provider", KIND_PROVIDER[kind], "--admission-kind", kind,
         "--time-scale", str(args.time_scale),
     ]  # fmt: skip
     before = sandbox.cpu_s()
@@ -402,7 +397,7 @@ def _realistic_cell(args, sandbox: Sandbox, kind: str, resolution: str, policy: 
     out["http_429_share"] = round(r["http_429"] / max(1, r["submits"]), 4)
     out["goals_met"] = _goals(r)
     print(
-        f"  {resolution} {kind:<6} {policy:<8} wall {r['wall_s']:>7} s (ideal {r['ideal_s']})  "
+        f"  {resolution} {kind:<6} wall {r['wall_s']:>7} s (ideal {r['ideal_s']})  "
         f"wall/ideal {r['wall_over_ideal']}  polls/task {r['polls_per_task']}  429s {r['http_429']} "
         f"of {r['submits']} submits  busy slots {r['busy_slots_mean']}  cpu {r['cpu_ms_per_image']} ms/image  "
         f"failed {r['failed']}",
@@ -436,16 +431,13 @@ def _simulated(resolutions: list[str], args: argparse.Namespace) -> tuple[dict[s
 
 
 def realistic_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Every resolution x admission kind x engine admission, at Nano Banana Pro's latencies."""
+    """Every resolution x admission kind, at Nano Banana Pro's latencies."""
     from nbpro_pipeline.sandbox.config import REALISTIC_PROCESSING
 
     resolutions = [r.strip() for r in args.resolutions.split(",") if r.strip()]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     if set(resolutions) - set(REALISTIC_PROCESSING) or set(kinds) - set(KIND_PROVIDER):
         parser.error(f"resolutions from {sorted(REALISTIC_PROCESSING)}, kinds from {sorted(KIND_PROVIDER)}")
-    if set(policies) - {"expected", "held"}:
-        parser.error("policies from expected,held")
     print(
         f"throughput, realistic profile: n={args.n}, C={args.concurrency}, time scale {args.time_scale:g}, "
         f"mean L " + ", ".join(f"{r} {_realistic_l(r, 1.0):.1f} s" for r in resolutions) + f"; cpus {os.cpu_count()}; "
@@ -456,9 +448,7 @@ def realistic_main(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     for kind in kinds:
         with Sandbox(None, args.concurrency, args.time_scale, admission=kind) as sandbox:
             for resolution in resolutions:
-                results[resolution][kind] = {
-                    policy: _realistic_cell(args, sandbox, kind, resolution, policy) for policy in policies
-                }
+                results[resolution][kind] = _realistic_cell(args, sandbox, kind, resolution)
     fronts, bounds = _simulated(resolutions, args)
     figures = {
         "profile": "realistic",
@@ -498,13 +488,12 @@ def main() -> int:
         "--profile",
         choices=PROFILES,
         default="realistic",
-        help="realistic (default): Nano Banana Pro's latency per resolution, both admission kinds, today's "
-        "admission beside the new one; 1s: the 1-second tasks of the CPU-per-image measurement",
+        help="realistic (default): Nano Banana Pro's latency per resolution, both admission kinds; 1s: the "
+        "1-second tasks of the CPU-per-image measurement",
     )
     parser.add_argument("--pyinstrument", help="write a pyinstrument profile of the engine phase to this file")
     parser.add_argument("--resolutions", default="1K,2K,4K", help="realistic profile: resolutions to run")
     parser.add_argument("--kinds", default="reject,queue", help="realistic profile: sandbox admission kinds")
-    parser.add_argument("--policies", default="expected,held", help="realistic profile: engine admissions")
     parser.add_argument(
         "--transport", default=None, help=f"engine phase once per HTTP stack, comma-separated: {','.join(TRANSPORTS)}"
     )
@@ -513,7 +502,6 @@ def main() -> int:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--resolution", default="1K", help=argparse.SUPPRESS)  # engine phase (bench/memory.py)
     parser.add_argument("--provider", default="rivya", help=argparse.SUPPRESS)  # engine phase
-    parser.add_argument("--admission", default="expected", help=argparse.SUPPRESS)  # engine phase
     parser.add_argument("--admission-kind", default=None, help=argparse.SUPPRESS)  # engine phase
     parser.add_argument("--margin-sd", type=float, default=None, help=argparse.SUPPRESS)  # engine phase
     parser.add_argument("--share-429", default=None, help=argparse.SUPPRESS)  # engine phase: float or none

@@ -1,4 +1,4 @@
-"""nbpro-pipeline: prompt tables to Nano Banana Pro images via Rivya and OdiRouter, with a credit ledger.
+"""nbpro-pipeline: prompt tables to Nano Banana Pro images through its providers, with a credit ledger.
 
 This package never imports dagster: the Dagster wiring lives in ``assets_defs``.
 """

@@ -1,7 +1,7 @@
 """Recognising image bytes by their signature (magic bytes), never by a file name or declared type.
 
-Shared by the Rivya client (checks a reference before uploading it) and the sandbox (checks uploads
-the way Rivya's Files API does), so both sides agree on what an image is.
+Shared by the clients (a reference is checked before it is uploaded) and the sandbox (it checks uploads
+the way a files API does), so both sides agree on what an image is.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ can never disagree on a scheme, a root, the size limit or what counts as an imag
   (written down only through ``redaction.redact_url``); fetched only from public addresses, unless the
   operator allows more (``network_policy``).
 * **Object-store files** (``s3://``, ``gs://``, ``az://``...) are read with the environment's credentials
-  and uploaded to Rivya like local files (OdiRouter fetches only http(s) URLs). A relative path in a
-  table read from a bucket resolves against the table's own prefix, so a bucket holds tables and their
-  ``refs/`` like a folder does.
+  and uploaded like local files where a provider takes uploads (one fetching URLs takes only those). A
+  relative path in a table read from a bucket resolves against the table's own prefix, so a bucket holds
+  tables and their ``refs/`` like a folder does.
 * Every other scheme (``file:``, ``ftp:``, ``data:``, ``javascript:``...) is refused: no provider could
   ever receive it; ``data:`` URIs would put whole images into table cells (a file under a root does the
   same job), and a ``file://`` URI is just a local path spelled another way (write the path).
@@ -18,7 +18,7 @@ can never disagree on a scheme, a root, the size limit or what counts as an imag
   of the table that names the file. A table can use the images next to it, never ``/home/...`` or
   ``/etc/...``, and an ``s3://`` table cannot make the pipeline upload files of the machine that runs it.
 * **Content**: a regular file (not a FIFO or a device, which could block or never end), at most
-  ``MAX_REFERENCE_BYTES`` (Rivya's 30 MB), JPEG, PNG or WebP by its first bytes.
+  ``MAX_REFERENCE_BYTES`` (the most any registered provider accepts), JPEG, PNG or WebP by its first bytes.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from nbpro_pipeline.media import sniff_image_mime
-from nbpro_pipeline.models.common import RIVYA_MAX_FILE_BYTES
+from nbpro_pipeline.providers.registry import PROVIDERS
 from nbpro_pipeline.redaction import has_userinfo
 
-MAX_REFERENCE_BYTES = RIVYA_MAX_FILE_BYTES
+MAX_REFERENCE_BYTES = max(entry.traits.limits.max_reference_bytes for entry in PROVIDERS)
 _MB = 1024 * 1024
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from nbpro_pipeline.cell_checks import failed_prompts_markdown
-from nbpro_pipeline.cell_state import cell_state
+from nbpro_pipeline.cell.checks import failed_prompts_markdown
+from nbpro_pipeline.cell.state import cell_state
 from nbpro_pipeline.costs import PriceTable
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.presentation.gallery import write_cross_provider_gallery
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.redaction import has_userinfo, redact_text, redact_url, redact_urls_in
 from nbpro_pipeline.storage import Storage
 from tests.costs.builders import ledger, record

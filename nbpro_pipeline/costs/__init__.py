@@ -1,12 +1,12 @@
 """Costs: price tables (``prices``), pre-flight estimates (``estimate``), the run budget guard (``budget``) and
 report tables over the ledger (``reports``, which needs pandas; import it directly)."""
 
-from nbpro_pipeline.costs.budget import BudgetGuard, BudgetLimits, spent_today_from_ledger
-from nbpro_pipeline.costs.estimate import ALL_CELLS, CellEstimate, CellSpecError, estimate_cells, parse_cells
+from nbpro_pipeline.costs.budget import BudgetGuard, BudgetLimits
+from nbpro_pipeline.costs.estimate import CellEstimate, CellSpecError, all_cells, estimate_cells, parse_cells
 from nbpro_pipeline.costs.prices import PriceTable
 
 __all__ = [
-    "ALL_CELLS",
+    "all_cells",
     "BudgetGuard",
     "BudgetLimits",
     "CellEstimate",
@@ -14,5 +14,4 @@ __all__ = [
     "PriceTable",
     "estimate_cells",
     "parse_cells",
-    "spent_today_from_ledger",
 ]

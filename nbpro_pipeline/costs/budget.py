@@ -1,13 +1,13 @@
 """A spending guard for one run of one provider: reserve before submitting, settle when the outcome is known.
 
-Amounts are in the provider's unit (Rivya credits, OdiRouter USD) and are ``Decimal`` throughout.
+Amounts are in the provider's unit (credits or USD) and are ``Decimal`` throughout.
 A reservation is granted only if it keeps ``spent + reserved + amount`` within every limit, so the guard
 refuses *before* a limit would be exceeded, counting requests that are in flight but not yet settled.
 Nothing here awaits, so within one asyncio event loop every call is atomic; a lock also makes the guard
 safe to share between threads.
 
 The daily limit counts what the ledger already shows for the UTC day (``spent_today``, see
-``spent_today_from_ledger``) plus what this run spends. Two runs of the same provider at the same time do
+``storage.spent_on``) plus what this run spends. Two runs of the same provider at the same time do
 not see each other's reservations: the run queue's one-run-per-provider tag limit is what keeps the daily
 limit exact.
 """
@@ -15,15 +15,9 @@ limit exact.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
-
-from nbpro_pipeline.costs._ledger import LedgerLike, as_ledger_table
-from nbpro_pipeline.models.common import Provider
 
 Amount = Decimal | int | str
 
@@ -165,26 +159,3 @@ class BudgetGuard:
             f"BudgetGuard(limits={self.limits!r}, spent_today={self._spent_today}, "
             f"spent_run={self._spent_run}, reserved={self._reserved})"
         )
-
-
-def spent_today_from_ledger(ledger: LedgerLike, provider: Provider | str, day: date) -> Decimal:
-    """Exact sum of ``final_cost`` of ``provider``'s ledger rows that finished on the UTC ``day``.
-
-    A row's time is ``finished_at`` (when the provider charged), else ``recorded_at``. Every status
-    counts: failed rows may have been billed, skipped rows cost 0.
-    """
-    table = as_ledger_table(ledger, ["provider", "final_cost", "finished_at", "recorded_at"])
-    if table.num_rows == 0:
-        return _ZERO
-    ts_type = table.schema.field("recorded_at").type
-    start = datetime.combine(day, time(0), tzinfo=UTC)
-    at = pc.coalesce(table["finished_at"], table["recorded_at"])
-    mask = pc.and_(
-        pc.equal(table["provider"], Provider(provider).value),
-        pc.and_(
-            pc.greater_equal(at, pa.scalar(start, ts_type)),
-            pc.less(at, pa.scalar(start + timedelta(days=1), ts_type)),
-        ),
-    )
-    total = pc.sum(table.filter(pc.fill_null(mask, False))["final_cost"]).as_py()
-    return _ZERO if total is None else Decimal(total)

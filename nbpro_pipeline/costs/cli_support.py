@@ -1,4 +1,5 @@
-"""What ``nbpro estimate`` needs beyond the estimate itself: reading a ledger dataset and rendering results.
+"""What ``nbpro estimate`` needs beyond the estimate itself: reading a ledger dataset, and the estimates as JSON
+(as text: ``presentation.estimate_table``).
 
 The cost functions take ledger rows as a table; this is the one place in ``costs`` that reads them from
 storage, straight from the hive-partitioned Parquet dataset so it depends on nothing but its layout.
@@ -12,10 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from nbpro_pipeline.costs._ledger import quantize_cost
-from nbpro_pipeline.costs.estimate import CellEstimate
-from nbpro_pipeline.costs.prices import PriceTable
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.costs.estimate import CellEstimate, by_provider
 
 
 def read_ledger_dataset(
@@ -40,69 +38,9 @@ def ledger_storage(storage_root: str, *, storage_options: dict[str, Any] | None 
     return storage if storage.exists(storage.ledger_dir()) else None
 
 
-def _money(amount: Decimal) -> str:
-    text = format(quantize_cost(amount).normalize(), "f")
-    return text if amount else "0"
-
-
-def render_estimates(estimates: Sequence[CellEstimate], prices: PriceTable, *, ledger_known: bool) -> str:
-    """A text table of the estimates, a total per unit and the notes that say what is an estimate."""
-    import pandas as pd
-
-    from nbpro_pipeline.costs.reports import format_usd, to_text
-
-    rows = []
-    for e in estimates:
-        mark = "*" if e.is_estimate else ""
-        usd = e.cost_unit == "usd"
-        rows.append(
-            {
-                "cell": e.cell,
-                "eligible": e.eligible,
-                "already done": e.already_succeeded if ledger_known else "-",
-                "to generate": e.to_generate,
-                "price/image": f"{format_usd(e.price_per_image)}{mark}"
-                if usd
-                else f"{_money(e.price_per_image)} credits",
-                "cost": f"{format_usd(e.cost)}{mark}" if usd else f"{_money(e.cost)} credits",
-                "≈ USD": f"{format_usd(e.estimated_usd)}{mark if usd else '†'}",
-            }
-        )
-    out = [to_text(pd.DataFrame(rows), max_rows=len(rows) or 1)]
-    credits = sum((e.cost for e in estimates if e.cost_unit == "credits"), Decimal(0))
-    usd = sum((e.cost for e in estimates if e.cost_unit == "usd"), Decimal(0))
-    all_usd = sum((e.estimated_usd for e in estimates), Decimal(0))
-    parts = []
-    if any(e.cost_unit == "credits" for e in estimates):
-        parts.append(f"{_money(credits)} Rivya credits")
-    if any(e.cost_unit == "usd" for e in estimates):
-        parts.append(f"{format_usd(usd)} OdiRouter*")
-    if parts:
-        out.append(f"\nTotal: {' + '.join(parts)} (≈ {format_usd(all_usd)} in all)")
-    notes = ["Assumes every request succeeds once (failed tasks are refunded or not billed)."]
-    if any(e.is_estimate for e in estimates):
-        notes.append(
-            "* OdiRouter publishes no price: figures come from the configured price table "
-            "(NBPRO_ODIROUTER_USD_1K/_2K/_4K)."
-        )
-    if any(e.cost_unit == "credits" for e in estimates):
-        notes.append(
-            f"† Rivya credits have no published USD price: assumes ${_money(prices.rivya_usd_per_credit)} per credit "
-            "(NBPRO_RIVYA_USD_PER_CREDIT)."
-        )
-    if not ledger_known:
-        notes.append("Without --ledger-root, images generated earlier are not subtracted.")
-    out.append("\n" + "\n".join(notes))
-    return "\n".join(out)
-
-
 def estimates_json(estimates: Sequence[CellEstimate], *, ledger_rows: int | None, accepted: int, rejected: int) -> dict:
     """The estimates as JSON-ready data, decimals as strings."""
-    totals: dict[str, str] = {}
-    for provider in Provider:
-        mine = [e for e in estimates if e.provider is provider]
-        if mine:
-            totals[provider.value] = str(sum((e.cost for e in mine), Decimal(0)))
+    totals = {p: str(sum((e.cost for e in mine), Decimal(0))) for p, mine in by_provider(estimates).items()}
     return {
         "cells": [e.to_json_dict() for e in estimates],
         "totals": totals,

@@ -18,22 +18,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from nbpro_pipeline.costs.latest_rows import FAILED, SKIPPED, SUCCEEDED
+from nbpro_pipeline.costs.money import ZERO, as_decimal, per_item
 from nbpro_pipeline.costs.prices import PriceTable
-from nbpro_pipeline.costs.reports import (
-    _FAILED,
-    _PROVIDER_ORDER,
-    _RESOLUTION_ORDER,
-    _SKIPPED,
-    _SUCCEEDED,
-    _ZERO,
-    _dec,
-    _div,
-    _usd,
-)
-from nbpro_pipeline.models.common import Provider, Resolution
-from nbpro_pipeline.models.ledger import COST_UNIT
+from nbpro_pipeline.costs.report_cells import CellPrice, CellPrices, cost_unit, usd
+from nbpro_pipeline.costs.report_columns import REPORT_COST_TYPE
 
-_MONEY = pa.decimal128(38, 6)
+_MONEY = REPORT_COST_TYPE  # sums in the reports' money type, exact
 
 
 def prompt_key(table: pa.Table) -> pa.ChunkedArray | pa.Array:
@@ -53,7 +44,7 @@ class CellComparison:
     def __init__(self, provider: str | None, resolution: str | None) -> None:
         self.provider, self.resolution = provider, resolution
         self.rows = self.succeeded = self.failed = self.skipped = self.size_mismatches = 0
-        self.final_cost = _ZERO
+        self.final_cost = ZERO
         self.estimate = False
         self._images: list[pa.Array] = []
         self._latencies: list[np.ndarray] = []
@@ -62,14 +53,14 @@ class CellComparison:
     def add(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
-        ok = pc.fill_null(pc.equal(table["status"], _SUCCEEDED), False)
-        cost = pc.fill_null(table["final_cost"].cast(_MONEY), pa.scalar(_ZERO, _MONEY))
+        ok = pc.fill_null(pc.equal(table["status"], SUCCEEDED), False)
+        cost = pc.fill_null(table["final_cost"].cast(_MONEY), pa.scalar(ZERO, _MONEY))
         self.rows += table.num_rows
         self.succeeded += _count(ok)
-        self.failed += _count(pc.fill_null(pc.equal(table["status"], _FAILED), False))
-        self.skipped += _count(pc.fill_null(pc.equal(table["status"], _SKIPPED), False))
+        self.failed += _count(pc.fill_null(pc.equal(table["status"], FAILED), False))
+        self.skipped += _count(pc.fill_null(pc.equal(table["status"], SKIPPED), False))
         self.size_mismatches += _count(pc.fill_null(pc.equal(table["error_code"], "size_mismatch"), False))
-        self.final_cost += _dec(pc.sum(cost).as_py())
+        self.final_cost += as_decimal(pc.sum(cost).as_py())
         self.estimate = self.estimate or bool(pc.any(pc.fill_null(table["cost_is_estimate"], False)).as_py())
         self._images.append(pc.unique(table["fingerprint"].filter(ok)))
         latency = table["latency_s"].filter(pc.and_(ok, pc.is_valid(table["latency_s"])))
@@ -94,9 +85,9 @@ class CellComparison:
     def cost_of(self, keys: pa.Array) -> Decimal:
         """Every row's cost (failed attempts too) of the prompts ``keys``."""
         if not len(keys) or not self._costs:
-            return _ZERO
+            return ZERO
         costs = pa.concat_tables(self._costs)
-        return _dec(pc.sum(costs["cost"].filter(pc.is_in(costs["key"], value_set=keys))).as_py())
+        return as_decimal(pc.sum(costs["cost"].filter(pc.is_in(costs["key"], value_set=keys))).as_py())
 
     def latency_quantiles(self) -> tuple[float, float]:
         """p50 and p95 (linear interpolation, as numpy) of succeeded rows' latency."""
@@ -124,16 +115,16 @@ def comparison_rows(cells: list[CellComparison], prices: PriceTable) -> list[dic
     for cell in cells:
         by_resolution.setdefault(cell.resolution, []).append(cell)
     common = {resolution: common_keys(group) for resolution, group in by_resolution.items()}
+    cell_prices = CellPrices(prices)
     rows = []
     for cell in cells:
-        rows.append(_row(cell, prices, common[cell.resolution]))
+        rows.append(_row(cell, prices, cell_prices(cell.provider, cell.resolution), common[cell.resolution]))
         cell.release()
     return rows
 
 
-def _row(cell: CellComparison, prices: PriceTable, common: pa.Array) -> dict[str, Any]:
-    provider, resolution = cell.provider, cell.resolution
-    known = provider in _PROVIDER_ORDER and resolution in _RESOLUTION_ORDER
+def _row(cell: CellComparison, prices: PriceTable, price: CellPrice, common: pa.Array) -> dict[str, Any]:
+    provider, resolution, known = cell.provider, cell.resolution, price.known
     images, final_cost, shared = cell.images(), cell.final_cost, len(common)
     spent_common = cell.cost_of(common)
     p50, p95 = cell.latency_quantiles()
@@ -141,7 +132,7 @@ def _row(cell: CellComparison, prices: PriceTable, common: pa.Array) -> dict[str
     return {
         "provider": provider,
         "resolution": resolution,
-        "cost_unit": COST_UNIT[Provider(provider)] if provider in _PROVIDER_ORDER else None,
+        "cost_unit": cost_unit(prices, provider),
         "requests": cell.rows,
         "succeeded": cell.succeeded,
         "failed": cell.failed,
@@ -150,15 +141,15 @@ def _row(cell: CellComparison, prices: PriceTable, common: pa.Array) -> dict[str
         "failure_rate": cell.failed / attempts if attempts else np.nan,
         "size_mismatches": cell.size_mismatches,
         "final_cost": final_cost,
-        "cost_per_image": _div(final_cost, images),
-        "estimated_usd": _usd(prices, provider, final_cost) if known else None,
-        "cost_per_image_usd": _usd(prices, provider, _div(final_cost, images)) if known else None,
-        "price_per_image": prices.per_image(Provider(provider), Resolution(resolution)) if known else None,
-        "cost_is_estimate": cell.estimate or (known and prices.is_estimate(Provider(provider))),
+        "cost_per_image": per_item(final_cost, images),
+        "estimated_usd": usd(prices, provider, final_cost) if known else None,
+        "cost_per_image_usd": usd(prices, provider, per_item(final_cost, images)) if known else None,
+        "price_per_image": price.per_image,
+        "cost_is_estimate": cell.estimate or price.is_estimate,
         "latency_p50_s": p50,
         "latency_p95_s": p95,
         "common_prompts": shared,
         "common_cost": spent_common,
-        "common_cost_usd": _usd(prices, provider, spent_common) if known else None,
-        "common_cost_per_image_usd": _usd(prices, provider, _div(spent_common, shared)) if known else None,
+        "common_cost_usd": usd(prices, provider, spent_common) if known else None,
+        "common_cost_per_image_usd": usd(prices, provider, per_item(spent_common, shared)) if known else None,
     }

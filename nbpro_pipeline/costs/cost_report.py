@@ -24,24 +24,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nbpro_pipeline.costs._ledger import quantize_cost
+from nbpro_pipeline.costs.latest_rows import FAILED, SKIPPED, SUCCEEDED, failed_latest, status_flag
+from nbpro_pipeline.costs.money import ZERO, per_item
 from nbpro_pipeline.costs.prices import PriceTable
-from nbpro_pipeline.costs.reports import (
-    _FAILED,
-    _PROVIDER_ORDER,
-    _RESOLUTION_ORDER,
-    _SKIPPED,
-    _SUCCEEDED,
-    _UNITS,
-    _ZERO,
-    CREDIT_COST_COLUMNS,
-    _CellPrices,
-    _div,
-    _empty,
-    _status_flag,
-    _usd,
-    failed_latest,
-)
+from nbpro_pipeline.costs.report_cells import RESOLUTION_ORDER, CellPrices, cost_unit, usd
+from nbpro_pipeline.costs.report_columns import CREDIT_COST_COLUMNS, REPORT_COST_TYPE, empty_report
 from nbpro_pipeline.models.ledger import COST_TYPE
+from nbpro_pipeline.providers.registry import PROVIDERS
 
 KEYS = ["provider", "resolution", "day", "source_uri"]
 _INT_SUMS = [
@@ -91,7 +80,7 @@ class CostAccumulator:
         return _merge([*self._partials, extra]), _merge_reasons(self._reasons)
 
 
-_MONEY = pa.decimal128(38, 6)
+_MONEY = REPORT_COST_TYPE  # sums in the reports' money type, exact
 _TYPES = {**{c: pa.int64() for c in _INT_SUMS}, **{c: _MONEY for c in _MONEY_SUMS}}
 _PARTIAL_COLUMNS = [*KEYS, *_SUMS, "cost_is_estimate"]
 
@@ -99,8 +88,8 @@ _PARTIAL_COLUMNS = [*KEYS, *_SUMS, "cost_is_estimate"]
 def _work(table: pa.Table) -> pa.Table:
     """Per row: the group keys, 0/1 flags and amounts whose sums are the report's columns."""
     n = table.num_rows
-    failed = pc.fill_null(pc.equal(table["status"], _FAILED), False)
-    cost = pc.fill_null(table["final_cost"].cast(_MONEY), pa.scalar(_ZERO, _MONEY))
+    failed = pc.fill_null(pc.equal(table["status"], FAILED), False)
+    cost = pc.fill_null(table["final_cost"].cast(_MONEY), pa.scalar(ZERO, _MONEY))
     return pa.table(
         {
             "provider": table["provider"],
@@ -108,14 +97,14 @@ def _work(table: pa.Table) -> pa.Table:
             "day": pc.cast(table["recorded_at"], pa.date32()),
             "source_uri": table["source_uri"],
             "one": pa.array(np.ones(n, dtype=np.int64)),
-            "succeeded": _status_flag(table, _SUCCEEDED),
-            "failed": _status_flag(table, _FAILED),
-            "skipped": _status_flag(table, _SKIPPED),
+            "succeeded": status_flag(table, SUCCEEDED),
+            "failed": status_flag(table, FAILED),
+            "skipped": status_flag(table, SKIPPED),
             "failed_unresolved": pa.array(np.zeros(n, dtype=np.int64)),
             "credits_reserved": table["credits_reserved"].cast(pa.int64()),
             "credits_final": table["credits_final"].cast(pa.int64()),
             "final_cost": cost,
-            "failed_cost": pc.if_else(failed, cost, pa.scalar(_ZERO, _MONEY)),
+            "failed_cost": pc.if_else(failed, cost, pa.scalar(ZERO, _MONEY)),
             "stated_delta": _stated_delta(table),
             "anomalies": pc.cast(pc.is_valid(table["cost_anomaly"]), pa.int64()),
             "cost_is_estimate": pc.fill_null(table["cost_is_estimate"], False),
@@ -131,9 +120,9 @@ def _stated_delta(table: pa.Table) -> pa.ChunkedArray:
     """Per succeeded row with a provider-stated cost: that cost minus the table price (a task has one
     succeeded row, so the sum is per task); 0 elsewhere."""
     stated, listed = table["stated_cost"].cast(COST_TYPE), table["list_price"].cast(COST_TYPE)
-    delta = pc.subtract(stated, pc.fill_null(listed, pa.scalar(_ZERO, COST_TYPE))).cast(_MONEY)
-    keep = pc.fill_null(pc.and_(_status_flag(table, _SUCCEEDED).cast(pa.bool_()), pc.is_valid(stated)), False)
-    return pc.if_else(keep, delta, pa.scalar(_ZERO, _MONEY))
+    delta = pc.subtract(stated, pc.fill_null(listed, pa.scalar(ZERO, COST_TYPE))).cast(_MONEY)
+    keep = pc.fill_null(pc.and_(status_flag(table, SUCCEEDED).cast(pa.bool_()), pc.is_valid(stated)), False)
+    return pc.if_else(keep, delta, pa.scalar(ZERO, _MONEY))
 
 
 def _merge(partials: list[pa.Table]) -> pa.Table:
@@ -156,7 +145,7 @@ _REASON_KEYS = [*KEYS, "status", "error_code"]
 
 
 def _reason_partial(work: pa.Table) -> pa.Table:
-    bad = work.filter(pc.fill_null(pc.is_in(work["status"], value_set=pa.array([_FAILED, _SKIPPED])), False))
+    bad = work.filter(pc.fill_null(pc.is_in(work["status"], value_set=pa.array([FAILED, SKIPPED])), False))
     return bad.select(_REASON_KEYS).append_column("rows", pa.array(np.ones(bad.num_rows, dtype=np.int64)))
 
 
@@ -173,13 +162,13 @@ def cost_report_frame(groups: pa.Table, reasons: pa.Table, prices: PriceTable) -
     """The report (``CREDIT_COST_COLUMNS``) of merged groups, sorted by day, provider, resolution, source.
 
     Built a column at a time, and every object column holds one Python object per distinct value
-    (``_shared``, ``_Memo``): a year of six cells and 40 sources is ~90K rows of a dozen object columns,
-    which as one object per cell took ~65 MB; Decimals are immutable, so sharing them is safe.
+    (``_shared``, ``_Memo``): a year of groups is tens of thousands of rows of a dozen object columns;
+    Decimals are immutable, so sharing them is safe.
     """
     if groups.num_rows == 0:
-        return _empty(CREDIT_COST_COLUMNS)
+        return empty_report(CREDIT_COST_COLUMNS)
     groups = _sorted(groups)
-    zero = pa.scalar(_ZERO, _MONEY)
+    zero = pa.scalar(ZERO, _MONEY)
     df = pd.DataFrame({k: _shared(groups[k]) for k in KEYS})
     for name, column in (("requests", "one"), ("succeeded", "succeeded"), ("failed", "failed"), ("skipped", "skipped")):
         df[name] = groups[column].to_numpy()
@@ -193,8 +182,8 @@ def cost_report_frame(groups: pa.Table, reasons: pa.Table, prices: PriceTable) -
     _derived_money(df, groups, prices)
     by_reason = _reasons_json(reasons)
     keys = list(zip(df["provider"], df["resolution"], df["day"], df["source_uri"], strict=True))
-    df["failures_by_reason"] = [by_reason[_FAILED].get(k, "{}") for k in keys]
-    df["skips_by_reason"] = [by_reason[_SKIPPED].get(k, "{}") for k in keys]
+    df["failures_by_reason"] = [by_reason[FAILED].get(k, "{}") for k in keys]
+    df["skips_by_reason"] = [by_reason[SKIPPED].get(k, "{}") for k in keys]
     return df[CREDIT_COST_COLUMNS]
 
 
@@ -224,29 +213,32 @@ class _Memo:
 
 def _derived_money(df: pd.DataFrame, groups: pa.Table, prices: PriceTable) -> None:
     """cost_unit, cost_per_success, estimated_usd, cost_is_estimate, expected_cost and cost_delta."""
-    cells = _CellPrices(prices)
+    cells = CellPrices(prices)
     cell = [cells(p, r) for p, r in zip(df["provider"], df["resolution"], strict=True)]
     final, succeeded = df["final_cost"].tolist(), df["succeeded"].tolist()
-    raw = [c[1] * s if c[0] else None for c, s in zip(cell, succeeded, strict=True)]  # unrounded: for the delta
+    # unrounded: for the delta
+    raw = [c.per_image * s if c.known else None for c, s in zip(cell, succeeded, strict=True)]
     rounded = _Memo(quantize_cost)
     expected = [None if e is None else rounded(e) for e in raw]
-    df["cost_unit"] = df["provider"].map(_UNITS)
-    per = _Memo(_div)
+    df["cost_unit"] = [cost_unit(prices, p) for p in df["provider"]]
+    per = _Memo(per_item)
     df["cost_per_success"] = [per(f, s) for f, s in zip(final, succeeded, strict=True)]
-    usd = _Memo(lambda p, f: _usd(prices, p, f))
-    df["estimated_usd"] = [usd(p, f) if c[0] else None for p, f, c in zip(df["provider"], final, cell, strict=True)]
+    in_usd = _Memo(lambda p, f: usd(prices, p, f))
+    df["estimated_usd"] = [
+        in_usd(p, f) if c.known else None for p, f, c in zip(df["provider"], final, cell, strict=True)
+    ]
     estimate = groups["cost_is_estimate"].to_pylist()
-    df["cost_is_estimate"] = [bool(a) or c[2] for a, c in zip(estimate, cell, strict=True)]
+    df["cost_is_estimate"] = [bool(a) or c.is_estimate for a, c in zip(estimate, cell, strict=True)]
     df["expected_cost"] = expected
     delta = _Memo(lambda f, e: quantize_cost(f - e))
     df["cost_delta"] = [None if e is None else delta(f, e) for f, e in zip(final, raw, strict=True)]
 
 
 def _sorted(groups: pa.Table) -> pa.Table:
-    """By day, then provider and resolution in their enum order (unknown ones last), then source."""
+    """By day, then provider (the registry's order) and resolution (unknown ones last), then source."""
     order = {
-        "_p": pc.fill_null(pc.index_in(groups["provider"], value_set=pa.array(list(_PROVIDER_ORDER))), 99),
-        "_r": pc.fill_null(pc.index_in(groups["resolution"], value_set=pa.array(list(_RESOLUTION_ORDER))), 99),
+        "_p": pc.fill_null(pc.index_in(groups["provider"], value_set=pa.array(PROVIDERS.names(), pa.string())), 99),
+        "_r": pc.fill_null(pc.index_in(groups["resolution"], value_set=pa.array(list(RESOLUTION_ORDER))), 99),
     }
     keyed = pa.table({"day": groups["day"], **order, "source_uri": groups["source_uri"]})
     indices = pc.sort_indices(keyed, sort_keys=[(c, "ascending", "at_end") for c in keyed.column_names])
@@ -255,7 +247,7 @@ def _sorted(groups: pa.Table) -> pa.Table:
 
 def _reasons_json(reasons: pa.Table) -> dict[str, dict[tuple, str]]:
     """{status: {group key: '{"code": rows}'}}, codes sorted."""
-    counts: dict[str, dict[tuple, dict[str, int]]] = {_FAILED: defaultdict(dict), _SKIPPED: defaultdict(dict)}
+    counts: dict[str, dict[tuple, dict[str, int]]] = {FAILED: defaultdict(dict), SKIPPED: defaultdict(dict)}
     columns = [reasons[c].to_pylist() for c in (*KEYS, "status", "error_code", "rows")]
     for p, r, d, s, status, code, rows in zip(*columns, strict=True):
         counts[status][(p, r, d, s)][code] = rows

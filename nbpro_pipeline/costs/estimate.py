@@ -1,7 +1,7 @@
 """Pre-flight estimates: how many images each (provider, resolution) cell would generate, and at what cost.
 
-An estimate assumes every submitted request succeeds and is billed once: Rivya refunds failed tasks and
-OdiRouter bills only successes, so retries of failures cost nothing more, while a billed image rejected
+An estimate assumes every submitted request succeeds and is billed once: a provider that does not bill
+failures (``Billing.failed_unbilled``) charges nothing more for their retries, while a billed image rejected
 afterwards (e.g. a wrong pixel size) would cost more than estimated.
 
 "Already succeeded" cannot use the engine's request fingerprint (that needs the full request, with
@@ -18,18 +18,24 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
 from nbpro_pipeline.costs._ledger import LedgerLike, as_ledger_table, quantize_cost
 from nbpro_pipeline.costs.prices import PriceTable
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import CostUnit, OutcomeStatus
+from nbpro_pipeline.providers.registry import PROVIDERS
 
-Cell = tuple[Provider, Resolution]
+Cell = tuple[str, Resolution]  # (a registered provider's name, resolution)
 
-ALL_CELLS: tuple[Cell, ...] = tuple((p, r) for p in Provider for r in Resolution)
+
+def all_cells() -> list[Cell]:
+    """Every (provider, resolution) cell of the registry, providers in its order."""
+    return [(p, r) for p in PROVIDERS.names() for r in Resolution]
+
 
 # What identifies "the same image asked again" between an accepted prompt row and a ledger row of one cell.
 DONE_MATCH_COLUMNS = ("prompt_id", "prompt_sha256", "aspect_ratio", "output_format")
@@ -42,34 +48,34 @@ class CellSpecError(ValueError):
 
 
 def cell_key(cell: Cell) -> str:
-    """The Dagster partition key of a cell, e.g. ``rivya|2K``."""
-    return f"{cell[0].value}|{cell[1].value}"
+    """The Dagster partition key of a cell, ``<provider>|<resolution>``."""
+    return f"{cell[0]}|{cell[1].value}"
 
 
 def parse_cells(spec: str | Iterable[str]) -> list[Cell]:
-    """Cells from ``"rivya|2K,odirouter|4K"``; ``all`` means all six, ``*`` any provider or resolution.
+    """Cells from ``"<provider>|2K,<provider>|4K"``; ``all`` means every cell, ``*`` any provider or resolution.
 
-    Case and spaces do not matter (``Rivya | 2k``); duplicates are dropped, first order kept.
+    Case and spaces do not matter (``Name | 2k``); duplicates are dropped, first order kept.
     """
     items = spec.split(",") if isinstance(spec, str) else [s for part in spec for s in part.split(",")]
     items = [item.strip() for item in items if item.strip()]
+    example = f"{PROVIDERS.names()[0]}|2K"
     if not items:
-        raise CellSpecError("no cells given; write e.g. 'rivya|2K,odirouter|4K' or 'all'")
-    providers = ", ".join(p.value for p in Provider)
+        raise CellSpecError(f"no cells given; write e.g. '{example}' or 'all'")
+    providers = ", ".join(PROVIDERS.names())
     resolutions = ", ".join(r.value for r in Resolution)
     cells: list[Cell] = []
     for item in items:
         if item.lower() == "all":
-            cells.extend(ALL_CELLS)
+            cells.extend(all_cells())
             continue
         head, sep, tail = item.partition("|")
         if not sep or "|" in tail:
-            raise CellSpecError(f"cell {item!r} is not PROVIDER|RESOLUTION; write e.g. 'rivya|2K' or 'all'")
+            raise CellSpecError(f"cell {item!r} is not PROVIDER|RESOLUTION; write e.g. '{example}' or 'all'")
         head, tail = head.strip().lower(), tail.strip().upper()
-        try:
-            wanted_providers = list(Provider) if head == "*" else [Provider(head)]
-        except ValueError:
-            raise CellSpecError(f"cell {item!r}: unknown provider {head!r}; use one of {providers} or *") from None
+        if head != "*" and head not in PROVIDERS:
+            raise CellSpecError(f"cell {item!r}: unknown provider {head!r}; use one of {providers} or *")
+        wanted_providers = PROVIDERS.names() if head == "*" else [head]
         try:
             wanted_resolutions = list(Resolution) if tail == "*" else [Resolution(tail)]
         except ValueError:
@@ -83,7 +89,7 @@ class CellEstimate(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    provider: Provider
+    provider: str
     resolution: Resolution
     eligible: int  # accepted rows eligible for this cell
     already_succeeded: int  # of those, rows the ledger shows as succeeded in this cell
@@ -91,8 +97,8 @@ class CellEstimate(BaseModel):
     cost_unit: CostUnit
     price_per_image: Decimal
     cost: Decimal  # to_generate x price_per_image, in cost_unit
-    estimated_usd: Decimal  # Rivya: credits x the configured (assumed) USD per credit
-    is_estimate: bool  # the per-image price is not published by the provider (OdiRouter: configured table)
+    estimated_usd: Decimal  # cost x the provider's configured USD per unit
+    is_estimate: bool  # the per-image price is not published by the provider (a configured table)
 
     @property
     def cell(self) -> str:
@@ -121,20 +127,35 @@ ESTIMATE_SCHEMA = pa.schema(
 )
 
 
-def eligible_mask(accepted: pa.Table, provider: Provider, resolution: Resolution) -> pa.ChunkedArray:
+def by_provider(estimates: Sequence[CellEstimate]) -> dict[str, list[CellEstimate]]:
+    """The estimates grouped by provider, in the order they came."""
+    out: dict[str, list[CellEstimate]] = {}
+    for e in estimates:
+        out.setdefault(e.provider, []).append(e)
+    return out
+
+
+def list_has(column: pa.ChunkedArray, value: str) -> pa.Array:
+    """Per row of a list column: whether its list holds ``value`` (null lists do not)."""
+    lists = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    hits = pc.list_parent_indices(lists).filter(pc.fill_null(pc.equal(pc.list_flatten(lists), value), False))
+    return pc.is_in(pa.array(np.arange(len(lists))), value_set=hits.cast(pa.int64()))
+
+
+def eligible_mask(accepted: pa.Table, provider: str, resolution: Resolution) -> pa.ChunkedArray:
     """Vectorised ``PromptRow.eligible_for``: valid for the provider and not restricted to another cell."""
-    flag = accepted["eligible_rivya" if provider is Provider.RIVYA else "eligible_odirouter"]
-    mask = pc.fill_null(flag, False)
-    for column, value in (("provider", provider.value), ("resolution", resolution.value)):
+    listed = accepted["eligible_providers"]  # a null list (a row made by hand) goes to every provider
+    mask = pc.or_(pc.is_null(listed), list_has(listed, str(provider)))
+    for column, value in (("provider", str(provider)), ("resolution", resolution.value)):
         named = accepted[column]
         mask = pc.and_(mask, pc.or_(pc.is_null(named), pc.fill_null(pc.equal(named, value), False)))
     return mask
 
 
-def _succeeded_keys(ledger: pa.Table, provider: Provider, resolution: Resolution) -> pa.Table:
+def _succeeded_keys(ledger: pa.Table, provider: str, resolution: Resolution) -> pa.Table:
     done = ledger.filter(
         pc.and_(
-            pc.and_(pc.equal(ledger["provider"], provider.value), pc.equal(ledger["resolution"], resolution.value)),
+            pc.and_(pc.equal(ledger["provider"], provider), pc.equal(ledger["resolution"], resolution.value)),
             pc.equal(ledger["status"], OutcomeStatus.SUCCEEDED.value),
         )
     ).select(list(DONE_MATCH_COLUMNS))
@@ -150,7 +171,7 @@ class DoneKeys(Protocol):
     """Where "already succeeded" is looked up: the distinct ``DONE_MATCH_COLUMNS`` of a cell's succeeded
     ledger rows, at least those among ``wanted`` (rows of the same columns)."""
 
-    def __call__(self, provider: Provider, resolution: Resolution, wanted: pa.Table) -> pa.Table: ...
+    def __call__(self, provider: str, resolution: Resolution, wanted: pa.Table) -> pa.Table: ...
 
 
 def table_done_keys(ledger: LedgerLike | None) -> DoneKeys:
@@ -168,11 +189,11 @@ class StorageDoneKeys:
         self.storage = storage
         self._rows: dict[tuple[str, str], int] = {}  # rows seen per cell read
 
-    def __call__(self, provider: Provider, resolution: Resolution, wanted: pa.Table) -> pa.Table:
+    def __call__(self, provider: str, resolution: Resolution, wanted: pa.Table) -> pa.Table:
         from nbpro_pipeline.costs.scan import cell_batches
 
         ids = pc.unique(wanted["prompt_id"])
-        cell = (provider.value, resolution.value)
+        cell = (str(provider), resolution.value)
         self._rows[cell] = 0
 
         def where(batch: pa.Table) -> pa.ChunkedArray:
@@ -216,7 +237,7 @@ def estimate_cells(
     lookup = done_keys or (table_done_keys(ledger) if ledger is not None else None)
     out: list[CellEstimate] = []
     for provider, resolution in cells:
-        provider, resolution = Provider(provider), Resolution(resolution)
+        provider, resolution = PROVIDERS[provider].name, Resolution(resolution)
         rows = accepted.filter(eligible_mask(accepted, provider, resolution))
         done = 0
         if rows.num_rows and lookup is not None:
@@ -228,9 +249,7 @@ def estimate_cells(
     return out
 
 
-def _cell_estimate(
-    provider: Provider, resolution: Resolution, eligible: int, done: int, prices: PriceTable
-) -> CellEstimate:
+def _cell_estimate(provider: str, resolution: Resolution, eligible: int, done: int, prices: PriceTable) -> CellEstimate:
     to_generate = eligible - done
     price = prices.per_image(provider, resolution)
     cost = price * to_generate
@@ -252,7 +271,7 @@ def estimates_to_table(estimates: Sequence[CellEstimate]) -> pa.Table:
     """The estimates as an Arrow table (decimals exact), e.g. to store next to a run's metadata."""
     rows = [e.model_dump(mode="python") for e in estimates]
     for row in rows:
-        row["provider"], row["resolution"] = row["provider"].value, row["resolution"].value
+        row["resolution"] = row["resolution"].value
         for key in ("price_per_image", "cost", "estimated_usd"):
             row[key] = quantize_cost(row[key])
     return pa.Table.from_pylist(rows, schema=ESTIMATE_SCHEMA)

@@ -1,17 +1,17 @@
-"""The ledger as FinOps FOCUS 1.2 rows, so finance teams load image costs beside their cloud bills.
+"""The ledger as FinOps FOCUS 1.3 rows, so finance teams load image costs beside their cloud bills.
 
 One FOCUS row per ledger row that reached a provider (skipped rows were never sent and cost nothing).
 Money stays exact: every cost column is ``decimal128(38, 6)`` built from the ledger's decimals, so
-``BilledCost`` summed per provider equals the ledger to the cent, and Rivya's
+``BilledCost`` summed per provider equals the ledger to the cent, and a credits provider's
 ``PricingCurrencyEffectiveCost`` equals its credits to the credit.
 
-How the two providers' units map (docs/focus.md says why, and which FOCUS rules cannot be met):
-- OdiRouter bills USD: ``BillingCurrency`` = ``PricingCurrency`` = USD, ``BilledCost`` = ledger cost,
-  taken from the configured price table (OdiRouter publishes none), so ``x_CostIsEstimate`` is true.
-- Rivya prices in credits, a virtual currency: ``PricingCurrency`` = ``RIVYA_CREDITS`` with the exact
-  credits in ``PricingCurrencyEffectiveCost``; ``BillingCurrency`` must be a national currency, so
-  ``BilledCost`` is the ledger's ``estimated_usd`` (credits × the configured USD per credit), an
-  estimate as well: Rivya publishes no dollar price for a credit.
+How a provider's unit maps (docs/focus.md says why, and which FOCUS rules cannot be met):
+- a provider billing USD: ``BillingCurrency`` = ``PricingCurrency`` = USD, ``BilledCost`` = ledger cost
+  (``x_CostIsEstimate`` where it comes from the configured price table);
+- a provider pricing in credits, a virtual currency: ``PricingCurrency`` = its traits'
+  ``pricing_currency`` with the exact credits in ``PricingCurrencyEffectiveCost``; ``BillingCurrency``
+  must be a national currency, so ``BilledCost`` is the ledger's ``estimated_usd`` (credits × the
+  configured USD per credit), an estimate as well.
 """
 
 from __future__ import annotations
@@ -28,16 +28,15 @@ from pydantic import BaseModel, ConfigDict
 
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.costs.scan import ledger_batches
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import OutcomeStatus
+from nbpro_pipeline.providers.base import ProviderTraits
+from nbpro_pipeline.providers.registry import PROVIDERS
 from nbpro_pipeline.storage.csv_cells import CsvWriter
 from nbpro_pipeline.storage.filesystem import Storage
 
-FOCUS_VERSION = "1.2"
+FOCUS_VERSION = "1.3"
 FOCUS_MONEY = pa.decimal128(38, 6)
-RIVYA_CREDITS = "QRC"  # Rivya credits: a code from ISO 4217's user-assigned range (QMA-QZZ); see docs/focus.md
-PROVIDER_NAMES = {Provider.RIVYA: "Rivya", Provider.ODIROUTER: "OdiRouter"}
-PUBLISHER = "Google"  # publisher of Nano Banana Pro, the model both providers resell
 _ZERO = Decimal(0)
 
 _TEXT, _TS, _BOOL = pa.string(), pa.timestamp("us", tz="UTC"), pa.bool_()
@@ -63,6 +62,7 @@ FOCUS_SCHEMA = pa.schema(
         ("ContractedCost", FOCUS_MONEY),
         ("ContractedUnitPrice", FOCUS_MONEY),
         ("EffectiveCost", FOCUS_MONEY),
+        ("HostProviderName", _TEXT),
         ("InvoiceId", _TEXT),
         ("InvoiceIssuerName", _TEXT),
         ("ListCost", FOCUS_MONEY),
@@ -81,6 +81,7 @@ FOCUS_SCHEMA = pa.schema(
         ("ResourceType", _TEXT),
         ("ServiceCategory", _TEXT),
         ("ServiceName", _TEXT),
+        ("ServiceProviderName", _TEXT),
         ("ServiceSubcategory", _TEXT),
         ("SkuId", _TEXT),
         ("SkuMeter", _TEXT),
@@ -138,7 +139,7 @@ LEDGER_EXTENSIONS = {
 _ZERO_MONEY, _ONE_MONEY = pa.scalar(_ZERO, FOCUS_MONEY), pa.scalar(Decimal(1), FOCUS_MONEY)
 
 
-class _CellPrices(BaseModel):
+class _FocusListPrices(BaseModel):
     """One cell's unit prices: in the billing currency (USD) and in the pricing currency."""
 
     model_config = ConfigDict(frozen=True)
@@ -147,19 +148,19 @@ class _CellPrices(BaseModel):
     list_pricing: Decimal
     pricing_currency: str
 
+    in_usd: bool  # the provider bills in USD; otherwise in its own unit, shown in USD at a configured rate
+
     @classmethod
-    def of(cls, provider: Provider, resolution: Resolution, prices: PriceTable) -> _CellPrices:
+    def of(cls, provider: str, resolution: Resolution, prices: PriceTable) -> _FocusListPrices:
         per_image = prices.per_image(provider, resolution)
-        if provider is Provider.RIVYA:
-            return cls(
-                list_usd=prices.to_usd(provider, per_image), list_pricing=per_image, pricing_currency=RIVYA_CREDITS
-            )
-        return cls(list_usd=per_image, list_pricing=per_image, pricing_currency="USD")
+        if prices.unit(provider) == "usd":
+            return cls(list_usd=per_image, list_pricing=per_image, pricing_currency="USD", in_usd=True)
+        currency = PROVIDERS.traits(provider).pricing_currency if provider in PROVIDERS else "XXX"
+        return cls(list_usd=prices.to_usd(provider, per_image), list_pricing=per_image, pricing_currency=currency,
+                   in_usd=False)  # fmt: skip
 
 
-def focus_table(
-    ledger: pa.Table, prices: PriceTable | None = None, accounts: dict[Provider, str] | None = None
-) -> pa.Table:
+def focus_table(ledger: pa.Table, prices: PriceTable | None = None, accounts: dict[str, str] | None = None) -> pa.Table:
     """The FOCUS rows of a ledger table (``read_ledger``), in ``FOCUS_SCHEMA``; skipped rows left out.
     Rows come a cell (provider, resolution) at a time, in ledger order within each."""
     prices = prices or PriceTable()
@@ -171,19 +172,18 @@ def focus_table(
     return pa.concat_tables(tables)
 
 
-def _focus_batch(batch: pa.Table, prices: PriceTable, accounts: dict[Provider, str] | None) -> pa.Table:
+def _focus_batch(batch: pa.Table, prices: PriceTable, accounts: dict[str, str] | None) -> pa.Table:
     """The FOCUS rows of ledger rows of one cell, computed column-wise (a year of history is a million
-    rows: a Python object per row took ~13 s and 1.2 GB per 100K). A net negative amount (money given
-    back to a resumed task) is a ``Credit``; everything else is ``Usage`` of one image, charged or refunded."""
+    rows, too many for a Python object each). A net negative amount (money given back to a resumed task)
+    is a ``Credit``; everything else is ``Usage`` of one image, charged or refunded."""
     batch = batch.filter(pc.not_equal(batch["status"], OutcomeStatus.SKIPPED.value))
     n = batch.num_rows
     if n == 0:
         return FOCUS_SCHEMA.empty_table()
-    provider, resolution = Provider(batch["provider"][0].as_py()), Resolution(batch["resolution"][0].as_py())
-    unit = _CellPrices.of(provider, resolution, prices)
-    money = _money_columns(batch, provider, unit)
+    provider, resolution = batch["provider"][0].as_py(), Resolution(batch["resolution"][0].as_py())
+    unit = _FocusListPrices.of(provider, resolution, prices)
+    money = _money_columns(batch, unit)
     usage = money["usage"]
-    name = PROVIDER_NAMES[provider]
     account = (accounts or {}).get(provider) or f"{provider}-account"
     sku = pc.binary_join_element_wise(batch["model_requested"], pa.repeat(pa.scalar(resolution.value), n), ":")
     when = pc.coalesce(batch["finished_at"], batch["recorded_at"])
@@ -193,8 +193,7 @@ def _focus_batch(batch: pa.Table, prices: PriceTable, accounts: dict[Provider, s
     text = _Constant(n)
     columns = {
         **money["columns"],
-        "BillingAccountId": text(account),
-        "BillingAccountName": text(f"{name} account {account}"),
+        **_Parties.of(provider).columns(text, account),
         "BillingAccountType": text("API account"),
         "BillingCurrency": text("USD"),
         "BillingPeriodStart": month,
@@ -208,25 +207,21 @@ def _focus_batch(batch: pa.Table, prices: PriceTable, accounts: dict[Provider, s
         "CommitmentDiscountStatus": text(None),  # no commitment discounts; the validator's rules read it
         "ConsumedUnit": _if_usage(usage, "Images"),
         "InvoiceId": text(None),  # the pipeline never sees invoices
-        "InvoiceIssuerName": text(name),
         "PricingCategory": _if_usage(usage, "Standard"),
         "PricingCurrency": text(unit.pricing_currency),
         "PricingUnit": _if_usage(usage, "Images"),
-        "ProviderName": text(name),
-        "PublisherName": text(PUBLISHER),
         "ResourceId": batch["task_id"],
         "ResourceName": pc.if_else(has_task, batch["prompt_id"], pa.scalar(None, pa.string())),
         "ResourceType": pc.if_else(has_task, "Image generation task", pa.scalar(None, pa.string())),
         "ServiceCategory": text("AI and Machine Learning"),
-        "ServiceName": text(f"{name} Nano Banana Pro"),
         "ServiceSubcategory": text("Generative AI"),
         "SkuId": _if_usage(usage, sku),
         "SkuMeter": _if_usage(usage, "Images"),
         "SkuPriceDetails": _if_usage(usage, json.dumps({"x_Resolution": resolution.value})),
         "SkuPriceId": _if_usage(usage, pc.binary_join_element_wise(pa.repeat(pa.scalar(str(provider)), n), sku, ":")),
         "Tags": _tags(batch),
-        # Rivya's USD figure is an estimate too: the USD per credit is configured
-        "x_CostIsEstimate": pc.or_(batch["cost_is_estimate"], pa.scalar(provider is Provider.RIVYA)),
+        # a USD figure converted from the provider's own unit is an estimate too: the rate is configured
+        "x_CostIsEstimate": pc.or_(batch["cost_is_estimate"], pa.scalar(not unit.in_usd)),
         "x_CostSource": pc.if_else(batch["cost_is_estimate"], "configured price table", "provider-reported credits"),
         **{column: batch[source] for column, source in LEDGER_EXTENSIONS.items()},
     }
@@ -243,13 +238,49 @@ class _Constant:
         return pa.repeat(pa.scalar(value, pa.string()), self.n)
 
 
-def _money_columns(batch: pa.Table, provider: Provider, unit: _CellPrices) -> dict:
+class _Parties(BaseModel):
+    """Who a provider's rows name: the provider serving the model (1.3's ServiceProviderName, and the
+    deprecated ProviderName 1.3 still requires), its host where it names one (else itself, as FOCUS
+    allows when the host is not disclosed), and the model's developer (deprecated PublisherName).
+    A ledger's provider no longer registered keeps the traits' defaults."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    host: str
+    developer: str
+    model_name: str
+
+    @classmethod
+    def of(cls, provider: str) -> _Parties:
+        if provider not in PROVIDERS:
+            fields = ProviderTraits.model_fields
+            developer, model = fields["model_developer"].default, fields["model_name"].default
+            return cls(provider=provider, host=provider, developer=developer, model_name=model)
+        traits = PROVIDERS.traits(provider)
+        name = traits.display_name
+        return cls(provider=name, host=traits.host_provider_name or name, developer=traits.model_developer,
+                   model_name=traits.model_name)  # fmt: skip
+
+    def columns(self, text: _Constant, account: str) -> dict[str, pa.Array]:
+        return {
+            "BillingAccountId": text(account),
+            "BillingAccountName": text(f"{self.provider} account {account}"),
+            "HostProviderName": text(self.host),
+            "InvoiceIssuerName": text(self.provider),
+            "ProviderName": text(self.provider),
+            "PublisherName": text(self.developer),
+            "ServiceName": text(f"{self.provider} {self.model_name}"),
+            "ServiceProviderName": text(self.provider),
+        }
+
+
+def _money_columns(batch: pa.Table, unit: _FocusListPrices) -> dict:
     """The cost and quantity columns, exact ``decimal128(38, 6)``, and the usage mask they imply."""
     in_pricing = pc.cast(batch["final_cost"], FOCUS_MONEY)
-    if provider is Provider.RIVYA:  # billed in USD: the ledger's estimate of the credits' worth
-        billed = pc.fill_null(pc.cast(batch["estimated_usd"], FOCUS_MONEY), _ZERO_MONEY)
-    else:
-        billed = in_pricing
+    # billed in USD: a credits provider's is the ledger's estimate of the credits' worth
+    estimated = pc.fill_null(pc.cast(batch["estimated_usd"], FOCUS_MONEY), _ZERO_MONEY)
+    billed = in_pricing if unit.in_usd else estimated
     usage = pc.and_(pc.greater_equal(billed, _ZERO_MONEY), pc.greater_equal(in_pricing, _ZERO_MONEY))
     quantity = pc.if_else(pc.and_(usage, pc.greater(in_pricing, _ZERO_MONEY)), _ONE_MONEY, _ZERO_MONEY)
     list_usd = pa.scalar(unit.list_usd, FOCUS_MONEY)
@@ -305,14 +336,14 @@ def _tags(batch: pa.Table) -> pa.Array:
 
 
 def billed_by_provider(focus: pa.Table) -> dict[str, tuple[Decimal, Decimal]]:
-    """Per FOCUS ProviderName: (sum of BilledCost, sum of PricingCurrencyEffectiveCost), exact."""
-    sums = focus.group_by("ProviderName", use_threads=False).aggregate(
+    """Per FOCUS ServiceProviderName: (sum of BilledCost, sum of PricingCurrencyEffectiveCost), exact."""
+    sums = focus.group_by("ServiceProviderName", use_threads=False).aggregate(
         [("BilledCost", "sum"), ("PricingCurrencyEffectiveCost", "sum")]
     )
     return {
         name: (b, p)
         for name, b, p in zip(
-            sums["ProviderName"].to_pylist(),
+            sums["ServiceProviderName"].to_pylist(),
             sums["BilledCost_sum"].to_pylist(),
             sums["PricingCurrencyEffectiveCost_sum"].to_pylist(),
             strict=True,
@@ -325,8 +356,8 @@ class FocusExport(BaseModel):
 
     paths: list[str]
     rows: int
-    billed: dict[str, Decimal]  # ProviderName -> sum of BilledCost (USD)
-    priced: dict[str, Decimal]  # ProviderName -> sum of PricingCurrencyEffectiveCost (credits / USD)
+    billed: dict[str, Decimal]  # ServiceProviderName -> sum of BilledCost (USD)
+    priced: dict[str, Decimal]  # ServiceProviderName -> sum of PricingCurrencyEffectiveCost (credits / USD)
 
 
 def export_focus(storage: Storage, prices: PriceTable | None = None, *, csv: bool = False) -> FocusExport:

@@ -19,16 +19,15 @@ from itertools import islice
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import LEDGER_PARTITION_COLUMNS, LEDGER_SCHEMA
 from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.ledger_parts import LedgerPart, cell_parts, ledger_parts
 from nbpro_pipeline.storage.once import KEY_COLUMNS, ONCE_COLUMNS, apply, corrections
 
 BATCH_ROWS = 65_536  # one row group of a compacted part
-# Parts read ahead of the one being aggregated, by this many threads. Reading part by part (not through a
-# dataset scanner) took a cell of 730 small parts from 0.69 s to 0.29 s here, and the scanner's default
-# read-ahead (16 batches of 4 files) held ~60 MB of decoded columns.
+# Parts read ahead of the one being aggregated, by this many threads: part by part is faster than a
+# dataset scanner over many small parts, and holds less than its read-ahead (docs/performance.md).
 _THREADS = 4
 _WINDOW = 64
 
@@ -37,7 +36,7 @@ Where = Callable[[pa.Table], pa.Array | pa.ChunkedArray]  # a row filter, e.g. s
 
 def cell_batches(
     storage: Storage,
-    provider: Provider | str,
+    provider: str,
     resolution: Resolution | str,
     columns: list[str],
     *,

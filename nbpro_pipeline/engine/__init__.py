@@ -9,13 +9,8 @@ from nbpro_pipeline.engine.rows import rows_for_cell
 from nbpro_pipeline.engine.run import CellResult, run_cell, run_cell_sync
 from nbpro_pipeline.engine.settings import EngineSettings, RunInfo
 
-# A process that runs cells uses the system allocator for Arrow. With Arrow's bundled mimalloc, peak
-# RSS of a cell run kept growing with the number of prompts although nothing was held (bench/memory.py:
-# +25 MB from 1,000 to 6,000 prompts, +9 MB with the system allocator): it keeps freed pages of the
-# prompt table and the ledger parts. Set on import, before the prompt table is read; the Arrow work
-# of a cell is small, so nothing is lost. A process that only validates tables (``nbpro validate``,
-# ``bench/ingest.py``) keeps mimalloc; the Dagster code location imports both, so its ``prompt_table``
-# runs on the system allocator too (not benchmarked separately).
+# A process that runs cells uses the system allocator for Arrow: mimalloc keeps the freed pages of the
+# prompt table and ledger parts, so RSS grew with the prompts (figures: docs/performance.md, memory).
 pa.set_memory_pool(pa.system_memory_pool())
 
 __all__ = [

@@ -1,40 +1,12 @@
-"""When to submit the next task: by the number of tasks *expected* to be still unfinished at the provider.
+"""When to submit the next task: while the tasks *expected* to be still unfinished at the provider leave
+room under its C slots, so a slot is not held idle until a poll happens to see its task done.
 
-A provider runs at most C tasks at once. Holding one of our C slots from submit until *we see* the task
-done ties the provider's slot to our detection lag: at L ≈ 23 s with ~3 polls per task a slot was held
-26.6 s for 22.7 s of work (49 of 64 slots busy). Polling harder only trades requests for lag. Instead,
-from the completion times seen so far (``LatencyTracker``) and each task's age, the probability that a
-task is still running is the survival ``S(age) = P(T > age)``; knowing it was still running at its last
-poll (age ``a₀``) makes it ``S(age) / S(a₀)``. The sum over the tasks we hold is the expected number
-the provider is still working on, and a new task is admitted while that sum leaves room under C.
-
-The estimate can be wrong, so the provider's own answer is the backstop:
-- **reject** providers (Rivya, the sandbox's ``max_concurrent_tasks``) answer 429 when full:
-  ``rejected()`` counts it (never charged, never a failure: the submit is simply tried again). A 429
-  is also the one exact reading of the provider's count we ever get: with at least C of our tasks
-  made (creates still on their way left out), exactly C of them run at that moment. Each is
-  conditioned on that (``alive_given_full``: its probability of running given that the running ones
-  number C), and the estimate goes on from there, so its error is reset at every 429 instead of
-  piling up until a poll happens to see a task done (simulated at Nano Banana Pro's 1K spread, span
-  over the ideal 1.082 → 1.076 at 3 % of 429s, ``bench/_admission_bound.py``). With fewer than C made
-  (another run shares the key, or the 429 was a request-rate one) it says nothing about our tasks:
-  nothing more is admitted until a task is seen finished or ``backoff_s``;
-- **queue** providers (fal-style ``IN_QUEUE`` with a ``queue_position``) accept beyond C: admit while
-  the expected number unfinished stays under C plus ``queue_allowance``, and never while a held task
-  reports a queue position at or beyond ``queue_allowance``.
-Whatever the estimate, at most ``max_in_flight`` tasks are held at once (the configurable cap), and
-until ``min_samples`` completions are known every held task counts as unfinished (today's admission).
-
-The estimate is a sum of probabilities, so the true number unfinished scatters around it (its variance
-is the sum of ``p(1 - p)``; about 2 tasks of standard deviation at C=64 with Nano Banana Pro's spread).
-``margin_sd`` keeps that many standard deviations free: more means fewer 429s and a slot or two idle.
-With ``target_429_share`` the margin adapts (up ``margin_step`` on every 429, down a little on every
-accepted create) until about that share of creates is refused: the 429 rate is then a setting, and the
-margin the smallest that keeps to it.
-
-Pure bookkeeping with an injectable clock: no I/O, no threads. ``admit`` is the one coroutine: waiters
-are served one at a time, in order, so a finish re-evaluates the estimate once rather than once per
-waiting worker, and each admitted task counts before the next waiter looks.
+Each held task is still running with probability ``S(age) / S(age at its last poll)`` from the learned
+completion times; the sum of those is the estimate, kept ``margin_sd`` standard deviations under C. The
+provider's answer is the backstop: a *reject* provider's 429 (never charged) also resets the estimate
+(with C of ours made, exactly C run); a *queue* provider is kept ``queue_allowance`` deep. How it was
+measured and tuned: docs/performance.md. Pure bookkeeping with an injectable clock, no I/O; ``admit``
+serves waiters one at a time, in order.
 """
 
 from __future__ import annotations

@@ -43,7 +43,8 @@ def ledger_record(cell: Cell, attempt: Attempt, outcome: Outcome, net: Decimal) 
         aspect_ratio=attempt.request.aspect_ratio.value,
         output_format=attempt.request.output_format.value,
         model_requested=cell.traits.model_id,
-        model_served=snap.model_served if snap else None,
+        model_served=snap.model_served if snap else None,  # None: the provider did not say
+        model_version=snap.model_version if snap else None,
         params=json.dumps(request_params(attempt.request).model_dump(mode="json"), sort_keys=True),
         fingerprint=attempt.fingerprint,
         idempotency_key=attempt.key,
@@ -144,7 +145,7 @@ class Books:
         task_id = attempt.task.task_id if attempt.task else None
         if task_id is not None:
             self.sample.add(task_id)
-        record = self._record(attempt, outcome, self.history.book(task_id, outcome.charged))
+        record = self._record(attempt, outcome, self.history.net_of_earlier(task_id, outcome.charged))
         self.writer.add(record)
         attempt.record = record
         tally(self.report, record, self.cell.settings.thumbnails)

@@ -9,7 +9,7 @@ from decimal import Decimal
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.engine.outcomes import Charging
 from nbpro_pipeline.engine.settings import EngineSettings, RunInfo
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import CostUnit
 from nbpro_pipeline.providers.base import ProviderTraits
 from nbpro_pipeline.storage.filesystem import Storage
@@ -27,12 +27,13 @@ class CellPrice:
 
 
 def cell_price(traits: ProviderTraits, prices: PriceTable, resolution: Resolution) -> CellPrice:
-    """The configured ``PriceTable`` for the shipped providers; a provider it does not cover (a test's
-    fake) is priced from its own traits."""
-    if traits.name in Provider.__members__.values():
-        p = Provider(traits.name)
-        per, usd = prices.per_image(p, resolution), prices.to_usd(p, Decimal(1))
-        return CellPrice(per, prices.unit(p), prices.is_estimate(p), usd)
+    """The configured ``PriceTable``'s price for the cell; a provider it does not hold (one not in the
+    registry, made by hand) is priced from its own traits."""
+    if prices.knows(traits.name):
+        p = traits.name
+        return CellPrice(
+            prices.per_image(p, resolution), prices.unit(p), prices.is_estimate(p), prices.to_usd(p, Decimal(1))
+        )
     return CellPrice(traits.list_price[resolution], traits.cost_unit, traits.cost_is_estimate, traits.usd_per_unit)
 
 

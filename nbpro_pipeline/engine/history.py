@@ -10,7 +10,6 @@ outcome yet (polled again, never resubmitted).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -20,14 +19,6 @@ from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.journal import JournalEntry, read_journal
 from nbpro_pipeline.storage.past import FingerprintFacts, PastRows, open_past
-
-
-def idempotency_key(ledger_id: str, fingerprint: str, generation: int) -> str:
-    """Same ledger, fingerprint and generation, same key: a resubmit after a crash replays the original
-    task for free. The ledger id keeps two storage roots on one account apart; after a terminal failure
-    a new generation needs a new key, else the provider would replay the failure."""
-    base = fingerprint if generation == 0 else f"{fingerprint}#retry{generation}"
-    return "nbpro-" + hashlib.sha256(f"idem:{ledger_id}:{base}".encode()).hexdigest()[:40]
 
 
 @dataclass
@@ -89,7 +80,7 @@ class CellHistory:
     def earlier(self, task_id: str | None) -> Decimal:
         return self.charged_by_task.get(task_id, Decimal(0)) if task_id else Decimal(0)
 
-    def book(self, task_id: str | None, charged: Decimal) -> Decimal:
+    def net_of_earlier(self, task_id: str | None, charged: Decimal) -> Decimal:
         """The net amount a new row of ``task_id`` charges when the task has cost ``charged`` in total:
         a resumed, replayed or re-polled task already booked is not booked again."""
         if task_id is None:

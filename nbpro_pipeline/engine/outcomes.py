@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from nbpro_pipeline.engine.attempt import Attempt
 from nbpro_pipeline.models.common import TaskState
-from nbpro_pipeline.models.ledger import OutcomeStatus
+from nbpro_pipeline.models.ledger import RESUMABLE_CODES, OutcomeStatus
 from nbpro_pipeline.providers.base import Billing, Charge, TaskSnapshot
 from nbpro_pipeline.providers.errors import (
     AnswerTooLargeError,
@@ -29,12 +29,6 @@ from nbpro_pipeline.providers.errors import (
     UnsafeTaskIdError,
 )
 
-# A row failed with one of these still has a live (or paid, unread) task: the next run polls that task
-# again instead of submitting a new one. ``internal_error`` counts only on a row with a task id: an
-# unexpected exception after the submit leaves a task the provider made (and may have billed).
-RESUMABLE_CODES = frozenset(
-    {"download_failed", "deadline_exceeded", "poll_failed", "internal_error", "result_unreadable"}
-)
 # Codes after which nothing more is submitted in this run: every further submit would fail alike.
 STOP_CODES = frozenset({"insufficient_funds", "auth_failed", "budget_exceeded"})
 

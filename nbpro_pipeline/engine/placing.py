@@ -20,6 +20,8 @@ from nbpro_pipeline.provenance import RequestParams, StoredLineage
 from nbpro_pipeline.providers.errors import UnreadableResultError
 from nbpro_pipeline.redaction import redact_url
 
+MAX_PROMPT_IN_IMAGE = 2000  # characters of the prompt a stored image carries (blob, and XMP when shared)
+
 
 def request_params(request: GenerationRequest) -> RequestParams:
     return RequestParams(
@@ -31,17 +33,28 @@ def request_params(request: GenerationRequest) -> RequestParams:
 
 
 def lineage(cell: Cell, attempt: Attempt, charged: Outcome) -> StoredLineage:
-    """What the stored file says about where it came from (embedded as XMP/C2PA by image_files)."""
+    """What the stored file says about where it came from (embedded as XMP/C2PA by image_files): the
+    model the provider says it served, else the one asked for; the prompt unless the run leaves prompts
+    out, and shared in the standard marks only where the table allows it."""
     row, snap, download = attempt.row, attempt.snapshot, attempt.download
+    served = snap.model_served if snap else None
+    prompts = cell.settings.prompt_in_images
+    shared = prompts and row.shares_prompt
     return StoredLineage(
         prompt_id=row.prompt_id,
         prompt_sha256=row.prompt_sha256,
-        prompt=row.prompt[:2000],
+        prompt=row.prompt[:MAX_PROMPT_IN_IMAGE] if prompts else None,
+        prompt_shared=shared,
+        prompt_writer=row.prompt_writer if shared else None,
         source_uri=row.source_uri,
         source_sha256=row.source_sha256,
         row_number=row.row_number,
         provider=cell.name,
-        model=cell.traits.model_id,
+        model=served or cell.traits.model_id,
+        model_requested=cell.traits.model_id,
+        model_stated=served is not None,
+        model_version=snap.model_version if snap else None,
+        ai_system=cell.traits.ai_system,
         task_id=snap.task_id if snap else None,
         params=request_params(attempt.request),
         fingerprint=attempt.fingerprint,

@@ -1,11 +1,12 @@
-"""Reference images: hashed once, uploaded to Rivya once per content hash, reused across rows and runs.
+"""Reference images: hashed once, uploaded once per content hash where the provider takes uploads, reused
+across rows and runs.
 
 The fingerprint of a request counts a reference by its content hash, so the same picture referenced by
-two rows (or re-uploaded in a later run) never makes a request look new. Rivya only accepts references
-from its Files API: local files, object-store files and http(s) images are uploaded; the upload is remembered under the
-storage root (``references/<provider>/<sha256>.json``). OdiRouter fetches http(s) URLs itself. Which of
-the two a provider does is its ``traits.limits.references``. What a
-reference may be (schemes, roots, size, content) is ``nbpro_pipeline.references_policy``.
+two rows (or re-uploaded in a later run) never makes a request look new. A provider that accepts
+references only from its files API gets local files, object-store files and http(s) images uploaded;
+the upload is remembered under the storage root (``references/<provider>/<sha256>.json``). A provider
+that fetches http(s) URLs itself gets those. Which one a provider is, is its ``traits.limits.references``.
+What a reference may be (schemes, roots, size, content) is ``nbpro_pipeline.references_policy``.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class ReferenceResolver:
         self.roots = list(roots) if roots is not None else None
         self.network = network or NetworkPolicy()
         self._content: dict[tuple[str, tuple[str, ...]], str] = {}  # (source, allowed roots) -> sha256
-        self._bytes: dict[str, bytes] = {}  # sha256 -> content, for Rivya uploads
+        self._bytes: dict[str, bytes] = {}  # sha256 -> content, for files-API uploads
         self._uploads: dict[str, asyncio.Future[ReferenceImage]] = {}
         self._http: httpx.AsyncClient | None = None
         self.uploaded = 0

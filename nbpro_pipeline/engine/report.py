@@ -48,8 +48,8 @@ class CellReport(BaseModel):
     references_uploaded: int = 0  # reference images sent to the provider's files API by this run
     references_reused: int = 0  # uploads found in this run or the storage root's cache instead
     client_counters: dict[str, int] = Field(default_factory=dict)
-    # submit sent -> task id durable, for a provider without idempotent submits (OdiRouter)
-    odirouter_submit_window_ms_max: float | None = None
+    # submit sent -> task id durable, for a provider without idempotent submits
+    submit_window_ms_max: float | None = None
 
     @property
     def accounted(self) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 
 from nbpro_pipeline.costs.estimate import eligible_mask
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.prompt import PromptRow
 
 _BATCH = 1024
@@ -30,7 +30,7 @@ class CellRows:
                 yield PromptRow.model_validate(record)
 
 
-def rows_for_cell(accepted: pa.Table, provider: Provider, resolution: Resolution) -> CellRows:
+def rows_for_cell(accepted: pa.Table, provider: str, resolution: Resolution) -> CellRows:
     """Accepted rows eligible for (provider, resolution): valid for the provider and not restricted
     to another provider or resolution by the table."""
     return CellRows(accepted.filter(eligible_mask(accepted, provider, resolution)))

@@ -242,10 +242,10 @@ class CellRun:
         rep.journal_segments = journal.segments
         rep.references_uploaded = self.steps.references.uploaded
         rep.references_reused = self.steps.references.reused
-        rep.client_counters = dict(getattr(self.client, "counters", {}))
+        rep.client_counters = dict(self.client.counters)
         window = self.steps.slots.window_ms
         if window:
-            rep.odirouter_submit_window_ms_max = round(max(window), 3)
+            rep.submit_window_ms_max = round(max(window), 3)
 
     def _cost_so_far(self) -> str:
         est = " (est.)" if self.report.cost_is_estimate else ""

@@ -1,20 +1,16 @@
 """The provider slots of a cell: the one place where a task takes a place at the provider and gives it back.
 
-Two admissions (``EngineSettings.admission``):
+``admission.Admission`` submits while the tasks *expected* to be still running (learned completion
+times, each task's age, what its last poll said) leave room under C, with the provider's own answer as
+the backstop: for a *reject* provider a 429 on create is counted, the submit waits for room and is sent
+again (nothing was made, so nothing is charged and nothing failed); a *queue* provider accepts up to
+``queue_allowance`` tasks beyond C and reports their queue position. ``max_held`` caps what is held
+whatever the estimate.
 
-- ``held`` (before issue 14): at most ``max_in_flight`` tasks submitted and not yet *seen* terminal; a
-  slot is given back once a poll sees its task done, so the provider's slot idles for our detection lag.
-- ``expected`` (the default): ``admission.Admission`` submits while the tasks *expected* to be still
-  running (learned completion times, each task's age, what its last poll said) leave room under C, with
-  the provider's own answer as the backstop: for a *reject* provider a 429 on create is counted, the
-  submit waits for room and is sent again (nothing was made, so nothing is charged and nothing failed);
-  a *queue* provider accepts up to ``queue_allowance`` tasks beyond C and reports their queue position.
-  ``max_held`` caps what is held whatever the estimate.
-
-A provider without idempotent submits has a second, tighter bound either way: at most
-``max_unjournaled_submits`` submits between "sent" and "task id durable", because each of those is one
-a crash could buy twice. That window is timed from the moment the request can go (its rate-limit token
-is taken before the window opens), so it measures only "sent -> task id durable".
+A provider without idempotent submits has a second, tighter bound: at most ``max_unjournaled_submits``
+submits between "sent" and "task id durable", because each of those is one a crash could buy twice.
+That window is timed from the moment the request can go (its rate-limit token is taken before the
+window opens), so it measures only "sent -> task id durable".
 """
 
 from __future__ import annotations
@@ -23,52 +19,61 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
-from nbpro_pipeline.engine.admission import Admission, AdmissionCounters, AdmissionKind, AdmissionSettings
+from nbpro_pipeline.engine.admission import Admission, AdmissionKind, AdmissionSettings
 from nbpro_pipeline.engine.attempt import Attempt
 from nbpro_pipeline.engine.settings import EngineSettings
-from nbpro_pipeline.providers.base import ProviderTraits, TaskSnapshot
+from nbpro_pipeline.providers.base import ProviderClient, ProviderTraits, TaskSnapshot
 from nbpro_pipeline.providers.errors import RateLimitedError
-from nbpro_pipeline.providers.policies import LatencyTracker
 
 
 class ProviderSlots:
-    """Today's admission (``held``), and the window bound both admissions share."""
+    """Admission by the expected number of tasks still unfinished at the provider, and the window bound."""
 
-    handles_rejections = False  # a 429 on create is retried inside the client, as before issue 14
-
-    def __init__(self, max_in_flight: int, max_unjournaled_submits: int, *, idempotent_submit: bool) -> None:
-        self._slots = asyncio.Semaphore(max_in_flight)
+    def __init__(self, admission: Admission, max_unjournaled_submits: int, *, idempotent_submit: bool) -> None:
+        self.admission = admission
+        self.counters = admission.counters
+        self._by_task: dict[str, int] = {}
         self._unjournaled = None if idempotent_submit else asyncio.Semaphore(max_unjournaled_submits)
         self.window_ms: list[float] = []  # submit sent -> task id durable, where that window is bounded
         self.open_windows = 0
-        self.counters = AdmissionCounters()
 
     @property
     def bounds_window(self) -> bool:
         return self._unjournaled is not None
 
     async def acquire(self, attempt: Attempt) -> None:
-        await self._slots.acquire()
+        await self.admission.admit(id(attempt))
         attempt.holds_slot = True
 
     def submitted(self, attempt: Attempt, snapshot: TaskSnapshot | None) -> None:
         """The provider made ``attempt``'s task (``snapshot``: its answer to the create, if it gave one)."""
-        self.counters.admitted += 1
+        assert attempt.task is not None
+        key = id(attempt)
+        self.admission.submitted(key)  # re-stamped: the task's age runs from the provider's answer
+        self.admission.accepted()
+        self._by_task[attempt.task.task_id] = key
+        if snapshot is not None and not snapshot.state.terminal:
+            self.admission.still_running(key, snapshot.queue_position)
 
     def rejected(self, attempt: Attempt, exc: RateLimitedError) -> None:
-        raise AssertionError("the held admission leaves 429s on create to the client")
+        """A 429 to the create: nothing was made. Counted; the place is given back until there is room."""
+        attempt.holds_slot = False
+        self.admission.rejected(id(attempt), exc.retry_after)
 
     def observe(self, snapshot: TaskSnapshot) -> None:
-        """A poll's answer (the client's ``on_poll`` hook); the held admission needs none."""
+        """A poll's answer (the client's ``on_poll`` hook)."""
+        key = self._by_task.get(snapshot.task_id)
+        if key is not None and not snapshot.state.terminal:
+            self.admission.still_running(key, snapshot.queue_position)
 
     def release(self, attempt: Attempt) -> None:
-        """Give the attempt's slot back (once, however often called): its task is terminal or gone."""
+        """Give the attempt's place back (once, however often called): its task is terminal or gone."""
         if attempt.holds_slot:
             attempt.holds_slot = False
-            self.counters.finished += 1
-            self._slots.release()
+            if attempt.task is not None:
+                self._by_task.pop(attempt.task.task_id, None)
+            self.admission.finished(id(attempt))
 
     @contextlib.asynccontextmanager
     async def unjournaled_window(self) -> AsyncIterator[None]:
@@ -86,55 +91,10 @@ class ProviderSlots:
             self.window_ms.append((time.monotonic() - sent) * 1000)
 
 
-class ExpectedSlots(ProviderSlots):
-    """Admission by the expected number of tasks still unfinished at the provider (``admission.Admission``)."""
-
-    handles_rejections = True
-
-    def __init__(self, admission: Admission, max_unjournaled_submits: int, *, idempotent_submit: bool) -> None:
-        super().__init__(1, max_unjournaled_submits, idempotent_submit=idempotent_submit)
-        self.admission = admission
-        self.counters = admission.counters
-        self._by_task: dict[str, int] = {}
-
-    async def acquire(self, attempt: Attempt) -> None:
-        await self.admission.admit(id(attempt))
-        attempt.holds_slot = True
-
-    def submitted(self, attempt: Attempt, snapshot: TaskSnapshot | None) -> None:
-        assert attempt.task is not None
-        key = id(attempt)
-        self.admission.submitted(key)  # re-stamped: the task's age runs from the provider's answer
-        self.admission.accepted()
-        self._by_task[attempt.task.task_id] = key
-        if snapshot is not None and not snapshot.state.terminal:
-            self.admission.still_running(key, snapshot.queue_position)
-
-    def rejected(self, attempt: Attempt, exc: RateLimitedError) -> None:
-        """A 429 to the create: nothing was made. Counted; the place is given back until there is room."""
-        attempt.holds_slot = False
-        self.admission.rejected(id(attempt), exc.retry_after)
-
-    def observe(self, snapshot: TaskSnapshot) -> None:
-        key = self._by_task.get(snapshot.task_id)
-        if key is not None and not snapshot.state.terminal:
-            self.admission.still_running(key, snapshot.queue_position)
-
-    def release(self, attempt: Attempt) -> None:
-        if attempt.holds_slot:
-            attempt.holds_slot = False
-            if attempt.task is not None:
-                self._by_task.pop(attempt.task.task_id, None)
-            self.admission.finished(id(attempt))
-
-
-def slots_for(settings: EngineSettings, traits: ProviderTraits, client: Any) -> ProviderSlots:
-    """The cell's slots: the admission ``settings`` ask for, of the kind the provider's traits say
-    (unless the settings override it), learning from the client's completion times; the client is told
-    to hand 429s on create and every poll's answer to it where it can (``attach_admission``)."""
-    window = settings.max_unjournaled_submits
-    if settings.admission == "held":
-        return ProviderSlots(settings.max_in_flight, window, idempotent_submit=traits.idempotent_submit)
+def slots_for(settings: EngineSettings, traits: ProviderTraits, client: ProviderClient) -> ProviderSlots:
+    """The cell's slots: an admission of the kind the provider's traits say (unless the settings override
+    it), learning from the client's completion times; the client is told to hand 429s on create and
+    every poll's answer to it where it can (``attach_admission``)."""
     kind = AdmissionKind(settings.admission_kind or traits.admission)
     admission = Admission(
         AdmissionSettings(
@@ -145,19 +105,8 @@ def slots_for(settings: EngineSettings, traits: ProviderTraits, client: Any) -> 
             margin_sd=settings.admission_margin_sd if kind is AdmissionKind.REJECT else 0.0,
             target_429_share=settings.admission_429_share if kind is AdmissionKind.REJECT else None,
         ),
-        _tracker(client),
+        client.run_times,  # the processing times the client learns: what the estimate steers by
     )
-    slots = ExpectedSlots(admission, window, idempotent_submit=traits.idempotent_submit)
-    attach = getattr(client, "attach_admission", None)
-    if attach is not None:
-        attach(slots.observe)
+    slots = ProviderSlots(admission, settings.max_unjournaled_submits, idempotent_submit=traits.idempotent_submit)
+    client.attach_admission(slots.observe)
     return slots
-
-
-def _tracker(client: Any) -> LatencyTracker:
-    """The client's learned processing times (``run_times``), else its completion times, else none yet."""
-    for name in ("run_times", "latencies"):
-        tracker = getattr(client, name, None)
-        if isinstance(tracker, LatencyTracker):
-            return tracker
-    return LatencyTracker()

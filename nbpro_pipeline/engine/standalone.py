@@ -20,47 +20,34 @@ from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.engine.rows import rows_for_cell
 from nbpro_pipeline.engine.run import run_cell
 from nbpro_pipeline.engine.settings import EngineSettings, RunInfo
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.prompt import PromptRow
+from nbpro_pipeline.providers.base import ProviderClient
 from nbpro_pipeline.providers.factory import ClientSpec, make_client
-from nbpro_pipeline.providers.http import HttpProviderClient
-from nbpro_pipeline.providers.policies import PollPolicy, RetryPolicy
 from nbpro_pipeline.storage.filesystem import Storage
 
 
 class CellJob(BaseModel):
     """Everything one standalone cell run needs; the key is a SecretStr so it never prints."""
 
-    provider: Provider
+    provider: str
     resolution: Resolution
     storage_root: str
     base_url: str
     api_key: SecretStr
     run_id: str = Field(default_factory=lambda: f"cli-{uuid.uuid4().hex[:12]}")
     settings: EngineSettings = Field(default_factory=EngineSettings)
-    poll: PollPolicy = Field(default_factory=PollPolicy)
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
     @property
     def partition_key(self) -> str:
-        return f"{self.provider.value}|{self.resolution.value}"
+        return f"{self.provider}|{self.resolution.value}"
 
     def client_spec(self) -> ClientSpec:
-        s = self.settings
-        return ClientSpec(
-            provider=self.provider,
-            base_url=self.base_url,
-            api_key=self.api_key,
-            poll=self.poll,
-            retry=self.retry,
-            requests_per_s=s.requests_per_s,
-            burst=s.burst,
-            max_in_flight=s.max_in_flight,
-        )
+        return self.settings.client_spec(self.provider, self.base_url, self.api_key)
 
 
 def load_cell_rows(
-    tables: Sequence[str], provider: Provider, resolution: Resolution, *, reference_roots: Sequence[str] | None = None
+    tables: Sequence[str], provider: str, resolution: Resolution, *, reference_roots: Sequence[str] | None = None
 ) -> tuple[list[PromptRow], int]:
     """The rows of ``tables`` eligible for the cell, and how many rows were rejected on the way."""
     from nbpro_pipeline.prompts import load_prompt_tables
@@ -69,7 +56,7 @@ def load_cell_rows(
     return rows_for_cell(result.accepted, provider, resolution), result.rejected.num_rows
 
 
-def job_client(job: CellJob) -> HttpProviderClient:
+def job_client(job: CellJob) -> ProviderClient:
     """The job's client, from the one client factory (rate limited like every other)."""
     return make_client(job.client_spec())
 

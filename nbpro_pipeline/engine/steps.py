@@ -26,7 +26,7 @@ from nbpro_pipeline.engine.attempt import Attempt, TaskRef
 from nbpro_pipeline.engine.booking import Books
 from nbpro_pipeline.engine.context import Cell
 from nbpro_pipeline.engine.fingerprints import EligibleLog, FingerprintSet
-from nbpro_pipeline.engine.history import CellHistory, idempotency_key
+from nbpro_pipeline.engine.history import CellHistory
 from nbpro_pipeline.engine.outcomes import Charging, Outcome, outcome_for_error, outcome_for_snapshot, stop_message
 from nbpro_pipeline.engine.placing import place_image, quarantine_body
 from nbpro_pipeline.engine.references import ReferenceProblem, ReferenceResolver
@@ -36,7 +36,7 @@ from nbpro_pipeline.models.ledger import LedgerRecord, OutcomeStatus
 from nbpro_pipeline.models.prompt import PromptRow
 from nbpro_pipeline.models.request import GenerationRequest
 from nbpro_pipeline.models.task import TaskUrls
-from nbpro_pipeline.providers.base import ProviderClient, TaskSnapshot
+from nbpro_pipeline.providers.base import ProviderClient, TaskSnapshot, idempotency_key
 from nbpro_pipeline.providers.errors import (
     ProviderError,
     RateLimitedError,
@@ -188,16 +188,15 @@ class PromptSteps:
         return idempotency_key(self.cell.ledger_id, fingerprint, generation)
 
     async def submit_admitted(self, attempt: Attempt) -> None:
-        """Submit; a 429 to the create that the admission handles (``slots.handles_rejections``) made
-        nothing, so it is counted, the submit waits for room and goes again: never charged, never a
-        failure, unless the provider refuses it for a whole ``task_deadline_s``."""
+        """Submit; a 429 to the create made nothing, so it is counted, the submit waits for room and goes
+        again: never charged, never a failure, unless the provider refuses it for a whole ``task_deadline_s``."""
         started = time.monotonic()
         while True:
             try:
                 await self.submit(attempt)
                 return
             except RateLimitedError as exc:
-                if not self.slots.handles_rejections or time.monotonic() - started > self.cell.settings.task_deadline_s:
+                if time.monotonic() - started > self.cell.settings.task_deadline_s:
                     raise
                 self.slots.rejected(attempt, exc)
                 self.report.create_429 += 1
@@ -207,9 +206,8 @@ class PromptSteps:
         """Submit and journal the task id; where submits are not idempotent, the id is made durable at
         once, inside the bounded window (``ProviderSlots.unjournaled_window``), whose rate-limit token
         is taken before it opens (``take_send_token``), so the window holds no token-bucket wait."""
-        take_token = getattr(self.client, "take_send_token", None)
-        if self.slots.bounds_window and take_token is not None:
-            await take_token()
+        if self.slots.bounds_window:
+            await self.client.take_send_token()
         async with self.slots.unjournaled_window():
             submitted = await self.client.submit(attempt.request, idempotency_key=attempt.key)
             self.journal.add(

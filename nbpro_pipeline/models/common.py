@@ -9,11 +9,6 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class Provider(StrEnum):
-    RIVYA = "rivya"
-    ODIROUTER = "odirouter"
-
-
 class Resolution(StrEnum):
     R1K = "1K"
     R2K = "2K"
@@ -31,11 +26,11 @@ class AspectRatio(StrEnum):
     R9_16 = "9:16"
     R16_9 = "16:9"
     R21_9 = "21:9"
-    AUTO = "auto"  # Rivya only: the model picks (1:1 without references)
+    AUTO = "auto"  # the model picks (1:1 without references); only where a provider's limits allow it
 
 
 class OutputFormat(StrEnum):
-    """Rivya spells JPEG ``jpg``; OdiRouter has no format parameter and answers PNG."""
+    """What a provider may answer in; ``jpg`` is the wire spelling of JPEG where a provider takes one."""
 
     PNG = "png"
     JPG = "jpg"
@@ -50,7 +45,7 @@ class OutputFormat(StrEnum):
 
 
 class TaskState(StrEnum):
-    """Provider-neutral task lifecycle (Rivya queued/processing/..., OdiRouter IN_QUEUE/...).
+    """Provider-neutral task lifecycle, whatever words a provider uses for it.
 
     ``UNKNOWN`` is what a word nobody mapped becomes: never terminal (the task is polled again) and
     never free (a task in it holds its list price)."""
@@ -122,12 +117,3 @@ def nearest_aspect_ratio(width: int, height: int) -> AspectRatio:
         return abs(math.log(w / h) - target)
 
     return min(ASPECT_RATIOS_FIXED, key=distance)
-
-
-# Per-provider limits live in ``models.limits.PROVIDER_LIMITS``; these views of it are for the wire
-# models' field bounds (filled in by models.limits on import, so the numbers exist in one place).
-RIVYA_MODEL_ID = "nano-banana-pro"
-ODIROUTER_ENDPOINT_ID = "nano_banana_pro"
-RIVYA_CREDITS_PER_IMAGE = 8
-RIVYA_MAX_FILE_BYTES = 30 * 1024 * 1024
-RIVYA_FILE_MIME_TYPES = ("image/jpeg", "image/png", "image/webp")

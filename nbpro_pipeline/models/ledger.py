@@ -15,7 +15,7 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 
 COST_TYPE = pa.decimal128(18, 6)
 _COST_PLACES = Decimal("0.000001")
@@ -30,8 +30,14 @@ class OutcomeStatus(StrEnum):
     SKIPPED = "skipped"  # never submitted (budget, provider refused the account); nothing charged
 
 
+# A row failed with one of these still has a live (or paid, unread) task: the next run polls that task
+# again instead of submitting a new one. ``internal_error`` counts only on a row with a task id: an
+# unexpected exception after the submit leaves a task the provider made (and may have billed).
+RESUMABLE_CODES = frozenset(
+    {"download_failed", "deadline_exceeded", "poll_failed", "internal_error", "result_unreadable"}
+)
+
 CostUnit = Literal["credits", "usd"]
-COST_UNIT: dict[Provider, CostUnit] = {Provider.RIVYA: "credits", Provider.ODIROUTER: "usd"}
 
 
 class LedgerRecord(BaseModel):
@@ -43,12 +49,12 @@ class LedgerRecord(BaseModel):
     source_uri: str
     source_sha256: str
     row_number: int
-    provider: str  # a Provider value, or another provider's name (a test's fake)
+    provider: str  # a registered provider's name
     resolution: Resolution
     aspect_ratio: str
     output_format: str
     model_requested: str
-    model_served: str | None = None
+    model_served: str | None = None  # as the provider stated it; None where it did not say
     params: str  # JSON of the request's parameters (prompt excluded; it has its own hash)
     fingerprint: str
     idempotency_key: str | None = None
@@ -57,11 +63,11 @@ class LedgerRecord(BaseModel):
     status: OutcomeStatus
     error_code: str | None = None
     error_message: str | None = None
-    credits_reserved: int | None = None  # Rivya only
-    credits_final: int | None = None  # Rivya only
+    credits_reserved: int | None = None  # where the provider reports credits per task
+    credits_final: int | None = None
     final_cost: Decimal  # net amount charged for this row, in cost_unit
     cost_unit: CostUnit
-    cost_is_estimate: bool  # True where the provider publishes no price (OdiRouter: configured table)
+    cost_is_estimate: bool  # True where the provider publishes no price (a configured price table)
     estimated_usd: Decimal | None = None
     submitted_at: datetime | None = None
     finished_at: datetime | None = None
@@ -88,6 +94,7 @@ class LedgerRecord(BaseModel):
     stated_cost: Decimal | None = None
     list_price: Decimal | None = None
     cost_anomaly: str | None = None
+    model_version: str | None = None  # the served model's version, where the provider stated one
 
     @field_validator("final_cost", "estimated_usd", "task_total", "stated_cost", "list_price")
     @classmethod
@@ -157,6 +164,7 @@ LEDGER_SCHEMA = pa.schema(
         ("stated_cost", COST_TYPE),
         ("list_price", COST_TYPE),
         ("cost_anomaly", pa.string()),
+        ("model_version", pa.string()),
     ]
 )
 

@@ -1,9 +1,8 @@
-"""What each provider accepts in a request: the one limits table.
+"""What a provider accepts in a request, in the terms both validators need.
 
 Prompt validation (``prompts.validate``, columnar, every rule at once) and the clients' local request
-check (``GenerationRequest.problems_for``, called before any money moves) both read this table, so a
-limit changes in one place. A provider's ``ProviderTraits.limits`` is its row here; a provider the
-project does not ship (a test's fake) brings its own ``ProviderLimits``.
+check (``GenerationRequest.problems_for``, called before any money moves) both read a provider's
+``ProviderTraits.limits``, so a limit changes in one place: its provider's package.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nbpro_pipeline.models.common import OutputFormat, Provider
+from nbpro_pipeline.models.common import OutputFormat
 
 
 class ProviderLimits(BaseModel):
@@ -30,28 +29,4 @@ class ProviderLimits(BaseModel):
         description="upload: references go through the provider's files API (local files are fine); "
         "url: the provider fetches http(s) URLs itself"
     )
-
-
-PROVIDER_LIMITS: dict[Provider, ProviderLimits] = {
-    Provider.RIVYA: ProviderLimits(
-        display_name="Rivya",
-        max_prompt_chars=10_000,
-        max_references=8,
-        aspect_auto=True,
-        output_formats=(OutputFormat.PNG, OutputFormat.JPG),
-        references="upload",
-    ),
-    Provider.ODIROUTER: ProviderLimits(
-        display_name="OdiRouter",
-        max_prompt_chars=2_500,
-        max_references=14,
-        aspect_auto=False,
-        output_formats=(OutputFormat.PNG,),
-        references="url",
-    ),
-}
-
-# Views of the table for the wire models' field bounds (pydantic ``max_length``), never separate numbers.
-MAX_PROMPT_CHARS: dict[Provider, int] = {p: lim.max_prompt_chars for p, lim in PROVIDER_LIMITS.items()}
-MIN_PROMPT_CHARS: dict[Provider, int] = {p: lim.min_prompt_chars for p, lim in PROVIDER_LIMITS.items()}
-MAX_REFERENCES: dict[Provider, int] = {p: lim.max_references for p, lim in PROVIDER_LIMITS.items()}
+    max_reference_bytes: int = Field(default=30 * 1024 * 1024, ge=1, description="one reference image, at most")

@@ -11,9 +11,10 @@ import json
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
-from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Provider, Resolution
+from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Resolution
 
 ACCEPTED_SCHEMA = pa.schema(
     [
@@ -28,11 +29,17 @@ ACCEPTED_SCHEMA = pa.schema(
         pa.field("source_uri", pa.string(), nullable=False),
         pa.field("source_sha256", pa.string(), nullable=False),  # of the whole source file
         pa.field("row_number", pa.int64(), nullable=False),  # 1-based data row (header not counted)
-        pa.field("eligible_rivya", pa.bool_(), nullable=False),  # valid for Rivya (and not restricted away)
-        pa.field("eligible_odirouter", pa.bool_(), nullable=False),
+        # the providers the row is valid for (and not restricted away from by its `provider` column)
+        pa.field("eligible_providers", pa.list_(pa.string()), nullable=False),
         pa.field("extra", pa.string(), nullable=False),  # JSON object of every other column, untouched
     ]
 )
+# Optional table columns (kept in ``extra``) about the prompt as a work: a row whose ``share_prompt`` is
+# true/yes/1 lets its prompt, and its ``prompt_writer``, into the image's IPTC metadata (docs/provenance.md)
+SHARE_PROMPT_COLUMN = "share_prompt"
+PROMPT_WRITER_COLUMN = "prompt_writer"
+_YES = frozenset({"true", "yes", "y", "1"})
+MAX_PROMPT_WRITER = 200
 
 REJECTED_SCHEMA = pa.schema(
     [
@@ -47,6 +54,17 @@ REJECTED_SCHEMA = pa.schema(
 )
 
 
+def count_eligible(eligible_providers: pa.ChunkedArray | pa.Array, into: dict[str, int] | None = None) -> dict:
+    """Rows valid for each provider, from an ``eligible_providers`` column (added to ``into`` if given)."""
+    counts = dict(into or {})
+    chunks = eligible_providers.chunks if isinstance(eligible_providers, pa.ChunkedArray) else [eligible_providers]
+    for chunk in chunks:
+        found = pc.value_counts(pc.list_flatten(chunk))
+        for name, n in zip(found.field("values").to_pylist(), found.field("counts").to_pylist(), strict=True):
+            counts[name] = counts.get(name, 0) + n
+    return counts
+
+
 class PromptRow(BaseModel):
     """One accepted prompt; the engine turns it into a ``GenerationRequest`` for one cell."""
 
@@ -58,29 +76,39 @@ class PromptRow(BaseModel):
     aspect_ratio: AspectRatio = AspectRatio.R1_1
     resolution: Resolution | None = None
     output_format: OutputFormat = OutputFormat.PNG
-    provider: Provider | None = None
+    provider: str | None = None
     reference_images: tuple[str, ...] = ()
     source_uri: str
     source_sha256: str
     row_number: int
-    eligible_rivya: bool = True
-    eligible_odirouter: bool = True
+    eligible_providers: tuple[str, ...] | None = None  # None (a row made by hand): every provider
     extra: str = "{}"
 
-    def eligible_for(self, provider: Provider | str, resolution: Resolution) -> bool:
-        """Valid for ``provider`` and not restricted to another provider or resolution by the table.
-        A provider validation does not know (a test's fake) takes every row not restricted elsewhere;
-        its client checks each request against its own limits before sending."""
-        ok = {Provider.RIVYA: self.eligible_rivya, Provider.ODIROUTER: self.eligible_odirouter}.get(provider, True)
+    def eligible_for(self, provider: str, resolution: Resolution) -> bool:
+        """Valid for ``provider`` and not restricted to another provider or resolution by the table; the
+        client still checks each request against its provider's limits before sending."""
         return (
-            ok
-            and (self.provider is None or str(self.provider) == str(provider))
+            (self.eligible_providers is None or str(provider) in self.eligible_providers)
+            and (self.provider is None or self.provider == str(provider))
             and (self.resolution is None or self.resolution is resolution)
         )
 
     @property
     def extra_columns(self) -> dict[str, Any]:
         return json.loads(self.extra)
+
+    @property
+    def shares_prompt(self) -> bool:
+        """The table lets this prompt travel in the image's standard metadata; anything but a clear yes
+        (a missing column included) keeps it private."""
+        return str(self.extra_columns.get(SHARE_PROMPT_COLUMN, "")).strip().lower() in _YES
+
+    @property
+    def prompt_writer(self) -> str | None:
+        """Who wrote the prompt, as the table names them (``prompt_writer``), bounded."""
+        value = self.extra_columns.get(PROMPT_WRITER_COLUMN)
+        text = " ".join(str(value).split())[:MAX_PROMPT_WRITER] if value is not None else ""
+        return text or None
 
     @classmethod
     def from_table(cls, table: pa.Table) -> list[PromptRow]:
@@ -93,7 +121,7 @@ class RejectedRow(BaseModel):
     source_uri: str
     row_number: int | None
     prompt_id: str | None = None
-    provider: Provider | None = None
+    provider: str | None = None
     column: str | None = None
     code: str
     message: str
@@ -101,5 +129,5 @@ class RejectedRow(BaseModel):
     def describe(self) -> str:
         where = self.source_uri + (f", row {self.row_number}" if self.row_number is not None else "")
         where += f", column {self.column!r}" if self.column else ""
-        scope = f" (for {self.provider.value} only)" if self.provider else ""
+        scope = f" (for {self.provider} only)" if self.provider else ""
         return f"{where}: {self.code}{scope}: {self.message}"

@@ -13,17 +13,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nbpro_pipeline.models.common import (
-    AspectRatio,
-    OutputFormat,
-    Provider,
-    Resolution,
-)
-from nbpro_pipeline.models.limits import PROVIDER_LIMITS, ProviderLimits
+from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Resolution
+from nbpro_pipeline.models.limits import ProviderLimits
 
 
 class ReferenceImage(BaseModel):
-    """A reference image the provider can fetch: a Rivya Files API upload or a public http(s) URL."""
+    """A reference image the provider can fetch: an upload to its files API, or a public http(s) URL."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -31,7 +26,7 @@ class ReferenceImage(BaseModel):
     mime_type: str | None = None
     name: str | None = None
     sha256: str | None = None  # content hash, when known: keeps fingerprints stable across re-uploads
-    rivya_file_id: str | None = None  # set when the image went through Rivya's Files API
+    file_id: str | None = None  # set when the image went through the provider's files API
 
 
 class RequestProblem(BaseModel):
@@ -62,10 +57,8 @@ class GenerationRequest(BaseModel):
     output_format: OutputFormat = OutputFormat.PNG
     references: tuple[ReferenceImage, ...] = Field(default=())
 
-    def problems_for(self, provider: Provider | str, limits: ProviderLimits | None = None) -> list[RequestProblem]:
-        """Every reason ``provider`` would refuse this request, read from its ``limits`` (the one limits
-        table, ``PROVIDER_LIMITS``, when none are given)."""
-        lim = limits or PROVIDER_LIMITS[Provider(provider)]
+    def problems_for(self, provider: str, lim: ProviderLimits) -> list[RequestProblem]:
+        """Every reason ``provider`` would refuse this request, read from its limits (its traits')."""
         problems: list[RequestProblem] = []
 
         def add(field: str, code: str, message: str) -> None:
@@ -102,7 +95,7 @@ class GenerationRequest(BaseModel):
                 f"{len(self.references)} reference images; {provider} accepts at most {lim.max_references}",
             )
         for i, ref in enumerate(self.references):
-            if lim.references == "upload" and ref.rivya_file_id is None:
+            if lim.references == "upload" and ref.file_id is None:
                 add(
                     f"references[{i}]",
                     "reference_not_uploaded",
@@ -113,7 +106,7 @@ class GenerationRequest(BaseModel):
                 add(f"references[{i}]", "reference_url_scheme", "a reference URL must be http(s)")
         return problems
 
-    def fingerprint(self, provider: Provider | str) -> str:
+    def fingerprint(self, provider: str) -> str:
         """sha256 of what determines the image and the bill: same fingerprint, same paid-for result.
 
         References count by content hash when known, so a re-upload (new URL) keeps the fingerprint.

@@ -14,16 +14,11 @@ from decimal import Decimal
 
 import pandas as pd
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.presentation import markdown as md
+from nbpro_pipeline.providers.registry import PROVIDERS
 
-_PROVIDERS = [p.value for p in Provider]
 _RESOLUTIONS = [r.value for r in Resolution]
-# one hue per provider, one shade per resolution: the legend reads "rivya 1K / 2K / 4K"
-_COLOURS = {
-    "rivya": ["#9ecae1", "#4292c6", "#08519c"],
-    "odirouter": ["#fdae6b", "#f16913", "#a63603"],
-}
 
 
 def _pyplot():
@@ -47,7 +42,8 @@ def markdown_image(png: bytes, alt: str) -> str:
 
 
 def _colour(provider: str, resolution: str) -> str:
-    shades = _COLOURS.get(provider, ["#bbbbbb", "#888888", "#444444"])
+    """One hue per provider (its traits' chart colours), one shade per resolution."""
+    shades = PROVIDERS.traits(provider).chart_colours if provider in PROVIDERS else ("#bbbbbb", "#888888", "#444444")
     index = _RESOLUTIONS.index(resolution) if resolution in _RESOLUTIONS else 1
     return shades[index]
 
@@ -64,7 +60,7 @@ def cost_per_day(report: pd.DataFrame) -> bytes | None:
         return None
     df = report.assign(usd=report["estimated_usd"].map(_f), cell=report["provider"] + " " + report["resolution"])
     pivot = df.pivot_table(index="day", columns="cell", values="usd", aggfunc="sum", fill_value=0.0).sort_index()
-    order = [f"{p} {r}" for p in _PROVIDERS for r in _RESOLUTIONS if f"{p} {r}" in pivot.columns]
+    order = [f"{p} {r}" for p in PROVIDERS.names() for r in _RESOLUTIONS if f"{p} {r}" in pivot.columns]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 2.6))
     labels = [d.isoformat() if hasattr(d, "isoformat") else str(d) for d in pivot.index]

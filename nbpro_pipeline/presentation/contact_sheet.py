@@ -12,9 +12,9 @@ from typing import BinaryIO
 
 from pydantic import BaseModel
 
-from nbpro_pipeline.cell_state import ImageRef
 from nbpro_pipeline.image_files import ImageProblem, thumbnail_data_uri
 from nbpro_pipeline.presentation import markdown as md
+from nbpro_pipeline.presentation.ledger_rows import ImageRef
 
 PER_ROW = 6
 OVERHEAD = 600  # headings and table rules, kept out of the thumbnails' budget

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import jinja2
 import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel
 
-from nbpro_pipeline.cell_state import CellState, ImageRef, records
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.image_files import ImageProblem, thumbnail_data_uri
-from nbpro_pipeline.models.common import Provider, Resolution
-from nbpro_pipeline.models.ledger import COST_UNIT, OutcomeStatus
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.models.ledger import OutcomeStatus
+from nbpro_pipeline.presentation.ledger_rows import ImageRef, records
+from nbpro_pipeline.providers.registry import PROVIDERS
 from nbpro_pipeline.redaction import redact_text
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
 
@@ -58,6 +59,25 @@ class NoImage(BaseModel):
     link: None = None
 
 
+class CellPageFacts(Protocol):
+    """What a cell's page shows of the cell: ``cell.state.CellState`` is one (a protocol, so that presentation
+    never imports the cell package, which sits above it)."""
+
+    provider: str
+    resolution: Resolution
+    cost_unit: str
+    cost_total: Decimal
+    cost_usd_total: Decimal
+    images: list[ImageRef]
+    quarantined: list[ImageRef]
+
+    @property
+    def cell(self) -> str: ...
+
+    @property
+    def outstanding(self) -> list: ...
+
+
 class GalleryPage(BaseModel):
     uri: str
     shown: int
@@ -85,7 +105,7 @@ def _size(image: ImageRef) -> str:
     return f"{image.width}x{image.height}" if image.width and image.height else "size unknown"
 
 
-def write_cell_gallery(storage: Storage, state: CellState) -> GalleryPage:
+def write_cell_gallery(storage: Storage, state: CellPageFacts) -> GalleryPage:
     """``gallery/provider=…/resolution=…/index.html``: every kept image (up to ``MAX_PER_CELL``), then the
     quarantined ones, each captioned with prompt id, size, latency and cost."""
     unit = state.cost_unit
@@ -127,8 +147,9 @@ def write_cross_provider_gallery(storage: Storage, ledger: pa.Table, prices: Pri
     """``gallery/cross_provider.html``: one row per prompt that has an image in more than one cell, one
     column per provider x resolution, with cost (native and USD), latency and any size mismatch."""
     df = _latest_with_image(ledger)
-    cells = [(p, r) for r in Resolution for p in Provider]
-    present = [(p, r) for p, r in cells if ((df["provider"] == p.value) & (df["resolution"] == r.value)).any()]
+    names = sorted(set(df["provider"]), key=lambda p: (PROVIDERS.order(p), p))
+    cells = [(p, r) for r in Resolution for p in names]
+    present = [(p, r) for p, r in cells if ((df["provider"] == p) & (df["resolution"] == r.value)).any()]
     counts = df.groupby("prompt_id").size()
     prompts = sorted(counts[counts > 1].index)
     rows = []
@@ -136,16 +157,16 @@ def write_cross_provider_gallery(storage: Storage, ledger: pa.Table, prices: Pri
         mine = df[df["prompt_id"] == prompt_id]
         tiles = []
         for provider, resolution in present:
-            hit = mine[(mine["provider"] == provider.value) & (mine["resolution"] == resolution.value)]
+            hit = mine[(mine["provider"] == provider) & (mine["resolution"] == resolution.value)]
             tiles.append(_cross_tile(records(hit)[0], provider, resolution, prices, storage) if len(hit) else None)
         rows.append({"prompt_id": prompt_id, "tiles": tiles})
-    html = _CROSS_PAGE.render(cells=[f"{p.value} {r.value}" for p, r in present], rows=rows, total=len(prompts))
+    html = _CROSS_PAGE.render(cells=[f"{p} {r.value}" for p, r in present], rows=rows, total=len(prompts))
     path = storage.path("gallery", "cross_provider.html")
     storage.write_bytes(path, html.encode("utf-8"))
     return GalleryPage(uri=storage.uri(path), shown=len(rows), total=len(prompts))
 
 
-def _cross_tile(row: dict, provider: Provider, resolution: Resolution, prices: PriceTable, storage: Storage):
+def _cross_tile(row: dict, provider: str, resolution: Resolution, prices: PriceTable, storage: Storage):
     """A cell of the cross-provider table: the image with cost, latency and size, or why there is none."""
     cost = Decimal(row["final_cost"] or 0)
     if row["image_uri"] is None:
@@ -160,10 +181,11 @@ def _cross_tile(row: dict, provider: Provider, resolution: Resolution, prices: P
         cost=cost,
     )
     bad = row["status"] != OutcomeStatus.SUCCEEDED.value
-    usd = prices.to_usd(provider, cost)
+    usd = prices.to_usd(provider, cost) if prices.knows(provider) else cost
     latency = f"{image.latency_s:.1f} s" if image.latency_s is not None else "latency unknown"
-    money = f"{cost.normalize():f} credits (${usd:.3f})" if COST_UNIT[provider] == "credits" else f"${usd:.3f}"
+    unit = prices.unit(provider) if prices.knows(provider) else "usd"
+    money = f"${usd:.3f}" if unit == "usd" else f"{cost.normalize():f} {unit} (${usd:.3f})"
     message = redact_text(row["error_message"] or "")  # provider text; the clients redact it too
     flag = f"{(image.error_code or 'failed').replace('_', ' ')}: {message}; " if bad else ""
     detail = f"{flag}{money}, {latency}, {_size(image)}"
-    return _tile(image, f"{provider.value} {resolution.value}", detail, storage.fs.open, bad)
+    return _tile(image, f"{provider} {resolution.value}", detail, storage.fs.open, bad)

@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.presentation import markdown as md
+from nbpro_pipeline.providers.registry import PROVIDERS
 
-_ORDER = {(p.value, r.value): i for i, (p, r) in enumerate((p, r) for p in Provider for r in Resolution)}
+_RESOLUTIONS = [r.value for r in Resolution]
 ColumnType = Literal["string", "int", "float", "bool"]
 Scalar = str | int | float | bool | None
 
@@ -44,7 +45,11 @@ def _table(header: list[str], align: str, rows: list[list[str]]) -> str:
 
 def _cells(report: pd.DataFrame):
     groups = report.groupby(["provider", "resolution"], sort=False)
-    return sorted(groups, key=lambda kv: _ORDER.get(kv[0], 99))
+
+    def order(cell: tuple[str, str]) -> tuple[int, int]:
+        return PROVIDERS.order(cell[0]), _RESOLUTIONS.index(cell[1]) if cell[1] in _RESOLUTIONS else 99
+
+    return sorted(groups, key=lambda kv: order(kv[0]))
 
 
 # Narrow on purpose: the metadata panel gives a value about 420 px at a 1440 px window.

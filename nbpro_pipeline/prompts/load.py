@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nbpro_pipeline.models.prompt import ACCEPTED_SCHEMA, REJECTED_SCHEMA
+from nbpro_pipeline.models.prompt import ACCEPTED_SCHEMA, REJECTED_SCHEMA, count_eligible
 from nbpro_pipeline.prompts.duplicates import DuplicateVerdict, Member, repeated_positions, verdicts
 from nbpro_pipeline.prompts.problems import FileProblem
 from nbpro_pipeline.prompts.readers import CsvMode, ReadAgain
@@ -159,7 +159,7 @@ def ingest(
         for k, f in enumerate(read):
             f.base = read[k - 1].base + read[k - 1].candidates if k else 0
         duplicates = _decide_duplicates(read)
-        eligible = {"rivya": 0, "odirouter": 0}
+        eligible: dict[str, int] = {}
         for f in read:
             f.accepted = _emit(f, duplicates, sink, eligible)
     rejected = pa.concat_tables([_file_rejections(f, duplicates) for f in files])
@@ -178,10 +178,9 @@ def _returning_pool() -> Iterator[None]:
     """Arrow allocates on jemalloc with immediate decay while a load runs, if this pyarrow has it.
 
     A load allocates and frees one batch's worth of Arrow memory thousands of times, from several
-    threads. mimalloc (Arrow's default) then kept about 60 MB resident for 12 MB in use, the system
-    allocator about as much; jemalloc told to return freed pages at once keeps RSS near what is in use
-    (``bench/ingest.py``: 25 MB less at the peak, no slower). The previous pool is restored after;
-    buffers remember their pool, so tables returned to the caller stay valid."""
+    threads; mimalloc and the system allocator keep those pages, jemalloc told to return them at once
+    keeps RSS near what is in use (``bench/ingest.py``). The previous pool is restored after; buffers
+    remember their pool, so tables returned to the caller stay valid."""
     previous = pa.default_memory_pool()
     try:
         pool = pa.jemalloc_memory_pool()
@@ -308,8 +307,7 @@ def _emit(f: _File, duplicates: _Duplicates, sink: AcceptedSink, eligible: dict[
         columns["source_uri"] = pa.repeat(pa.scalar(f.ref.uri, pa.string()), batch.num_rows)
         columns["source_sha256"] = pa.repeat(pa.scalar(f.sha256, pa.string()), batch.num_rows)
         sink.write(pa.RecordBatch.from_arrays([columns[x.name] for x in ACCEPTED_SCHEMA], schema=ACCEPTED_SCHEMA))
-        eligible["rivya"] += int(pc.sum(batch["eligible_rivya"]).as_py() or 0)
-        eligible["odirouter"] += int(pc.sum(batch["eligible_odirouter"]).as_py() or 0)
+        eligible.update(count_eligible(batch["eligible_providers"], eligible))
         kept += batch.num_rows
     return kept
 

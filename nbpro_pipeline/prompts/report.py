@@ -7,6 +7,7 @@ from typing import Any
 
 from nbpro_pipeline.models.prompt import RejectedRow
 from nbpro_pipeline.prompts.result import PromptTableSummary
+from nbpro_pipeline.providers.registry import PROVIDERS
 
 EXIT_OK, EXIT_REJECTED, EXIT_UNREADABLE = 0, 1, 2
 
@@ -46,7 +47,7 @@ def render_text(result: PromptTableSummary, limit: int) -> str:
     readable = [s for s in result.sources if s.error is None]
     lines.append(
         f"total: {result.rows_read} rows in {len(readable)} file(s): {result.accepted_rows} accepted "
-        f"(valid for rivya {eligible['rivya']}, odirouter {eligible['odirouter']}), "
+        f"(valid for {', '.join(f'{p} {eligible.get(p, 0)}' for p in PROVIDERS.names())}), "
         f"{result.rows_read - result.accepted_rows} rejected outright, {len(rows)} rejection(s)"
         + (f", {len(result.unreadable)} unreadable file(s)" if result.unreadable else "")
     )

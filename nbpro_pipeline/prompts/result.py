@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
-from nbpro_pipeline.models.prompt import ACCEPTED_SCHEMA, REJECTED_SCHEMA, RejectedRow
+from nbpro_pipeline.models.prompt import ACCEPTED_SCHEMA, REJECTED_SCHEMA, RejectedRow, count_eligible
 
 
 class PromptTableError(Exception):
@@ -87,10 +86,7 @@ class PromptTableResult(PromptTableSummary):
     @property
     def eligible_counts(self) -> dict[str, int]:
         """Accepted rows valid for each provider (before restriction by a ``provider`` column)."""
-        return {
-            "rivya": int(pc.sum(self.accepted.column("eligible_rivya")).as_py() or 0),
-            "odirouter": int(pc.sum(self.accepted.column("eligible_odirouter")).as_py() or 0),
-        }
+        return count_eligible(self.accepted.column("eligible_providers"))
 
     def model_post_init(self, _context: object) -> None:
         super().model_post_init(_context)

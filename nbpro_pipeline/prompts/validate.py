@@ -30,7 +30,6 @@ Only rows that pass every other rule take part, so a broken row never blocks or 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import unicodedata
 from dataclasses import dataclass
@@ -40,23 +39,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nbpro_pipeline.models.common import (
-    AspectRatio,
-    OutputFormat,
-    Provider,
-    Resolution,
-)
-from nbpro_pipeline.models.limits import PROVIDER_LIMITS
+from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Resolution
 from nbpro_pipeline.models.prompt import ACCEPTED_SCHEMA
 from nbpro_pipeline.prompts.references import ReferenceChecker
+from nbpro_pipeline.providers.registry import PROVIDERS
 
 # What a batch knows of an accepted row: the source file's columns are added when the file was read to its
 # end (its sha256 is known only then).
 SOURCE_COLUMNS = ("source_uri", "source_sha256")
 SPILL_SCHEMA = pa.schema([f for f in ACCEPTED_SCHEMA if f.name not in SOURCE_COLUMNS])
 
-PROVIDERS = (Provider.RIVYA, Provider.ODIROUTER)
-PROVIDER_NAMES = {p: PROVIDER_LIMITS[p].display_name for p in PROVIDERS}
 MAX_ID_CHARS = 200
 
 # Rules in priority order; the reference rule reports one of REFERENCE_CODES.
@@ -231,181 +223,239 @@ def sha256_column(values: Any, batch: int = 1 << 16) -> pa.ChunkedArray:
     return pa.chunked_array(out, type=pa.string())
 
 
+@dataclass
+class _Normalized:
+    """The batch's columns as the rules read them: trimmed, case-folded, defaults filled in."""
+
+    n: int
+    prompt: Any
+    prompt_len: np.ndarray
+    id_trim: Any
+    id_given: np.ndarray
+    id_flags: tuple[np.ndarray, np.ndarray, np.ndarray]  # only whitespace, control characters, too long
+    aspect: Any
+    resolution: Any
+    resolution_blank: np.ndarray
+    output_format: Any
+    provider: Any
+    provider_blank: np.ndarray
+
+
+@dataclass
+class _References:
+    """Rows with references still in the running, checked: counts, local files, issues, resolved paths."""
+
+    rows: np.ndarray
+    count: np.ndarray
+    has_local: np.ndarray
+    issue: dict[int, tuple[str, str]]
+    first_local: dict[int, str]
+    resolved: list[tuple[str, ...]]
+    keys: dict[int, str]
+
+
+@dataclass
+class _Verdicts:
+    """Per provider (the registry's, by name): which rows target it, the first rule each fails there, and
+    which rows it accepts."""
+
+    target: dict[str, np.ndarray]
+    rule: dict[str, np.ndarray]
+    eligible: dict[str, np.ndarray]
+    accepted: np.ndarray
+
+
 def validate(table: pa.Table, file: FileContext, checker: ReferenceChecker) -> Validated:
     """One batch of one file's staged rows; duplicates are left to ``duplicates`` (see the module doc)."""
-    n = table.num_rows
-    col = table.column
-    files = [file]
-    file_index = np.zeros(n, dtype=np.int32)
+    norm = _normalize(table)
+    global_masks, global_rule = _global_rules(table, norm)
+    refs = _check_references(table, global_rule, file, checker)
+    verdicts = _provider_rules(norm, refs, global_rule == -1)
+    prompt_id, usable_id, keys = _prompt_ids(norm, refs, verdicts, global_rule == -1, global_masks["id_invalid"])
+    failing = (global_rule != -1) | np.logical_or.reduce([r != -1 for r in verdicts.rule.values()])
+    facts = _RowFacts(file, norm, refs, verdicts, global_rule, prompt_id, usable_id)
+    entries = _entries(np.nonzero(failing)[0], table, facts)
+    columns = _accepted_columns(table, norm, refs, verdicts, prompt_id)
+    # from here on only ``columns`` holds the full-length arrays, so each is freed once filtered (the staged
+    # table too, when the caller keeps no reference): the accepted copy never coexists with all of them
+    keep = pa.array(verdicts.accepted)
+    del table, norm, prompt_id, facts
+    return Validated(accepted=_accepted_table(columns, keep), entries=entries, keys=keys)
 
-    # --- normalize -------------------------------------------------------------------------------------------
+
+def _normalize(table: pa.Table) -> _Normalized:
+    col = table.column
     prompt = _trimmed(col("prompt"))
-    prompt_len = pc.fill_null(pc.utf8_length(prompt), 0).to_numpy()
     id_raw = col("id")
     id_trim = pc.utf8_trim_whitespace(id_raw)
     id_given = ~_blank(id_raw)
-    id_only_space = id_given & _blank(id_trim)
-    id_control = id_given & _mask(pc.match_substring_regex(id_trim, _CONTROL))
-    id_long = id_given & (pc.fill_null(pc.utf8_length(id_trim), 0).to_numpy() > MAX_ID_CHARS)
-
+    id_flags = (
+        id_given & _blank(id_trim),
+        id_given & _mask(pc.match_substring_regex(id_trim, _CONTROL)),
+        id_given & (pc.fill_null(pc.utf8_length(id_trim), 0).to_numpy() > MAX_ID_CHARS),
+    )
     aspect = pc.utf8_lower(pc.replace_substring(pc.utf8_trim_whitespace(col("aspect_ratio")), " ", ""))
     aspect = pc.if_else(pa.array(_blank(aspect)), AspectRatio.R1_1.value, aspect)
     resolution = pc.utf8_upper(pc.utf8_trim_whitespace(col("resolution")))
     resolution_blank = _blank(resolution)
-    resolution = _set_null(resolution, resolution_blank)
     output_format = pc.utf8_lower(pc.utf8_trim_whitespace(col("output_format")))
     output_format = pc.if_else(pa.array(_blank(output_format)), OutputFormat.PNG.value, output_format)
     output_format = pc.if_else(pc.equal(output_format, "jpeg"), OutputFormat.JPG.value, output_format)
     provider = pc.utf8_lower(pc.utf8_trim_whitespace(col("provider")))
     provider_blank = _blank(provider)
-    provider = _set_null(provider, provider_blank)
+    return _Normalized(
+        n=table.num_rows,
+        prompt=prompt,
+        prompt_len=pc.fill_null(pc.utf8_length(prompt), 0).to_numpy(),
+        id_trim=id_trim,
+        id_given=id_given,
+        id_flags=id_flags,
+        aspect=aspect,
+        resolution=_set_null(resolution, resolution_blank),
+        resolution_blank=resolution_blank,
+        output_format=output_format,
+        provider=_set_null(provider, provider_blank),
+        provider_blank=provider_blank,
+    )
 
-    # --- rules that hold for every provider ------------------------------------------------------------------
-    global_masks = {
-        "encoding_invalid": ~_mask(pc.is_null(col("pre_code"))),
-        "id_invalid": id_only_space | id_control | id_long,
-        "prompt_empty": prompt_len == 0,
-        "prompt_control_chars": _mask(pc.match_substring_regex(prompt, _PROMPT_CONTROL)),
-        "provider_unknown": ~provider_blank & ~_mask(pc.is_in(provider, value_set=_values_of(Provider))),
-        "aspect_ratio_unknown": ~_mask(pc.is_in(aspect, value_set=_values_of(AspectRatio))),
-        "resolution_unknown": ~resolution_blank & ~_mask(pc.is_in(resolution, value_set=_values_of(Resolution))),
-        "output_format_unknown": ~_mask(pc.is_in(output_format, value_set=_values_of(OutputFormat))),
+
+def _global_rules(table: pa.Table, norm: _Normalized) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The rules that hold for every provider, and per row the first it breaks (-1: none)."""
+    names = pa.array(PROVIDERS.names(), pa.string())
+    masks = {
+        "encoding_invalid": ~_mask(pc.is_null(table.column("pre_code"))),
+        "id_invalid": np.logical_or.reduce(norm.id_flags),
+        "prompt_empty": norm.prompt_len == 0,
+        "prompt_control_chars": _mask(pc.match_substring_regex(norm.prompt, _PROMPT_CONTROL)),
+        "provider_unknown": ~norm.provider_blank & ~_mask(pc.is_in(norm.provider, value_set=names)),
+        "aspect_ratio_unknown": ~_mask(pc.is_in(norm.aspect, value_set=_values_of(AspectRatio))),
+        "resolution_unknown": ~norm.resolution_blank
+        & ~_mask(pc.is_in(norm.resolution, value_set=_values_of(Resolution))),
+        "output_format_unknown": ~_mask(pc.is_in(norm.output_format, value_set=_values_of(OutputFormat))),
     }
-    global_rule = np.full(n, -1, dtype=np.int8)
-    for k, rule in enumerate(GLOBAL_RULES[:-1]):
-        global_rule[(global_rule == -1) & global_masks[rule]] = k
+    rule = np.full(norm.n, -1, dtype=np.int8)
+    for k, name in enumerate(GLOBAL_RULES[:-1]):
+        rule[(rule == -1) & masks[name]] = k
+    return masks, rule
 
-    # --- references: only rows that have some and are still in the running ---------------------------------
-    entry_count = pc.fill_null(pc.list_value_length(col("reference_images")), 0).to_numpy()
-    ref_rows = np.nonzero((entry_count > 0) & (global_rule == -1))[0]
-    ref_count = np.zeros(n, dtype=np.int64)
-    has_local = np.zeros(n, dtype=bool)
-    ref_issue: dict[int, tuple[str, str]] = {}
-    ref_first_local: dict[int, str] = {}
-    ref_resolved: list[tuple[str, ...]] = []
-    ref_keys: dict[int, str] = {}
-    if len(ref_rows):
-        raw_lists = col("reference_images").take(pa.array(ref_rows)).to_pylist()
-        reference_rule = GLOBAL_RULES.index("reference")
-        for i, entries in zip(ref_rows.tolist(), raw_lists, strict=True):
-            ctx = files[file_index[i]]
-            refs = checker.check_row(entries or [], ctx.base_dir, ctx.uri)
-            ref_resolved.append(refs.resolved)
-            ref_count[i] = len(refs.resolved)
-            ref_keys[i] = _REF_SEP.join(refs.keys)
-            if refs.local:
-                has_local[i] = True
-                ref_first_local[i] = refs.local[0]
-            if refs.issue:
-                ref_issue[i] = (refs.issue.code, refs.issue.message)
-                global_rule[i] = reference_rule
 
-    # --- per-provider rules -----------------------------------------------------------------------------------
-    alive = global_rule == -1
-    is_auto = _mask(pc.equal(aspect, AspectRatio.AUTO.value))
-    is_jpg = _mask(pc.equal(output_format, OutputFormat.JPG.value))
-    none = np.zeros(n, dtype=bool)
-    target: dict[Provider, np.ndarray] = {}
-    provider_rule: dict[Provider, np.ndarray] = {}
-    for p in PROVIDERS:
-        target[p] = provider_blank | _mask(pc.equal(provider, p.value))
-        lim = PROVIDER_LIMITS[p]
+def _check_references(
+    table: pa.Table, global_rule: np.ndarray, file: FileContext, checker: ReferenceChecker
+) -> _References:
+    """Only rows that have references and are still in the running; a row whose references fail is
+    marked with the reference rule in ``global_rule``."""
+    n = table.num_rows
+    count = pc.fill_null(pc.list_value_length(table.column("reference_images")), 0).to_numpy()
+    refs = _References(np.nonzero((count > 0) & (global_rule == -1))[0], np.zeros(n, dtype=np.int64),
+                       np.zeros(n, dtype=bool), {}, {}, [], {})  # fmt: skip
+    if not len(refs.rows):
+        return refs
+    raw_lists = table.column("reference_images").take(pa.array(refs.rows)).to_pylist()
+    reference_rule = GLOBAL_RULES.index("reference")
+    for i, entries in zip(refs.rows.tolist(), raw_lists, strict=True):
+        checked = checker.check_row(entries or [], file.base_dir, file.uri)
+        refs.resolved.append(checked.resolved)
+        refs.count[i] = len(checked.resolved)
+        refs.keys[i] = _REF_SEP.join(checked.keys)
+        if checked.local:
+            refs.has_local[i] = True
+            refs.first_local[i] = checked.local[0]
+        if checked.issue:
+            refs.issue[i] = (checked.issue.code, checked.issue.message)
+            global_rule[i] = reference_rule
+    return refs
+
+
+def _provider_rules(norm: _Normalized, refs: _References, alive: np.ndarray) -> _Verdicts:
+    """Each registered provider's limits over the rows still alive that may go to it."""
+    is_auto = _mask(pc.equal(norm.aspect, AspectRatio.AUTO.value))
+    none = np.zeros(norm.n, dtype=bool)
+    target, rules, eligible = {}, {}, {}
+    for entry in PROVIDERS:
+        name, lim = entry.name, entry.traits.limits
+        target[name] = norm.provider_blank | _mask(pc.equal(norm.provider, name))
+        unsupported_format = ~_mask(pc.is_in(norm.output_format, value_set=_values_of(lim.output_formats)))
         masks = {
-            "prompt_too_long": prompt_len > lim.max_prompt_chars,
+            "prompt_too_long": norm.prompt_len > lim.max_prompt_chars,
             "aspect_ratio_unsupported": none if lim.aspect_auto else is_auto,
-            "output_format_unsupported": none if OutputFormat.JPG in lim.output_formats else is_jpg,
-            "too_many_references": ref_count > lim.max_references,
-            "reference_needs_url": has_local if lim.references == "url" else none,
+            "output_format_unsupported": unsupported_format,
+            "too_many_references": refs.count > lim.max_references,
+            "reference_needs_url": refs.has_local if lim.references == "url" else none,
         }
-        rule = np.full(n, -1, dtype=np.int8)
-        live = alive & target[p]
-        for k, name in enumerate(PROVIDER_RULES):
-            rule[live & (rule == -1) & masks[name]] = k
-        provider_rule[p] = rule
-    eligible = {p: alive & target[p] & (provider_rule[p] == -1) for p in PROVIDERS}
-    accepted = eligible[Provider.RIVYA] | eligible[Provider.ODIROUTER]
+        rule = np.full(norm.n, -1, dtype=np.int8)
+        live = alive & target[name]
+        for k, code in enumerate(PROVIDER_RULES):
+            rule[live & (rule == -1) & masks[code]] = k
+        rules[name] = rule
+        eligible[name] = live & (rule == -1)
+    accepted = np.logical_or.reduce(list(eligible.values())) if eligible else np.zeros(norm.n, dtype=bool)
+    return _Verdicts(target, rules, eligible, accepted)
 
-    # --- prompt ids ---------------------------------------------------------------------------------------------
+
+def _prompt_ids(
+    norm: _Normalized, refs: _References, verdicts: _Verdicts, alive: np.ndarray, id_invalid: np.ndarray
+) -> tuple[Any, np.ndarray, CandidateKeys]:
+    """Every row's prompt id (its own, else one derived from its content) and the duplicate keys of the
+    accepted ones. One sha256 of the canonical content per row that needs it: rows without an id take
+    their id from it, accepted rows keep 8 bytes of it to tell a duplicate from an id conflict."""
+    n, accepted = norm.n, verdicts.accepted
     ref_key_arr = np.empty(n, dtype=object)
-    for i, key in ref_keys.items():
+    for i, key in refs.keys.items():
         ref_key_arr[i] = key
-    ref_key_col = pa.array(ref_key_arr, pa.string()) if ref_keys else None
-
-    content = (prompt, aspect, resolution, output_format, provider, ref_key_col)
-
-    canonical = functools.partial(_canonical, content)
-
-    # one sha256 of the canonical content per row that needs it: rows without an id take their id from it,
-    # accepted rows keep 8 bytes of it to tell a duplicate (same content) from an id conflict
-    derive = alive & ~id_given
+    ref_key_col = pa.array(ref_key_arr, pa.string()) if refs.keys else None
+    content = (norm.prompt, norm.aspect, norm.resolution, norm.output_format, norm.provider, ref_key_col)
+    derive = alive & ~norm.id_given
     hashed = derive | accepted
     content_digest = np.zeros((n, 8), dtype=np.uint8)
-    if hashed.any():
-        # in slices: the canonical strings of all rows at once would be the biggest temporary of a batch
-        picks = np.nonzero(hashed)[0]
-        for start in range(0, len(picks), _HASH_SLICE):
-            part = picks[start : start + _HASH_SLICE]
-            content_digest[part] = sha256_prefixes(canonical(pa.array(part)), 8)
+    picks = np.nonzero(hashed)[0]
+    for start in range(0, len(picks), _HASH_SLICE):  # in slices: the canonical strings are the biggest temporary
+        part = picks[start : start + _HASH_SLICE]
+        content_digest[part] = sha256_prefixes(_canonical(content, pa.array(part)), 8)
     derived = pa.nulls(n, pa.string())
     if derive.any():
         derived = pc.replace_with_mask(derived, pa.array(derive), _hex_strings(content_digest[derive], prefix="p-"))
-    usable_id = id_given & ~global_masks["id_invalid"]
-    prompt_id = pc.if_else(pa.array(usable_id), id_trim, derived)
+    usable_id = norm.id_given & ~id_invalid
+    prompt_id = pc.if_else(pa.array(usable_id), norm.id_trim, derived)
     keys = CandidateKeys(
-        id_key=_id_keys(prompt_id, accepted, id_given, content_digest),
+        id_key=_id_keys(prompt_id, accepted, norm.id_given, content_digest),
         content_key=content_digest[accepted].view("<u8").reshape(-1),
-        id_given=id_given[accepted],
+        id_given=norm.id_given[accepted],
     )
-    duplicate: dict[int, tuple[str, str]] = {}
+    return prompt_id, usable_id, keys
 
-    # --- rejected entries -----------------------------------------------------------------------------------------
-    failing = (global_rule != -1) | np.logical_or.reduce([provider_rule[p] != -1 for p in PROVIDERS])
-    failing[list(duplicate)] = True
-    entries = _entries(
-        np.nonzero(failing)[0],
-        table,
-        files,
-        file_index,
-        global_rule=global_rule,
-        provider_rule=provider_rule,
-        target=target,
-        accepted=accepted,
-        ref_issue=ref_issue,
-        ref_first_local=ref_first_local,
-        ref_count=ref_count,
-        prompt_len=prompt_len,
-        prompt_id=prompt_id,
-        usable_id=usable_id,
-        id_flags=(id_only_space, id_control, id_long),
-        normalized={"aspect_ratio": aspect, "provider": provider},
-        duplicate=duplicate,
-    )
 
-    # --- accepted table --------------------------------------------------------------------------------------------
-    lengths = np.zeros(n, dtype=np.int32)
-    lengths[ref_rows] = [len(r) for r in ref_resolved]
-    offsets = np.zeros(n + 1, dtype=np.int32)
+def _accepted_columns(
+    table: pa.Table, norm: _Normalized, refs: _References, verdicts: _Verdicts, prompt_id: Any
+) -> dict[str, Any]:
+    """The full-length columns of the accepted table, before they are filtered to the accepted rows."""
+    lengths = np.zeros(norm.n, dtype=np.int32)
+    lengths[refs.rows] = [len(r) for r in refs.resolved]
+    offsets = np.zeros(norm.n + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
-    flat = [path for resolved in ref_resolved for path in resolved]
-    references = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.string()))
-    keep = pa.array(accepted)
-    columns = {
+    flat = [path for resolved in refs.resolved for path in resolved]
+    return {
         "prompt_id": prompt_id,
-        "prompt": prompt,
-        "aspect_ratio": aspect,
-        "resolution": resolution,
-        "output_format": output_format,
-        "provider": provider,
-        "reference_images": references,
-        "row_number": col("row_number"),
-        "eligible_rivya": pa.array(eligible[Provider.RIVYA]),
-        "eligible_odirouter": pa.array(eligible[Provider.ODIROUTER]),
-        "extra": col("extra"),
+        "prompt": norm.prompt,
+        "aspect_ratio": norm.aspect,
+        "resolution": norm.resolution,
+        "output_format": norm.output_format,
+        "provider": norm.provider,
+        "reference_images": pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.string())),
+        "row_number": table.column("row_number"),
+        "eligible_providers": _eligible_lists(verdicts.eligible, norm.n),
+        "extra": table.column("extra"),
     }
-    # from here on only ``columns`` holds the full-length arrays, so each is freed once filtered (the staged
-    # table too, when the caller keeps no reference): the accepted copy never coexists with all of them
-    del table, col, canonical, content, prompt, aspect, resolution, output_format, provider, prompt_id, derived, id_trim
-    return Validated(accepted=_accepted_table(columns, keep), entries=entries, keys=keys)
+
+
+def _eligible_lists(eligible: dict[str, np.ndarray], n: int) -> pa.ListArray:
+    """Per row, the names of the providers that accept it, in the registry's order."""
+    names = list(eligible)
+    matrix = np.stack([eligible[p] for p in names], axis=1) if names else np.zeros((n, 0), dtype=bool)
+    rows, cols = np.nonzero(matrix)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(matrix.sum(axis=1), out=offsets[1:])
+    values = pa.array(np.array(names, dtype=object)[cols] if len(cols) else [], pa.string())
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
 _DERIVED_ID = r"^p-[0-9a-f]{16}$"
@@ -452,92 +502,87 @@ def _accepted_table(columns: dict[str, Any], keep: pa.Array) -> pa.Table:
     return pa.Table.from_arrays([kept[f.name] for f in SPILL_SCHEMA], schema=SPILL_SCHEMA)
 
 
-def _entries(
-    rows: np.ndarray,
-    table: pa.Table,
-    files: list[FileContext],
-    file_index: np.ndarray,
-    *,
-    global_rule: np.ndarray,
-    provider_rule: dict[Provider, np.ndarray],
-    target: dict[Provider, np.ndarray],
-    accepted: np.ndarray,
-    ref_issue: dict[int, tuple[str, str]],
-    ref_first_local: dict[int, str],
-    ref_count: np.ndarray,
-    prompt_len: np.ndarray,
-    prompt_id: Any,
-    usable_id: np.ndarray,
-    id_flags: tuple[np.ndarray, np.ndarray, np.ndarray],
-    normalized: dict[str, Any],
-    duplicate: dict[int, tuple[str, str]],
-) -> list[dict[str, Any]]:
+@dataclass
+class _RowFacts:
+    """What the rejected entries of a batch are written from."""
+
+    file: FileContext
+    norm: _Normalized
+    refs: _References
+    verdicts: _Verdicts
+    global_rule: np.ndarray
+    prompt_id: Any
+    usable_id: np.ndarray
+
+
+def _entries(rows: np.ndarray, table: pa.Table, facts: _RowFacts) -> list[dict[str, Any]]:
     """One rejected entry per failing (row, provider), merged when every provider fails the same way."""
     if not len(rows):
         return []
     take = pa.array(rows)
-    raw = table.select(
-        ["id", "prompt", "aspect_ratio", "resolution", "output_format", "provider", "row_number"]
-        + ["pre_column", "pre_detail"]
-    ).take(take)
-    raw_rows = raw.to_pylist()
-    ids = prompt_id.take(take).to_pylist()
-    aspect = normalized["aspect_ratio"].take(take).to_pylist()
-    provider = normalized["provider"].take(take).to_pylist()
+    raw_rows = (
+        table.select(
+            ["id", "prompt", "aspect_ratio", "resolution", "output_format", "provider", "row_number"]
+            + ["pre_column", "pre_detail"]
+        )
+        .take(take)
+        .to_pylist()
+    )
+    ids = facts.prompt_id.take(take).to_pylist()
+    restricted = facts.norm.provider.take(take).to_pylist()
     out: list[dict[str, Any]] = []
     for k, i in enumerate(rows.tolist()):
-        values = raw_rows[k]
-        ctx = files[file_index[i]]
-        base = {
-            "source_uri": ctx.uri,
-            "row_number": values["row_number"],
-            "prompt_id": ids[k] if (usable_id[i] or global_rule[i] == -1) else None,
-            "_order": (int(file_index[i]), values["row_number"]),
-        }
-
-        def add(code: str, column: str | None, message: str, scope: Provider | None, base: dict = base) -> None:
-            scoped = {"provider": scope.value if scope else None, "column": column, "code": code, "message": message}
-            out.append({**base, **scoped})
-
-        if i in duplicate:
-            code, message = duplicate[i]
-            add(code, "id" if usable_id[i] else None, message, None)
-            continue
-        g = global_rule[i]
-        if g != -1:
-            rule = GLOBAL_RULES[g]
-            if rule == "encoding_invalid":
-                column = values["pre_column"]
-                add(
-                    rule,
-                    column,
-                    f"the {column!r} value is not valid UTF-8 (it reads as {values['pre_detail']!r}); save the "
-                    "table as UTF-8 (in Excel: 'CSV UTF-8') and load it again",
-                    None,
-                )
-            elif rule == "reference":
-                code, message = ref_issue[i]
-                add(code, "reference_images", message, None)
-            else:
-                add(rule, RULE_COLUMN[rule], _global_message(rule, values, id_flags, i), None)
-            continue
-        failed = [p for p in PROVIDERS if target[p][i] and provider_rule[p][i] != -1]
-        codes = {PROVIDER_RULES[provider_rule[p][i]] for p in failed}
-        context = {
-            "prompt_len": int(prompt_len[i]),
-            "ref_count": int(ref_count[i]),
-            "first_local": ref_first_local.get(i),
-            "restricted": provider[k] is not None,
-            "aspect": aspect[k],
-        }
-        if not accepted[i] and len(failed) > 1 and len(codes) == 1:
-            rule = codes.pop()
-            add(rule, RULE_COLUMN[rule], _provider_message(rule, failed, context), None)
-            continue
-        for p in failed:
-            rule = PROVIDER_RULES[provider_rule[p][i]]
-            add(rule, RULE_COLUMN[rule], _provider_message(rule, [p], context), p)
+        out.extend(_row_entries(i, raw_rows[k], ids[k], restricted[k] is not None, facts))
     return out
+
+
+def _row_entries(i: int, values: dict[str, Any], prompt_id: str, restricted: bool, f: _RowFacts) -> list[dict]:
+    base = {
+        "source_uri": f.file.uri,
+        "row_number": values["row_number"],
+        "prompt_id": prompt_id if (f.usable_id[i] or f.global_rule[i] == -1) else None,
+        "_order": (0, values["row_number"]),
+    }
+
+    def entry(code: str, column: str | None, message: str, scope: str | None) -> dict[str, Any]:
+        return {**base, "provider": scope, "column": column, "code": code, "message": message}
+
+    if f.global_rule[i] != -1:
+        return [entry(*_global_entry(GLOBAL_RULES[f.global_rule[i]], values, f, i), None)]
+    v = f.verdicts
+    failed = [p for p in v.rule if v.target[p][i] and v.rule[p][i] != -1]
+    codes = {PROVIDER_RULES[v.rule[p][i]] for p in failed}
+    context = {
+        "prompt_len": int(f.norm.prompt_len[i]),
+        "ref_count": int(f.refs.count[i]),
+        "first_local": f.refs.first_local.get(i),
+        "restricted": restricted,
+        "accepted": bool(v.accepted[i]),
+    }
+    if not v.accepted[i] and len(failed) > 1 and len(codes) == 1:
+        rule = codes.pop()
+        return [entry(rule, RULE_COLUMN[rule], _provider_message(rule, failed, context), None)]
+    out = []
+    for p in failed:
+        rule = PROVIDER_RULES[v.rule[p][i]]
+        out.append(entry(rule, RULE_COLUMN[rule], _provider_message(rule, [p], context), p))
+    return out
+
+
+def _global_entry(rule: str, values: dict[str, Any], f: _RowFacts, i: int) -> tuple[str, str | None, str]:
+    """(code, column, message) of a row that breaks a rule that holds for every provider."""
+    if rule == "encoding_invalid":
+        column = values["pre_column"]
+        return (
+            rule,
+            column,
+            f"the {column!r} value is not valid UTF-8 (it reads as {values['pre_detail']!r}); save the table as "
+            "UTF-8 (in Excel: 'CSV UTF-8') and load it again",
+        )
+    if rule == "reference":
+        code, message = f.refs.issue[i]
+        return code, "reference_images", message
+    return rule, RULE_COLUMN[rule], _global_message(rule, values, f.norm.id_flags, i)
 
 
 def _allowed(enum: Any) -> str:
@@ -577,8 +622,8 @@ def _global_message(rule: str, values: dict[str, Any], id_flags: tuple[np.ndarra
         return "the prompt is empty; write what the image should show, or delete the row"
     if rule == "provider_unknown":
         return (
-            f"provider {values['provider']!r} is not one of {_allowed(Provider)}; use one of them, or leave it "
-            "empty to run the row on both"
+            f"provider {values['provider']!r} is not one of {', '.join(PROVIDERS.names())}; use one of them, or "
+            "leave it empty to run the row on every provider"
         )
     if rule == "aspect_ratio_unknown":
         return (
@@ -598,35 +643,45 @@ def _global_message(rule: str, values: dict[str, Any], id_flags: tuple[np.ndarra
     raise AssertionError(rule)
 
 
-def _provider_message(rule: str, providers: list[Provider], ctx: dict[str, Any]) -> str:
-    names = " and ".join(PROVIDER_NAMES[p] for p in providers)
-    only_odi = providers == [Provider.ODIROUTER]
-    rest = "" if ctx["restricted"] or not only_odi else " to run it on OdiRouter too"
+def _display(names: list[str]) -> str:
+    return " and ".join(PROVIDERS.traits(p).display_name for p in names)
+
+
+def _supporting(test: Any) -> list[str]:
+    """The registered providers whose limits pass ``test``."""
+    return [e.name for e in PROVIDERS if test(e.traits.limits)]
+
+
+def _provider_message(rule: str, providers: list[str], ctx: dict[str, Any]) -> str:
+    names = _display(providers)
+    # the row goes to other providers: fixing it is what running it on these takes
+    rest = f" to run it on {names} too" if ctx["accepted"] and not ctx["restricted"] else ""
+    limits = [PROVIDERS.traits(p).limits for p in providers]
     if rule == "prompt_too_long":
         n = ctx["prompt_len"]
-        limits = " and ".join(
-            f"{PROVIDER_NAMES[p]} accepts at most {PROVIDER_LIMITS[p].max_prompt_chars}" for p in providers
-        )
-        cut = min(n - PROVIDER_LIMITS[p].max_prompt_chars for p in providers)
-        return f"the prompt has {n} characters; {limits}; shorten it by at least {cut}{rest}"
+        caps = " and ".join(f"{lim.display_name} accepts at most {lim.max_prompt_chars}" for lim in limits)
+        cut = min(n - lim.max_prompt_chars for lim in limits)
+        return f"the prompt has {n} characters; {caps}; shorten it by at least {cut}{rest}"
     if rule == "aspect_ratio_unsupported":
-        return "aspect ratio 'auto' exists only on Rivya; name a ratio such as 1:1 or 16:9" + (
-            rest or " (or set provider to rivya)"
-        )
+        can = _supporting(lambda lim: lim.aspect_auto)
+        where = f"exists only on {_display(can)}" if can else "is accepted by no provider"
+        other = f" (or set provider to {can[0]})" if can else ""
+        return f"aspect ratio 'auto' {where}; name a ratio such as 1:1 or 16:9" + (rest or other)
     if rule == "output_format_unsupported":
-        return "OdiRouter has no output_format and always answers PNG; use png" + (
-            rest or " (or set provider to rivya for jpg)"
-        )
+        allowed = ", ".join(sorted({fmt.value for lim in limits for fmt in lim.output_formats}))
+        can = _supporting(lambda lim: OutputFormat.JPG in lim.output_formats)
+        other = f" (or set provider to {can[0]} for jpg)" if can else ""
+        return f"{names} answers only in {allowed}; use {allowed}" + (rest or other)
     if rule == "too_many_references":
         k = ctx["ref_count"]
-        limits = " and ".join(
-            f"{PROVIDER_NAMES[p]} accepts at most {PROVIDER_LIMITS[p].max_references}" for p in providers
-        )
-        drop = min(k - PROVIDER_LIMITS[p].max_references for p in providers)
-        return f"{k} reference images; {limits}; drop {drop} or more{rest}"
+        caps = " and ".join(f"{lim.display_name} accepts at most {lim.max_references}" for lim in limits)
+        drop = min(k - lim.max_references for lim in limits)
+        return f"{k} reference images; {caps}; drop {drop} or more{rest}"
     if rule == "reference_needs_url":
+        uploaders = _display(_supporting(lambda lim: lim.references == "upload"))
+        hint = f" ({uploaders} uploads local files itself)" if uploaders else ""
         return (
-            f"reference {ctx['first_local']!r} is a file, not a URL, and {names} cannot receive uploads; host it at an "
-            f"http(s) URL{rest} (Rivya uploads local files itself)"
+            f"reference {ctx['first_local']!r} is a file, not a URL, and {names} cannot receive uploads; host it at "
+            f"an http(s) URL{rest}{hint}"
         )
     raise AssertionError(rule)

@@ -4,23 +4,27 @@ fields, the state of its C2PA manifest, and the ledger row it came from."""
 from __future__ import annotations
 
 import hashlib
-import io
 from typing import Any
 
 import fsspec
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
-from nbpro_pipeline.image_files import ImageProblem, inspect_image
+from nbpro_pipeline.media import sniff_image_mime
+from nbpro_pipeline.models.common import OutputFormat
 from nbpro_pipeline.provenance.marks import MarksCheck, verify_marks
 from nbpro_pipeline.provenance.xmp import read_xmp
 from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.ledger import read_ledger
 
 _LEDGER_FIELDS = (
-    "prompt_id", "provider", "resolution", "aspect_ratio", "status", "task_id", "final_cost", "cost_unit",
-    "cost_is_estimate", "run_id", "partition_key", "source_uri", "row_number", "image_uri", "recorded_at",
+    "prompt_id", "provider", "model_requested", "model_served", "model_version", "resolution", "aspect_ratio",
+    "status", "task_id", "final_cost", "cost_unit", "cost_is_estimate", "run_id", "partition_key", "source_uri",
+    "row_number", "image_uri", "recorded_at",
 )  # fmt: skip
+
+
+_FORMATS = {f.mime_type: f for f in OutputFormat}
 
 
 class ImageProvenance(BaseModel):
@@ -51,10 +55,7 @@ def _ledger_match(ledger_root: str | None, sha: str, xmp: dict[str, str]) -> tup
 def describe_image(path: str, ledger_root: str | None = None, trust_anchors_pem: str | None = None) -> ImageProvenance:
     with fsspec.open(path, "rb") as fh:
         data = fh.read()
-    try:
-        fmt = inspect_image(io.BytesIO(data)).format
-    except ImageProblem:
-        fmt = None
+    fmt = _FORMATS.get(sniff_image_mime(data[:12]) or "")  # its signature: a damaged file still shows its marks
     xmp = read_xmp(data)
     marks = verify_marks(data, fmt, trust_anchors_pem=trust_anchors_pem) if fmt is not None else None
     row, match = _ledger_match(ledger_root, hashlib.sha256(data).hexdigest(), xmp)

@@ -33,7 +33,13 @@ class StoredLineage(BaseModel):
     source_sha256: str | None = None
     row_number: int | None = None
     provider: str
-    model: str
+    model: str  # as the provider stated it served the task, else the id asked for (model_stated False)
+    model_requested: str | None = None
+    model_stated: bool | None = None  # None: written before the pipeline asked
+    model_version: str | None = None  # as the provider stated it
+    ai_system: str | None = None  # IPTC AISystemUsed: the model and the provider serving it
+    prompt_shared: bool = False  # the table let the prompt into the standard metadata
+    prompt_writer: str | None = None  # set only with a shared prompt
     task_id: str | None = None
     params: RequestParams = RequestParams()
     fingerprint: str | None = None
@@ -55,6 +61,12 @@ class ImageLineage(BaseModel):
     prompt_sha256: str | None = None
     provider: str
     model: str
+    model_requested: str | None = None
+    model_stated: bool | None = None
+    model_version: str | None = None
+    ai_system: str | None = None
+    prompt_information: str | None = None  # the prompt, only where the table shares it
+    prompt_writer: str | None = None
     task_id: str | None = None
     resolution: str | None = None
     aspect_ratio: str | None = None
@@ -72,8 +84,20 @@ class ImageLineage(BaseModel):
     created_at: str | None = None
     references: tuple[str, ...] = ()  # reference images by sha256 (or URL when the hash is unknown)
 
+    @property
+    def ai_system_used(self) -> str:
+        return self.ai_system or f"{self.model} via {self.provider}"
+
+    @property
+    def ai_system_version(self) -> str:
+        """The version the provider stated, else the model id it named (its ids name versions: nano-banana
+        vs nano-banana-pro), else the id asked for, which ``model_stated`` False marks as such."""
+        return self.model_version or self.model
+
     @classmethod
     def from_engine(cls, lineage: StoredLineage) -> ImageLineage:
-        """The XMP/C2PA subset of the engine's record (its request params flattened)."""
-        flat = {**lineage.params.model_dump(), **lineage.model_dump(exclude={"params"})}
+        """The XMP/C2PA subset of the engine's record (its request params flattened); the prompt only
+        where the table shared it."""
+        flat = {**lineage.params.model_dump(), **lineage.model_dump(exclude={"params", "prompt"})}
+        flat["prompt_information"] = lineage.prompt if lineage.prompt_shared else None
         return cls.model_validate(flat)

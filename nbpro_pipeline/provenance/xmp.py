@@ -1,8 +1,10 @@
-"""IPTC XMP through exiv2 (``pyexiv2``): the digital source type every reader knows, plus the lineage
-in the project's namespace. exiv2 edits the metadata blocks only; pixels are never re-encoded."""
+"""IPTC XMP through exiv2 (``pyexiv2``): the digital source type every reader knows, IPTC 2025.1's AI
+fields, plus the lineage in the project's namespace. exiv2 edits the metadata blocks only; pixels are
+never re-encoded, and it escapes what it writes (a prompt is untrusted text)."""
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pyexiv2
@@ -12,6 +14,16 @@ from nbpro_pipeline.provenance.lineage import TRAINED_ALGORITHMIC_MEDIA, ImageLi
 NBPRO_XMP_NS = "urn:nbpro-pipeline:ns:lineage:1.0/"  # a URN: the project owns no domain to name it by
 NBPRO_XMP_PREFIX = "nbpro"
 SOURCE_TYPE_KEY = "Xmp.iptcExt.DigitalSourceType"
+# IPTC Photo Metadata 2025.1 (namespace Iptc4xmpExt, exiv2's iptcExt): lineage attribute -> property
+IPTC_AI_FIELDS = {
+    "ai_system_used": "Xmp.iptcExt.AISystemUsed",
+    "ai_system_version": "Xmp.iptcExt.AISystemVersionUsed",
+    "prompt_information": "Xmp.iptcExt.AIPromptInformation",
+    "prompt_writer": "Xmp.iptcExt.AIPromptWriterName",
+}
+_NOT_NBPRO = {"references", "ai_system", "prompt_information", "prompt_writer"}  # written as IPTC, or below
+# Characters XML 1.0 cannot carry even escaped: exiv2 would write them and readers would refuse the packet.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _registered = threading.Lock()
 _done = False
 
@@ -30,14 +42,24 @@ def _camel(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
+def xmp_text(value: object) -> str:
+    """``value`` as text XMP can hold: characters XML 1.0 forbids are dropped (exiv2 escapes the rest)."""
+    return _NOT_XML.sub("", str(value))
+
+
 def xmp_fields(lineage: ImageLineage) -> dict[str, str]:
-    """The XMP properties written for a lineage: ``Xmp.nbpro.promptId`` etc., None fields left out."""
+    """The XMP properties written for a lineage: the source type, IPTC's AI fields (the prompt and its
+    writer only when the table shared them), ``Xmp.nbpro.promptId`` etc.; None fields left out."""
     fields = {SOURCE_TYPE_KEY: TRAINED_ALGORITHMIC_MEDIA, "Xmp.xmp.CreatorTool": "nbpro-pipeline"}
-    for name, value in lineage.model_dump(exclude={"references"}).items():
+    for name, key in IPTC_AI_FIELDS.items():
+        value = getattr(lineage, name)
+        if value:
+            fields[key] = xmp_text(value)
+    for name, value in lineage.model_dump(exclude=_NOT_NBPRO).items():
         if value is not None:
-            fields[f"Xmp.{NBPRO_XMP_PREFIX}.{_camel(name)}"] = str(value)
+            fields[f"Xmp.{NBPRO_XMP_PREFIX}.{_camel(name)}"] = xmp_text(value)
     if lineage.references:
-        fields[f"Xmp.{NBPRO_XMP_PREFIX}.references"] = " ".join(lineage.references)
+        fields[f"Xmp.{NBPRO_XMP_PREFIX}.references"] = xmp_text(" ".join(lineage.references))
     return fields
 
 

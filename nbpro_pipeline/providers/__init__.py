@@ -1,4 +1,5 @@
-"""Async clients for the two Nano Banana Pro providers behind one small interface (``ProviderClient``)."""
+"""Async clients for the Nano Banana Pro providers behind one small interface (``ProviderClient``), one
+package each, and the registry (``PROVIDERS``) that everything outside this package reads."""
 
 from nbpro_pipeline.providers.base import (
     Balance,
@@ -10,7 +11,9 @@ from nbpro_pipeline.providers.base import (
     TaskHandle,
     TaskSnapshot,
     TaskUrls,
+    idempotency_key,
 )
+from nbpro_pipeline.providers.entry import ProviderEntry
 from nbpro_pipeline.providers.errors import (
     AnswerTooLargeError,
     AuthError,
@@ -32,7 +35,8 @@ from nbpro_pipeline.providers.errors import (
 from nbpro_pipeline.providers.odirouter import OdiRouterClient
 from nbpro_pipeline.providers.policies import PollPolicy, RetryPolicy
 from nbpro_pipeline.providers.ratelimit import TokenBucket
-from nbpro_pipeline.providers.rivya import RivyaClient, idempotency_key_for
+from nbpro_pipeline.providers.registry import PROVIDERS, Provider, Registry, UnknownProvider, registered
+from nbpro_pipeline.providers.rivya import RivyaClient
 
 __all__ = [
     "AnswerTooLargeError",
@@ -65,5 +69,11 @@ __all__ = [
     "UnreadableResultError",
     "UnsafeTaskIdError",
     "UnsupportedOperationError",
-    "idempotency_key_for",
+    "idempotency_key",
+    "PROVIDERS",
+    "Provider",
+    "ProviderEntry",
+    "Registry",
+    "UnknownProvider",
+    "registered",
 ]

@@ -9,6 +9,9 @@ project does not ship (a test's fake) runs through it unchanged.
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -18,15 +21,24 @@ from typing import BinaryIO, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nbpro_pipeline.models.common import Provider, Resolution, TaskState
+from nbpro_pipeline.models.common import Resolution, TaskState
 from nbpro_pipeline.models.ledger import CostUnit
 from nbpro_pipeline.models.limits import ProviderLimits
 from nbpro_pipeline.models.request import GenerationRequest, ReferenceImage
 from nbpro_pipeline.models.task import TaskUrls
+from nbpro_pipeline.providers.policies import LatencyTracker
 
-# A provider's id in paths, journals, ledgers and reports: the two shipped ones are ``Provider`` members
-# (a StrEnum, so they are str too); a test's fake provider brings any other such name.
-ProviderName = Provider | str
+# A provider's id in paths, journals, ledgers and reports: its traits name (the registry's key).
+ProviderName = str
+
+
+def idempotency_key(namespace: str, fingerprint: str, generation: int = 0) -> str:
+    """The one key derivation: same namespace (a storage root's ledger id), fingerprint and generation,
+    same key, so a resubmit after a crash replays the original task for free; two roots on one account
+    never share one; after a terminal failure a new generation needs a new key, or the provider would
+    replay the failure."""
+    base = fingerprint if generation == 0 else f"{fingerprint}#retry{generation}"
+    return "nbpro-" + hashlib.sha256(f"idem:{namespace}:{base}".encode()).hexdigest()[:40]
 
 
 class ResultImage(BaseModel):
@@ -89,7 +101,9 @@ class TaskSnapshot(BaseModel):
     run_s: float | None = None  # provider-reported seconds from creation to the terminal state, if known
     # provider-reported seconds of processing only (OdiRouter/fal ``metrics.inference_time``), if known
     processing_s: float | None = None
-    model_served: str | None = None  # the model the provider says it ran, when it says
+    # the model the provider says it ran and its version, when it says (bounded: reading.read_model_id)
+    model_served: str | None = None
+    model_version: str | None = None
     urls: TaskUrls = Field(default_factory=TaskUrls)
 
 
@@ -227,6 +241,17 @@ class ProviderTraits(BaseModel):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="id in paths, ledger rows, reports")
     model_id: str = Field(description="the model the provider serves for this pipeline, for lineage")
+    model_name: str = Field(
+        default="Nano Banana Pro", description="the model's product name, for people (FOCUS ServiceName, XMP)"
+    )
+    model_developer: str = Field(
+        default="Google", description="who made the model the provider serves (FOCUS PublisherName, XMP)"
+    )
+    host_provider_name: str | None = Field(
+        default=None,
+        description="whose infrastructure the provider runs the model on, where it says (FOCUS HostProviderName); "
+        "None: undisclosed, so the provider itself",
+    )
     idempotent_submit: bool = Field(
         description="a submit carries an idempotency key, so resending it after a crash replays the task"
     )
@@ -245,6 +270,27 @@ class ProviderTraits(BaseModel):
     )
     usd_per_unit: Decimal = Field(default=Decimal(1), ge=0, description="for the USD view of a cost")
     limits: ProviderLimits
+    price_note: str = Field(
+        default="", description="where its prices come from, for reports and estimates that show them"
+    )
+    pricing_currency: str = Field(
+        default="USD",
+        pattern=r"^[A-Z]{3}$",
+        description="its unit as a currency code (FinOps FOCUS PricingCurrency): USD, or for credits a code from "
+        "ISO 4217's user-assigned range (QMA-QZZ)",
+    )
+    chart_colours: tuple[str, str, str] = Field(
+        default=("#c7e9c0", "#41ab5d", "#005a32"), description="one shade per resolution (1K, 2K, 4K) in charts"
+    )
+
+    @property
+    def display_name(self) -> str:
+        return self.limits.display_name
+
+    @property
+    def ai_system(self) -> str:
+        """The system that made an image, as IPTC's AISystemUsed names it: model and provider."""
+        return f"{self.model_developer} {self.model_name} via {self.display_name}"
 
     @property
     def uploads_references(self) -> bool:
@@ -253,7 +299,17 @@ class ProviderTraits(BaseModel):
 
 @runtime_checkable
 class ProviderClient(Protocol):
+    """What the engine uses of a client, all of it: the calls, its traits, its counters for the cell
+    report, the processing times it learned (the admission's input), and the two hooks the admission
+    and the unjournaled submit window need."""
+
     traits: ProviderTraits
+    counters: Counter[str]
+    run_times: LatencyTracker
+
+    def attach_admission(self, on_poll: Callable[[TaskSnapshot], None]) -> None: ...
+
+    async def take_send_token(self) -> None: ...
 
     async def submit(self, request: GenerationRequest, *, idempotency_key: str | None = None) -> SubmittedTask: ...
 

@@ -8,8 +8,6 @@ from response bodies, which never echo keys, and from URLs, which never hold the
 
 from __future__ import annotations
 
-from nbpro_pipeline.models.common import Provider
-
 
 class ProviderError(Exception):
     """Base class. ``retryable`` says whether the same call may simply be made again."""
@@ -20,7 +18,7 @@ class ProviderError(Exception):
         self,
         message: str,
         *,
-        provider: Provider | str,
+        provider: str,
         status_code: int | None = None,
         code: str | None = None,
         request_id: str | None = None,

@@ -8,14 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from nbpro_pipeline.models.common import Provider
-from nbpro_pipeline.providers.http import HttpProviderClient
-from nbpro_pipeline.providers.odirouter import OdiRouterClient
+from nbpro_pipeline.providers.base import ProviderClient
 from nbpro_pipeline.providers.policies import PollPolicy, RetryPolicy
 from nbpro_pipeline.providers.ratelimit import TokenBucket
-from nbpro_pipeline.providers.rivya import RivyaClient
-
-CLIENTS: dict[Provider, type[HttpProviderClient]] = {Provider.RIVYA: RivyaClient, Provider.ODIROUTER: OdiRouterClient}
+from nbpro_pipeline.providers.registry import PROVIDERS
 
 
 class ClientSpec(BaseModel):
@@ -23,7 +19,7 @@ class ClientSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    provider: Provider
+    provider: str
     base_url: str
     api_key: SecretStr
     poll: PollPolicy = Field(default_factory=PollPolicy)
@@ -33,10 +29,10 @@ class ClientSpec(BaseModel):
     max_in_flight: int = Field(default=32, ge=1, description="sizes the connection pool")
 
 
-def make_client(spec: ClientSpec, **extra: Any) -> HttpProviderClient:
-    """A new client for ``spec``; make it inside the event loop that will use it. ``extra`` goes to
-    the client (a test's ``seed`` or ``transport``)."""
-    return CLIENTS[spec.provider](
+def make_client(spec: ClientSpec, **extra: Any) -> ProviderClient:
+    """A new client for ``spec``, of the provider the registry names; make it inside the event loop that
+    will use it. ``extra`` goes to the client (a test's ``seed`` or ``transport``)."""
+    return PROVIDERS[spec.provider].make_client(
         spec.base_url,
         spec.api_key,
         poll=spec.poll,

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from pydantic import SecretStr
 
-from nbpro_pipeline.models.common import Provider, TaskState
+from nbpro_pipeline.models.common import TaskState
 from nbpro_pipeline.models.request import GenerationRequest
 from nbpro_pipeline.providers.base import (
     DownloadedImage,
@@ -118,7 +118,7 @@ class _PollCounter:
 class HttpProviderClient:
     """Base of RivyaClient and OdiRouterClient; not used on its own."""
 
-    provider: Provider
+    provider: str  # its traits name
     traits: ProviderTraits
 
     def __init__(
@@ -292,7 +292,7 @@ class HttpProviderClient:
             if attempt == self.retry.max_attempts:
                 break
             self.counters["retries"] += 1
-            log.info("%s %s %s: %s; retry %d in %.2fs", self.provider.value, method, path, err, attempt, delay)
+            log.info("%s %s %s: %s; retry %d in %.2fs", self.provider, method, path, err, attempt, delay)
             await asyncio.sleep(delay)
         assert err is not None
         raise err

@@ -19,6 +19,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from pydantic import BaseModel, ConfigDict
+
 from nbpro_pipeline.models.common import TaskState
 from nbpro_pipeline.providers.base import ResultImage, TaskUrls
 
@@ -58,6 +60,12 @@ ID_KEYS = ("id", "task_id", "taskId", "request_id", "requestId", "generation_id"
 ID_CONTAINERS = ("data", "task", "generation", "job", "result", "request")
 # Ids go into URL paths: anything else (a slash, "..", a space) is refused rather than trusted.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:~-]{0,199}$")
+# Where an answer names the model that ran the task, and its version; compared after ``word_key``.
+MODEL_KEYS = ("model", "model_id", "modelid", "model_name", "served_model", "model_used")
+MODEL_VERSION_KEYS = ("model_version", "modelversion", "version")
+# A model id or version lands in XMP, the ledger and FOCUS: the alphabet of ids (``google/gemini-3-pro``,
+# ``fal-ai/nano-banana-pro``, ``v2@001``) and at most 128 characters; anything else is not believed.
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 
 
 def word_key(word: Any) -> str:
@@ -143,6 +151,60 @@ def safe_task_id(task_id: str) -> bool:
 
 def path_id(task_id: str) -> str:
     return quote(task_id, safe="")
+
+
+class ServedModel(BaseModel):
+    """The model an answer says ran the task, and its version, each None when it says nothing believable."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_id: str | None = None
+    version: str | None = None
+
+
+def read_model_id(value: Any) -> str | None:
+    """A model id or version as a provider states it (text or a number), or None when it is not one."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value if _MODEL_ID.match(value) else None
+
+
+def find_served_model(body: Any, containers: Sequence[str] = ()) -> ServedModel:
+    """The model named by ``body`` (a task or result object) or by one of its ``containers`` (fal's
+    ``metadata``), under any usual key; ``"model"`` may be an object of its own (``{id, version}``).
+    A bare ``version`` counts only inside a container or a model object, where it cannot be the API's."""
+    if not isinstance(body, dict):
+        return ServedModel()
+    found = _model_in(body, bare_version=False)
+    for key in containers:
+        inner = body.get(key)
+        if isinstance(inner, dict):
+            more = _model_in(inner, bare_version=True)
+            found = ServedModel(model_id=found.model_id or more.model_id, version=found.version or more.version)
+    return found
+
+
+def _model_in(holder: dict[str, Any], *, bare_version: bool) -> ServedModel:
+    fields = _fields(holder)
+    version = _first_id(fields, MODEL_VERSION_KEYS if bare_version else MODEL_VERSION_KEYS[:-1])
+    model_id = _first_id(fields, MODEL_KEYS)
+    objects = [fields[k] for k in MODEL_KEYS if isinstance(fields.get(k), dict)]
+    if model_id is None and objects:  # {"model": {"id": ..., "version": ...}}
+        inner = _fields(objects[0])
+        model_id = _first_id(inner, ("id", "name", *MODEL_KEYS))
+        version = _first_id(inner, MODEL_VERSION_KEYS) or version
+    return ServedModel(model_id=model_id, version=version)
+
+
+def _fields(holder: dict[str, Any]) -> dict[str, Any]:
+    return {word_key(k): v for k, v in holder.items() if isinstance(k, str)}
+
+
+def _first_id(fields: dict[str, Any], keys: Sequence[str]) -> str | None:
+    return next((v for k in keys if (v := read_model_id(fields.get(k))) is not None), None)
 
 
 def find_urls(body: Any, location: str | None = None) -> TaskUrls:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
 
-from nbpro_pipeline.models.odirouter import ODI_ERROR_TYPES
+from nbpro_pipeline.providers.odirouter.wire import ODI_ERROR_TYPES
 from nbpro_pipeline.sandbox.config import FaultConfig, ProviderConfig
 
 _TWO_64 = float(2**64)

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from nbpro_pipeline.models.common import ODIROUTER_ENDPOINT_ID
+from nbpro_pipeline.providers.odirouter.traits import ENDPOINT_ID as ODIROUTER_ENDPOINT_ID
 from nbpro_pipeline.sandbox.odirouter_api import QUEUE_PATH, OdiRouterApi
 from nbpro_pipeline.sandbox.rivya_api import RivyaApi
 from nbpro_pipeline.sandbox.runtime import ODIROUTER, RIVYA

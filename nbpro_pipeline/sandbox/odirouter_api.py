@@ -16,8 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from nbpro_pipeline.models.common import ODIROUTER_ENDPOINT_ID, AspectRatio, nearest_aspect_ratio
-from nbpro_pipeline.models.odirouter import OdiSubmitRequest
+from nbpro_pipeline.models.common import AspectRatio, nearest_aspect_ratio
+from nbpro_pipeline.providers.odirouter.traits import ENDPOINT_ID as ODIROUTER_ENDPOINT_ID
+from nbpro_pipeline.providers.odirouter.wire import OdiSubmitRequest
 from nbpro_pipeline.sandbox import wire_shapes
 from nbpro_pipeline.sandbox.faults import body_digest, route_digest
 from nbpro_pipeline.sandbox.responses import (
@@ -112,7 +113,18 @@ class OdiRouterApi:
         admitted = self._admit(request, body_digest(body))
         if isinstance(admitted, Response):
             return admitted
-        now = admitted.now
+        submit = self._parse_submit(body)
+        if isinstance(submit, Response):
+            return submit
+        resolution = submit.effective_resolution()
+        price = to_minor(ODIROUTER, self.rt.config.billing.odirouter_usd_per_image[resolution])
+        refused = self._refusal(admitted.now, price)
+        if refused is not None:
+            return refused
+        return self._start_task(request, admitted, submit, price)
+
+    def _parse_submit(self, body: bytes) -> OdiSubmitRequest | Response:
+        """The submit from its body, or the 422 that says what is wrong with it."""
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -132,12 +144,14 @@ class OdiRouterApi:
         for i, url in enumerate(submit.image_urls or []):
             if not url.startswith(("http://", "https://", "data:image/")):
                 return self._invalid(f"image_urls[{i}]: must be an http(s) URL or a data:image URI", ("image_urls", i))
+        return submit
 
+    def _refusal(self, now: float, price: int) -> Response | None:
+        """A submit refused before any task is made: the account is full (429) or its balance, less what
+        running requests hold, does not cover ``price`` (402)."""
         refusal = self.rt.concurrency_refusal(ODIROUTER, now)
         if refusal is not None:
             return _refusal_response(refusal)
-        resolution = submit.effective_resolution()
-        price = to_minor(ODIROUTER, self.rt.config.billing.odirouter_usd_per_image[resolution])
         available = self.rt.store.balance(ODIROUTER) - self.rt.held(ODIROUTER)
         if available < price:
             return gateway_error(
@@ -147,7 +161,11 @@ class OdiRouterApi:
                 f"{self.rt.active_count(ODIROUTER)} running requests, this request needs "
                 f"${to_wire(ODIROUTER, price):.2f}; top up and retry",
             )
+        return None
 
+    def _start_task(self, request: Request, admitted: Admitted, submit: OdiSubmitRequest, price: int) -> Response:
+        """Queue the task and answer with its id, URLs and queue position, as the wire knobs say."""
+        now, resolution = admitted.now, submit.effective_resolution()
         aspect = submit.effective_aspect_ratio()
         if aspect is None:
             first = (submit.image_urls or [None])[0]

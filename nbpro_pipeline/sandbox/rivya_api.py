@@ -18,14 +18,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nbpro_pipeline.media import sniff_image_mime
-from nbpro_pipeline.models.common import (
-    RIVYA_MODEL_ID,
-    AspectRatio,
-    OutputFormat,
-    Resolution,
-    nearest_aspect_ratio,
-)
-from nbpro_pipeline.models.rivya import RivyaCreateRequest, RivyaParams
+from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Resolution, nearest_aspect_ratio
+from nbpro_pipeline.providers.rivya.traits import MODEL_ID as RIVYA_MODEL_ID
+from nbpro_pipeline.providers.rivya.wire import RivyaCreateRequest, RivyaParams
 from nbpro_pipeline.sandbox import wire_shapes
 from nbpro_pipeline.sandbox.faults import body_digest, route_digest
 from nbpro_pipeline.sandbox.images import image_size
@@ -114,6 +109,20 @@ def model_catalogue_entry(credits_per_image: int) -> dict[str, Any]:
     }
 
 
+def _parse_create(body: bytes) -> RivyaCreateRequest | Response:
+    """The create request from its body, or the 400 that says what is wrong with it."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return rivya_error(400, "validation_failed", f"The request body is not valid JSON: {exc}")
+    if not isinstance(payload, dict):
+        return rivya_error(400, "validation_failed", "The request body must be a JSON object")
+    try:
+        return RivyaCreateRequest.model_validate(payload)
+    except ValidationError as exc:
+        return rivya_error(400, "validation_failed", f"Invalid request: {describe_validation_error(exc)}")
+
+
 class RivyaApi:
     def __init__(self, runtime: SandboxRuntime) -> None:
         self.rt = runtime
@@ -150,19 +159,27 @@ class RivyaApi:
         if isinstance(admitted, Response):
             return admitted
         now = admitted.now
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return rivya_error(400, "validation_failed", f"The request body is not valid JSON: {exc}")
-        if not isinstance(payload, dict):
-            return rivya_error(400, "validation_failed", "The request body must be a JSON object")
-        try:
-            create = RivyaCreateRequest.model_validate(payload)
-        except ValidationError as exc:
-            return rivya_error(400, "validation_failed", f"Invalid request: {describe_validation_error(exc)}")
+        create = _parse_create(body)
+        if isinstance(create, Response):
+            return create
         params = create.params or RivyaParams()
-        references = params.referenceMediaItems or []
-        reference_sizes = []
+        reference_sizes = self._reference_sizes(params.referenceMediaItems or [])
+        if isinstance(reference_sizes, Response):
+            return reference_sizes
+        key = request.headers.get("idempotency-key")
+        if key is not None:
+            key = key.strip()
+            answered = self._idempotent_answer(request, key, digest, now)
+            if answered is not None:
+                return answered
+        refused = self._refusal(now)
+        if refused is not None:
+            return refused
+        return self._start_task(request, admitted, create, params, reference_sizes, key, digest)
+
+    def _reference_sizes(self, references: list) -> list[tuple[int, int]] | Response:
+        """The pixel size of each reference, all uploaded through the Files API (else a 400)."""
+        sizes = []
         for i, item in enumerate(references):
             size = self._uploaded_image_size(item.url)
             if size is None:
@@ -172,30 +189,33 @@ class RivyaApi:
                     f"params.referenceMediaItems[{i}].url is not a Rivya Files API URL: upload the image "
                     "with POST /api/v1/files and pass the url it returns",
                 )
-            reference_sizes.append(size)
+            sizes.append(size)
+        return sizes
 
-        key = request.headers.get("idempotency-key")
-        if key is not None:
-            key = key.strip()
-            if not key or len(key) > _MAX_IDEMPOTENCY_KEY:
-                return rivya_error(
-                    400, "validation_failed", f"Idempotency-Key must be 1 to {_MAX_IDEMPOTENCY_KEY} characters"
-                )
-            record = self.rt.store.idempotency(key)
-            if record is not None and now - record.created_at < self.rt.config.idempotency_ttl_s:
-                if record.body_digest != digest:
-                    return rivya_error(
-                        409,
-                        "idempotency_conflict",
-                        f"Idempotency-Key {key!r} was already used with a different request body; "
-                        "use a new key for a different request",
-                    )
-                original = self.rt.task(RIVYA, record.task_id)  # a replay answers 200 whatever the knob
-                if original is not None:
-                    return json_response(
-                        self._task_json(original, request, now), headers={"Idempotent-Replayed": "true"}
-                    )
+    def _idempotent_answer(self, request: Request, key: str, digest: str, now: float) -> Response | None:
+        """What an ``Idempotency-Key`` answers by itself: a bad key, a conflict, or the replay of its task
+        (200 whatever the knob); None when the create goes on."""
+        if not key or len(key) > _MAX_IDEMPOTENCY_KEY:
+            return rivya_error(
+                400, "validation_failed", f"Idempotency-Key must be 1 to {_MAX_IDEMPOTENCY_KEY} characters"
+            )
+        record = self.rt.store.idempotency(key)
+        if record is None or now - record.created_at >= self.rt.config.idempotency_ttl_s:
+            return None
+        if record.body_digest != digest:
+            return rivya_error(
+                409,
+                "idempotency_conflict",
+                f"Idempotency-Key {key!r} was already used with a different request body; "
+                "use a new key for a different request",
+            )
+        original = self.rt.task(RIVYA, record.task_id)
+        if original is None:
+            return None
+        return json_response(self._task_json(original, request, now), headers={"Idempotent-Replayed": "true"})
 
+    def _refusal(self, now: float) -> Response | None:
+        """A create refused before any task is made: the account is full (429) or out of credits (402)."""
         refusal = self.rt.concurrency_refusal(RIVYA, now)
         if refusal is not None:
             return _refusal_response(refusal)
@@ -208,7 +228,20 @@ class RivyaApi:
                 f"Not enough credits: {balance} available, {RIVYA_MODEL_ID} costs {price} per image; "
                 "top up your balance and retry",
             )
+        return None
 
+    def _start_task(
+        self,
+        request: Request,
+        admitted: Admitted,
+        create: RivyaCreateRequest,
+        params: RivyaParams,
+        reference_sizes: list[tuple[int, int]],
+        key: str | None,
+        digest: str,
+    ) -> Response:
+        """Make the task, reserve its price, remember its key; answer as the wire knobs say."""
+        now, price = admitted.now, self.rt.config.billing.rivya_credits_per_image
         aspect = params.aspect_ratio
         if aspect is AspectRatio.AUTO:
             aspect = nearest_aspect_ratio(*reference_sizes[0]) if reference_sizes else AspectRatio.R1_1
@@ -223,7 +256,7 @@ class RivyaApi:
             resolution=params.resolution.value,
             output_format=params.output_format.value,
             price=price,
-            reference_urls=[item.url for item in references],
+            reference_urls=[item.url for item in params.referenceMediaItems or []],
             client_request_id=create.client_request_id,
             idempotency_key=key,
         )

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbpro_pipeline.models.common import OutputFormat, Provider
+from nbpro_pipeline.models.common import OutputFormat
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.sandbox.config import AuthConfig, SandboxConfig
 from nbpro_pipeline.sandbox.faults import (
     DecisionSource,

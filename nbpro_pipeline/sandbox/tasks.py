@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
-from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Provider, Resolution, pixel_size
+from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Resolution, pixel_size
 
 
 class Phase(StrEnum):
@@ -39,7 +39,7 @@ FAILURE_MESSAGES: dict[str, str] = {
 
 @dataclass(slots=True)
 class SandboxTask:
-    provider: str  # Provider value; a plain str keeps the JSON round trip trivial
+    provider: str  # rivya or odirouter; a plain str keeps the JSON round trip trivial
     id: str
     created_at: float  # unix seconds
     queue_s: float
@@ -123,10 +123,6 @@ class SandboxTask:
     @property
     def output(self) -> OutputFormat:
         return OutputFormat(self.output_format)
-
-    @property
-    def provider_enum(self) -> Provider:
-        return Provider(self.provider)
 
     # --- persistence -----------------------------------------------------------------------------
 

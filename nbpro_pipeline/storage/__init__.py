@@ -1,7 +1,7 @@
 """Images, journal, ledger and reports under one storage root on any fsspec filesystem."""
 
-from nbpro_pipeline.storage.cell_history import CellHistory, load_cell_history, spent_on
 from nbpro_pipeline.storage.compaction import CompactionResult, compact_ledger
+from nbpro_pipeline.storage.day_spend import spent_on
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir, safe_component
 from nbpro_pipeline.storage.journal import Journal, JournalState, read_journal
 from nbpro_pipeline.storage.ledger import LedgerWriter, read_ledger
@@ -9,10 +9,8 @@ from nbpro_pipeline.storage.ledger_id import ledger_id
 from nbpro_pipeline.storage.tables import read_table, table_path, write_table
 
 __all__ = [
-    "CellHistory",
     "CompactionResult",
     "compact_ledger",
-    "load_cell_history",
     "spent_on",
     "Journal",
     "JournalState",

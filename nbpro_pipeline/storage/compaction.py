@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import LEDGER_PARTITION_COLUMNS, LEDGER_SCHEMA
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
 from nbpro_pipeline.storage.history_index import write_index
@@ -91,10 +91,19 @@ class CompactionResult:
         return sum(len(c.written) for c in self.cells)
 
 
+def ledger_providers(storage: Storage) -> list[str]:
+    """The providers the ledger has a directory for (``provider=<name>``), whatever the registry holds."""
+    base = storage.ledger_dir()
+    if not storage.exists(base):
+        return []
+    names = {p.split("provider=", 1)[1].split("/", 1)[0] for p in storage.find(base) if "provider=" in p}
+    return sorted(names)
+
+
 def compact_ledger(
     storage: Storage,
     *,
-    provider: Provider | str | None = None,
+    provider: str | None = None,
     resolution: Resolution | str | None = None,
     min_age_s: float = 3600.0,
     lock_ttl_s: float = 900.0,
@@ -107,7 +116,7 @@ def compact_ledger(
     loading new parts incrementally has time to load them before they are merged away. ``index`` and
     ``journal``: also write the cell's fingerprint index and prune its journal (step 4).
     """
-    providers = [Provider(provider)] if provider is not None else list(Provider)
+    providers = [str(provider)] if provider is not None else ledger_providers(storage)
     resolutions = [Resolution(resolution)] if resolution is not None else list(Resolution)
     result = CompactionResult()
     for p in providers:
@@ -120,7 +129,7 @@ def compact_ledger(
 
 def compact_cell(
     storage: Storage,
-    provider: Provider | str,
+    provider: str,
     resolution: Resolution,
     *,
     min_age_s: float = 3600.0,
@@ -166,7 +175,7 @@ def _compact_directory(storage: Storage, directory: str, min_age_s: float, outco
 
 
 def prune_cell_journal(
-    storage: Storage, provider: Provider | str, resolution: Resolution, *, lock_ttl_s: float = 900.0
+    storage: Storage, provider: str, resolution: Resolution, *, lock_ttl_s: float = 900.0
 ) -> JournalPruning | None:
     """Prune one cell's journal under the cell's lock; None when another compaction holds it."""
     directory = storage.path("ledger", cell_dir(provider, resolution))
@@ -180,7 +189,7 @@ def prune_cell_journal(
 
 def _derive(
     storage: Storage,
-    provider: Provider | str,
+    provider: str,
     resolution: Resolution,
     outcome: CellCompaction,
     *,

@@ -23,7 +23,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractBufferedFile
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_COMPONENT = 80
@@ -57,9 +57,8 @@ def safe_component(value: str) -> str:
     return f"{cleaned[:MAX_COMPONENT]}-{digest}"
 
 
-def cell_dir(provider: Provider | str, resolution: Resolution | str) -> str:
-    """``provider=…/resolution=…``; any provider name (a ``Provider`` or a test's fake) that is a safe
-    path component."""
+def cell_dir(provider: str, resolution: Resolution | str) -> str:
+    """``provider=…/resolution=…``, the provider's name made a safe path component."""
     return f"provider={safe_component(str(provider))}/resolution={Resolution(resolution).value}"
 
 
@@ -89,15 +88,11 @@ class Storage:
                 raise ValueError(f"refusing path part {part!r}: it could leave the storage root")
         return "/".join([self.root, *parts])
 
-    def image_path(
-        self, provider: Provider | str, resolution: Resolution, prompt_id: str, fingerprint: str, ext: str
-    ) -> str:
+    def image_path(self, provider: str, resolution: Resolution, prompt_id: str, fingerprint: str, ext: str) -> str:
         name = f"{safe_component(prompt_id)}-{fingerprint[:8]}.{ext}"
         return self.path("images", cell_dir(provider, resolution), name)
 
-    def quarantine_path(
-        self, provider: Provider | str, resolution: Resolution, prompt_id: str, fingerprint: str, ext: str
-    ) -> str:
+    def quarantine_path(self, provider: str, resolution: Resolution, prompt_id: str, fingerprint: str, ext: str) -> str:
         """Paid-for images that failed validation: kept (never dropped), but apart from the good ones."""
         name = f"{safe_component(prompt_id)}-{fingerprint[:8]}.{ext}"
         return self.path("quarantine", cell_dir(provider, resolution), name)
@@ -105,7 +100,7 @@ class Storage:
     def ledger_dir(self) -> str:
         return self.path("ledger")
 
-    def journal_dir(self, provider: Provider | str, resolution: Resolution) -> str:
+    def journal_dir(self, provider: str, resolution: Resolution) -> str:
         return self.path("journal", cell_dir(provider, resolution))
 
     def tables_dir(self) -> str:

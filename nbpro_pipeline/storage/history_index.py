@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ValidationError
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import LEDGER_SCHEMA
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
 from nbpro_pipeline.storage.ledger import read_parts
@@ -52,7 +52,7 @@ MAX_BUCKETS = 1 << 14
 # still be reading its file
 KEEP_UNREFERENCED_S = 3600.0
 # LZ4 where a bucket crosses the network (a fifth of the bytes); none on local disk, where a bucket is read
-# straight from the memory map (decompressing one costs ~0.2 ms, 20 times what reading it does)
+# straight from the memory map (decompressing one costs far more than reading it)
 _IPC_REMOTE = pa.ipc.IpcWriteOptions(compression="lz4")
 _IPC_LOCAL = pa.ipc.IpcWriteOptions()
 
@@ -74,7 +74,7 @@ class IndexUnusable(RuntimeError):
     """The index is missing, stale or damaged: read the cell instead."""
 
 
-def index_dir(storage: Storage, provider: Provider | str, resolution: Resolution | str) -> str:
+def index_dir(storage: Storage, provider: str, resolution: Resolution | str) -> str:
     return storage.path("index", cell_dir(provider, resolution))
 
 
@@ -103,7 +103,7 @@ def bucket_ids(fingerprints: pa.ChunkedArray | pa.Array, buckets: int) -> pa.Arr
     return per_value.take(encoded.indices)
 
 
-def write_index(storage: Storage, provider: Provider | str, resolution: Resolution | str) -> IndexManifest | None:
+def write_index(storage: Storage, provider: str, resolution: Resolution | str) -> IndexManifest | None:
     """Index the cell's live parts as they are now (None: the cell has none); call it under the cell's
     compaction lock."""
     resolution = Resolution(resolution)
@@ -177,7 +177,7 @@ def _forget_old_files(storage: Storage, directory: str, keep: str) -> None:
                 storage.fs.rm_file(path)
 
 
-def read_manifest(storage: Storage, provider: Provider | str, resolution: Resolution | str) -> IndexManifest:
+def read_manifest(storage: Storage, provider: str, resolution: Resolution | str) -> IndexManifest:
     path = f"{index_dir(storage, provider, resolution)}/{MANIFEST}"
     try:
         manifest = IndexManifest.model_validate(json.loads(storage.read_bytes(path)))

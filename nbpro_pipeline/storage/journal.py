@@ -3,10 +3,10 @@
 A crash between "the provider created a task" and "the ledger recorded its outcome" must neither pay
 twice nor lose the result. So before a submit the engine journals an *intent* (fingerprint, the
 idempotency key, the request and its row), and the moment the provider answers, the *task id*. The
-next run reads every segment: a task id with no ledger row is polled again, never resubmitted; a
-Rivya intent without a task id is resubmitted with the same ``Idempotency-Key`` (the provider then
-returns the original task, uncharged). OdiRouter has no such key, so its submit window is kept short
-by flushing the task id at once, and measured.
+next run reads every segment: a task id with no ledger row is polled again, never resubmitted; an
+intent without a task id is resubmitted with the same ``Idempotency-Key`` where the provider takes one
+(it then returns the original task, uncharged). A provider with no such key has its submit window kept
+short by flushing the task id at once, and measured.
 
 Object stores cannot append, so the journal is a series of small immutable segments. Concurrent
 coroutines share one flush (group commit): a burst of 64 submits costs one segment, not 64.
@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.task import TaskUrls
 from nbpro_pipeline.storage.filesystem import Storage, safe_component
 
@@ -52,7 +52,7 @@ class JournalEntry(BaseModel):
 class Journal:
     """Appends entries for one (cell, run) and makes them durable in shared flushes."""
 
-    def __init__(self, storage: Storage, provider: Provider | str, resolution: Resolution, run_id: str) -> None:
+    def __init__(self, storage: Storage, provider: str, resolution: Resolution, run_id: str) -> None:
         self.storage = storage
         self.dir = f"{storage.journal_dir(provider, resolution)}/{safe_component(run_id)}"
         self.run_id = run_id
@@ -157,7 +157,7 @@ class JournalFiles:
     leftovers: list[str]  # relative names of files a kept compacted file replaces (a kill's leftovers)
 
 
-def list_journal(storage: Storage, provider: Provider | str, resolution: Resolution) -> JournalFiles:
+def list_journal(storage: Storage, provider: str, resolution: Resolution) -> JournalFiles:
     directory = storage.journal_dir(provider, resolution)
     names = sorted(p[len(directory) + 1 :] for p in storage.find(directory))
     compacted: dict[str, CompactedJournal] = {}
@@ -178,7 +178,7 @@ def list_journal(storage: Storage, provider: Provider | str, resolution: Resolut
     return JournalFiles(directory, kept, segments, leftovers)
 
 
-def read_journal(storage: Storage, provider: Provider | str, resolution: Resolution) -> JournalState:
+def read_journal(storage: Storage, provider: str, resolution: Resolution) -> JournalState:
     """Every entry that counts: the kept compacted files' and the segments none of them replaces."""
     files = list_journal(storage, provider, resolution)
     state = JournalState()

@@ -31,7 +31,9 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.models.ledger import RESUMABLE_CODES
+from nbpro_pipeline.providers.base import idempotency_key
 from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.journal import (
     COMPACT_PREFIX,
@@ -40,6 +42,7 @@ from nbpro_pipeline.storage.journal import (
     list_journal,
 )
 from nbpro_pipeline.storage.journal_stubs import Where, by_fingerprint, full_entries, scan
+from nbpro_pipeline.storage.ledger_id import ledger_id
 from nbpro_pipeline.storage.past import FingerprintFacts, PastRows, open_past
 
 
@@ -61,13 +64,9 @@ class JournalPruning:
 
 
 def default_rules(storage: Storage) -> JournalRules:
-    """The engine's rules (imported here, not at module level: the engine imports storage)."""
-    from nbpro_pipeline.engine.history import idempotency_key
-    from nbpro_pipeline.engine.outcomes import RESUMABLE_CODES
-    from nbpro_pipeline.storage.ledger_id import ledger_id
-
+    """The engine's rules: which codes it resumes, and the key it derives for a first attempt."""
     lid = ledger_id(storage)
-    return JournalRules(frozenset(RESUMABLE_CODES), lambda fp: idempotency_key(lid, fp, 0))
+    return JournalRules(RESUMABLE_CODES, lambda fp: idempotency_key(lid, fp, 0))
 
 
 def needed(entries: list[JournalEntry], facts: FingerprintFacts, rules: JournalRules) -> list[JournalEntry]:
@@ -94,7 +93,7 @@ def _own_key(intent: JournalEntry, facts: FingerprintFacts, rules: JournalRules)
 
 def prune_journal(
     storage: Storage,
-    provider: Provider | str,
+    provider: str,
     resolution: Resolution,
     rules: JournalRules,
     past: PastRows | None = None,

@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.storage.exclusive import create_if_absent, verify_exclusive_create
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
 
@@ -153,7 +153,7 @@ class LeaseLost(RuntimeError):
         )
 
 
-def lease_dir(storage: Storage, provider: Provider | str, resolution: Resolution) -> str:
+def lease_dir(storage: Storage, provider: str, resolution: Resolution) -> str:
     return storage.path("leases", cell_dir(provider, resolution))
 
 
@@ -277,7 +277,7 @@ class HeldLease:
 
 
 def acquire_cell_lease(
-    storage: Storage, provider: Provider | str, resolution: Resolution, run_id: str, policy: LeasePolicy
+    storage: Storage, provider: str, resolution: Resolution, run_id: str, policy: LeasePolicy
 ) -> HeldLease:
     """Take the cell's lease, or raise ``CellBusy`` naming the live holder."""
     directory = lease_dir(storage, provider, resolution)
@@ -307,7 +307,7 @@ def acquire_cell_lease(
 
 @asynccontextmanager
 async def cell_lease(
-    storage: Storage, provider: Provider | str, resolution: Resolution, run_id: str, policy: LeasePolicy
+    storage: Storage, provider: str, resolution: Resolution, run_id: str, policy: LeasePolicy
 ) -> AsyncIterator[HeldLease]:
     """Hold the cell's lease for the block (``CellBusy`` if another run holds it); released on leaving.
 
@@ -321,7 +321,7 @@ async def cell_lease(
 
 
 async def _acquire_past_a_dead_holder(
-    storage: Storage, provider: Provider | str, resolution: Resolution, run_id: str, policy: LeasePolicy
+    storage: Storage, provider: str, resolution: Resolution, run_id: str, policy: LeasePolicy
 ) -> HeldLease:
     """``acquire_cell_lease``; a holder that stopped renewing (no heartbeat for two of its intervals: a
     killed run, a dead host) is waited out until its lease expires, then taken over, so a retry right

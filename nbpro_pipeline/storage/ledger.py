@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import LEDGER_PARTITION_COLUMNS, LEDGER_SCHEMA, LedgerRecord, records_to_table
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
 from nbpro_pipeline.storage.ledger_parts import ledger_parts
@@ -36,7 +36,7 @@ class LedgerWriter:
     def __init__(
         self,
         storage: Storage,
-        provider: Provider | str,
+        provider: str,
         resolution: Resolution,
         run_id: str,
         *,
@@ -98,7 +98,7 @@ def _short(run_id: str) -> str:
 def read_ledger(
     storage: Storage | str,
     *,
-    provider: Provider | str | None = None,
+    provider: str | None = None,
     resolution: Resolution | str | None = None,
     columns: list[str] | None = None,
 ) -> pa.Table:

@@ -1,6 +1,6 @@
 """The storage root's ledger id: a stable random id written once into ``<root>/ledger_id``.
 
-Rivya's idempotency keys include it, so two storage roots on one provider account (a laptop and the
+Idempotency keys include it, so two storage roots on one provider account (a laptop and the
 production bucket, two teams) never get each other's tasks replayed and never both book one task,
 while every run on the same root keeps the same keys (a crash-resume still replays its own task).
 """
@@ -30,7 +30,7 @@ def ledger_id(storage: Storage) -> str:
     if not _ID.match(value):
         raise LedgerIdError(
             f"{storage.uri(path)} holds {value[:40]!r}, not a 32-hex-digit ledger id; restore it from a backup "
-            "(deleting it gives this root new idempotency keys, so crash-resumed Rivya tasks would be paid again)"
+            "(deleting it gives this root new idempotency keys, so crash-resumed tasks would be paid again)"
         )
     return value
 

@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime
 
 import pyarrow.parquet as pq
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.storage.filesystem import Storage, cell_dir
 
 REPLACES_KEY = b"nbpro.replaces"
@@ -112,18 +112,18 @@ def _could_be_source(q: LedgerPart, c: LedgerPart) -> bool:
     return q.created is None or c.created is None or q.created <= c.created
 
 
-def provider_name(provider: Provider | str) -> str:
-    """The ``provider=`` directory value: a ``Provider``'s value, or any other provider's name as given."""
-    return provider.value if isinstance(provider, Provider) else str(provider)
+def provider_name(provider: str) -> str:
+    """The ``provider=`` directory value: the provider's name."""
+    return str(provider)
 
 
-def cell_parts(storage: Storage, provider: Provider | str, resolution: Resolution | str) -> list[LedgerPart]:
+def cell_parts(storage: Storage, provider: str, resolution: Resolution | str) -> list[LedgerPart]:
     """The live parts of one cell, listing only that cell's directory."""
     return live_parts(storage, storage.find(storage.path("ledger", cell_dir(provider, resolution))))
 
 
 def ledger_parts(
-    storage: Storage, *, provider: Provider | str | None = None, resolution: Resolution | str | None = None
+    storage: Storage, *, provider: str | None = None, resolution: Resolution | str | None = None
 ) -> list[LedgerPart]:
     """The live parts of every cell matching the filters, each cell's directory listed on its own when
     both are given, else the narrowest directory that holds them."""

@@ -21,7 +21,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import OutcomeStatus
 from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.history_index import (
@@ -110,7 +110,7 @@ class PastRows:
     """One cell's past, asked about by fingerprint; see the module docstring."""
 
     storage: Storage
-    provider: Provider | str
+    provider: str
     resolution: Resolution
     reader: IndexReader | None = None  # None: no usable index, ``rest`` is the whole cell
     rest: _Rows = field(default_factory=lambda: _Rows(HISTORY_SCHEMA.empty_table()))  # the tail, or the cell
@@ -179,9 +179,7 @@ def _in_time_order(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: r["recorded_at"]) if len(rows) > 1 else rows
 
 
-def open_past(
-    storage: Storage, provider: Provider | str, resolution: Resolution | str, *, use_index: bool = True
-) -> PastRows:
+def open_past(storage: Storage, provider: str, resolution: Resolution | str, *, use_index: bool = True) -> PastRows:
     """The past of one cell as of now (one listing, the manifest, the tail); blocking."""
     resolution = Resolution(resolution)
     for attempt in range(_RETRIES):
@@ -195,7 +193,7 @@ def open_past(
 
 
 def _open(
-    storage: Storage, provider: Provider | str, resolution: Resolution, parts: list[LedgerPart], use_index: bool
+    storage: Storage, provider: str, resolution: Resolution, parts: list[LedgerPart], use_index: bool
 ) -> PastRows:
     past = PastRows(storage, provider, resolution, parts=len(parts))
     tail = parts

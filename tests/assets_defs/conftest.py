@@ -9,9 +9,9 @@ import pytest
 
 from assets_defs.resources import (
     BudgetResource,
-    OdiRouterResource,
     PipelineResource,
-    RivyaResource,
+    ProviderResource,
+    RunSettings,
     StorageResource,
 )
 from nbpro_pipeline.sandbox import SandboxConfig, SandboxServer
@@ -19,6 +19,20 @@ from nbpro_pipeline.sandbox import SandboxConfig, SandboxServer
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "prompts"
 RIVYA_KEY = "rvya_sk_dagster_tests_0001"
 ODIROUTER_KEY = "odr_dagster_tests_0001"
+
+
+FAST = {"poll_first_delay_s": 0.01, "poll_max_interval_s": 0.05, "max_attempts": 4}
+
+
+def provider_resources(sandbox, **run) -> dict:
+    """Both shipped providers' resources against ``sandbox``, polling fast (plus ``run`` settings)."""
+    settings = RunSettings(**{**FAST, **run})
+    return {
+        "rivya": ProviderResource(provider="rivya", api_key=RIVYA_KEY, base_url=sandbox.rivya_url, run=settings),
+        "odirouter": ProviderResource(
+            provider="odirouter", api_key=ODIROUTER_KEY, base_url=sandbox.odirouter_url, run=settings
+        ),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +56,8 @@ def prompt_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def resources(sandbox, tmp_path_factory, prompt_dir) -> dict:
-    fast = {"poll_first_delay_s": 0.01, "poll_max_interval_s": 0.05, "max_attempts": 4}
     return {
-        "rivya": RivyaResource(api_key=RIVYA_KEY, base_url=sandbox.rivya_url, **fast),
-        "odirouter": OdiRouterResource(api_key=ODIROUTER_KEY, base_url=sandbox.odirouter_url, **fast),
+        **provider_resources(sandbox),
         "storage": StorageResource(root=str(tmp_path_factory.mktemp("storage"))),
         "budget": BudgetResource(),
         "pipeline": PipelineResource(prompt_sources=[str(prompt_dir)]),

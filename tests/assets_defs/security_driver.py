@@ -51,9 +51,9 @@ def main(home: str, sources: str, mode: str) -> int:
             super().__init__(state_dir, config, **kw)
 
     sandbox_pkg.SandboxServer = ConfiguredSandbox  # demo.main imports it from the package at call time
-    demo.DEMO_KEYS.update(RIVYA_API_KEY=RIVYA_CANARY, ODIROUTER_API_KEY=ODIROUTER_CANARY)
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, force=True)
-    return demo.main(["--home", home, "--sources", sources])
+    canaries = {"RIVYA_API_KEY": RIVYA_CANARY, "ODIROUTER_API_KEY": ODIROUTER_CANARY}
+    return demo.main(["--home", home, "--sources", sources], keys=canaries)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,13 @@ import logging
 import dagster as dg
 import pytest
 
-from assets_defs.assets import generated_images, prompt_table
-from assets_defs.resources import BudgetResource, OdiRouterResource, PipelineResource, RivyaResource, StorageResource
+from assets_defs.assets import prompt_table
+from assets_defs.definitions import generated_images
+from assets_defs.resources import BudgetResource, PipelineResource, StorageResource
 from nbpro_pipeline.sandbox import SandboxConfig, SandboxServer
-from tests.assets_defs.conftest import EXAMPLES, ODIROUTER_KEY, RIVYA_KEY
+from tests.assets_defs.conftest import EXAMPLES, provider_resources
+
+pytestmark = pytest.mark.slow  # Dagster runs of whole cells
 
 FAULTS = {"rivya": {"faults": {"task_failed": {"INFERENCE_FAILURE": 0.25}, "wrong_size": 0.17}}}
 
@@ -22,10 +25,8 @@ def faulty(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def faulty_resources(faulty, tmp_path_factory) -> dict:
-    fast = {"poll_first_delay_s": 0.01, "poll_max_interval_s": 0.05, "max_attempts": 4}
     return {
-        "rivya": RivyaResource(api_key=RIVYA_KEY, base_url=faulty.rivya_url, **fast),
-        "odirouter": OdiRouterResource(api_key=ODIROUTER_KEY, base_url=faulty.odirouter_url, **fast),
+        **provider_resources(faulty),
         "storage": StorageResource(root=str(tmp_path_factory.mktemp("storage"))),
         "budget": BudgetResource(),
         "pipeline": PipelineResource(prompt_sources=[str(EXAMPLES)], failure_rate_error=0.2),

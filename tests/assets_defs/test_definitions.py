@@ -26,11 +26,11 @@ def test_definitions_load_and_validate(defs):
         "provider_comparison",
         "focus_cost_export",
     }
-    assert defs.resolve_job_def("cells_job").partitions_def == cell_partitions
+    assert defs.resolve_job_def("cells_job").partitions_def == cell_partitions()
 
 
 def test_partition_grid_is_provider_by_resolution():
-    keys = cell_partitions.get_partition_keys()
+    keys = cell_partitions().get_partition_keys()
     assert sorted(keys) == sorted(f"{p}|{r}" for p in ("odirouter", "rivya") for r in ("1K", "2K", "4K"))
     assert cell_of("rivya|2K") == cell_of(dg.MultiPartitionKey({"provider": "rivya", "resolution": "2K"}))
 
@@ -50,6 +50,7 @@ def test_report_automation_does_not_wait_for_missing_cells():
     assert "any_deps_in_progress" in labels
 
 
+@pytest.mark.external
 def test_dagster_cli_validates_the_workspace(tmp_path):
     """What `dagster dev -w workspace.yaml` and Dagster+ load: checked through the real CLI."""
     import subprocess

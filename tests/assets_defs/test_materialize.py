@@ -6,13 +6,17 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from assets_defs.assets import credit_cost_report, generated_images, prompt_table, provider_comparison
+from assets_defs.assets import credit_cost_report, prompt_table, provider_comparison
+from assets_defs.definitions import generated_images
 from assets_defs.partitions import cell_partitions
-from assets_defs.resources import RivyaResource, StorageResource
+from assets_defs.resources import ProviderResource, RunSettings, StorageResource
 from nbpro_pipeline.image_files import inspect_image
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, read_ledger
 from nbpro_pipeline.storage.lease import LeasePolicy, acquire_cell_lease
+
+pytestmark = pytest.mark.slow  # the module builds every cell on one instance first
 
 
 def _billed(sandbox) -> dict[str, Decimal]:
@@ -36,7 +40,7 @@ def first_pass(instance, resources):
     table = dg.materialize([prompt_table], instance=instance, resources=resources)
     cells = {
         key: dg.materialize([generated_images], partition_key=key, instance=instance, resources=resources)
-        for key in cell_partitions.get_partition_keys()
+        for key in cell_partitions().get_partition_keys()
     }
     return table, cells
 
@@ -127,7 +131,9 @@ def test_a_refused_key_fails_the_run_without_leaking_the_key(first_pass, instanc
         bad = dict(
             resources,
             storage=storage,
-            rivya=RivyaResource(api_key=secret, base_url=sandbox.rivya_url, poll_first_delay_s=0.01),
+            rivya=ProviderResource(
+                provider="rivya", api_key=secret, base_url=sandbox.rivya_url, run=RunSettings(poll_first_delay_s=0.01)
+            ),
         )
         result = dg.materialize(
             [generated_images], partition_key="rivya|1K", instance=instance, resources=bad, raise_on_error=False

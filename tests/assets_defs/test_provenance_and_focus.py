@@ -8,11 +8,14 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from assets_defs.assets import focus_cost_export, generated_images, prompt_table
+from assets_defs.assets import focus_cost_export, prompt_table
+from assets_defs.definitions import generated_images
 from nbpro_pipeline.models.common import OutputFormat
 from nbpro_pipeline.provenance import verify_marks
 from nbpro_pipeline.provenance.democert import make_demo_credential
 from nbpro_pipeline.storage import read_ledger
+
+pytestmark = pytest.mark.slow  # Dagster runs of whole cells
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:

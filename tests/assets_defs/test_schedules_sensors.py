@@ -4,6 +4,7 @@ import time
 from datetime import UTC, datetime
 
 import dagster as dg
+import pytest
 
 from assets_defs.assets import prompt_table
 from assets_defs.resources import PipelineResource
@@ -11,6 +12,7 @@ from assets_defs.schedules import nightly_cells
 from assets_defs.sensors import cells_after_prompt_table, prompt_sources_changed
 
 
+@pytest.mark.slow
 def test_the_schedule_yields_one_run_per_configured_cell():
     pipeline = PipelineResource(cells="rivya|2K, odirouter|4K")
     context = dg.build_schedule_context(

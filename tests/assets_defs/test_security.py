@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -24,6 +25,11 @@ from nbpro_pipeline.image_files import read_lineage
 from nbpro_pipeline.storage import Storage, read_ledger
 from tests.assets_defs.conftest import EXAMPLES
 from tests.assets_defs.security_driver import ODIROUTER_CANARY, RIVYA_CANARY
+
+# two demo processes at once, each a whole `make demo`: beside the other workers of a parallel run they
+# get a fraction of 2 cores, so the setup's deadline is the fixture's own DEMO_S, not the default 120 s
+DEMO_S = 300
+pytestmark = [pytest.mark.slow, pytest.mark.external, pytest.mark.timeout(DEMO_S + 60)]
 
 REPO = Path(__file__).resolve().parents[2]
 # the distinctive parts too: a redaction that kept the key's tail would still leak it
@@ -85,13 +91,20 @@ def demo_runs(tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedPro
         home = tmp_path_factory.mktemp(f"demo-{mode}")
         started[mode] = (home, _start_demo(home, mode))
     out = {}
-    for mode, (home, proc) in started.items():
-        try:
-            stdout, stderr = proc.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            stdout, stderr = proc.communicate()
-        out[mode] = (home, subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
+    deadline = time.monotonic() + DEMO_S
+    try:
+        for mode, (home, proc) in started.items():
+            try:
+                stdout, stderr = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stdout, stderr = proc.communicate()
+            out[mode] = (home, subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
+    finally:  # a pytest-timeout or Ctrl-C lands here too: leave no demo running
+        for _, proc in started.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return out
 
 

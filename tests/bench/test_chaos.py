@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = [pytest.mark.external, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 

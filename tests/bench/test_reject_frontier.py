@@ -7,10 +7,13 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
 
 from reject_frontier import best_within_limits, sweep  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a sweep of simulated runs
 SPREAD = {"n": 600, "slots": 16, "median": 17.0, "sigma": 0.234, "steps_per_l": 200}
 
 

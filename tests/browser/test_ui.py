@@ -24,10 +24,19 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.deploy.dagster_stack import BIN, REPO, GraphQL, Processes, daemon_cmd, pipeline_env, webserver_cmd
+from tests.deploy.dagster_stack import (
+    BIN,
+    POLL_S,
+    REPO,
+    GraphQL,
+    Processes,
+    daemon_cmd,
+    pipeline_env,
+    webserver_cmd,
+)
 from tests.deploy.postgres import free_port
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.external, pytest.mark.timeout(480)]
 
 CHROMIUM = Path(os.environ.get("NBPRO_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("NBPRO_TEST_ARTIFACTS", REPO / ".nbpro" / "test-artifacts"))
@@ -52,11 +61,11 @@ def chromium() -> Path:
 
 
 def _backfill_all_cells(gql: GraphQL, procs: Processes) -> None:
-    from nbpro_pipeline.costs import ALL_CELLS
+    from nbpro_pipeline.costs import all_cells
 
     (run,) = gql.wait_runs([gql.launch_run("prompt_table_job")], time.monotonic() + WAIT_S)
     assert run["status"] == "SUCCESS", procs.tail("daemon")
-    partitions = [f"{p.value}|{r.value}" for p, r in ALL_CELLS]
+    partitions = [f"{p}|{r.value}" for p, r in all_cells()]
     backfill_id = gql.launch_backfill("generated_images", partitions)
     deadline = time.monotonic() + WAIT_S
     while True:
@@ -65,7 +74,7 @@ def _backfill_all_cells(gql: GraphQL, procs: Processes) -> None:
         if len(runs) == len(partitions) and all(r["status"] in {"SUCCESS", "FAILURE", "CANCELED"} for r in runs):
             break
         assert time.monotonic() < deadline, f"backfill runs: {[r['status'] for r in runs]}"
-        time.sleep(1)
+        time.sleep(POLL_S)
     assert {r["status"] for r in runs} == {"SUCCESS"}, procs.tail("daemon")
     gql.wait_idle(time.monotonic() + WAIT_S)
     (run,) = gql.wait_runs([gql.launch_run("reports_job")], time.monotonic() + WAIT_S)
@@ -74,12 +83,12 @@ def _backfill_all_cells(gql: GraphQL, procs: Processes) -> None:
 
 
 def _failing_cell(storage_root: Path) -> str:
-    from nbpro_pipeline.cell_state import cell_state
-    from nbpro_pipeline.costs import ALL_CELLS, PriceTable
+    from nbpro_pipeline.cell.state import cell_state
+    from nbpro_pipeline.costs import PriceTable, all_cells
     from nbpro_pipeline.storage import Storage, read_ledger
 
     storage = Storage(str(storage_root))
-    for provider, resolution in ALL_CELLS:
+    for provider, resolution in all_cells():
         ledger = read_ledger(storage, provider=provider, resolution=resolution)
         state = cell_state(ledger, provider, resolution, PriceTable())
         if state.outstanding and state.quarantined:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from nbpro_pipeline.models.common import Provider
-from nbpro_pipeline.models.ledger import COST_UNIT, LedgerRecord, records_to_table
+from nbpro_pipeline.models.ledger import LedgerRecord, records_to_table
 from nbpro_pipeline.models.prompt import ACCEPTED_SCHEMA
+from nbpro_pipeline.providers.registry import PROVIDERS, Provider
 
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 _seq = itertools.count()
@@ -59,7 +59,7 @@ def record(
         credits_reserved=8 if rivya and status != "skipped" else None,
         credits_final=int(Decimal(cost)) if rivya and status != "skipped" else None,
         final_cost=Decimal(cost),
-        cost_unit=COST_UNIT[p],
+        cost_unit=PROVIDERS.traits(p).cost_unit,
         cost_is_estimate=not rivya,
         submitted_at=at - timedelta(seconds=latency_s or 0) if status != "skipped" else None,
         finished_at=at if status != "skipped" else None,
@@ -75,6 +75,17 @@ def record(
 
 def ledger(*records: LedgerRecord) -> pa.Table:
     return records_to_table(list(records))
+
+
+def odirouter_mix() -> pa.Table:
+    """7 x 0.15 at 2K, 3 x 0.30 at 4K, plus failures (one billed wrong-size image) and a skip."""
+    return ledger(
+        *[record(f"a{i}", provider="odirouter", resolution="2K") for i in range(7)],
+        *[record(f"b{i}", provider="odirouter", resolution="4K") for i in range(3)],
+        record("c0", provider="odirouter", resolution="2K", status="failed", error_code="INFERENCE_FAILURE"),
+        record("c1", provider="odirouter", resolution="2K", status="failed", error_code="size_mismatch", cost="0.15"),
+        record("c2", provider="odirouter", resolution="2K", status="skipped", error_code="budget_exceeded"),
+    )
 
 
 def accepted(*rows: dict[str, Any]) -> pa.Table:
@@ -94,8 +105,7 @@ def accepted(*rows: dict[str, Any]) -> pa.Table:
                 "source_uri": "file:///data/prompts.csv",
                 "source_sha256": "src-sha",
                 "row_number": i,
-                "eligible_rivya": True,
-                "eligible_odirouter": True,
+                "eligible_providers": ["rivya", "odirouter"],
                 "extra": "{}",
                 **row,
             }

@@ -12,10 +12,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
-from nbpro_pipeline.costs.focus import FOCUS_SCHEMA, LEDGER_EXTENSIONS, PROVIDER_NAMES, PUBLISHER, RIVYA_CREDITS
+from nbpro_pipeline.costs.focus import FOCUS_SCHEMA, LEDGER_EXTENSIONS
 from nbpro_pipeline.costs.prices import PriceTable
-from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.ledger import LedgerRecord, OutcomeStatus
+from nbpro_pipeline.providers.registry import Provider
+
+# the oracle's own statement of the shipped providers' FOCUS names and Rivya's credit currency (docs/focus.md)
+PROVIDER_NAMES = {Provider.RIVYA: "Rivya", Provider.ODIROUTER: "OdiRouter"}
+RIVYA_CREDITS = "QRC"
+PUBLISHER = "Google"  # Nano Banana Pro's developer, the FOCUS 1.2 PublisherName
 
 _ZERO = Decimal(0)
 
@@ -44,6 +49,7 @@ class FocusRow(BaseModel):
     ContractedCost: Decimal
     ContractedUnitPrice: Decimal | None
     EffectiveCost: Decimal
+    HostProviderName: str  # FOCUS 1.3: neither provider names its host, so itself
     InvoiceId: None = None  # the pipeline never sees invoices
     InvoiceIssuerName: str
     ListCost: Decimal
@@ -62,6 +68,7 @@ class FocusRow(BaseModel):
     ResourceType: str | None
     ServiceCategory: str = "AI and Machine Learning"
     ServiceName: str
+    ServiceProviderName: str  # FOCUS 1.3, ProviderName's successor
     ServiceSubcategory: str = "Generative AI"
     SkuId: str | None
     SkuMeter: str | None
@@ -166,6 +173,7 @@ def focus_row(record: LedgerRecord, prices: PriceTable, accounts: dict[Provider,
         ContractedCost=billed,
         ContractedUnitPrice=unit.list_usd if usage else None,
         EffectiveCost=billed,
+        HostProviderName=provider_name,
         InvoiceIssuerName=provider_name,
         ListCost=unit.list_usd * quantity if usage else billed,
         ListUnitPrice=unit.list_usd if usage else None,
@@ -182,6 +190,7 @@ def focus_row(record: LedgerRecord, prices: PriceTable, accounts: dict[Provider,
         ResourceName=record.prompt_id if record.task_id else None,
         ResourceType="Image generation task" if record.task_id else None,
         ServiceName=f"{provider_name} Nano Banana Pro",
+        ServiceProviderName=provider_name,
         SkuId=sku if usage else None,
         SkuMeter="Images" if usage else None,
         SkuPriceDetails=json.dumps({"x_Resolution": record.resolution.value}) if usage else None,

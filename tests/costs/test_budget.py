@@ -1,13 +1,11 @@
 import asyncio
 import random
 import threading
-from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
 
-from nbpro_pipeline.costs.budget import BudgetGuard, BudgetLimits, spent_today_from_ledger
-from tests.costs.builders import T0, ledger, record
+from nbpro_pipeline.costs.budget import BudgetGuard, BudgetLimits
 
 D = Decimal
 
@@ -148,28 +146,3 @@ def test_thread_safety():
         t.join()
     assert granted.count(True) == 100
     assert guard.reserved == 800
-
-
-def test_spent_today_from_ledger_sums_one_provider_one_utc_day_exactly():
-    day = T0.date()
-    rows = ledger(
-        *[record(f"a{i}", provider="odirouter", resolution="2K") for i in range(7)],
-        *[record(f"b{i}", provider="odirouter", resolution="4K") for i in range(3)],
-        record("f", provider="odirouter", status="failed", error_code="size_mismatch", cost="0.15"),
-        record("y", provider="odirouter", at=T0 - timedelta(days=1)),  # yesterday
-        record("r", provider="rivya"),  # other provider
-        # finished just before midnight UTC, recorded after: counts on the day it finished
-        record("late", provider="odirouter", at=T0.replace(hour=23, minute=59, second=59)),
-        record("next", provider="odirouter", at=T0.replace(hour=0) + timedelta(days=1)),
-    )
-    total = spent_today_from_ledger(rows, "odirouter", day)
-    assert total == D("0.15") * 7 + D("0.30") * 3 + D("0.15") + D("0.15")
-    assert str(total) == "2.250000"
-    assert spent_today_from_ledger(rows, "rivya", day) == 8
-    assert spent_today_from_ledger(rows, "rivya", date(2020, 1, 1)) == 0
-    assert spent_today_from_ledger(ledger(), "rivya", day) == 0
-
-
-def test_spent_today_uses_recorded_at_when_finished_at_is_missing():
-    rows = ledger(record("s", status="skipped", error_code="budget_exceeded"), record("ok"))
-    assert spent_today_from_ledger(rows, "rivya", T0.date()) == 8

@@ -118,6 +118,7 @@ def _check_cost(df: pd.DataFrame, records) -> None:
             assert (None if pd.isna(row[name]) else row[name]) == want.get(name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_credit_cost_report_equals_a_decimal_reference_however_it_is_read(tmp_path, prices, monkeypatch, seed):
     records = _random_records(seed)
@@ -197,7 +198,7 @@ def test_expected_cost_and_delta_round_once_from_an_unrounded_price(tmp_path):
     from nbpro_pipeline.models.common import Resolution
 
     odd = {Resolution.R1K: Decimal("0.1"), Resolution.R2K: Decimal("0.0000015"), Resolution.R4K: Decimal("1")}
-    prices = PriceTable(odirouter_usd_per_image=odd)
+    prices = PriceTable().with_per_image("odirouter", odd)
     rows = [record(f"a{i}", provider="odirouter", cost="0.000001") for i in range(3)]
     (row,) = credit_cost_report(ledger(*rows), prices).to_dict("records")
     assert row["expected_cost"] == Decimal("0.000004")  # 3 x 0.0000015 = 0.0000045, half-even

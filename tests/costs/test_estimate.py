@@ -4,16 +4,17 @@ import numpy as np
 import pytest
 
 from nbpro_pipeline.costs.estimate import (
-    ALL_CELLS,
     CellSpecError,
+    all_cells,
     cell_key,
     estimate_cells,
     estimates_to_table,
     parse_cells,
 )
 from nbpro_pipeline.costs.prices import PriceTable
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.prompt import PromptRow
+from nbpro_pipeline.providers.registry import Provider
 from tests.costs.builders import accepted, ledger, record
 
 RIVYA_2K = (Provider.RIVYA, Resolution.R2K)
@@ -27,8 +28,8 @@ def test_parse_cells_reads_keys_in_order():
 
 
 def test_parse_cells_all_and_wildcards():
-    assert parse_cells("all") == list(ALL_CELLS)
-    assert len(ALL_CELLS) == 6
+    assert parse_cells("all") == list(all_cells())
+    assert len(all_cells()) == 6
     assert parse_cells("rivya|*") == [(Provider.RIVYA, r) for r in Resolution]
     assert parse_cells("*|4K") == [(Provider.RIVYA, Resolution.R4K), ODI_4K]
     assert parse_cells(["rivya|1K", "odirouter|1K,rivya|1K"]) == [
@@ -65,21 +66,21 @@ def _table():
         {"prompt_id": "rivya-only", "provider": "rivya"},
         {"prompt_id": "4k-only", "resolution": "4K"},
         {"prompt_id": "odi-2k", "provider": "odirouter", "resolution": "2K"},
-        {"prompt_id": "too-long-for-odi", "eligible_odirouter": False},
-        {"prompt_id": "auto-aspect", "aspect_ratio": "auto", "eligible_odirouter": False},
-        {"prompt_id": "invalid-on-rivya-only", "provider": "rivya", "eligible_rivya": False},
+        {"prompt_id": "too-long-for-odi", "eligible_providers": ["rivya"]},
+        {"prompt_id": "auto-aspect", "aspect_ratio": "auto", "eligible_providers": ["rivya"]},
+        {"prompt_id": "invalid-on-rivya-only", "provider": "rivya", "eligible_providers": ["odirouter"]},
     )
 
 
 def test_eligibility_matches_prompt_row_eligible_for(prices):
     table = _table()
     rows = PromptRow.from_table(table)
-    for cell, estimate in zip(ALL_CELLS, estimate_cells(table, ALL_CELLS, prices), strict=True):
+    for cell, estimate in zip(all_cells(), estimate_cells(table, all_cells(), prices), strict=True):
         assert estimate.eligible == sum(r.eligible_for(*cell) for r in rows), cell
 
 
 def test_restricted_rows_count_only_in_their_cells(prices):
-    by_cell = {e.cell: e for e in estimate_cells(_table(), ALL_CELLS, prices)}
+    by_cell = {e.cell: e for e in estimate_cells(_table(), all_cells(), prices)}
     assert by_cell["rivya|1K"].eligible == 4  # any, rivya-only, too-long-for-odi, auto-aspect
     assert by_cell["rivya|4K"].eligible == 5  # + 4k-only
     assert by_cell["odirouter|1K"].eligible == 1  # any
@@ -90,7 +91,7 @@ def test_restricted_rows_count_only_in_their_cells(prices):
 def test_costs_in_provider_unit_and_usd(prices):
     rivya, odi = estimate_cells(_table(), [(Provider.RIVYA, Resolution.R4K), ODI_4K], prices)
     assert (rivya.cost_unit, rivya.price_per_image, rivya.cost) == ("credits", Decimal(8), Decimal(40))
-    assert rivya.estimated_usd == Decimal(40) * prices.rivya_usd_per_credit
+    assert rivya.estimated_usd == Decimal(40) * prices.to_usd("rivya", Decimal(1))
     assert rivya.is_estimate is False
     assert (odi.cost_unit, odi.cost, odi.estimated_usd) == ("usd", Decimal("0.60"), Decimal("0.60"))
     assert odi.is_estimate is True
@@ -131,11 +132,14 @@ def test_empty_inputs(prices):
 
 
 def test_custom_prices_and_table_export():
-    prices = PriceTable(
-        rivya_credits_per_image=10,
-        odirouter_usd_per_image={Resolution.R1K: Decimal("0.1"), Resolution.R2K: Decimal("0.2"), Resolution.R4K: 1},
+    prices = (
+        PriceTable()
+        .with_per_image("rivya", {r: Decimal(10) for r in Resolution})
+        .with_per_image(
+            "odirouter", {Resolution.R1K: Decimal("0.1"), Resolution.R2K: Decimal("0.2"), Resolution.R4K: Decimal(1)}
+        )
     )
-    estimates = estimate_cells(accepted({"prompt_id": "a"}, {"prompt_id": "b"}), ALL_CELLS, prices)
+    estimates = estimate_cells(accepted({"prompt_id": "a"}, {"prompt_id": "b"}), all_cells(), prices)
     table = estimates_to_table(estimates)
     assert table.num_rows == 6
     assert table.column("cost").to_pylist() == [Decimal(20)] * 3 + [Decimal("0.2"), Decimal("0.4"), Decimal(2)]
@@ -147,11 +151,14 @@ def test_price_table_from_env():
     prices = PriceTable.from_env(
         {"NBPRO_RIVYA_USD_PER_CREDIT": "0.02", "NBPRO_ODIROUTER_USD_4K": "0.25", "NBPRO_RIVYA_CREDITS_PER_IMAGE": "9"}
     )
-    assert prices.rivya_usd_per_credit == Decimal("0.02")
+    assert prices.to_usd("rivya", Decimal(1)) == Decimal("0.02")
     assert prices.per_image(Provider.RIVYA, Resolution.R1K) == 9
     assert prices.per_image(Provider.ODIROUTER, Resolution.R4K) == Decimal("0.25")
     assert prices.per_image(Provider.ODIROUTER, Resolution.R2K) == Decimal("0.15")
     assert PriceTable.from_env({}) == PriceTable()
+    current = PriceTable.from_env({"NBPRO_RIVYA_USD_PER_UNIT": "0.02", "NBPRO_ODIROUTER_PRICE_4K": "0.25"})
+    assert current.to_usd("rivya", Decimal(1)) == Decimal("0.02")  # the names every provider shares
+    assert current.per_image(Provider.ODIROUTER, Resolution.R4K) == Decimal("0.25")
     with pytest.raises(ValueError, match="NBPRO_ODIROUTER_USD_1K='cheap' is not a number"):
         PriceTable.from_env({"NBPRO_ODIROUTER_USD_1K": "cheap"})
     with pytest.raises(ValueError, match="whole number"):
@@ -185,14 +192,14 @@ def test_estimate_from_a_storage_root_equals_the_estimate_from_its_rows(tmp_path
                     writer.add(row)
             writer.flush()
     table = accepted(*({"prompt_id": f"p{i}"} for i in range(30)), {"prompt_id": "p31", "aspect_ratio": "16:9"})
-    expected = estimate_cells(table, ALL_CELLS, prices, ledger=ledger(*rows))
+    expected = estimate_cells(table, all_cells(), prices, ledger=ledger(*rows))
     assert sum(e.already_succeeded for e in expected) > 10  # the ledger does hold some of them
     monkeypatch.setattr(scan, "BATCH_ROWS", 13)
     done = storage_done_keys(storage)
-    assert estimate_cells(table, ALL_CELLS, prices, done_keys=done) == expected
+    assert estimate_cells(table, all_cells(), prices, done_keys=done) == expected
     assert done.ledger_rows() == len(rows)
     compact_ledger(storage, min_age_s=0)
-    assert estimate_cells(table, ALL_CELLS, prices, done_keys=storage_done_keys(storage)) == expected
+    assert estimate_cells(table, all_cells(), prices, done_keys=storage_done_keys(storage)) == expected
     one = storage_done_keys(storage)
     estimate_cells(table, [RIVYA_2K], prices, done_keys=one)  # one cell read, the others' rows from footers
     assert one.ledger_rows() == len(rows)

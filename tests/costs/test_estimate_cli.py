@@ -234,7 +234,8 @@ def test_read_ledger_dataset_ignores_temp_files(tmp_path):
 
 def test_read_ledger_dataset_reads_what_the_storage_writer_writes(tmp_path):
     storage_ledger = pytest.importorskip("nbpro_pipeline.storage.ledger")
-    from nbpro_pipeline.models.common import Provider, Resolution
+    from nbpro_pipeline.models.common import Resolution
+    from nbpro_pipeline.providers.registry import Provider
     from nbpro_pipeline.storage.filesystem import Storage
 
     writer = storage_ledger.LedgerWriter(Storage(str(tmp_path)), Provider.RIVYA, Resolution.R2K, "run-1")

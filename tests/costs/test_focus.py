@@ -10,12 +10,13 @@ from decimal import Decimal
 import pyarrow.parquet as pq
 import pytest
 
-from nbpro_pipeline.costs.focus import RIVYA_CREDITS, billed_by_provider, export_focus, focus_table
+from nbpro_pipeline.costs.focus import billed_by_provider, export_focus, focus_table
 from nbpro_pipeline.costs.prices import PriceTable
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, read_ledger
 from nbpro_pipeline.storage.ledger import LedgerWriter
 from tests.costs.builders import ledger, record
+from tests.costs.focus_reference import RIVYA_CREDITS
 from tests.engine.conftest import harness, prompt_rows  # noqa: F401  (harness is a fixture)
 
 
@@ -70,6 +71,31 @@ def test_columns_say_what_each_charge_was():
     assert d["ChargeCategory"] == "Credit" and d["BilledCost"] < 0 and d["ConsumedQuantity"] is None
     assert rows["c"]["ConsumedQuantity"] == 0 and rows["f"]["ConsumedQuantity"] == 1
     assert e["PricingCurrency"] == "USD" and e["BilledCost"] == Decimal("0.30") == e["ListCost"]
+
+
+def test_the_1_3_provider_columns_name_who_served_and_hosted_each_charge():
+    """FOCUS 1.3: ServiceProviderName and HostProviderName MUST be present, strings, never null; ProviderName
+    and PublisherName are deprecated but still required, so they stay. Neither provider names its host, and
+    FOCUS lets HostProviderName equal the service provider then."""
+    focus = focus_table(ledger(*MIXED))
+    for column in ("ServiceProviderName", "HostProviderName", "ProviderName", "PublisherName"):
+        assert focus.schema.field(column).type == "string" and focus[column].null_count == 0, column
+    rows = {r["x_PromptId"]: r for r in focus.to_pylist()}
+    for prompt_id, name in (("a", "Rivya"), ("e", "OdiRouter")):
+        row = rows[prompt_id]
+        assert row["ServiceProviderName"] == row["HostProviderName"] == row["ProviderName"] == name
+        assert row["PublisherName"] == "Google" and row["ServiceName"] == f"{name} Nano Banana Pro"
+
+
+def test_a_provider_that_names_its_host_is_exported_with_it(monkeypatch):
+    from nbpro_pipeline.providers.registry import PROVIDERS
+
+    hosted = PROVIDERS.traits("odirouter").model_copy(update={"host_provider_name": "Example Cloud"})
+    real = PROVIDERS.traits
+    monkeypatch.setattr(PROVIDERS, "traits", lambda name: hosted if name == "odirouter" else real(name))
+    rows = {r["x_PromptId"]: r for r in focus_table(ledger(*MIXED)).to_pylist()}
+    assert rows["e"]["HostProviderName"] == "Example Cloud" and rows["e"]["ServiceProviderName"] == "OdiRouter"
+    assert rows["a"]["HostProviderName"] == "Rivya"
 
 
 def test_parquet_and_csv_round_trips_keep_every_cent(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 from nbpro_pipeline.costs.focus import billed_by_provider, export_focus, focus_table
 from nbpro_pipeline.costs.prices import PriceTable
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import LedgerWriter, Storage, read_ledger
 from tests.costs.builders import ledger, record
 from tests.costs.focus_reference import reference_focus_table
@@ -65,11 +65,12 @@ def test_the_columnwise_table_equals_the_row_reference(seed):
 
 def test_accounts_and_prices_reach_every_row():
     table = ledger(*random_records(random.Random(99), 40))
-    prices = PriceTable(rivya_usd_per_credit=Decimal("0.02"))
+    prices = PriceTable().with_usd_per_unit({"rivya": Decimal("0.02")})
     accounts = {Provider.RIVYA: "acct-r", Provider.ODIROUTER: "acct-o"}
     assert by_prompt(focus_table(table, prices, accounts)) == by_prompt(reference_focus_table(table, prices, accounts))
 
 
+@pytest.mark.slow
 def test_the_streamed_export_writes_the_same_rows_and_the_ledgers_totals(tmp_path):
     storage = Storage(str(tmp_path / "root"))
     records = random_records(random.Random(7), 300)

@@ -2,6 +2,10 @@
 providers. It needs Python >= 3.12, so it lives in its own venv (``make focus-validator`` builds
 ``.venv-focus``; ``NBPRO_FOCUS_VENV`` points elsewhere). Under CI a missing validator fails the test.
 
+The export is FOCUS 1.3; the validator checks it against the newest rule set it carries offline, 1.2.0.1
+(it fetches 1.3's from GitHub, which CI cannot reach). 1.3 only adds columns to a Cost and Usage dataset
+like ours (``test_focus`` checks them against the 1.3 text), so the 1.2 rules still judge every other one.
+
 The one rule reported failing is ``InvoiceId-C-005-C`` ("MUST NOT be null when the charge is associated
 with an invoice"): it is one branch of ``InvoiceId-C-003-C``, an OR whose other branch ("MUST be null
 when not associated with an invoice") holds, and the OR passes. docs/focus.md says why InvoiceId is null.
@@ -17,9 +21,10 @@ from pathlib import Path
 import pytest
 
 from nbpro_pipeline.costs.focus import export_focus
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from tests.engine.conftest import harness, prompt_rows  # noqa: F401  (harness is a fixture)
 
+pytestmark = [pytest.mark.external, pytest.mark.slow]  # the validator runs in its own venv
 REPO = Path(__file__).resolve().parents[2]
 # What the providers support, in the validator's terms: usage in images at a unit price, tags, a
 # virtual currency (Rivya credits) priced apart from the billing currency, and named accounts.
@@ -35,6 +40,7 @@ APPLICABILITY = ",".join(
     ]
 )
 KNOWN_OR_BRANCH = {"InvoiceId-C-005-C"}
+RULES_VERSION = "1.2.0.1"  # the newest rule set focus-validator 2.2.1 ships; docs/focus.md
 
 
 def validator_venv() -> Path:
@@ -49,21 +55,18 @@ def validator_venv() -> Path:
     return venv
 
 
+def validator_site(venv: Path) -> Path:
+    """The validator's site-packages: it opens its currency list by a path relative to it."""
+    code = "import focus_validator, os; print(os.path.dirname(os.path.dirname(focus_validator.__file__)))"
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True)
+    return Path(done.stdout.strip())
+
+
 def run_validator(data_file: str, fmt: str) -> str:
     venv = validator_venv()
-    # the validator opens its currency list by a path relative to its site-packages: run it from there
-    site = subprocess.run(
-        [
-            str(venv / "bin" / "python"),
-            "-c",
-            "import focus_validator, os; print(os.path.dirname(os.path.dirname(focus_validator.__file__)))",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    site = validator_site(venv)
     args = [str(venv / "bin" / "focus-validator"), "--data-file", data_file, "--data-format", fmt]
-    args += ["--validate-version", "1.2.0.1", "--block-download", "--applicability-criteria", APPLICABILITY]
+    args += ["--validate-version", RULES_VERSION, "--block-download", "--applicability-criteria", APPLICABILITY]
     done = subprocess.run(args, cwd=site, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
@@ -95,3 +98,19 @@ async def test_the_finops_validator_accepts_the_export(demo_export, fmt):
     for rule in ("BilledCost-C-000-M", "PricingCurrency-C-000-C", "ConsumedQuantity-C-000-C", "Tags-C-000-C"):
         assert results[rule] == "PASS", rule
     assert int(total.group(2)) >= 200  # rules actually checked, not skipped
+
+
+def test_the_rules_run_are_the_newest_the_validator_carries():
+    """A validator release that ships a newer rule set (1.3, 1.4) fails this, so the export moves to it."""
+    rules = validator_site(validator_venv()) / "focus_validator" / "rules"
+    carried = sorted(p.name.removeprefix("model-").removesuffix(".json") for p in rules.glob("model-*.json"))
+    assert carried == [RULES_VERSION], f"focus-validator now carries {carried}: validate at the newest"
+
+
+@pytest.mark.timeout(600)
+async def test_the_exported_file_has_the_1_3_provider_columns(demo_export):
+    import pyarrow.parquet as pq
+
+    focus = pq.read_table(demo_export.paths[0], columns=["ServiceProviderName", "HostProviderName", "ProviderName"])
+    assert focus["ServiceProviderName"].null_count == focus["HostProviderName"].null_count == 0
+    assert focus["ServiceProviderName"].to_pylist() == focus["ProviderName"].to_pylist()

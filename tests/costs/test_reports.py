@@ -5,41 +5,20 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from nbpro_pipeline.costs.reports import (
-    COMPARISON_COLUMNS,
-    CREDIT_COST_COLUMNS,
-    cost_chart_markdown,
-    credit_cost_report,
-    failure_reasons,
-    latest_mask,
-    provider_comparison,
-    to_markdown,
-    totals_by_provider,
-    write_report,
-)
-from tests.costs.builders import T0, ledger, record
+from nbpro_pipeline.costs.latest_rows import failed_latest, latest_mask
+from nbpro_pipeline.costs.report_columns import COMPARISON_COLUMNS, CREDIT_COST_COLUMNS
+from nbpro_pipeline.costs.reports import credit_cost_report, failure_reasons, provider_comparison, totals_by_provider
+from tests.costs.builders import T0, ledger, odirouter_mix, record
 
 D = Decimal
 DAY = T0.date()
 
 
-def _odirouter_mix():
-    """7 x 0.15 at 2K, 3 x 0.30 at 4K, plus failures (one billed wrong-size image) and a skip."""
-    return ledger(
-        *[record(f"a{i}", provider="odirouter", resolution="2K") for i in range(7)],
-        *[record(f"b{i}", provider="odirouter", resolution="4K") for i in range(3)],
-        record("c0", provider="odirouter", resolution="2K", status="failed", error_code="INFERENCE_FAILURE"),
-        record("c1", provider="odirouter", resolution="2K", status="failed", error_code="size_mismatch", cost="0.15"),
-        record("c2", provider="odirouter", resolution="2K", status="skipped", error_code="budget_exceeded"),
-    )
-
-
 # -- totals -------------------------------------------------------------------------------------------
 def test_totals_by_provider_are_exact_decimals():
-    rows = _odirouter_mix()
+    rows = odirouter_mix()
     rows = pa.concat_tables([rows, ledger(record("r1"), record("r2"), record("r3", status="failed"))])
     totals = totals_by_provider(rows)
     assert totals == {"rivya": D(16), "odirouter": D("0.15") * 7 + D("0.30") * 3 + D("0.15")}
@@ -55,7 +34,7 @@ def test_totals_stay_exact_over_many_rows():
 
 # -- credit_cost_report -------------------------------------------------------------------------------
 def test_credit_cost_report_groups_and_sums_exactly(prices):
-    report = credit_cost_report(_odirouter_mix(), prices)
+    report = credit_cost_report(odirouter_mix(), prices)
     assert list(report.columns) == CREDIT_COST_COLUMNS
     assert list(zip(report.provider, report.resolution, strict=True)) == [("odirouter", "2K"), ("odirouter", "4K")]
     two_k, four_k = report.to_dict("records")
@@ -86,7 +65,7 @@ def test_rivya_reserved_vs_final_and_usd(prices):
     assert (row["credits_reserved"], row["credits_final"]) == (24, 16)
     assert row["final_cost"] == 16 and row["cost_lost_to_failures"] == 0
     assert row["cost_per_success"] == 8
-    assert row["estimated_usd"] == D(16) * prices.rivya_usd_per_credit
+    assert row["estimated_usd"] == D(16) * prices.to_usd("rivya", Decimal(1))
     assert row["cost_is_estimate"] is False
     assert row["cost_unit"] == "credits"
 
@@ -121,7 +100,7 @@ def test_failed_then_succeeded_rerun_costs_both_counts_both_but_is_resolved(pric
 
 
 def test_failure_reasons_long_table():
-    table = failure_reasons(_odirouter_mix())
+    table = failure_reasons(odirouter_mix())
     assert table[["status", "error_code", "rows"]].values.tolist() == [
         ["failed", "INFERENCE_FAILURE", 1],
         ["failed", "size_mismatch", 1],
@@ -135,7 +114,6 @@ def test_empty_ledger_gives_empty_reports(prices):
     assert list(credit_cost_report(ledger(), prices).columns) == CREDIT_COST_COLUMNS
     assert credit_cost_report(None, prices).empty
     assert list(provider_comparison(ledger(), prices).columns) == COMPARISON_COLUMNS
-    assert cost_chart_markdown(credit_cost_report(ledger(), prices)) == "_no costs recorded yet_"
 
 
 # -- provider_comparison ------------------------------------------------------------------------------
@@ -170,7 +148,7 @@ def test_provider_comparison(prices):
     # common prompts: p1..p50 succeeded on both; p99 failed on OdiRouter, x never ran on Rivya
     assert r2["common_prompts"] == o2["common_prompts"] == 50
     assert r2["common_cost"] == 400
-    assert r2["common_cost_usd"] == D(400) * prices.rivya_usd_per_credit
+    assert r2["common_cost_usd"] == D(400) * prices.to_usd("rivya", Decimal(1))
     assert o2["common_cost"] == D("7.50") and o2["common_cost_per_image_usd"] == D("0.15")
     assert r4["common_prompts"] == o4["common_prompts"] == 1
     assert o4["common_cost"] == D("0.30")
@@ -188,74 +166,6 @@ def test_comparison_without_successes_has_no_per_image_cost(prices):
     (row,) = provider_comparison(ledger(record("a", status="failed", latency_s=None)), prices).to_dict("records")
     assert row["images"] == 0 and row["cost_per_image"] is None
     assert np.isnan(row["latency_p50_s"])
-
-
-# -- markdown -----------------------------------------------------------------------------------------
-def test_to_markdown_renders_without_tabulate(prices):
-    report = credit_cost_report(_odirouter_mix(), prices)
-    md = to_markdown(report, columns=["provider", "resolution", "day", "succeeded", "final_cost", "cost_is_estimate"])
-    lines = md.splitlines()
-    assert lines[0].split("|")[1].strip() == "provider"
-    assert set(lines[1].replace("|", "").replace(" ", "")) <= {"-", ":"}
-    assert lines[1].count(":") == 2  # succeeded and final_cost are right-aligned
-    assert "| odirouter | 2K         | 2025-03-10 |         7 |        1.2 | yes              |" in lines
-    assert len({len(line) for line in lines}) == 1  # aligned columns
-
-
-def test_to_markdown_escapes_and_truncates():
-    df = pd.DataFrame({"name": ["a|b", "line\nbreak", "c"], "n": [1.23456, float("nan"), 12345.6]})
-    md = to_markdown(df, max_rows=2)
-    assert "a\\|b" in md and "line break" in md
-    assert "1.235" in md
-    assert "12,346" not in md and "_1 more rows not shown_" in md
-    assert to_markdown(df.iloc[:0]) == "_no rows_"
-
-
-def test_cost_chart_markdown(prices):
-    rows = pa.concat_tables(
-        [_odirouter_mix(), ledger(*[record(f"r{i}") for i in range(10)], record("r4k", resolution="4K"))]
-    )
-    chart = cost_chart_markdown(credit_cost_report(rows, prices), title="Cost by cell")
-    assert chart.startswith("**Cost by cell**\n\n```\n")
-    body = chart.split("```")[1].strip().splitlines()
-    assert [line.split()[0] for line in body] == ["rivya|2K", "rivya|4K", "odirouter|2K", "odirouter|4K"]
-    assert "$1.344 (80 credits)" in body[0]  # 80 credits x 0.0168
-    assert body[0].count("█") == 30  # the largest bar fills the width
-    assert body[2].rstrip().endswith("$1.20 *")
-    assert "estimate" in chart and "USD per credit" in chart
-    native = cost_chart_markdown(provider_comparison(rows, prices), value="final_cost")
-    assert "odirouter|4K" in native
-
-
-# -- write_report -------------------------------------------------------------------------------------
-def test_write_report_keeps_money_exact_in_parquet(tmp_path, prices):
-    report = credit_cost_report(_odirouter_mix(), prices)
-    path = write_report(report, tmp_path / "reports" / "credit_cost.parquet")
-    table = pq.read_table(path)
-    assert table.schema.field("final_cost").type == pa.decimal128(38, 6)
-    assert table.schema.field("cost_per_success").type == pa.decimal128(38, 6)
-    assert table.schema.field("day").type == pa.date32()
-    assert table.schema.field("provider").type == pa.string()
-    assert table.column("final_cost").to_pylist() == [D("1.200000"), D("0.900000")]
-    assert not [p for p in (tmp_path / "reports").iterdir() if p.name.startswith(".")]  # no tmp left
-
-
-def test_write_report_to_an_fsspec_uri(prices):
-    import fsspec
-
-    comparison = provider_comparison(_odirouter_mix(), prices)
-    uri = "memory://nbpro-test/reports/provider_comparison.parquet"
-    assert write_report(comparison, uri) == uri
-    with fsspec.open(uri, "rb") as fh:
-        table = pq.read_table(fh)
-    assert table.num_rows == 2
-    assert table.schema.field("common_cost").type == pa.decimal128(38, 6)
-    assert table.schema.field("latency_p95_s").type == pa.float64()
-
-
-def test_write_empty_report_types_money_columns(tmp_path, prices):
-    path = write_report(credit_cost_report(ledger(), prices), tmp_path / "empty.parquet")
-    assert pq.read_table(path).schema.field("final_cost").type == pa.decimal128(38, 6)
 
 
 def test_report_day_uses_utc(prices):
@@ -322,7 +232,6 @@ def test_reports_over_an_empty_root_are_empty_with_their_columns(tmp_path, price
 
 
 def test_failed_latest_equals_failed_and_latest_over_random_rows():
-    from nbpro_pipeline.costs.reports import failed_latest
 
     rng = np.random.default_rng(3)
     rows = [

@@ -1,7 +1,8 @@
 """The Dagster daemon and webserver as separate processes on one instance, and a small GraphQL client.
 
 This is how a deployment runs them (``dagster-daemon run``, ``dagster-webserver``), with the project's
-``workspace.yaml``; the test drives the webserver's GraphQL API exactly as the UI does.
+``workspace.yaml``; the test drives the webserver's GraphQL API exactly as the UI does. The daemon's
+backfill loop ticks every second (fast_daemon.py), and every wait polls its condition twice a second.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from tests.deploy import fast_daemon
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -128,6 +131,8 @@ LOCATION_STATUS = """
 """
 
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+# how often a wait looks again: a GraphQL query costs the webserver a few ms, a run takes seconds
+POLL_S = 0.5
 
 
 class GraphQL:
@@ -209,14 +214,14 @@ class GraphQL:
             if len(runs) == len(run_ids) and all(r["status"] in TERMINAL for r in runs):
                 return runs
             assert time.monotonic() < deadline, f"runs still going: {[(r['runId'], r['status']) for r in runs]}"
-            time.sleep(1)
+            time.sleep(POLL_S)
 
     def wait_idle(self, deadline: float) -> None:
         """Until no run is queued or in progress (a sensor may have launched some of its own)."""
         busy = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
         while self.runs(statuses=busy):
             assert time.monotonic() < deadline, "runs still in progress"
-            time.sleep(1)
+            time.sleep(POLL_S)
 
     def latest_materialization(self, asset: str) -> dict | None:
         result = self(LATEST_MATERIALIZATION, path=[asset])["assetOrError"]
@@ -236,7 +241,7 @@ class GraphQL:
             except (httpx.TransportError, StopIteration):
                 pass
             assert time.monotonic() < deadline, "the webserver did not load the code location in time"
-            time.sleep(0.5)
+            time.sleep(POLL_S)
 
 
 class Processes:
@@ -334,7 +339,7 @@ def pipeline_env(
 
 
 def daemon_cmd() -> list[str]:
-    return [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")]
+    return fast_daemon.daemon_cmd(REPO / "workspace.yaml")
 
 
 def webserver_cmd(port: int) -> list[str]:

@@ -72,6 +72,28 @@ def _setns(path: str) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _arrow_io_threads_made_outside(scratch: Path) -> Iterator[None]:
+    """pyarrow makes its IO threads on first use, each in the network namespace of the thread that asked:
+    one made while this thread is in a host would serve the process's later native S3 reads from inside
+    that host (another test's moto on 127.0.0.1 refused there). While inside, the pool is one thread,
+    made before entering; afterwards the pool grows again from outside."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    capacity = pa.io_thread_count()
+    pa.set_io_thread_count(1)
+    warm = scratch / "arrow-io-warm"
+    warm.mkdir(exist_ok=True)
+    pq.write_table(pa.table({"x": [0]}), warm / "x.parquet")
+    ds.dataset(warm).to_table()  # the read goes through the IO pool: its one thread is made here
+    try:
+        yield
+    finally:
+        pa.set_io_thread_count(capacity)
+
+
 @dataclass
 class Host:
     """One machine: a network namespace, an address, a disk, and the processes started on it."""
@@ -211,13 +233,14 @@ class Network:
         """Run the calling thread's new sockets in ``host``'s network namespace for the block."""
         saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         try:
-            _setns(f"/var/run/netns/{host.netns}")
-            yield
+            with _arrow_io_threads_made_outside(self.root):
+                _setns(f"/var/run/netns/{host.netns}")
+                try:
+                    yield
+                finally:
+                    _setns_fd(saved)
         finally:
-            try:
-                _setns_fd(saved)
-            finally:
-                os.close(saved)
+            os.close(saved)
 
     def close(self) -> None:
         for host in self.hosts.values():

@@ -38,11 +38,11 @@ import pytest
 
 from tests.aws_env import aws_env
 from tests.deploy.cluster import BUCKET, DEAD_RUN_MAX_RUNTIME_S, MONITORING, S3_CREDENTIALS, Cluster, build
-from tests.deploy.dagster_stack import TERMINAL, GraphQL, assert_provider_concurrency, run_tags
+from tests.deploy.dagster_stack import POLL_S, TERMINAL, GraphQL, assert_provider_concurrency, run_tags
 from tests.deploy.netns import netns_available
 from tests.deploy.postgres import find_bin_dir
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(720)]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.external, pytest.mark.timeout(720)]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "prompts"
 TABLES = ("products.csv", "catalog.parquet", "scenes.tsv", "refs/swatch.png")
@@ -135,7 +135,7 @@ def _wait_runs(gql: GraphQL, c: Cluster, run_ids: list[str], timeout: float = RU
             if len(runs) == len(run_ids) and all(r["status"] in TERMINAL for r in runs):
                 return runs
         assert time.monotonic() < deadline, f"runs not finished: {run_ids}\n{c.logs()}"
-        time.sleep(1)
+        time.sleep(POLL_S)
 
 
 def _wait_status(gql: GraphQL, c: Cluster, run_id: str, statuses: set[str], timeout: float) -> dict:
@@ -271,11 +271,11 @@ class _Procs:
 
 
 def _step_backfill(gql: GraphQL, c: Cluster, figures: Figures) -> None:
-    from nbpro_pipeline.costs import ALL_CELLS
+    from nbpro_pipeline.costs import all_cells
 
     started = time.monotonic()
     _run_ok(gql, c, "prompt_table_job")
-    partitions = [f"{p.value}|{r.value}" for p, r in ALL_CELLS]
+    partitions = [f"{p}|{r.value}" for p, r in all_cells()]
     cell_runs = _wait_backfill(gql, c, gql.launch_backfill("generated_images", partitions), partitions)
     assert [r["status"] for r in cell_runs] == ["SUCCESS"] * len(partitions), c.logs()
     assert sorted(run_tags(r)["dagster/partition"] for r in cell_runs) == sorted(partitions)
@@ -300,7 +300,8 @@ def _step_backfill(gql: GraphQL, c: Cluster, figures: Figures) -> None:
 
 
 def _wait_backfill(gql: GraphQL, c: Cluster, backfill_id: str, partitions: list[str]) -> list[dict]:
-    """The backfill daemon submits the runs on its next tick (every 30 s); wait for all of them to end."""
+    """The backfill daemon submits the runs on its next tick (every second: fast_daemon.py); wait for all of
+    them to end."""
     deadline = time.monotonic() + RUN_S
     while True:
         _alive(c)
@@ -308,22 +309,22 @@ def _wait_backfill(gql: GraphQL, c: Cluster, backfill_id: str, partitions: list[
         if len(cell_runs) >= len(partitions) and all(r["status"] in TERMINAL for r in cell_runs):
             return cell_runs
         assert time.monotonic() < deadline, f"backfill runs: {[r['status'] for r in cell_runs]}\n{c.logs()}"
-        time.sleep(1)
+        time.sleep(POLL_S)
 
 
 def _check_every_cell_booked(c: Cluster):
     """Every eligible prompt of every cell has one succeeded ledger row; the ledger equals the billing."""
-    from nbpro_pipeline.costs import ALL_CELLS
+    from nbpro_pipeline.costs import all_cells
     from nbpro_pipeline.costs.reports import totals_by_provider
     from nbpro_pipeline.engine import rows_for_cell
     from nbpro_pipeline.storage import Storage, read_table
 
     accepted = read_table(Storage(f"s3://{BUCKET}/nbpro"), "prompt_table/accepted")
     ledger = _ledger()
-    for provider, resolution in ALL_CELLS:
+    for provider, resolution in all_cells():
         eligible = sorted(r.prompt_id for r in rows_for_cell(accepted, provider, resolution))
-        cell = ledger[(ledger["provider"] == provider.value) & (ledger["resolution"] == resolution.value)]
-        assert sorted(cell["prompt_id"]) == eligible, f"{provider.value}|{resolution.value}"
+        cell = ledger[(ledger["provider"] == provider) & (ledger["resolution"] == resolution.value)]
+        assert sorted(cell["prompt_id"]) == eligible, f"{provider}|{resolution.value}"
     assert set(ledger["status"]) == {"succeeded"}, Counter(ledger["status"])
     ours = totals_by_provider(ledger)
     billed = {p: sum(t.values(), Decimal(0)) for p, t in _billing(c).items()}

@@ -29,6 +29,7 @@ def _option(cmd: list[str], *names: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.external
 @pytest.mark.timeout(180)
 def test_dockerfile_command_serves_the_code_location(tmp_path):
     cmd = _cmd()

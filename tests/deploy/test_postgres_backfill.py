@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.dagster_stack import (
+    POLL_S,
     REPO,
     GraphQL,
     Processes,
@@ -34,7 +35,7 @@ from tests.deploy.dagster_stack import (
 )
 from tests.deploy.postgres import PrivatePostgres, find_bin_dir, free_port
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.external, pytest.mark.timeout(420)]
 
 DEPLOY_YAML = REPO / "deploy" / "dagster.yaml"
 KEYS = {"RIVYA_API_KEY": "rvya_sk_postgres_backfill_test", "ODIROUTER_API_KEY": "odr_postgres_backfill_test"}
@@ -58,7 +59,7 @@ def test_backfill_of_all_cells_on_postgres_instance(pg_bin, tmp_path, capsys):
     import pandas as pd
     import psycopg2
 
-    from nbpro_pipeline.costs import ALL_CELLS
+    from nbpro_pipeline.costs import all_cells
     from nbpro_pipeline.costs.reports import totals_by_provider
     from nbpro_pipeline.engine import rows_for_cell
     from nbpro_pipeline.sandbox import SandboxConfig, SandboxServer
@@ -87,11 +88,11 @@ def test_backfill_of_all_cells_on_postgres_instance(pg_bin, tmp_path, capsys):
             assert run["status"] == "SUCCESS", procs.tail("daemon")
 
             # 2. every cell, through the UI's mutation
-            partitions = [f"{p.value}|{r.value}" for p, r in ALL_CELLS]
+            partitions = [f"{p}|{r.value}" for p, r in all_cells()]
             backfill_started = time.monotonic()
             backfill_id = gql.launch_backfill("generated_images", partitions)
-            # the backfill daemon submits the runs on its next tick (every 30 s) and marks the backfill
-            # complete on a later one; the runs themselves are what this test waits for
+            # the backfill daemon submits the runs on its next tick and marks the backfill complete on a
+            # later one; the runs themselves are what this test waits for
             deadline = time.monotonic() + BACKFILL_S
             while True:
                 procs.check_alive()
@@ -100,7 +101,7 @@ def test_backfill_of_all_cells_on_postgres_instance(pg_bin, tmp_path, capsys):
                 if len(done) >= len(partitions) and len(done) == len(cell_runs):
                     break
                 assert time.monotonic() < deadline, f"backfill runs: {[r['status'] for r in cell_runs]}"
-                time.sleep(1)
+                time.sleep(POLL_S)
             backfill_s = time.monotonic() - backfill_started
 
             # 3. the reports, after every cell (the automation sensor may have run them too)
@@ -140,11 +141,11 @@ def test_backfill_of_all_cells_on_postgres_instance(pg_bin, tmp_path, capsys):
     rows = list(zip(ledger["provider"].to_pylist(), ledger["resolution"].to_pylist(),
                     ledger["prompt_id"].to_pylist(), ledger["status"].to_pylist(), strict=True))  # fmt: skip
     images = 0
-    for provider, resolution in ALL_CELLS:
+    for provider, resolution in all_cells():
         eligible = sorted(r.prompt_id for r in rows_for_cell(accepted, provider, resolution))
-        recorded = sorted(pid for p, res, pid, _ in rows if (p, res) == (provider.value, resolution.value))
-        assert recorded == eligible, f"{provider.value}|{resolution.value}"
-        images += sum(1 for p, res, _, s in rows if (p, res) == (provider.value, resolution.value) and s == "succeeded")
+        recorded = sorted(pid for p, res, pid, _ in rows if (p, res) == (provider, resolution.value))
+        assert recorded == eligible, f"{provider}|{resolution.value}"
+        images += sum(1 for p, res, _, s in rows if (p, res) == (provider, resolution.value) and s == "succeeded")
     assert images == ledger.num_rows, "the sandbox injects no faults here: every request should succeed"
     ours = totals_by_provider(ledger)
     assert ours == dict(billed), (ours, dict(billed))

@@ -18,10 +18,11 @@ import pytest
 
 from nbpro_pipeline.costs.budget import BudgetGuard
 from nbpro_pipeline.engine import CellReport, CellResult, EngineSettings, RunInfo, run_cell
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.prompt import PromptRow
 from nbpro_pipeline.models.request import GenerationRequest
 from nbpro_pipeline.providers import OdiRouterClient, RivyaClient
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, read_journal, read_ledger
 from tests.providers.conftest import FAST_POLL, FAST_RETRY
 

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import io
 import itertools
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -42,6 +43,7 @@ from nbpro_pipeline.providers.errors import (
     UnreadableResultError,
     UnsupportedOperationError,
 )
+from nbpro_pipeline.providers.policies import LatencyTracker
 
 NAME = "fakeco"
 PRICE = Decimal("0.05")
@@ -124,7 +126,14 @@ class FakeCoClient:
 
     def __init__(self, server: FakeCoServer) -> None:
         self.server = server
-        self.counters: dict[str, int] = {"requests": 0}
+        self.counters: Counter[str] = Counter()
+        self.run_times = LatencyTracker()  # FakeCo reports no processing times: the admission starts cold
+
+    def attach_admission(self, on_poll) -> None:
+        """FakeCo never answers a create 429 and its polls carry nothing the admission needs."""
+
+    async def take_send_token(self) -> None:
+        """FakeCo has no rate limit: nothing to take."""
 
     async def __aenter__(self) -> FakeCoClient:
         return self

@@ -10,10 +10,12 @@ import pytest
 
 from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.engine.admission import Admission, AdmissionKind
-from nbpro_pipeline.engine.slots import ExpectedSlots, ProviderSlots, slots_for
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.engine.slots import ProviderSlots, slots_for
+from nbpro_pipeline.providers.odirouter import TRAITS as ODIROUTER_TRAITS
+from nbpro_pipeline.providers.policies import LatencyTracker
 from nbpro_pipeline.providers.ratelimit import TokenBucket
-from nbpro_pipeline.providers.traits import ODIROUTER_TRAITS, RIVYA_TRAITS
+from nbpro_pipeline.providers.registry import Provider
+from nbpro_pipeline.providers.rivya import TRAITS as RIVYA_TRAITS
 from tests.engine.conftest import prompt_rows
 
 
@@ -57,7 +59,7 @@ class _Recorder:
 # -- which admission a cell gets ---------------------------------------------------------------------
 class _Client:
     def __init__(self) -> None:
-        self.latencies = None
+        self.run_times = LatencyTracker()
         self.attached = None
 
     def attach_admission(self, on_poll) -> None:
@@ -76,18 +78,11 @@ class _Client:
 def test_the_kind_comes_from_the_provider_traits_unless_the_settings_say(traits, override, kind):
     client = _Client()
     slots = slots_for(_settings(max_in_flight=8, admission_kind=override), traits, client)
-    assert isinstance(slots, ExpectedSlots)
+    assert isinstance(slots, ProviderSlots)
     a = slots.admission.settings
     assert a.kind is kind and a.provider_slots == 8 and a.max_in_flight == 12  # cap: 1.5 x C by default
     assert a.queue_allowance == (4 if kind is AdmissionKind.QUEUE else 0)
     assert client.attached == slots.observe  # polls and 429s on create now reach the admission
-
-
-def test_the_held_admission_stays_selectable_and_leaves_the_client_alone():
-    client = _Client()
-    slots = slots_for(_settings(max_in_flight=8, admission="held", max_held=20), RIVYA_TRAITS, client)
-    assert type(slots) is ProviderSlots and not slots.handles_rejections
-    assert client.attached is None
 
 
 # -- reject providers: 429 on create -------------------------------------------------------------------
@@ -174,7 +169,7 @@ async def test_the_odirouter_window_opens_only_once_the_rate_limit_token_is_take
     assert bucket.in_window and not any(bucket.in_window)  # every token wait happened outside a window
     assert bucket.waited_s > 0.3  # the bucket did make calls wait (10/s), just never inside the window
     # the window is "sent -> task id durable" only: far below the bucket's 100 ms between calls
-    assert report.odirouter_submit_window_ms_max is not None and report.odirouter_submit_window_ms_max < 100
+    assert report.submit_window_ms_max is not None and report.submit_window_ms_max < 100
 
 
 async def test_a_token_taken_ahead_is_this_task_s_alone():

@@ -13,11 +13,12 @@ from PIL import Image
 
 from nbpro_pipeline.engine import placing, rows_for_cell
 from nbpro_pipeline.engine.booking import Books
-from nbpro_pipeline.engine.history import idempotency_key
 from nbpro_pipeline.engine.steps import PromptSteps
 from nbpro_pipeline.image_files import read_lineage
-from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Provider, Resolution, pixel_size
+from nbpro_pipeline.models.common import AspectRatio, OutputFormat, Resolution, pixel_size
 from nbpro_pipeline.models.prompt import ACCEPTED_SCHEMA
+from nbpro_pipeline.providers.base import idempotency_key
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, cell_dir, ledger_id, safe_component
 from tests.engine.conftest import R1K, Harness, price, prompt_row, prompt_rows
 
@@ -113,15 +114,14 @@ async def test_duplicate_requests_in_one_table_are_paid_once(harness, provider):
 
 def restricted_rows(provider: Provider):
     other = Provider.ODIROUTER if provider is Provider.RIVYA else Provider.RIVYA
-    flag, other_flag = f"eligible_{provider.value}", f"eligible_{other.value}"
     return [
         prompt_row("free", row_number=1),
         prompt_row("other-provider", row_number=2, provider=other),
         prompt_row("this-provider", row_number=3, provider=provider),
         prompt_row("other-resolution", row_number=4, resolution=Resolution.R2K),
         prompt_row("this-resolution", row_number=5, resolution=Resolution.R1K),
-        prompt_row("invalid-here", row_number=6, **{flag: False}),
-        prompt_row("invalid-elsewhere", row_number=7, **{other_flag: False}),
+        prompt_row("invalid-here", row_number=6, eligible_providers=(other.value,)),
+        prompt_row("invalid-elsewhere", row_number=7, eligible_providers=(provider.value,)),
         prompt_row("both-restrictions", row_number=8, provider=provider, resolution=Resolution.R4K),
     ]
 

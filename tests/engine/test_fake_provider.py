@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from nbpro_pipeline.audit import audit_cell
 from nbpro_pipeline.engine import EngineSettings, RunInfo, run_cell
-from nbpro_pipeline.engine.history import idempotency_key
 from nbpro_pipeline.engine.steps import PromptSteps
 from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.provenance.xmp import IPTC_AI_FIELDS, read_xmp
+from nbpro_pipeline.providers.base import idempotency_key
 from nbpro_pipeline.storage import Storage, ledger_id, read_journal, read_ledger
+from tests.cell.audit import audit
 from tests.engine.conftest import prompt_row, prompt_rows
 from tests.engine.fakeco import NAME, PRICE, RAW_BODY, FakeCoClient, FakeCoServer
 
@@ -53,8 +55,8 @@ def assert_books_match(storage: Storage, server: FakeCoServer) -> None:
 
 
 def assert_audit_passes(result, storage: Storage) -> None:
-    audited = audit_cell(result, storage)
-    assert all(o.passed for o in audited.checks.values()), {k: o.description for k, o in audited.checks.items()}
+    checks = audit(result, storage)
+    assert all(o.passed for o in checks.values()), {k: o.description for k, o in checks.items()}
 
 
 async def test_a_third_provider_runs_through_the_unchanged_engine(tmp_path):
@@ -76,6 +78,18 @@ async def test_a_third_provider_runs_through_the_unchanged_engine(tmp_path):
     assert_audit_passes(result, storage)
     again = await run(storage, server, rows, "run-2")
     assert (again.report.already_done, again.report.submitted, again.report.final_cost) == (5, 0, 0)
+
+
+async def test_a_provider_that_names_no_model_is_marked_with_the_one_asked_for(tmp_path):
+    """FakeCo's answers say nothing of the model: the ledger keeps model_served null, and the image names
+    the requested id as its AI system version with nbpro:modelStated False."""
+    storage, server = Storage(tmp_path / "store"), FakeCoServer()
+    await run(storage, server, prompt_rows(1), "run-1")
+    (row,) = ledger_rows(storage)
+    assert row["model_requested"] == "fakeco/banana-1" and row["model_served"] is None
+    xmp = read_xmp(Path(row["image_uri"]).read_bytes())
+    assert xmp[IPTC_AI_FIELDS["ai_system_version"]] == xmp["Xmp.nbpro.model"] == "fakeco/banana-1"
+    assert xmp["Xmp.nbpro.modelStated"] == "False" and "Xmp.nbpro.modelVersion" not in xmp
 
 
 async def test_a_crash_after_submitting_resumes_the_journaled_tasks(tmp_path, monkeypatch):

@@ -25,11 +25,14 @@ import pytest
 from PIL import Image
 
 from nbpro_pipeline.engine import EngineSettings
-from nbpro_pipeline.models.common import AspectRatio, Provider, Resolution
+from nbpro_pipeline.models.common import AspectRatio, Resolution
 from nbpro_pipeline.models.prompt import PromptRow
 from nbpro_pipeline.providers import OdiRouterClient, PollPolicy, RetryPolicy, RivyaClient
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.sandbox.faults import TASK_FAILURE_TYPES
 from tests.engine.conftest import Harness, prompt_row, sandbox_amounts
+
+pytestmark = pytest.mark.slow  # 200-prompt cells
 
 PROMPTS = 200
 TASK_DEADLINE_S = 0.4  # stuck tasks end here (Rivya: deadline_exceeded, OdiRouter: cancelled)

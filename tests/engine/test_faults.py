@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from nbpro_pipeline.engine import EngineSettings
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from tests.engine.conftest import KEEP_JOURNAL, price, prompt_row, prompt_rows
 
 
@@ -68,9 +68,9 @@ async def test_journal_group_commit_and_the_odirouter_submit_window_are_reported
     assert 0 < report.journal_segments < 2 * 20  # shared flushes, not one per entry
     assert sum(len(v) for v in harness.journal(provider).tasks.values()) == 20
     if provider is Provider.ODIROUTER:
-        assert report.odirouter_submit_window_ms_max is not None and report.odirouter_submit_window_ms_max > 0
+        assert report.submit_window_ms_max is not None and report.submit_window_ms_max > 0
     else:
-        assert report.odirouter_submit_window_ms_max is None
+        assert report.submit_window_ms_max is None
 
 
 async def test_the_same_prompt_id_with_different_prompts_keeps_both_images(harness, provider):

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from nbpro_pipeline.audit import check_accounting
+from nbpro_pipeline.cell.checks import check_accounting
 from nbpro_pipeline.engine.booking import TaskSample
 from nbpro_pipeline.engine.fingerprints import EligibleLog, EligibleRows, FingerprintSet
 from nbpro_pipeline.models.ledger import LEDGER_SCHEMA
@@ -96,7 +96,7 @@ def test_history_forgets_a_done_fingerprint_but_keeps_one_still_to_finish():
         history.stored[f], history.intents[f] = True, entry("intent", f)
         history.charged_by_task[task] = Decimal(1)
     history.unresolved[fp(2)] = entry("task", fp(2), "t9")  # finished at the run's end: keeps what it needs
-    history.book("t3", Decimal(2))
+    history.net_of_earlier("t3", Decimal(2))
     history.forget(fp(1), "t3")
     history.forget(fp(2))
     assert fp(1) not in history.facts and fp(1) not in history.stored and fp(1) not in history.intents

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from nbpro_pipeline.costs.budget import BudgetGuard, BudgetLimits
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from tests.engine.conftest import price, prompt_rows
 
 

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nbpro_pipeline.engine.outcomes import RESUMABLE_CODES
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.sandbox import SandboxConfig, SandboxServer
 from nbpro_pipeline.storage import Storage
 from tests.engine.conftest import Harness, prompt_rows, sandbox_amounts
@@ -78,6 +78,7 @@ def check_invariants(harness: Harness, provider: Provider) -> None:
             assert Path(path.removeprefix("file://")).exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", list(Provider), ids=lambda p: p.value)
 @pytest.mark.timeout(60 + 5 * EXAMPLES)  # one test call runs every example
 @settings(

@@ -3,7 +3,7 @@ one task, while a crash-resume on one root still replays its own task (over real
 
 from __future__ import annotations
 
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, ledger_id
 from tests.engine.conftest import price, prompt_rows
 

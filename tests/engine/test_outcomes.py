@@ -20,7 +20,8 @@ from nbpro_pipeline.providers.errors import (
     SubmitOutcomeUnknown,
     UnreadableResultError,
 )
-from nbpro_pipeline.providers.traits import ODIROUTER_TRAITS, RIVYA_TRAITS
+from nbpro_pipeline.providers.odirouter import TRAITS as ODIROUTER_TRAITS
+from nbpro_pipeline.providers.rivya import TRAITS as RIVYA_TRAITS
 from tests.engine.conftest import prompt_row
 
 RIVYA = Charging(RIVYA_TRAITS.billing, Decimal(8))

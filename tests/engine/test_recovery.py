@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import pytest
 
 from nbpro_pipeline.engine import EngineSettings
-from nbpro_pipeline.engine.history import idempotency_key
 from nbpro_pipeline.engine.steps import PromptSteps
 from nbpro_pipeline.image_files import read_lineage
-from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.models.request import GenerationRequest
-from nbpro_pipeline.providers.rivya import idempotency_key_for
+from nbpro_pipeline.providers.base import idempotency_key
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Journal, ledger_id
 from tests.engine.conftest import R1K, fingerprint, price, prompt_row, prompt_rows
+
+
+def legacy_key(fingerprint: str) -> str:
+    """The key an older version of the client derived (not namespaced by the storage root)."""
+    return "nbpro-" + hashlib.sha256(f"rivya-idem:{fingerprint}".encode()).hexdigest()[:40]
 
 
 class SimulatedCrash(BaseException):
@@ -108,7 +113,7 @@ async def test_rivya_intent_without_a_task_id_is_replayed_not_paid_twice(harness
     provider = Provider.RIVYA
     rows = prompt_rows(2)
     fp = fingerprint(rows[0], provider)
-    key = idempotency_key(ledger_id(harness.storage), fp, 0) if keys == "namespaced" else idempotency_key_for(fp)
+    key = idempotency_key(ledger_id(harness.storage), fp, 0) if keys == "namespaced" else legacy_key(fp)
     async with harness.client(provider) as client:
         lost = await client.submit(request_for(rows[0]), idempotency_key=key)  # the answer is "lost"
     journal = Journal(harness.storage, provider, R1K, "run-crashed")

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import pytest
 
 from nbpro_pipeline.engine.references import ReferenceProblem, ReferenceResolver
-from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.network_policy import AddressRefused, NetworkPolicy
 from nbpro_pipeline.providers.guarded_stack import GuardedResolver
-from nbpro_pipeline.providers.traits import RIVYA_TRAITS
+from nbpro_pipeline.providers.registry import Provider
+from nbpro_pipeline.providers.rivya import TRAITS as RIVYA_TRAITS
 from nbpro_pipeline.storage import Storage
 from tests.engine.conftest import SETTINGS, prompt_row
 from tests.prompts.helpers import png_bytes

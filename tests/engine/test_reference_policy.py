@@ -13,9 +13,10 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
-from nbpro_pipeline.models.common import RIVYA_MAX_FILE_BYTES, Provider
 from nbpro_pipeline.network_policy import NetworkPolicy
 from nbpro_pipeline.providers import RivyaClient
+from nbpro_pipeline.providers.registry import Provider
+from nbpro_pipeline.providers.rivya.traits import MAX_FILE_BYTES as RIVYA_MAX_FILE_BYTES
 from tests.engine.conftest import SETTINGS, prompt_row
 from tests.prompts.helpers import png_bytes
 

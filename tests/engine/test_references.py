@@ -6,13 +6,15 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from nbpro_pipeline.audit import check_accounting
+from nbpro_pipeline.cell.checks import check_accounting
 from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.engine.steps import PromptSteps
-from nbpro_pipeline.models.common import AspectRatio, Provider, pixel_size
+from nbpro_pipeline.models.common import AspectRatio, pixel_size
 from nbpro_pipeline.providers import RivyaClient
+from nbpro_pipeline.providers.registry import Provider
 from tests.engine.conftest import SETTINGS, prompt_row, prompt_rows
 
 
@@ -53,7 +55,7 @@ async def test_a_shared_reference_is_uploaded_once_and_cached(harness, tmp_path,
     cache = harness.storage.path("references", "rivya", f"{sha}.json")
     assert harness.storage.find(harness.storage.path("references", "rivya")) == [cache]
     cached = json.loads(harness.storage.read_bytes(cache))
-    assert cached["sha256"] == sha and cached["rivya_file_id"]
+    assert cached["sha256"] == sha and cached["file_id"]
     by_id = {r["prompt_id"]: r for r in harness.rows()}
     missing = by_id.pop("missing")
     assert (missing["status"], missing["error_code"], missing["final_cost"]) == ("failed", "reference_unreadable", 0)
@@ -136,6 +138,7 @@ async def test_auto_aspect_follows_the_reference_and_passes_the_size_check(harne
     assert sizes == {"auto-ref": pixel_size("4:3", "1K"), "auto-plain": pixel_size("1:1", "1K")}
 
 
+@pytest.mark.external
 async def test_reference_downloads_go_through_the_environment_proxy(tmp_path, monkeypatch):
     """A corporate proxy in http_proxy carries reference downloads too, as it does API calls and results."""
     import io
@@ -144,7 +147,7 @@ async def test_reference_downloads_go_through_the_environment_proxy(tmp_path, mo
 
     from nbpro_pipeline.engine.references import ReferenceResolver
     from nbpro_pipeline.network_policy import NetworkPolicy
-    from nbpro_pipeline.providers.traits import RIVYA_TRAITS
+    from nbpro_pipeline.providers.rivya import TRAITS as RIVYA_TRAITS
     from nbpro_pipeline.storage.filesystem import Storage
     from tests.providers.http_servers import ForwardProxy, Origin
 

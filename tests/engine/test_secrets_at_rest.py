@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from nbpro_pipeline.models.common import Provider
 from nbpro_pipeline.providers import OdiRouterClient, RivyaClient
+from nbpro_pipeline.providers.registry import Provider
 from tests.engine.conftest import prompt_rows
 from tests.providers.conftest import FAST_POLL, FAST_RETRY
 

@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from nbpro_pipeline.cli import main
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, read_ledger
 
 
@@ -44,8 +44,8 @@ def test_run_cell_without_a_key_says_which_variable(tmp_path, monkeypatch):
 
 
 def test_run_cell_takes_the_admission_settings(sandbox, tmp_path, monkeypatch):
-    """Today's admission stays one flag away; the sandbox answers 429 beyond 1 running task and the
-    report counts the refused creates it resent (none charged, none failed)."""
+    """The sandbox answers 429 beyond 1 running task and the report counts the refused creates it resent
+    (none charged, none failed); a kind the admission does not know is refused."""
     monkeypatch.setenv("RIVYA_API_KEY", "rvya_sk_cli_test_key")
     sandbox.set_config({"rivya": {"rate_limit": {"max_concurrent_tasks": 1, "retry_after_s": 0.05}}})
     base = [
@@ -56,8 +56,5 @@ def test_run_cell_takes_the_admission_settings(sandbox, tmp_path, monkeypatch):
     assert fresh.exit_code == 0, fresh.output
     report = json.loads(fresh.stdout.strip().splitlines()[-1])
     assert (report["succeeded"], report["failed"]) == (2, 0)
-    held = CliRunner().invoke(main, [*base, "--storage", str(tmp_path / "b"), "--admission", "held"])
-    assert held.exit_code == 0, held.output
-    assert json.loads(held.stdout.strip().splitlines()[-1])["create_429"] == 0  # 429s stay in the client
-    bad = CliRunner().invoke(main, [*base, "--storage", str(tmp_path / "c"), "--admission", "guess"])
+    bad = CliRunner().invoke(main, [*base, "--storage", str(tmp_path / "c"), "--admission-kind", "guess"])
     assert bad.exit_code == 2 and "guess" in bad.output

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from nbpro_pipeline.engine import EngineSettings
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from tests.engine.conftest import prompt_rows
 
 
@@ -40,7 +40,7 @@ async def test_odirouter_submits_in_the_unjournaled_window_are_bounded(harness):
     assert peak == 2
     journal = harness.journal(Provider.ODIROUTER)
     assert sum(len(v) for v in journal.tasks.values()) == 12  # every task id was made durable
-    assert report.odirouter_submit_window_ms_max is not None
+    assert report.submit_window_ms_max is not None
     harness.assert_reconciles(Provider.ODIROUTER)
 
 

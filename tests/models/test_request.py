@@ -1,15 +1,16 @@
-from nbpro_pipeline.models import GenerationRequest, Provider
+from nbpro_pipeline.models import GenerationRequest
 from nbpro_pipeline.models.request import ReferenceImage
+from nbpro_pipeline.providers.registry import PROVIDERS, Provider
 
 RIVYA, ODI = Provider.RIVYA, Provider.ODIROUTER
 
 
 def codes(req: GenerationRequest, provider: Provider) -> list[str]:
-    return [p.code for p in req.problems_for(provider)]
+    return [p.code for p in req.problems_for(provider, PROVIDERS.traits(provider).limits)]
 
 
 def uploaded(i: int) -> ReferenceImage:
-    return ReferenceImage(url=f"https://cdn.example/{i}.png", rivya_file_id=f"file_{i}", sha256=f"{i:064x}")
+    return ReferenceImage(url=f"https://cdn.example/{i}.png", file_id=f"file_{i}", sha256=f"{i:064x}")
 
 
 def test_prompt_limits_differ_per_provider():
@@ -18,7 +19,7 @@ def test_prompt_limits_differ_per_provider():
     over_odi = GenerationRequest(prompt="x" * 2501)
     assert codes(over_odi, ODI) == ["prompt_too_long"] and codes(over_odi, RIVYA) == []
     assert codes(GenerationRequest(prompt="x" * 10000), RIVYA) == []
-    too_long = GenerationRequest(prompt="x" * 10001).problems_for(RIVYA)
+    too_long = GenerationRequest(prompt="x" * 10001).problems_for(RIVYA, PROVIDERS.traits(RIVYA).limits)
     assert [p.code for p in too_long] == ["prompt_too_long"]
     assert "10001" in too_long[0].message and "10000" in too_long[0].message and too_long[0].field == "prompt"
 
@@ -58,8 +59,8 @@ def test_fingerprint_depends_on_what_is_billed_and_drawn():
 
 
 def test_fingerprint_uses_reference_content_not_upload_url():
-    a = ReferenceImage(url="https://cdn/1", sha256="ab" * 32, rivya_file_id="file_1")
-    b = ReferenceImage(url="https://cdn/2", sha256="ab" * 32, rivya_file_id="file_2")
+    a = ReferenceImage(url="https://cdn/1", sha256="ab" * 32, file_id="file_1")
+    b = ReferenceImage(url="https://cdn/2", sha256="ab" * 32, file_id="file_2")
     assert GenerationRequest(prompt="p", references=(a,)).fingerprint(RIVYA) == GenerationRequest(
         prompt="p", references=(b,)
     ).fingerprint(RIVYA)

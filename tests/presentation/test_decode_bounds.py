@@ -14,12 +14,13 @@ import zlib
 import pytest
 from PIL import Image
 
-from nbpro_pipeline.cell_checks import FailureThresholds
+from nbpro_pipeline.cell.checks import FailureThresholds
+from nbpro_pipeline.cell.review import review_cell
 from nbpro_pipeline.costs import PriceTable
 from nbpro_pipeline.image_files import MAX_DECODE_PIXELS, ImageProblem, inspect_image, thumbnail_data_uri
-from nbpro_pipeline.models.common import PIXEL_SIZES, Provider
-from nbpro_pipeline.presentation.cell_view import cell_view
+from nbpro_pipeline.models.common import PIXEL_SIZES
 from nbpro_pipeline.presentation.gallery import CROSS_GALLERY_COLUMNS, write_cross_provider_gallery
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.sandbox.runtime import SandboxRuntime
 from nbpro_pipeline.storage import read_ledger
 from tests.engine.conftest import harness, prompt_row  # noqa: F401  (harness is a fixture)
@@ -109,7 +110,7 @@ async def test_a_bomb_is_quarantined_and_the_cell_view_and_galleries_still_rende
     assert bad["error_code"] == "corrupt_image" and "/quarantine/" in bad["image_uri"]
     for provider in Provider:  # what generated_images shows on every re-run of the cell
         result = next(r for r in harness.results if r.report.provider == provider.value)
-        view = cell_view(harness.storage, result.report, _no_rows(), "run-1", PriceTable(), FailureThresholds())
+        view = review_cell(result, harness.storage, _no_rows(), PriceTable(), FailureThresholds()).view
         sheet = view.markdown["contact_sheet"]
         assert (
             "no thumbnail" in sheet and "refused undecoded" in sheet and "(data:image/jpeg" in sheet

@@ -4,11 +4,13 @@ import io
 
 from PIL import Image
 
-from nbpro_pipeline.cell_state import ImageRef, cell_state
+from nbpro_pipeline.cell.state import cell_state
 from nbpro_pipeline.costs import PriceTable
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.presentation.contact_sheet import contact_sheet
 from nbpro_pipeline.presentation.gallery import write_cell_gallery, write_cross_provider_gallery
+from nbpro_pipeline.presentation.ledger_rows import ImageRef
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage
 from tests.costs.builders import ledger, record
 

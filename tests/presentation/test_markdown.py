@@ -13,17 +13,18 @@ import pytest
 from markdown_it import MarkdownIt
 from PIL import Image
 
-from nbpro_pipeline.audit import check_accounting, check_stored_images
-from nbpro_pipeline.cell_checks import failed_prompts_markdown, prompts_resolved
-from nbpro_pipeline.cell_state import ImageRef, cell_state
+from nbpro_pipeline.cell.checks import check_accounting, check_stored_images, failed_prompts_markdown, prompts_resolved
+from nbpro_pipeline.cell.state import cell_state
 from nbpro_pipeline.costs import PriceTable
-from nbpro_pipeline.costs.reports import to_markdown
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.prompt import REJECTED_SCHEMA
 from nbpro_pipeline.presentation import markdown as md
 from nbpro_pipeline.presentation.contact_sheet import contact_sheet
+from nbpro_pipeline.presentation.ledger_rows import ImageRef
 from nbpro_pipeline.presentation.prompt_table_view import prompt_table_markdown
+from nbpro_pipeline.presentation.report_tables import to_markdown
 from nbpro_pipeline.prompts.result import PromptTableSummary, SourceFile
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage
 from tests.costs.builders import ledger, record
 

@@ -17,7 +17,7 @@ def png_bytes(size: tuple[int, int] = (8, 8)) -> bytes:
 
 def rejections(result: PromptTableResult) -> list[tuple[int | None, str | None, str | None, str]]:
     """(row_number, provider, column, code) of every rejected entry, in table order."""
-    return [(r.row_number, r.provider.value if r.provider else None, r.column, r.code) for r in result.rejected_rows()]
+    return [(r.row_number, r.provider, r.column, r.code) for r in result.rejected_rows()]
 
 
 def by_row(result: PromptTableResult) -> dict[int, dict]:

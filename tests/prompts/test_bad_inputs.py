@@ -20,8 +20,10 @@ import pytest
 from click.testing import CliRunner
 
 from nbpro_pipeline.cli import main
-from nbpro_pipeline.models.common import RIVYA_MAX_FILE_BYTES, Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.prompts import load_prompt_tables
+from nbpro_pipeline.providers.registry import Provider
+from nbpro_pipeline.providers.rivya.traits import MAX_FILE_BYTES as RIVYA_MAX_FILE_BYTES
 from nbpro_pipeline.storage.filesystem import Storage
 from tests.prompts.helpers import png_bytes, rejections
 
@@ -242,6 +244,7 @@ def test_cli(name, good):
     assert f"{good} (csv" in text
 
 
+@pytest.mark.external
 def test_cli_on_the_whole_corpus_in_a_real_process():
     """One real process over every case: stderr is the real one, so pyarrow's "Exception ignored"
     tracebacks (printed outside Python's exception flow) would show here."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.prompt import PromptRow
 from nbpro_pipeline.prompts import load_prompt_tables
+from nbpro_pipeline.providers.registry import Provider
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "prompts"
 

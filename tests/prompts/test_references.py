@@ -7,7 +7,7 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nbpro_pipeline.models.common import RIVYA_MAX_FILE_BYTES
+from nbpro_pipeline.providers.rivya.traits import MAX_FILE_BYTES as RIVYA_MAX_FILE_BYTES
 from tests.prompts.helpers import by_row, png_bytes, rejections
 
 
@@ -27,8 +27,8 @@ def test_local_paths_resolve_against_the_table_folder(write, load, tmp_path):
     assert rows[2]["reference_images"] == [str(image), str(tmp_path / "elsewhere/b.png"), "https://cdn.example/c.png"]
     assert rows[3]["reference_images"] == []
     # local files need an upload, which only Rivya has
-    assert rows[1]["eligible_rivya"] and not rows[1]["eligible_odirouter"]
-    assert rows[3]["eligible_odirouter"]
+    assert ("rivya" in rows[1]["eligible_providers"]) and ("odirouter" not in rows[1]["eligible_providers"])
+    assert "odirouter" in rows[3]["eligible_providers"]
     assert rejections(result) == [
         (1, "odirouter", "reference_images", "reference_needs_url"),
         (2, "odirouter", "reference_images", "reference_needs_url"),
@@ -43,7 +43,11 @@ def test_http_references_are_fine_everywhere_and_never_fetched(write, load):
         write("u.csv", "prompt,reference_images\nx,https://unreachable.invalid/a.png|http://10.255.255.1/b.jpg\n")
     )
     (row,) = result.accepted.to_pylist()
-    assert row["eligible_rivya"] and row["eligible_odirouter"] and result.rejected.num_rows == 0
+    assert (
+        ("rivya" in row["eligible_providers"])
+        and ("odirouter" in row["eligible_providers"])
+        and result.rejected.num_rows == 0
+    )
 
 
 def test_other_schemes_are_rejected_for_all(write, load):
@@ -136,9 +140,11 @@ def test_too_many_references_per_provider(write, load):
     )
     result = load(path)
     rows = by_row(result)
-    assert not rows[1]["eligible_rivya"] and rows[1]["eligible_odirouter"]
-    assert not rows[2]["eligible_rivya"] and rows[2]["eligible_odirouter"]
-    assert 3 not in rows and rows[4]["eligible_rivya"] and rows[4]["eligible_odirouter"]
+    assert ("rivya" not in rows[1]["eligible_providers"]) and ("odirouter" in rows[1]["eligible_providers"])
+    assert ("rivya" not in rows[2]["eligible_providers"]) and ("odirouter" in rows[2]["eligible_providers"])
+    assert (
+        3 not in rows and ("rivya" in rows[4]["eligible_providers"]) and ("odirouter" in rows[4]["eligible_providers"])
+    )
     assert rejections(result) == [
         (1, "rivya", "reference_images", "too_many_references"),
         (2, "rivya", "reference_images", "too_many_references"),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.prompt import PromptRow
 from nbpro_pipeline.prompts import REJECTION_CODES
+from nbpro_pipeline.providers.registry import Provider
 from tests.prompts.helpers import by_row, rejections
 
 
@@ -41,8 +42,10 @@ def test_normalization_of_parameters(write, load):
         (3, "odirouter", "output_format", "output_format_unsupported"),
     ]
     assert "provider to rivya" in result.rejected_rows()[0].message
-    assert rows[1]["eligible_rivya"] and not rows[1]["eligible_odirouter"]  # restricted to rivya
-    assert rows[3]["eligible_rivya"] and not rows[3]["eligible_odirouter"]
+    assert ("rivya" in rows[1]["eligible_providers"]) and (
+        "odirouter" not in rows[1]["eligible_providers"]
+    )  # restricted to rivya
+    assert ("rivya" in rows[3]["eligible_providers"]) and ("odirouter" not in rows[3]["eligible_providers"])
 
 
 def test_each_global_rule_with_column_and_row_number(write, load):
@@ -90,10 +93,10 @@ def test_prompt_limits_per_provider(write, load):
     )
     result = load(path)
     rows = by_row(result)
-    assert rows[1]["eligible_rivya"] and rows[1]["eligible_odirouter"]
-    assert rows[2]["eligible_rivya"] and not rows[2]["eligible_odirouter"]
+    assert ("rivya" in rows[1]["eligible_providers"]) and ("odirouter" in rows[1]["eligible_providers"])
+    assert ("rivya" in rows[2]["eligible_providers"]) and ("odirouter" not in rows[2]["eligible_providers"])
     assert 3 not in rows and 4 not in rows
-    assert rows[5]["eligible_rivya"] and not rows[5]["eligible_odirouter"]
+    assert ("rivya" in rows[5]["eligible_providers"]) and ("odirouter" not in rows[5]["eligible_providers"])
     assert rejections(result) == [
         (2, "odirouter", "prompt", "prompt_too_long"),
         (3, None, "prompt", "prompt_too_long"),  # too long everywhere: one entry, both limits named
@@ -108,7 +111,7 @@ def test_prompt_limits_per_provider(write, load):
 def test_row_valid_for_one_provider_only_keeps_that_one(write, load):
     result = load(write("p.csv", table("a,auto,,jpg,")))
     (row,) = result.accepted.to_pylist()
-    assert row["eligible_rivya"] and not row["eligible_odirouter"]
+    assert ("rivya" in row["eligible_providers"]) and ("odirouter" not in row["eligible_providers"])
     # one reason per provider: auto comes before jpg
     assert rejections(result) == [(1, "odirouter", "aspect_ratio", "aspect_ratio_unsupported")]
     prompt_row = PromptRow.from_table(result.accepted)[0]
@@ -282,5 +285,5 @@ def test_vectorized_smoke_50k_rows(tmp_path, load):
     by_reason = result.rejected_by_reason()
     assert by_reason["prompt_empty"] == empty
     assert by_reason["aspect_ratio_unsupported"] == sum(1 for i in range(n) if i % 3 == 0 and i % 50)
-    assert result.accepted.column("eligible_rivya").to_pylist().count(True) == n - empty
+    assert result.eligible_counts["rivya"] == n - empty
     assert len(set(result.accepted.column("prompt_id").to_pylist())) == n - empty

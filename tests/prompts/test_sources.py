@@ -30,7 +30,11 @@ def test_csv_rows_are_normalized_into_the_accepted_schema(write, load):
     assert rows[1]["source_uri"] == str(path) and rows[1]["reference_images"] == []
     assert rows[1]["source_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert rows[1]["prompt_sha256"] == hashlib.sha256(b"a red fox").hexdigest()
-    assert rows[1]["eligible_rivya"] and rows[1]["eligible_odirouter"] and rows[1]["extra"] == "{}"
+    assert (
+        ("rivya" in rows[1]["eligible_providers"])
+        and ("odirouter" in rows[1]["eligible_providers"])
+        and rows[1]["extra"] == "{}"
+    )
     assert PromptRow.from_table(result.accepted)[0].prompt == "a red fox"
     (source,) = result.sources
     assert (source.format, source.rows_read, source.accepted, source.rejected) == ("csv", 2, 2, 0)

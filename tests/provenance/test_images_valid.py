@@ -7,21 +7,23 @@ import hashlib
 
 import pyexiv2
 
-from nbpro_pipeline.audit import audit_cell, check_stored_images
-from nbpro_pipeline.models.common import OutputFormat, Provider
+from nbpro_pipeline.cell.checks import check_stored_images
+from nbpro_pipeline.models.common import OutputFormat
 from nbpro_pipeline.provenance import verify_marks
+from nbpro_pipeline.providers.registry import Provider
+from tests.cell.audit import audit
 from tests.engine.conftest import R1K, SETTINGS, harness, prompt_rows, provider  # noqa: F401  (fixtures)
 
 
 async def signed_run(harness, signer, provider: Provider):  # noqa: F811  (pytest fixtures by name)
     await harness.run(provider, prompt_rows(3), settings=SETTINGS.model_copy(update={"signer": signer}))
-    return audit_cell(harness.results[-1], harness.storage, require_c2pa=True)
+    return audit(harness.results[-1], harness.storage, require_c2pa=True)
 
 
 async def test_signed_run_passes_and_keeps_both_hashes(harness, signer, provider):  # noqa: F811
-    audited = await signed_run(harness, signer, provider)
-    assert audited.report.succeeded == 3
-    outcome = audited.checks["images_valid"]
+    checks = await signed_run(harness, signer, provider)
+    assert harness.results[-1].report.succeeded == 3
+    outcome = checks["images_valid"]
     assert outcome.passed and "valid C2PA manifest" in outcome.description, outcome.description
     for row in harness.rows(provider):
         with open(row["image_uri"], "rb") as fh:

@@ -8,7 +8,7 @@ import pyexiv2
 from click.testing import CliRunner
 
 from nbpro_pipeline.cli import main
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from tests.engine.conftest import SETTINGS, harness, prompt_rows  # noqa: F401  (harness is a fixture)
 
 

@@ -18,12 +18,13 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from nbpro_pipeline.models.common import Provider, TaskState
+from nbpro_pipeline.models.common import TaskState
 from nbpro_pipeline.models.request import GenerationRequest
 from nbpro_pipeline.providers import OdiRouterClient, RetryPolicy, RivyaClient
 from nbpro_pipeline.providers.base import ResultImage, TaskSnapshot
 from nbpro_pipeline.providers.errors import ProviderError, RetryableError, SubmitOutcomeUnknown
 from nbpro_pipeline.providers.http_stack import build_http_client
+from nbpro_pipeline.providers.registry import Provider
 
 from .http_servers import Origin, json_answer, make_tls
 

@@ -31,6 +31,7 @@ PROXY_VARS = (
     "all_proxy",
     "no_proxy",
 )
+pytestmark = pytest.mark.external  # the proxy is a process of its own
 
 
 @pytest.fixture(scope="module")

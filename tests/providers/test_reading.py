@@ -18,10 +18,12 @@ from nbpro_pipeline.providers.reading import (
     decode_data_uri,
     final_image,
     find_images,
+    find_served_model,
     find_task_id,
     find_urls,
     read_decimal,
     read_int,
+    read_model_id,
     read_state,
     safe_task_id,
 )
@@ -167,3 +169,40 @@ def test_returned_urls_and_location():
     assert (urls.status, urls.response, urls.cancel) == ("https://q/s", "https://q/r", None)
     assert find_urls({}, "/api/v1/tasks/t1").status == "/api/v1/tasks/t1"
     assert read_decimal("$0.15") == Decimal("0.15")
+
+
+@pytest.mark.parametrize(
+    ("body", "containers", "model_id", "version"),
+    [
+        ({"id": "t", "status": "succeeded", "model": "nano-banana-pro"}, (), "nano-banana-pro", None),
+        ({"modelId": "google/gemini-3-pro-image", "model_version": "001"}, (), "google/gemini-3-pro-image", "001"),
+        ({"model": {"id": "fal-ai/nano-banana-pro", "version": "2025-11"}}, (), "fal-ai/nano-banana-pro", "2025-11"),
+        (
+            {"outputs": [], "metadata": {"model": "nano_banana_pro", "version": "v2"}},
+            ("metadata",),
+            "nano_banana_pro",
+            "v2",
+        ),
+        ({"model": "a", "metadata": {"model": "b"}}, ("metadata",), "a", None),  # the body's own word first
+        ({"status": "ok", "version": "2024-01-01"}, (), None, None),  # a bare version there is the API's
+        ({"model": ""}, (), None, None),
+        ("not an object", ("metadata",), None, None),
+    ],
+)
+def test_the_served_model_wherever_an_answer_names_it(body, containers, model_id, version):
+    served = find_served_model(body, containers)
+    assert (served.model_id, served.version) == (model_id, version)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", " ", "x" * 129, "nano banana", "a\nb", "<script>", "../../etc", "-leading", "\u202enano", None, {}, True],
+)
+def test_a_model_id_that_is_not_one_is_not_believed(value):
+    assert read_model_id(value) is None
+    assert find_served_model({"model": value}).model_id is None
+
+
+def test_model_ids_are_kept_as_stated_within_bounds():
+    assert read_model_id(" gemini-3-pro-image-preview@001 ") == "gemini-3-pro-image-preview@001"
+    assert read_model_id(3) == "3" and read_model_id("x" * 128) == "x" * 128

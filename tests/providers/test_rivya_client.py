@@ -10,7 +10,7 @@ import time
 import pytest
 from PIL import Image
 
-from nbpro_pipeline.models import GenerationRequest, Provider, TaskState, pixel_size
+from nbpro_pipeline.models import GenerationRequest, TaskState, pixel_size
 from nbpro_pipeline.models.request import ReferenceImage
 from nbpro_pipeline.providers import (
     AuthError,
@@ -23,8 +23,9 @@ from nbpro_pipeline.providers import (
     RetryPolicy,
     RivyaClient,
     UnsupportedOperationError,
-    idempotency_key_for,
+    idempotency_key,
 )
+from nbpro_pipeline.providers.registry import Provider
 from tests.providers.conftest import FAST_POLL, FAST_RETRY, configure, entries
 
 
@@ -43,8 +44,8 @@ async def generate(client, request):
 async def test_create_poll_download_gives_exact_size_and_hash(rivya, sandbox, tmp_path):
     request = GenerationRequest(prompt="a lighthouse at dusk", aspect_ratio="16:9", resolution="2K")
     submitted, final = await generate(rivya, request)
-    assert submitted.task_id.startswith("gen_") and submitted.idempotency_key == idempotency_key_for(
-        request.fingerprint(Provider.RIVYA)
+    assert submitted.task_id.startswith("gen_") and submitted.idempotency_key == idempotency_key(
+        "standalone", request.fingerprint(Provider.RIVYA)
     )
     assert final.state is TaskState.SUCCEEDED and final.credits_final == final.credits_reserved == 8
     assert final.polls >= 1
@@ -177,7 +178,7 @@ async def test_not_found_and_no_cancel(rivya):
 
 
 async def test_server_side_validation_message_is_surfaced(rivya):
-    fake = ReferenceImage(url="https://elsewhere.example/x.png", rivya_file_id="file_fake")
+    fake = ReferenceImage(url="https://elsewhere.example/x.png", file_id="file_fake")
     with pytest.raises(InvalidRequestError) as info:
         await rivya.submit(GenerationRequest(prompt="p", references=(fake,)))
     assert info.value.status_code == 400 and info.value.code == "validation_failed"
@@ -194,9 +195,9 @@ async def test_upload_reference_by_magic_bytes_and_auto_aspect(rivya, tmp_path):
     disguised = tmp_path / "photo.png"  # really a JPEG
     disguised.write_bytes(png_bytes(1920, 1080, "JPEG"))
     ref = await rivya.upload_reference(disguised)
-    assert ref.mime_type == "image/jpeg" and ref.rivya_file_id.startswith("file_")
+    assert ref.mime_type == "image/jpeg" and ref.file_id.startswith("file_")
     assert ref.sha256 == hashlib.sha256(disguised.read_bytes()).hexdigest()
-    meta = await rivya.get_file(ref.rivya_file_id)
+    meta = await rivya.get_file(ref.file_id)
     assert meta.mimeType == "image/jpeg" and meta.size == disguised.stat().st_size
 
     _, final = await generate(rivya, GenerationRequest(prompt="like this", aspect_ratio="auto", references=(ref,)))
@@ -213,19 +214,23 @@ async def test_upload_rejects_non_images_and_oversize_locally(rivya):
     assert rivya.counters["requests"] == 0
 
 
-async def test_expired_urls_are_refreshed_and_cut_downloads_retried(rivya, sandbox):
-    _, clean = await generate(rivya, GenerationRequest(prompt="reference bytes"))
-    clean_buf = io.BytesIO()
-    expected = await rivya.fetch_result(clean, clean_buf)
-    configure(sandbox, "rivya", faults={"expired_url": 0.5, "drop_download": 0.5})
-    results = []
-    for _ in range(8):
-        buf = io.BytesIO()
-        again = await rivya.poll(clean.task_id)
-        results.append(await rivya.fetch_result(again, buf))
-        assert hashlib.sha256(buf.getvalue()).hexdigest() == expected.sha256  # no partial bytes kept
+async def test_expired_urls_are_refreshed_and_cut_downloads_retried(sandbox, rivya_key):
+    # each attempt succeeds 1 time in 4 here; 60 attempts make a download that never lands ~3e-8 likely
+    patient = RetryPolicy(max_attempts=60, base_delay_s=0.001, max_delay_s=0.01)
+    async with RivyaClient(sandbox.rivya_url, rivya_key, retry=patient, poll=FAST_POLL, seed=1) as rivya:
+        _, clean = await generate(rivya, GenerationRequest(prompt="reference bytes"))
+        expected = await rivya.fetch_result(clean, io.BytesIO())
+        configure(sandbox, "rivya", faults={"expired_url": 0.5, "drop_download": 0.5})
+        results = [await _fetch_checked(rivya, clean.task_id, expected.sha256) for _ in range(12)]
     assert {r.sha256 for r in results} == {expected.sha256}
     assert rivya.counters["expired_urls"] > 0 and rivya.counters["download_retries"] > 0
+
+
+async def _fetch_checked(rivya, task_id: str, sha256: str):
+    buf = io.BytesIO()
+    result = await rivya.fetch_result(await rivya.poll(task_id), buf)
+    assert hashlib.sha256(buf.getvalue()).hexdigest() == sha256  # no partial bytes kept
+    return result
 
 
 async def test_models_catalogue(rivya):

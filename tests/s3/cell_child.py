@@ -11,8 +11,9 @@ import argparse
 import asyncio
 
 from nbpro_pipeline.engine import EngineSettings, RunInfo, run_cell
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.providers import RivyaClient
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage
 from tests.engine.conftest import prompt_rows
 from tests.providers.conftest import FAST_POLL, FAST_RETRY

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from nbpro_pipeline.costs import reports
+from nbpro_pipeline.costs import report_parquet
 from nbpro_pipeline.storage import Storage
 from tests.s3.conftest import keys
 
@@ -48,6 +48,7 @@ def test_a_failed_multipart_write_leaves_no_object_and_no_pending_upload(bucket,
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # aborted, not left behind
 
 
+@pytest.mark.external
 def test_a_writer_killed_mid_upload_leaves_no_object(bucket, s3_client):
     child = textwrap.dedent(
         f"""
@@ -76,16 +77,16 @@ def test_a_writer_killed_mid_upload_leaves_no_object(bucket, s3_client):
 
 def test_a_report_that_fails_half_way_keeps_the_previous_report(bucket, s3_client, monkeypatch):
     uri = f"s3://{bucket}/root/reports/r.parquet"
-    reports.write_report(pd.DataFrame({"provider": ["rivya"], "requests": [1]}), uri)
+    report_parquet.write_report(pd.DataFrame({"provider": ["rivya"], "requests": [1]}), uri)
     before = _get(s3_client, bucket, "root/reports/r.parquet")
 
     def broken(table, where, **kwargs):
         where.write(b"PAR1 and then nothing")
         raise OSError("disk full")
 
-    monkeypatch.setattr(reports.pq, "write_table", broken)
+    monkeypatch.setattr(report_parquet.pq, "write_table", broken)
     with pytest.raises(OSError):
-        reports.write_report(pd.DataFrame({"provider": ["odirouter"], "requests": [2]}), uri)
+        report_parquet.write_report(pd.DataFrame({"provider": ["odirouter"], "requests": [2]}), uri)
     after = _get(s3_client, bucket, "root/reports/r.parquet")
     assert after == before
     assert pq.read_table(io.BytesIO(after)).column("requests").to_pylist() == [1]

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from nbpro_pipeline.image_files import inspect_image, read_lineage
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage
 from tests.engine.conftest import Harness, prompt_rows
 from tests.s3.conftest import keys

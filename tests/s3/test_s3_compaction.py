@@ -8,7 +8,7 @@ from nbpro_pipeline.storage import Storage
 from tests.s3.conftest import keys
 from tests.storage.test_compaction import _kill_and_check
 
-pytestmark = pytest.mark.s3
+pytestmark = [pytest.mark.s3, pytest.mark.external]
 
 
 @pytest.mark.parametrize("point", ["mid_write", "after_commit", "mid_delete"])

@@ -13,12 +13,12 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from assets_defs.assets import credit_cost_report, generated_images, prompt_table, provider_comparison
-from assets_defs.definitions import build_resources
+from assets_defs.assets import credit_cost_report, prompt_table, provider_comparison
+from assets_defs.definitions import build_resources, generated_images
 from nbpro_pipeline.storage import Storage, read_ledger
 from tests.s3.conftest import FAKE_CREDENTIALS, keys
 
-pytestmark = pytest.mark.s3
+pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "prompts"
 SECRET = "rvya_sk_s3_dagster_secret_4711"

@@ -12,7 +12,7 @@ from tests.s3.conftest import keys
 from tests.storage.test_history_index import CELL, RandomHistory, _kill_index_write_and_check, assert_same_answers
 from tests.storage.test_journal_prune import kill_pruning_and_check
 
-pytestmark = pytest.mark.s3
+pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
 
 def test_the_index_on_s3_answers_as_a_full_scan_does_with_a_tail(bucket, s3_client):
@@ -34,12 +34,14 @@ def test_the_index_on_s3_answers_as_a_full_scan_does_with_a_tail(bucket, s3_clie
     assert_same_answers(Storage(f"s3://{bucket}/nbpro"), history)
 
 
+@pytest.mark.external
 @pytest.mark.parametrize("point", ["mid_file", "before_manifest"])
 def test_a_kill_mid_index_write_on_s3_neither_loses_nor_doubles_an_answer(bucket, point):
     root = f"s3://{bucket}/nbpro"
     _kill_index_write_and_check(Storage(root), root, point)
 
 
+@pytest.mark.external
 @pytest.mark.parametrize("point", ["mid_write", "after_commit", "mid_delete"])
 async def test_a_kill_mid_journal_pruning_on_s3_keeps_every_needed_entry_once(bucket, point):
     await kill_pruning_and_check(f"s3://{bucket}/nbpro", point)

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage
 from nbpro_pipeline.storage.exclusive import ExclusiveCreateUnsupported
 from nbpro_pipeline.storage.lease import CellBusy, LeasePolicy, acquire_cell_lease

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, read_journal, read_ledger, read_table, write_table
 from tests.s3.conftest import keys
 

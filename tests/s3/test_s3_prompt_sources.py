@@ -108,7 +108,11 @@ def test_references_in_a_bucket_resolve_against_the_tables_prefix(prompts_uri, b
         5: ("reference_needs_url", "odirouter"),  # OdiRouter takes URLs only; Rivya gets the upload
     }
     accepted = {r["row_number"]: r for r in result.accepted.to_pylist()}
-    assert set(accepted) == {1, 5} and accepted[5]["eligible_rivya"] and not accepted[5]["eligible_odirouter"]
+    assert (
+        set(accepted) == {1, 5}
+        and ("rivya" in accepted[5]["eligible_providers"])
+        and ("odirouter" not in accepted[5]["eligible_providers"])
+    )
     assert accepted[1]["reference_images"] == [f"{prompts_uri}/refs/swatch.png"]
     # a derived id follows the reference's content, not where it is stored: same id on disk and in the bucket
     (tmp_path / "refs").mkdir()

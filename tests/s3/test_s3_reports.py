@@ -16,8 +16,9 @@ from click.testing import CliRunner
 from nbpro_pipeline.cli import main as cli
 from nbpro_pipeline.costs import PriceTable
 from nbpro_pipeline.costs.cli_support import read_ledger_dataset
-from nbpro_pipeline.costs.reports import credit_cost_report, provider_comparison, totals_by_provider, write_report
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.costs.report_parquet import write_report
+from nbpro_pipeline.costs.reports import credit_cost_report, provider_comparison, totals_by_provider
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, read_ledger
 from tests.engine.conftest import Harness, prompt_rows, sandbox_amounts
 

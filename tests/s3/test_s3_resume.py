@@ -19,13 +19,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from nbpro_pipeline.engine import EngineSettings
-from nbpro_pipeline.models.common import Provider
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage
 from tests.engine.conftest import R1K, Harness, fingerprint, prompt_rows, sandbox_amounts
 from tests.s3.cell_child import LEASE_TTL_S
 from tests.s3.conftest import keys
 
-pytestmark = pytest.mark.s3
+pytestmark = [pytest.mark.s3, pytest.mark.external, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 24  # 6 rounds of 4 at 0.5 s: the kill lands well before the end, even on a loaded machine

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from nbpro_pipeline.models.odirouter import OdiDetailError, OdiGatewayError
-from nbpro_pipeline.models.rivya import RivyaErrorEnvelope
+from nbpro_pipeline.providers.odirouter.wire import OdiDetailError, OdiGatewayError
+from nbpro_pipeline.providers.rivya.wire import RivyaErrorEnvelope
 
 QUEUE = "/v1/queue/nano_banana_pro"
 REQUEST_ID = re.compile(r"req_[0-9a-f]{24}")

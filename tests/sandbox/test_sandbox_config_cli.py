@@ -112,6 +112,7 @@ def test_bad_flags_fail_before_serving(tmp_path):
     assert bad_dist.exit_code == 2
 
 
+@pytest.mark.external
 def test_cli_serves_announces_its_url_and_flags_override_the_file(tmp_path):
     config_file = tmp_path / "sandbox.toml"
     config_file.write_text("seed = 3\n[rivya.faults]\nhttp_5xx = 0.9\nstuck_task = 0.2\n")

@@ -472,6 +472,7 @@ def test_tasks_route_lists_one_provider_or_both(sandbox, reader, http):
 # --- the CLI -----------------------------------------------------------------------------------
 
 
+@pytest.mark.external
 def test_mutate_flags(tmp_path):
     help_text = CliRunner().invoke(main, ["sandbox", "--help"]).output
     assert "--mutate " in help_text and "--mutate-rate" in help_text and "--mutate-family" in help_text

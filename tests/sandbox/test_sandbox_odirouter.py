@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from nbpro_pipeline.models.odirouter import (
+from nbpro_pipeline.providers.odirouter.wire import (
     OdiCancelResponse,
     OdiResult,
     OdiStatus,

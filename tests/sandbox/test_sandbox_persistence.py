@@ -60,23 +60,27 @@ def test_wallets_ledger_tasks_files_and_keys_survive_a_restart(tmp_path):
 
 
 def test_a_task_finishing_while_the_server_is_down_is_billed_at_restart(tmp_path):
+    # long enough that both tasks are still running when the first server is read and stopped, even
+    # beside a parallel run's other workers (0.3 s was not); the restart waits only for the finish
+    processing = 2.0
     state = tmp_path / "state"
     config = SandboxConfig.zero_latency().updated(
-        {"rivya": {"latency": slow(processing=0.3)}, "odirouter": {"latency": slow(processing=0.3)}}
+        {"rivya": {"latency": slow(processing=processing)}, "odirouter": {"latency": slow(processing=processing)}}
     )
     with SandboxServer(state, config) as first:
         r, o = clients(first)
         with r, o:
             task_id = RivyaWire(r).create("while down").json()["id"]
             request_id = OdiWire(o).submit(prompt="while down").json()["request_id"]
-        assert [e["kind"] for e in first.ledger()] == ["reserve"]
-    time.sleep(0.4)
+        ledger = first.ledger()
+        assert [e["kind"] for e in ledger] == ["reserve"]
+    time.sleep(max(0.0, ledger[0]["at"] + processing + 0.1 - time.time()))
     with SandboxServer(state, config) as second:
         entries = {(e["task_id"], e["kind"], e["amount"]) for e in second.ledger()}
         assert entries == {(task_id, "reserve", 8), (task_id, "settle", 0), (request_id, "charge", 0.15)}
         settle = next(e for e in second.ledger() if e["kind"] == "settle")
         reserve = next(e for e in second.ledger() if e["kind"] == "reserve")
-        assert abs(settle["at"] - reserve["at"] - 0.3) < 0.01  # billed at the task's own finish time
+        assert abs(settle["at"] - reserve["at"] - processing) < 0.01  # billed at the task's own finish time
 
 
 def test_settlement_runs_in_the_background_without_any_request(sandbox, rivya, odi):

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from nbpro_pipeline.models.rivya import RivyaCredits, RivyaModelList, RivyaTask
+from nbpro_pipeline.providers.rivya.wire import RivyaCredits, RivyaModelList, RivyaTask
 from tests.sandbox.conftest import assert_error, configure, decode, slow
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

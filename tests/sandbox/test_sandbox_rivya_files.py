@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from nbpro_pipeline.models import pixel_size
-from nbpro_pipeline.models.rivya import RivyaFile
+from nbpro_pipeline.providers.rivya.wire import RivyaFile
 from tests.sandbox.conftest import assert_error, decode
 
 MB = 1024 * 1024

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from nbpro_pipeline.models.common import Provider, Resolution
-from nbpro_pipeline.models.ledger import COST_UNIT, LedgerRecord
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.models.ledger import LedgerRecord
+from nbpro_pipeline.providers.registry import PROVIDERS, Provider
 from nbpro_pipeline.storage import Storage
 
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
@@ -46,7 +47,7 @@ def ledger_record(
         task_id=f"task-{n}",
         status=status,
         final_cost=Decimal(cost),
-        cost_unit=COST_UNIT[p],
+        cost_unit=PROVIDERS.traits(p).cost_unit,
         cost_is_estimate=p is Provider.ODIROUTER,
         run_id=run_id,
         partition_key=f"{p.value}|{r.value}",

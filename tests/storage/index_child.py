@@ -13,7 +13,8 @@ import sys
 
 import pyarrow as pa
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, history_index
 
 

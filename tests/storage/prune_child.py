@@ -11,7 +11,8 @@ import os
 import signal
 import sys
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, journal_prune
 from tests.storage.test_journal_prune import RULES
 

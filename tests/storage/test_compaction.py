@@ -11,7 +11,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import LedgerWriter, Storage, read_ledger
 from nbpro_pipeline.storage.compaction import compact_ledger
 from nbpro_pipeline.storage.ledger_parts import REPLACES_KEY, cell_parts
@@ -99,6 +100,7 @@ def _kill_and_check(storage: Storage, root: str, point: str) -> None:
     assert result.rows in (0, len(records))
 
 
+@pytest.mark.external
 @pytest.mark.parametrize("point", ["mid_write", "after_commit", "mid_delete"])
 def test_a_kill_mid_compaction_neither_loses_nor_duplicates_a_row(tmp_path, point):
     root = str(tmp_path / "root")

@@ -10,7 +10,8 @@ import fsspec
 import pytest
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, cell_dir, safe_component
 from nbpro_pipeline.storage.filesystem import MAX_COMPONENT
 

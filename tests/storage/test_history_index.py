@@ -11,13 +11,16 @@ from decimal import Decimal
 
 import pytest
 
-from nbpro_pipeline.models.common import Provider, Resolution
-from nbpro_pipeline.storage import LedgerWriter, Storage, compact_ledger, load_cell_history
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
+from nbpro_pipeline.storage import LedgerWriter, Storage, compact_ledger
 from nbpro_pipeline.storage.history_index import MANIFEST, buckets_for, index_dir, read_manifest, write_index
 from nbpro_pipeline.storage.past import open_past
 from tests.storage.conftest import T0, ledger_record
+from tests.storage.oracles import full_cell_scan
 from tests.storage.test_compaction import REPO
 
+pytestmark = pytest.mark.slow  # cells of thousands of rows, and a writer killed mid-index
 CELL = (Provider.RIVYA, Resolution.R1K)
 RESUMABLE = ["deadline_exceeded", "result_unreadable", "poll_failed"]
 TERMINAL = ["content_policy", "invalid_request"]
@@ -82,8 +85,8 @@ class RandomHistory:
 
 
 def full_scan_facts(storage: Storage, fps: list[str]) -> dict:
-    """The answers of the whole-cell scan (``load_cell_history``), in the shape the index gives them."""
-    history = load_cell_history(storage, *CELL)
+    """The answers of the whole-cell scan (``tests.storage.oracles``), in the shape the index gives them."""
+    history = full_cell_scan(storage, *CELL)
     images = history.succeeded_images(fps)
     failed = history.failed_tasks(fps)
     task_ids_of: dict[str, set] = {}
@@ -233,6 +236,7 @@ def _kill_index_write_and_check(storage: Storage, root: str, point: str) -> None
     assert open_past(storage, *CELL).tail_parts == 0
 
 
+@pytest.mark.external
 @pytest.mark.parametrize("point", ["mid_file", "before_manifest"])
 def test_a_kill_mid_index_write_neither_loses_nor_doubles_an_answer(tmp_path, point):
     root = str(tmp_path / "root")

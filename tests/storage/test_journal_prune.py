@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Journal, LedgerWriter, Storage, read_journal
 from nbpro_pipeline.storage.journal import JournalEntry, list_journal
 from nbpro_pipeline.storage.journal_prune import JournalRules, needed, prune_journal
@@ -150,6 +151,7 @@ async def test_pruning_merges_the_segments_into_one_file_of_what_is_still_needed
     assert len(list_journal(any_storage, R, K).compacted) == 1
 
 
+@pytest.mark.external
 @pytest.mark.parametrize("point", ["mid_write", "after_commit", "mid_delete"])
 async def test_a_kill_mid_pruning_keeps_every_needed_entry_once(tmp_path, point):
     await kill_pruning_and_check(str(tmp_path / "root"), point)

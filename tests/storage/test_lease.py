@@ -11,7 +11,8 @@ import fsspec
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage
 from nbpro_pipeline.storage.exclusive import ExclusiveCreateUnsupported
 from nbpro_pipeline.storage.lease import (
@@ -40,10 +41,10 @@ def generations(storage: Storage) -> list[str]:
 def write_lease(storage: Storage, generation: int, run_id: str, expires_in_s: float, **fields) -> None:
     """A lease file as another process (alive or dead) would have left it."""
     now = datetime.now(UTC)
+    given = {"renewed_at": now + timedelta(seconds=expires_in_s - 60), "heartbeat_s": 10, **fields}
     info = LeaseInfo(
         cell="rivya|1K", generation=generation, run_id=run_id, host="elsewhere", pid=4242, token="t" * 32,
-        since=now - timedelta(minutes=5), renewed_at=now + timedelta(seconds=expires_in_s - 60),
-        expires_at=now + timedelta(seconds=expires_in_s), ttl_s=60, heartbeat_s=10, **fields,
+        since=now - timedelta(minutes=5), expires_at=now + timedelta(seconds=expires_in_s), ttl_s=60, **given,
     )  # fmt: skip
     path = f"{lease_dir(storage, Provider.RIVYA, R1K)}/lease-{generation:06d}.json"
     storage.write_bytes(path, info.model_dump_json().encode())
@@ -239,3 +240,25 @@ def test_a_lease_file_deleted_by_hand_and_taken_anew_is_noticed_by_its_holder(lo
     with pytest.raises(CellBusy, match="run-intruder"):
         take(local_storage, "run-c")
     intruder.release()
+
+
+def test_a_silent_holder_is_waited_out_and_a_renewing_one_refused_at_once(local_storage, caplog):
+    """``cell_lease``: a holder silent for more than two heartbeats looks dead and is waited out until its
+    lease expires (never taken before); one that renewed within them is refused with ``CellBusy``."""
+    import asyncio
+
+    from nbpro_pipeline.storage.lease import cell_lease
+
+    async def enter() -> LeaseInfo:
+        async with cell_lease(local_storage, Provider.RIVYA, R1K, "run-next", SLOW) as lease:
+            return lease.info
+
+    write_lease(local_storage, 1, "run-busy", 30, heartbeat_s=1, renewed_at=datetime.now(UTC))
+    with pytest.raises(CellBusy):
+        asyncio.run(enter())
+    write_lease(local_storage, 2, "run-dead", 1.5, heartbeat_s=1, renewed_at=datetime.now(UTC) - timedelta(seconds=5))
+    expires = datetime.now(UTC) + timedelta(seconds=1.5)
+    with caplog.at_level("WARNING"):
+        taken = asyncio.run(enter())
+    assert taken.run_id == "run-next" and taken.generation == 3 and datetime.now(UTC) >= expires
+    assert "run-dead has not renewed" in caplog.text and "looks dead; waiting" in caplog.text

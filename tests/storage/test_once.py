@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nbpro_pipeline.costs.scan import cell_batches, ledger_batches
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import LedgerWriter, Storage, read_ledger
 from nbpro_pipeline.storage.once import counted_once
 from tests.storage.conftest import ledger_record

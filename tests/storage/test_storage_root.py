@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from nbpro_pipeline.image_files import read_lineage
-from nbpro_pipeline.models.common import Provider, Resolution
+from nbpro_pipeline.models.common import Resolution
+from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage
 from tests.engine.conftest import Harness, prompt_row
 from tests.storage.test_filesystem import NASTY_IDS

@@ -1,0 +1,3 @@
+from nbpro_pipeline.cli import main
+
+main()
