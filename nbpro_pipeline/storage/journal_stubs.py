@@ -49,10 +49,11 @@ class JournalStubs:
     batches: list[pa.RecordBatch] = field(default_factory=list)
     bad_lines: int = 0
     _pending: list[tuple] = field(default_factory=list)
+    _handed: int = 0  # entries already handed over by ``table``
 
     @property
     def count(self) -> int:
-        return sum(b.num_rows for b in self.batches) + len(self._pending)
+        return self._handed + sum(b.num_rows for b in self.batches) + len(self._pending)
 
     def add(self, entry: JournalEntry, source: int, position: int) -> None:
         key = entry.idempotency_key if entry.kind == "intent" else None  # pruning reads only an intent's key
@@ -68,9 +69,12 @@ class JournalStubs:
 
     def table(self, buckets: int = 1) -> pa.Table:
         """The stubs with their read order (``seq``), sorted by fingerprint and then read order; with the
-        fingerprint index's ``buckets``, by bucket first, so that a batch of fingerprints reads few buckets."""
+        fingerprint index's ``buckets``, by bucket first, so that a batch of fingerprints reads few buckets.
+        Handed over once: the stubs then let go of their batches, so that only the sorted copy is held while
+        it is decided."""
         self._pack()
         table = pa.Table.from_batches(self.batches, schema=_SCHEMA)
+        self._handed, self.batches = self._handed + table.num_rows, []
         table = table.append_column("seq", pa.array(range(table.num_rows), pa.int64()))
         table = table.append_column("bucket", bucket_ids(table["fingerprint"], buckets))
         return table.sort_by([("bucket", "ascending"), ("fingerprint", "ascending"), ("seq", "ascending")])
