@@ -193,13 +193,14 @@ def read_manifest(storage: Storage, provider: str, resolution: Resolution | str)
 
 
 class IndexReader:
-    """Buckets of one index file, read one at a time (a range read each; a memory map locally)."""
+    """Buckets of one index file, read one at a time (a range read each; a memory map locally, unless
+    ``mapped`` is False: a caller reading each bucket once then holds no page of the file after it)."""
 
-    def __init__(self, storage: Storage, directory: str, manifest: IndexManifest) -> None:
+    def __init__(self, storage: Storage, directory: str, manifest: IndexManifest, *, mapped: bool = True) -> None:
         self.storage, self.manifest = storage, manifest
         self.path = f"{directory}/{manifest.file}"
         self._mapped: pa.Buffer | None = None
-        if storage.is_local:
+        if storage.is_local and mapped:
             try:  # the buffer keeps the mapping alive: a later delete of the file cannot pull it away
                 self._mapped = pa.memory_map(self.path).read_buffer()
             except FileNotFoundError as exc:

@@ -108,7 +108,7 @@ def prune_journal(
         return outcome
     stubs = scan(storage, files)
     outcome.entries_before = stubs.count
-    past = past or open_past(storage, provider, resolution)
+    past = past or open_past(storage, provider, resolution, one_pass=True)  # ``_decide`` goes in bucket order
     buckets = past.reader.manifest.buckets if past.reader is not None else 1
     kept = full_entries(storage, files, stubs, _decide(stubs.table(buckets), past, rules))
     outcome.entries_kept = len(kept)
