@@ -126,7 +126,7 @@ def prune_journal(
     return outcome
 
 
-_BATCH = 1024  # fingerprints decided at a time: their ledger facts and entry stubs are what is held
+_BATCH = 256  # fingerprints decided at a time: their ledger facts and stubs are what is held (docs/performance.md)
 
 
 def _decide(stubs: pa.Table, past: PastRows, rules: JournalRules) -> list[Where]:
