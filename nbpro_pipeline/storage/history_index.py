@@ -93,14 +93,30 @@ def buckets_for(rows: int) -> int:
 
 
 def bucket_ids(fingerprints: pa.ChunkedArray | pa.Array, buckets: int) -> pa.Array:
-    """``bucket_of`` of every value (a null fingerprint goes to bucket 0), hashing each distinct value once."""
+    """``bucket_of`` of every value (a null fingerprint goes to bucket 0), hashing each distinct value once.
+    The chunks are encoded as they are (they share one dictionary), not copied into one array first, and
+    the distinct values become Python strings ``_HASHED`` at a time."""
     if buckets == 1:
         return pa.array([0] * len(fingerprints), pa.int32())
-    if isinstance(fingerprints, pa.ChunkedArray):
-        fingerprints = fingerprints.combine_chunks()
-    encoded = pc.dictionary_encode(pc.fill_null(fingerprints, ""))
-    per_value = pa.array([bucket_of(v, buckets) for v in encoded.dictionary.to_pylist()], pa.int32())
-    return per_value.take(encoded.indices)
+    if isinstance(fingerprints, pa.Array):
+        fingerprints = pa.chunked_array([fingerprints])
+    if fingerprints.null_count:
+        fingerprints = pc.fill_null(fingerprints, "")
+    encoded = pc.dictionary_encode(fingerprints)
+    if not encoded.num_chunks:
+        return pa.array([], pa.int32())
+    distinct = encoded.chunks[-1].dictionary  # the memo is shared and grows: the last chunk's has every value
+    per_value = pa.concat_arrays(
+        [
+            pa.array([bucket_of(v, buckets) for v in distinct.slice(lo, _HASHED).to_pylist()], pa.int32())
+            for lo in range(0, len(distinct), _HASHED)
+        ]
+        or [pa.array([], pa.int32())]
+    )
+    return pa.concat_arrays([per_value.take(chunk.indices) for chunk in encoded.chunks])
+
+
+_HASHED = 4096
 
 
 def write_index(storage: Storage, provider: str, resolution: Resolution | str) -> IndexManifest | None:
