@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from nbpro_pipeline.storage.filesystem import Storage
 from nbpro_pipeline.storage.history_index import bucket_ids
@@ -68,16 +69,14 @@ class JournalStubs:
             self._pending = []
 
     def table(self, buckets: int = 1) -> pa.Table:
-        """The stubs with their read order (``seq``), sorted by fingerprint and then read order; with the
-        fingerprint index's ``buckets``, by bucket first, so that a batch of fingerprints reads few buckets.
-        Handed over once: the stubs then let go of their batches, so that only the sorted copy is held while
-        it is decided."""
+        """The stubs in read order, with that order (``seq``) and, for the fingerprint index's ``buckets``,
+        each one's ``bucket`` (``by_fingerprint`` walks them by bucket, so that a batch of fingerprints reads
+        few buckets). Handed over once: the stubs then let go of their batches."""
         self._pack()
         table = pa.Table.from_batches(self.batches, schema=_SCHEMA)
         self._handed, self.batches = self._handed + table.num_rows, []
         table = table.append_column("seq", pa.array(range(table.num_rows), pa.int64()))
-        table = table.append_column("bucket", bucket_ids(table["fingerprint"], buckets))
-        return table.sort_by([("bucket", "ascending"), ("fingerprint", "ascending"), ("seq", "ascending")])
+        return table.append_column("bucket", bucket_ids(table["fingerprint"], buckets))
 
 
 def scan(storage: Storage, files: JournalFiles) -> JournalStubs:
@@ -105,12 +104,14 @@ def _lines(data: bytes) -> Iterator[tuple[int, str]]:
 
 
 def by_fingerprint(table: pa.Table, batch: int) -> Iterator[list[tuple[str, list[tuple[JournalEntry, Where]]]]]:
-    """Up to ``batch`` fingerprints at a time, each with its stubs in read order (``table`` as sorted by
-    ``JournalStubs.table``). A stub is a ``JournalEntry`` without row and request, and where it lies."""
+    """Up to ``batch`` fingerprints at a time, by bucket and then fingerprint, each with its stubs in read
+    order (``table`` from ``JournalStubs.table``). A stub is a ``JournalEntry`` without row and request, and
+    where it lies. The rows are gathered ``_ROWS`` at a time in that order, not as a sorted copy of them all."""
     done: list[tuple[str, list[tuple[JournalEntry, Where]]]] = []
     current: tuple[str, list[tuple[JournalEntry, Where]]] | None = None
-    for record in table.to_batches(max_chunksize=_ROWS):
-        for row in _rows(record):
+    order = pc.sort_indices(table, [("bucket", "ascending"), ("fingerprint", "ascending"), ("seq", "ascending")])
+    for lo in range(0, len(order), _ROWS):
+        for row in _rows(table.take(order.slice(lo, _ROWS))):
             if current is None or current[0] != row["fingerprint"]:
                 if current is not None:
                     done.append(current)
@@ -125,7 +126,7 @@ def by_fingerprint(table: pa.Table, batch: int) -> Iterator[list[tuple[str, list
         yield done
 
 
-def _rows(record: pa.RecordBatch) -> Iterator[dict]:
+def _rows(record: pa.Table) -> Iterator[dict]:
     """The rows of ``record`` as dicts, one at a time (``to_pylist`` would make them all at once)."""
     names = record.schema.names
     for values in zip(*(record.column(name).to_pylist() for name in names), strict=True):
