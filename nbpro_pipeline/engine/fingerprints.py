@@ -140,21 +140,23 @@ class EligibleLog:
         self._fingerprints, self._prompt_ids, self._claimed = [], [], []
 
     def rows(self) -> EligibleRows:
-        """One row per fingerprint, in the order first seen: the claimed prompt id, else the first."""
+        """One row per fingerprint, in the order first seen: the claimed prompt id, else the first.
+        Worked out on row numbers; the chosen rows' columns are gathered once, in their final order."""
         self._pack()
         if not self._batches:
             return EligibleRows()
         log = pa.Table.from_batches(self._batches)
         log = log.append_column("seq", pa.array(np.arange(log.num_rows)))
-        chosen = _first_per_fingerprint(log, [("claimed", "descending"), ("seq", "ascending")])
-        first_seen = _first_per_fingerprint(log, [("seq", "ascending")])["seq"]
-        table = pa.table({"fingerprint": chosen["fp"], "prompt_id": chosen["pid"], "seq": first_seen})
-        return EligibleRows(table.sort_by("seq"))
+        by_fp = pc.sort_indices(log, [("fp", "ascending"), ("seq", "ascending")])
+        starts = _group_starts(log["fp"].take(by_fp))  # where each fingerprint's rows begin, sorted by it
+        first_seen = by_fp.filter(starts)  # a row's number is its seq: the first row of each fingerprint
+        keys = [("fp", "ascending"), ("claimed", "descending"), ("seq", "ascending")]
+        chosen = pc.sort_indices(log, keys).filter(starts)  # the same groups, so the same starts
+        final = chosen.take(pc.sort_indices(first_seen))
+        return EligibleRows(pa.table({"fingerprint": log["fp"].take(final), "prompt_id": log["pid"].take(final)}))
 
 
-def _first_per_fingerprint(log: pa.Table, then: list[tuple[str, str]]) -> pa.Table:
-    """The first row of each fingerprint when sorted by fingerprint and then ``then``, by fingerprint."""
-    ordered = log.take(pc.sort_indices(log, [("fp", "ascending"), *then]))
-    fps = ordered["fp"]
-    starts = pc.not_equal(fps.slice(1), fps.slice(0, len(fps) - 1))
-    return ordered.filter(pa.concat_arrays([pa.array([True]), *starts.chunks]))
+def _group_starts(sorted_fps: pa.ChunkedArray) -> pa.Array:
+    """True where a run of equal values in ``sorted_fps`` begins."""
+    starts = pc.not_equal(sorted_fps.slice(1), sorted_fps.slice(0, len(sorted_fps) - 1))
+    return pa.concat_arrays([pa.array([True]), *starts.chunks])
