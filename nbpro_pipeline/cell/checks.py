@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -85,7 +86,7 @@ def _latest_per_fingerprint(ledger: pa.Table) -> dict[str, dict[str, Any]]:
     return latest
 
 
-def check_accounting(eligible: dict[str, str], cell_ledger: pa.Table) -> CheckOutcome:
+def check_accounting(eligible: Mapping[str, str], cell_ledger: pa.Table) -> CheckOutcome:
     """Every eligible fingerprint has a ledger outcome: succeeded, or failed/skipped with a reason."""
     latest = _latest_per_fingerprint(cell_ledger)
     missing = [pid for fp, pid in eligible.items() if fp not in latest]

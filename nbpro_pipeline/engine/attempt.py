@@ -66,6 +66,7 @@ class Attempt:
     drafts: tuple[DraftImage, ...] = ()  # the answer's other images, kept beside the final one
     record: LedgerRecord | None = None
     holds_slot: bool = False
+    claimed: bool = False  # the run's one attempt for its fingerprint (a duplicate row is not)
 
     @property
     def recorded(self) -> bool:

@@ -4,6 +4,7 @@ to the cell report's counts (the one place they are kept), and flushed to storag
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import logging
 import math
@@ -127,6 +128,22 @@ def tally(report: CellReport, record: LedgerRecord, thumbnails: int) -> None:
     report.count_failure(record.error_code or record.status.value)
 
 
+class TaskSample:
+    """The ``size`` smallest task ids booked, as ``sorted(all_ids)[:size]`` would pick them, without keeping
+    every id of the run: the tasks the reconcile check asks the provider about again."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.ids: list[str] = []
+
+    def add(self, task_id: str) -> None:
+        at = bisect.bisect_left(self.ids, task_id)
+        if at >= self.size or (at < len(self.ids) and self.ids[at] == task_id):
+            return
+        self.ids.insert(at, task_id)
+        del self.ids[self.size :]
+
+
 class Books:
     """The cell's ledger: rows are buffered and written as Parquet parts in a thread, one part at a time,
     so a write to object storage never blocks the event loop."""
@@ -141,13 +158,13 @@ class Books:
         self._pending = 0
         self._last = time.monotonic()
         self._lock = asyncio.Lock()
-        self.task_ids: set[str] = set()  # tasks this run booked a row for
+        self.sample = TaskSample(s.reconcile_sample)  # of the tasks this run booked a row for
 
     async def book(self, attempt: Attempt, outcome: Outcome) -> LedgerRecord:
         """Write ``attempt``'s one ledger row (its net charge), count it, and flush when due."""
         task_id = attempt.task.task_id if attempt.task else None
         if task_id is not None:
-            self.task_ids.add(task_id)
+            self.sample.add(task_id)
         record = self._record(attempt, outcome, self.history.net_of_earlier(task_id, outcome.charged))
         self.writer.add(record)
         attempt.record = record

@@ -26,9 +26,10 @@ class CellHistory:
     """What the ledger and journal hold about the fingerprints this run asks about (``ensure`` them first).
 
     Answers are per fingerprint, read from the cell's index bucket and tail (``storage.past``) the first
-    time a fingerprint is asked about, and kept: a run's cost grows with its own rows. A task's rows all
-    carry the fingerprint of the request that made it (the engine books every attempt under its
-    fingerprint), so the charges of a task a run books again are known once its fingerprint is.
+    time a fingerprint is asked about, and kept until its row is done (``forget``): what a run holds grows
+    with its rows in flight, not with its rows. A task's rows all carry the fingerprint of the request
+    that made it (the engine books every attempt under its fingerprint), so the charges of a task a run
+    books again are known once its fingerprint is.
     """
 
     past: PastRows | None = None
@@ -87,6 +88,19 @@ class CellHistory:
         net = charged - self.earlier(task_id)
         self.charged_by_task[task_id] = charged
         return net
+
+    def forget(self, fingerprint: str, task_id: str | None = None) -> None:
+        """``fingerprint``'s row is done (booked, or found stored): drop what was learned about it and its
+        tasks (``task_id``: the one this run booked for it). The run asks about it no more, except for a
+        journaled task of it still unresolved, which the run finishes at its end with all of that kept."""
+        if fingerprint in self.unresolved:
+            return
+        facts = self.facts.pop(fingerprint, None)
+        self.stored.pop(fingerprint, None)
+        self.intents.pop(fingerprint, None)
+        for task in [*(facts.tasks if facts else ()), *([task_id] if task_id else [])]:
+            self.charged_by_task.pop(task, None)
+            self.resumable.discard(task)
 
     async def ensure(self, fingerprint: str) -> None:
         """Make the answers about ``fingerprint`` known (a bucket read and a stat, in a thread off local disk)."""

@@ -19,12 +19,13 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from nbpro_pipeline.costs.budget import BudgetGuard
 from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.engine.booking import Books
 from nbpro_pipeline.engine.context import Cell, cell_price
+from nbpro_pipeline.engine.fingerprints import EligibleRows
 from nbpro_pipeline.engine.history import load_history
 from nbpro_pipeline.engine.maintenance import after_run
 from nbpro_pipeline.engine.progress import Progress, ProgressSnapshot
@@ -53,9 +54,11 @@ ClientFactory = Callable[[], AbstractAsyncContextManager[ProviderClient]]
 class CellResult(BaseModel):
     """What a cell run produced, for the checks and the asset's metadata."""
 
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     run_id: str
     report: CellReport
-    eligible: dict[str, str]  # fingerprint -> prompt id of every eligible prompt this run saw
+    eligible: EligibleRows  # fingerprint -> prompt id of every eligible prompt this run saw (Arrow columns)
     provider_charges: ProviderCharges  # the provider's word on a sample of this run's tasks
     price: Decimal  # the image price the run used, in the provider's unit
 
@@ -103,7 +106,7 @@ async def run_cell(
     return CellResult(
         run_id=run.run_id,
         report=report,
-        eligible=cell_run.steps.eligible,
+        eligible=cell_run.steps.eligible.rows(),
         provider_charges=charges,
         price=cell.price.per_image,
     )
@@ -265,5 +268,5 @@ class CellRun:
 
     async def ask_provider(self) -> ProviderCharges:
         """The provider's word on (a sample of) the tasks this run booked, for the reconcile check."""
-        task_ids = sorted(self.steps.books.task_ids)[: self.cell.settings.reconcile_sample]
+        task_ids = self.steps.books.sample.ids
         return await ask_provider(self.client, self.cell.traits.billing, self.cell.price.per_image, task_ids)

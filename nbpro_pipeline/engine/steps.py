@@ -25,6 +25,7 @@ from nbpro_pipeline.costs.budget import BudgetGuard
 from nbpro_pipeline.engine.attempt import Attempt, TaskRef
 from nbpro_pipeline.engine.booking import Books
 from nbpro_pipeline.engine.context import Cell
+from nbpro_pipeline.engine.fingerprints import EligibleLog, FingerprintSet
 from nbpro_pipeline.engine.history import CellHistory
 from nbpro_pipeline.engine.outcomes import Charging, Outcome, outcome_for_error, outcome_for_snapshot, stop_message
 from nbpro_pipeline.engine.placing import Judging, place_draft, place_image, quarantine_body
@@ -67,8 +68,8 @@ class PromptSteps:
     budget: BudgetGuard | None = None
     judge: CellJudge | None = None  # the usability verdict on each stored image (None: not judged)
     logger: Any = log
-    eligible: dict[str, str] = field(default_factory=dict)  # fingerprint -> prompt id, for the accounting check
-    seen: set[str] = field(default_factory=set)
+    eligible: EligibleLog = field(default_factory=EligibleLog)  # every eligible row, for the accounting check
+    seen: FingerprintSet = field(default_factory=FingerprintSet)  # fingerprints decided: a duplicate is not paid
     stop: Outcome | None = None  # once set, nothing more is submitted
 
     # -- the whole of one prompt --------------------------------------------------------------------
@@ -82,6 +83,8 @@ class PromptSteps:
             await self.on_bug(attempt, exc)
         finally:
             self.slots.release(attempt)
+            if attempt.claimed:  # its row is booked: nothing asks about its fingerprint again
+                self.history.forget(attempt.fingerprint, attempt.task.task_id if attempt.task else None)
 
     def new_attempt(self, row: PromptRow, request: GenerationRequest) -> Attempt:
         return Attempt(row=row, request=request, fingerprint=request.fingerprint(self.cell.name))
@@ -94,7 +97,7 @@ class PromptSteps:
         try:
             refs = await self.references.for_fingerprint(row.reference_images, row.source_uri, row.row_number)
         except ReferenceProblem as exc:
-            self.eligible.setdefault(attempt.fingerprint, row.prompt_id)
+            self.eligible.note(attempt.fingerprint, row.prompt_id)
             await self.books.book(attempt, Outcome(OutcomeStatus.FAILED, "reference_unreadable", str(exc)))
             return False
         attempt.request = request_for(row, self.cell, refs)
@@ -103,13 +106,20 @@ class PromptSteps:
 
     async def settle(self, attempt: Attempt) -> None:
         fp, pid = attempt.fingerprint, attempt.row.prompt_id
-        await self.history.ensure(fp)  # its bucket of the index, before anything is asked about it
-        if fp in self.seen or self.history.is_stored(fp):
-            self.eligible.setdefault(fp, pid)
+        seen = fp in self.seen
+        if not seen:
+            await self.history.ensure(fp)  # its bucket of the index, before anything is asked about it
+            seen = fp in self.seen  # another row of it may have been decided meanwhile
+        if seen or self.history.is_stored(fp):
+            self.eligible.note(fp, pid)
             self.report.already_done += 1
+            if not seen:  # stored by an earlier run: a duplicate row is then done without asking again
+                self.seen.add(fp)
+                self.history.forget(fp)
             return
         self.seen.add(fp)
-        self.eligible[fp] = pid
+        self.eligible.claim(fp, pid)
+        attempt.claimed = True
         if fp in self.history.unresolved:
             await self.resume(attempt, self.history.unresolved.pop(fp))
         elif self.stop is not None:
@@ -324,7 +334,7 @@ class PromptSteps:
         self.logger.exception("unexpected error on %s", attempt.row.prompt_id)
         if attempt.recorded:  # one outcome per row, never a second one
             return
-        self.eligible.setdefault(attempt.fingerprint, attempt.row.prompt_id)
+        self.eligible.note(attempt.fingerprint, attempt.row.prompt_id)
         await self.books.book(attempt, outcome_for_error(exc, "any", attempt, self.charging(attempt)))
 
 

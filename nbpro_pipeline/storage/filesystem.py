@@ -141,7 +141,9 @@ class Storage:
         return self.fs.exists(path)
 
     def find(self, path: str) -> list[str]:
-        """Every file under ``path`` (recursively); empty when the directory does not exist."""
+        """Every file under ``path`` (recursively), sorted; empty when the directory does not exist."""
+        if self.is_local and os.path.isdir(path):
+            return sorted(p for p in _walk_files(path) if not _hidden(p))
         try:
             return [p for p in self.fs.find(path) if not _hidden(p)]
         except FileNotFoundError:
@@ -215,6 +217,14 @@ def _abandon(fs: Any, fh: Any, path: str) -> None:
             fh.close()
         with contextlib.suppress(Exception):
             fs.rm_file(path)
+
+
+def _walk_files(directory: str) -> Iterator[str]:
+    """What fsspec's local ``find`` lists (a symlinked directory as an entry, not descended into), without
+    the stat result it keeps per file: the journal of a large run has hundreds of thousands of segments."""
+    for parent, dirs, files in os.walk(directory):
+        for name in [*files, *(d for d in dirs if os.path.islink(f"{parent}/{d}"))]:
+            yield f"{parent}/{name}"
 
 
 def _hidden(path: str) -> bool:

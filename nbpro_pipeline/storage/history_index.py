@@ -93,14 +93,30 @@ def buckets_for(rows: int) -> int:
 
 
 def bucket_ids(fingerprints: pa.ChunkedArray | pa.Array, buckets: int) -> pa.Array:
-    """``bucket_of`` of every value (a null fingerprint goes to bucket 0), hashing each distinct value once."""
+    """``bucket_of`` of every value (a null fingerprint goes to bucket 0), hashing each distinct value once.
+    The chunks are encoded as they are (they share one dictionary), not copied into one array first, and
+    the distinct values become Python strings ``_HASHED`` at a time."""
     if buckets == 1:
         return pa.array([0] * len(fingerprints), pa.int32())
-    if isinstance(fingerprints, pa.ChunkedArray):
-        fingerprints = fingerprints.combine_chunks()
-    encoded = pc.dictionary_encode(pc.fill_null(fingerprints, ""))
-    per_value = pa.array([bucket_of(v, buckets) for v in encoded.dictionary.to_pylist()], pa.int32())
-    return per_value.take(encoded.indices)
+    if isinstance(fingerprints, pa.Array):
+        fingerprints = pa.chunked_array([fingerprints])
+    if fingerprints.null_count:
+        fingerprints = pc.fill_null(fingerprints, "")
+    encoded = pc.dictionary_encode(fingerprints)
+    if not encoded.num_chunks:
+        return pa.array([], pa.int32())
+    distinct = encoded.chunks[-1].dictionary  # the memo is shared and grows: the last chunk's has every value
+    per_value = pa.concat_arrays(
+        [
+            pa.array([bucket_of(v, buckets) for v in distinct.slice(lo, _HASHED).to_pylist()], pa.int32())
+            for lo in range(0, len(distinct), _HASHED)
+        ]
+        or [pa.array([], pa.int32())]
+    )
+    return pa.concat_arrays([per_value.take(chunk.indices) for chunk in encoded.chunks])
+
+
+_HASHED = 4096
 
 
 def write_index(storage: Storage, provider: str, resolution: Resolution | str) -> IndexManifest | None:
@@ -121,7 +137,6 @@ def _write_buckets(storage: Storage, directory: str, table: pa.Table, parts: lis
     ids = bucket_ids(table["fingerprint"], buckets)
     # a stable sort by bucket keeps each bucket's rows in ledger order (ties on recorded_at stay put)
     order = pc.sort_indices(pa.table({"b": ids, "n": pa.array(range(table.num_rows))}), [("b", "ascending")])
-    table = table.take(order)
     counts = _counts(ids.take(order), buckets)
     now = datetime.now(UTC)
     name = f"hist-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.arrows"
@@ -132,7 +147,8 @@ def _write_buckets(storage: Storage, directory: str, table: pa.Table, parts: lis
             sink = pa.BufferOutputStream()
             options = _IPC_LOCAL if storage.is_local else _IPC_REMOTE
             with pa.ipc.new_stream(sink, HISTORY_SCHEMA, options=options) as writer:
-                writer.write_table(table.slice(start, count))
+                # one bucket's rows gathered at a time, not a sorted copy of the whole cell
+                writer.write_table(table.take(order.slice(start, count)))
             data = sink.getvalue()
             fh.write(data)
             offsets.append(position)
@@ -193,13 +209,14 @@ def read_manifest(storage: Storage, provider: str, resolution: Resolution | str)
 
 
 class IndexReader:
-    """Buckets of one index file, read one at a time (a range read each; a memory map locally)."""
+    """Buckets of one index file, read one at a time (a range read each; a memory map locally, unless
+    ``mapped`` is False: a caller reading each bucket once then holds no page of the file after it)."""
 
-    def __init__(self, storage: Storage, directory: str, manifest: IndexManifest) -> None:
+    def __init__(self, storage: Storage, directory: str, manifest: IndexManifest, *, mapped: bool = True) -> None:
         self.storage, self.manifest = storage, manifest
         self.path = f"{directory}/{manifest.file}"
         self._mapped: pa.Buffer | None = None
-        if storage.is_local:
+        if storage.is_local and mapped:
             try:  # the buffer keeps the mapping alive: a later delete of the file cannot pull it away
                 self._mapped = pa.memory_map(self.path).read_buffer()
             except FileNotFoundError as exc:

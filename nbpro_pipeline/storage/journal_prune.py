@@ -23,12 +23,13 @@ replaced). Call it under the cell's compaction lock (``compaction.prune_cell_jou
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+import pyarrow as pa
 
 from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import RESUMABLE_CODES
@@ -39,8 +40,8 @@ from nbpro_pipeline.storage.journal import (
     CompactedJournal,
     JournalEntry,
     list_journal,
-    read_segments,
 )
+from nbpro_pipeline.storage.journal_stubs import Where, by_fingerprint, full_entries, scan
 from nbpro_pipeline.storage.ledger_id import ledger_id
 from nbpro_pipeline.storage.past import FingerprintFacts, PastRows, open_past
 
@@ -105,22 +106,11 @@ def prune_journal(
         outcome.deleted += _remove(storage, f"{files.directory}/{name}")
     if outcome.files_before == 0:
         return outcome
-    seen = _Seen()
-    for compacted in files.compacted.values():
-        for entry in compacted.entries:
-            seen.add(entry.kind, entry.fingerprint, entry.at, entry)
-    for _path, data in read_segments(storage, [f"{files.directory}/{name}" for name in files.segments]):
-        seen.add_segment(data)
-    outcome.entries_before = seen.count
-    past = past or open_past(storage, provider, resolution)
-    kept: list[JournalEntry] = []
-    fps = list(seen.by_fp)
-    for lo in range(0, len(fps), _BATCH):  # a batch's facts and parsed entries at a time: memory stays bounded
-        batch = fps[lo : lo + _BATCH]
-        facts = past.facts(batch)
-        for fp in batch:
-            kept.extend(needed(seen.entries(fp), facts[fp], rules))
-    kept.sort(key=lambda e: e.at)
+    stubs = scan(storage, files)
+    outcome.entries_before = stubs.count
+    past = past or open_past(storage, provider, resolution, one_pass=True)  # ``_decide`` goes in bucket order
+    buckets = past.reader.manifest.buckets if past.reader is not None else 1
+    kept = full_entries(storage, files, stubs, _decide(stubs.table(buckets), past, rules))
     outcome.entries_kept = len(kept)
     now = datetime.now(UTC)
     name = f"{COMPACT_PREFIX}{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.json"
@@ -136,49 +126,30 @@ def prune_journal(
     return outcome
 
 
-_BATCH = 10_000
+_BATCH = 256  # fingerprints decided at a time: their ledger facts and stubs are what is held (docs/performance.md)
 
 
-class _Seen:
-    """The journal's entries per fingerprint, kept as their JSON lines (parsed when decided): the task
-    entries and only the latest intent, as ``needed`` uses no other. A year of intents is never in memory
-    as objects at once."""
+def _decide(stubs: pa.Table, past: PastRows, rules: JournalRules) -> list[Where]:
+    """Where the entries still needed are, deciding a batch of fingerprints at a time."""
+    kept: list[Where] = []
+    for batch in by_fingerprint(stubs, _BATCH):
+        facts = past.facts([fp for fp, _ in batch])
+        for fp, located in batch:
+            entries, where = _as_read(located)
+            kept.extend(where[id(entry)] for entry in needed(entries, facts[fp], rules))
+    return kept
 
-    def __init__(self) -> None:
-        self.by_fp: dict[str, tuple[list[str | JournalEntry], tuple[datetime, str | JournalEntry] | None]] = {}
-        self.count = 0
-        self.bad_lines = 0
 
-    def add(self, kind: str, fp: str, at: datetime, raw: str | JournalEntry) -> None:
-        self.count += 1
-        others, latest = self.by_fp.get(fp, ([], None))
-        if kind == "intent":
-            if latest is None or at >= latest[0]:
-                latest = (at, raw)
-        else:
-            others.append(raw)
-        self.by_fp[fp] = (others, latest)
-
-    def add_segment(self, data: bytes) -> None:
-        for line in data.decode("utf-8", "replace").splitlines():
-            if not line.strip():
-                continue
-            try:
-                head = json.loads(line)
-                self.add(head["kind"], head["fingerprint"], datetime.fromisoformat(head["at"]), line)
-            except (ValueError, KeyError, TypeError):
-                self.bad_lines += 1  # read_journal skips it too: nothing a run would use
-
-    def entries(self, fp: str) -> list[JournalEntry]:
-        others, latest = self.by_fp[fp]
-        raw = [*others, *([latest[1]] if latest else [])]
-        out = []
-        for r in raw:
-            try:
-                out.append(r if isinstance(r, JournalEntry) else JournalEntry.model_validate_json(r))
-            except ValueError:
-                self.bad_lines += 1
-        return out
+def _as_read(located: list[tuple[JournalEntry, Where]]) -> tuple[list[JournalEntry], dict[int, Where]]:
+    """A fingerprint's entries as ``needed`` takes them: the others in read order, then only the latest
+    intent (by time; on a tie the one read last), as readers use no other."""
+    others = [(e, w) for e, w in located if e.kind != "intent"]
+    latest = None
+    for e, w in located:
+        if e.kind == "intent" and (latest is None or e.at >= latest[0].at):
+            latest = (e, w)
+    chosen = [*others, *([latest] if latest else [])]
+    return [e for e, _ in chosen], {id(e): w for e, w in chosen}
 
 
 def _remove_all(storage: Storage, paths: list[str]) -> int:

@@ -134,4 +134,22 @@ def read_parts(
     empty = LEDGER_SCHEMA.empty_table().select(wanted)
     if not paths:
         return empty
+    if storage.is_local and filter is None and not set(wanted) & set(LEDGER_PARTITION_COLUMNS):
+        return _read_files(storage, paths, empty.schema)
     return ledger_dataset(storage, paths).to_table(columns=wanted, filter=filter).cast(empty.schema)
+
+
+def _read_files(storage: Storage, paths: list[str], schema: pa.Schema) -> pa.Table:
+    """Local parts one file at a time on this thread, in ``schema`` (a column an older part lacks is null):
+    Arrow's dataset scanner held ~0.5 MB of RSS per part read, which a small local file gains nothing from."""
+    tables = []
+    for path in paths:
+        with storage.fs.open(path, "rb") as fh:
+            parquet = pq.ParquetFile(fh, pre_buffer=False)
+            present = [name for name in schema.names if name in parquet.schema_arrow.names]
+            table = parquet.read(columns=present, use_threads=False)
+        columns = [
+            table[f.name].cast(f.type) if f.name in present else pa.nulls(table.num_rows, f.type) for f in schema
+        ]
+        tables.append(pa.Table.from_arrays(columns, schema=schema))
+    return pa.concat_tables(tables)

@@ -117,6 +117,7 @@ class PastRows:
     parts: int = 0  # live parts listed
     tail_parts: int = 0  # of which the index does not cover (all of them without an index)
     why_no_index: str | None = None
+    one_pass: bool = False  # asked in bucket order, each fingerprint once: see ``open_past``
     _buckets: dict[int, pa.Table] = field(default_factory=dict)
 
     @property
@@ -152,6 +153,8 @@ class PastRows:
         by_bucket: dict[int, list[str]] = {}
         for fp in fps:
             by_bucket.setdefault(bucket_of(fp, self.reader.manifest.buckets), []).append(fp)
+        if self.one_pass:  # the buckets asked before are done with (but the one this call starts in)
+            self._buckets = {b: t for b, t in self._buckets.items() if b in by_bucket}
         self._fetch([b for b in by_bucket if b not in self._buckets])
         out: dict[str, list[dict]] = {}
         for b, members in by_bucket.items():
@@ -179,13 +182,18 @@ def _in_time_order(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: r["recorded_at"]) if len(rows) > 1 else rows
 
 
-def open_past(storage: Storage, provider: str, resolution: Resolution | str, *, use_index: bool = True) -> PastRows:
-    """The past of one cell as of now (one listing, the manifest, the tail); blocking."""
+def open_past(
+    storage: Storage, provider: str, resolution: Resolution | str, *, use_index: bool = True, one_pass: bool = False
+) -> PastRows:
+    """The past of one cell as of now (one listing, the manifest, the tail); blocking. ``one_pass``: the
+    caller asks about fingerprints in index-bucket order, each once (journal pruning walks the whole cell):
+    buckets are then read rather than memory-mapped and only those of the latest ``facts`` call are kept,
+    so that the walk never holds the whole index (its mapped pages locally, its fetched buckets elsewhere)."""
     resolution = Resolution(resolution)
     for attempt in range(_RETRIES):
         parts = cell_parts(storage, provider, resolution)
         try:
-            return _open(storage, provider, resolution, parts, use_index)
+            return _open(storage, provider, resolution, parts, use_index, one_pass)
         except FileNotFoundError:  # a part compacted away between the listing and the read: list again
             if attempt == _RETRIES - 1:
                 raise
@@ -193,9 +201,9 @@ def open_past(storage: Storage, provider: str, resolution: Resolution | str, *, 
 
 
 def _open(
-    storage: Storage, provider: str, resolution: Resolution, parts: list[LedgerPart], use_index: bool
+    storage: Storage, provider: str, resolution: Resolution, parts: list[LedgerPart], use_index: bool, one_pass: bool
 ) -> PastRows:
-    past = PastRows(storage, provider, resolution, parts=len(parts))
+    past = PastRows(storage, provider, resolution, parts=len(parts), one_pass=one_pass)
     tail = parts
     if use_index:
         try:
@@ -204,7 +212,7 @@ def _open(
             missing = [name for name in manifest.covers if name not in live]
             if missing:
                 raise IndexUnusable(f"stale: {len(missing)} covered parts are no longer live (e.g. {missing[0]})")
-            past.reader = IndexReader(storage, index_dir(storage, provider, resolution), manifest)
+            past.reader = IndexReader(storage, index_dir(storage, provider, resolution), manifest, mapped=not one_pass)
             covered = set(manifest.covers)
             tail = [p for p in parts if p.name not in covered]
         except IndexUnusable as exc:

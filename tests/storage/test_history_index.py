@@ -13,8 +13,15 @@ import pytest
 
 from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.providers.registry import Provider
-from nbpro_pipeline.storage import LedgerWriter, Storage, compact_ledger
-from nbpro_pipeline.storage.history_index import MANIFEST, buckets_for, index_dir, read_manifest, write_index
+from nbpro_pipeline.storage import LedgerWriter, Storage, compact_ledger, history_index
+from nbpro_pipeline.storage.history_index import (
+    MANIFEST,
+    bucket_of,
+    buckets_for,
+    index_dir,
+    read_manifest,
+    write_index,
+)
 from nbpro_pipeline.storage.past import open_past
 from tests.storage.conftest import T0, ledger_record
 from tests.storage.oracles import full_cell_scan
@@ -139,6 +146,29 @@ def test_the_index_and_its_tail_answer_as_a_full_scan_does(any_storage, seed):
     past = open_past(any_storage, *CELL)
     assert past.reader is not None and past.tail_parts > 0
     assert_same_answers(any_storage, history, indexed=True)
+
+
+def test_a_one_pass_walk_answers_the_same_and_holds_only_the_buckets_it_is_at(any_storage, monkeypatch):
+    """Journal pruning asks in bucket order, a batch at a time: the buckets are read (never mapped) and
+    those of earlier batches let go, with the same answers as a full scan."""
+    monkeypatch.setattr(history_index, "TARGET_BUCKET_ROWS", 16)
+    history = RandomHistory(7)
+    for i in range(4):
+        history.run(any_storage, f"run-{i}", new=40, again=10)
+    compact_ledger(any_storage, min_age_s=0)
+    history.run(any_storage, "run-4", new=10, again=10)  # and a tail
+    past = open_past(any_storage, *CELL, one_pass=True)
+    assert past.reader is not None and past.reader._mapped is None and past.tail_parts > 0
+    buckets = past.reader.manifest.buckets
+    assert buckets >= 8
+    fps = sorted(history.probe(), key=lambda fp: (bucket_of(fp, buckets), fp))
+    expected = full_scan_facts(any_storage, fps)
+    for lo in range(0, len(fps), 25):
+        batch = fps[lo : lo + 25]
+        facts = past.facts(batch)
+        assert set(past._buckets) == {bucket_of(fp, buckets) for fp in batch}
+        assert {fp: f.image_uri for fp, f in facts.items()} == {fp: expected[fp][0] for fp in batch}
+        assert {fp: f.failed_tasks for fp, f in facts.items()} == {fp: expected[fp][2] for fp in batch}
 
 
 def test_a_compaction_that_did_not_rewrite_the_index_makes_it_stale_and_the_cell_is_read(local_storage):

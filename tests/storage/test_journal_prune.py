@@ -172,3 +172,23 @@ async def kill_pruning_and_check(root: str, point: str) -> None:
     prune_journal(Storage(root), R, K, RULES)
     assert _needed_view(Storage(root)) == before
     assert list_journal(Storage(root), R, K).leftovers == []
+
+
+async def test_pruning_in_small_batches_keeps_the_same_entries(tmp_path, monkeypatch):
+    """Fingerprints decided a few at a time, stubs packed and read back a few rows at a time: the same
+    entries are kept as when everything fits in one batch."""
+    from nbpro_pipeline.storage import journal_prune, journal_stubs
+
+    kept = []
+    for batch, rows in ((1024, 1024), (2, 3)):
+        monkeypatch.setattr(journal_prune, "_BATCH", batch)
+        monkeypatch.setattr(journal_stubs, "_ROWS", rows)
+        monkeypatch.setattr(journal_stubs, "_CHUNK", rows)
+        storage = Storage(str(tmp_path / f"root-{batch}"))
+        await _history(storage)
+        before = _needed_view(storage)
+        pruned = prune_journal(storage, R, K, RULES)
+        assert (pruned.entries_before, pruned.entries_kept) == (9, 5) and _needed_view(storage) == before
+        compacted = list_journal(storage, R, K).compacted[pruned.written]
+        kept.append([(e.kind, e.fingerprint, e.task_id, e.row) for e in compacted.entries])
+    assert kept[0] == kept[1]
