@@ -142,19 +142,31 @@ def judge_stored_cell(
 ) -> Iterator[dg.AssetCheckResult]:
     """The selected checks of the cell, judged from what is stored (``review_stored_cell``): no engine, no
     provider call, no lease, nothing written. A selected check that needs a run (``RUN_ONLY_CHECKS``) gets
-    no result, which Dagster shows as skipped rather than as a pass it did not earn."""
-    provider, resolution = cell_of(context.partition_key)
-    st = storage.storage()
+    no result, which Dagster shows as skipped rather than as a pass it did not earn. Without a partition
+    (the checks page's "Execute all" launches such a run) every cell is judged, each result on its cell."""
     selected = {key.name for key in context.selected_asset_check_keys}
     if unjudged := sorted(selected & set(RUN_ONLY_CHECKS)):
         context.log.info(
             f"{', '.join(unjudged)}: not executed, they need a run (ledger_reconciles asks the provider about "
             "the run's tasks, run_failure_rate judges the run's new work)"
         )
+    if context.has_partition_key:
+        yield from (check_result(c, GENERATED_IMAGES) for c in _stored_checks(context.partition_key, selected,
+                                                                                storage, budget, pipeline))  # fmt: skip
+        return
+    for key in context.assets_def.partitions_def.get_partition_keys():  # type: ignore[union-attr]
+        for check in _stored_checks(key, selected, storage, budget, pipeline):
+            context.log_event(check_evaluation(check, GENERATED_IMAGES, key))
+
+
+def _stored_checks(
+    partition: str, selected: set[str], storage: StorageResource, budget: BudgetResource, pipeline: PipelineResource
+) -> list[CheckOutcome]:
+    provider, resolution = cell_of(partition)
+    st = storage.storage()
     rows = _cell_rows(st, provider, resolution)
     thresholds = pipeline.failure_thresholds()
-    for check in review_stored_cell(st, provider, resolution, rows.table, budget.prices(), thresholds, names=selected):
-        yield check_result(check, GENERATED_IMAGES)
+    return review_stored_cell(st, provider, resolution, rows.table, budget.prices(), thresholds, names=selected)
 
 
 def materialize_cell(

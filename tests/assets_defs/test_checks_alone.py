@@ -84,3 +84,17 @@ def test_the_ui_may_execute_each_check_of_the_cell_on_its_own():
     graph = defs.resolve_asset_graph()
     keys = graph.get(GENERATED_IMAGES).check_keys
     assert len(keys) == 7 and all(graph.get_execution_set_identifier(k) is None for k in keys)
+
+
+def test_executing_the_checks_without_a_partition_judges_every_cell(materialized, instance, resources, sandbox):
+    """The checks page's "Execute all" launches a run with no partition: every cell is judged, each result
+    recorded on its own cell, still with no provider call."""
+    before, rows = _requests(sandbox), _cell_ledger(resources).num_rows
+    selection = dg.AssetSelection.checks_for_assets(generated_images)
+    result = dg.materialize([generated_images], selection=selection, instance=instance, resources=resources)
+    assert result.success and _requests(sandbox) == before and _cell_ledger(resources).num_rows == rows
+    by_cell: dict[str, set[str]] = {}
+    for e in result.get_asset_check_evaluations():
+        by_cell.setdefault(e.partition, set()).add(e.check_name)
+    partitions = generated_images.partitions_def.get_partition_keys()
+    assert len(partitions) == 6 and by_cell == {p: set(STORED_CHECKS) for p in partitions}

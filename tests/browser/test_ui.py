@@ -229,6 +229,20 @@ def _check_red_run(page, base: str, backfill_id: str, cell: str) -> None:
     page.get_by_text(f"{cell}:").first.wait_for(timeout=30_000)
     assert page.get_by_text(re.compile(r"eligible prompts have no image")).count() >= 1
     page.screenshot(path=ARTIFACTS / "failed_cell_checks.png", full_page=True)
+    # the checks run on their own (judged from storage, nothing spent): the UI offers to execute them
+    execute = page.get_by_role("button", name="Execute all")
+    execute.wait_for(timeout=30_000)
+    assert execute.is_enabled()
+    execute.click()
+    launched = page.get_by_text(re.compile(r"Launched run \w+")).first
+    launched.wait_for(timeout=30_000)
+    page.screenshot(path=ARTIFACTS / "execute_checks.png", full_page=True)
+    page.get_by_text("View", exact=True).last.click()  # the toast's link to the run
+    status = page.get_by_text(re.compile(r"^(Success|Failure)$")).first
+    status.wait_for(timeout=90_000)
+    page.wait_for_timeout(500)
+    page.screenshot(path=ARTIFACTS / "execute_checks_run.png", full_page=True)
+    assert status.inner_text() == "Success"  # every cell judged from storage, nothing spent
 
 
 def _check_reports(page, base: str, gallery_base: str) -> None:
