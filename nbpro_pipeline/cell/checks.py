@@ -198,17 +198,22 @@ def check_reconciles(charges: ProviderCharges, cell_ledger: pa.Table) -> CheckOu
 
 
 # -- over the cell's state ------------------------------------------------------------------------------
+def _judged(share: float, thresholds: FailureThresholds) -> tuple[Severity, bool, float]:
+    """A failure share against the thresholds: its severity, whether it passes, and the limit it crossed."""
+    severity = Severity.ERROR if share > thresholds.error_above else Severity.WARN
+    limit = thresholds.error_above if severity is Severity.ERROR else thresholds.warn_above
+    return severity, share <= thresholds.warn_above, limit
+
+
 def failure_rate(state: CellState, eligible: int, thresholds: FailureThresholds) -> CheckOutcome:
     """Outstanding failures (latest outcome failed or skipped) over the cell's eligible prompts."""
     bad = len(state.outstanding)
     share = bad / eligible if eligible else 0.0
     codes = Counter(f.error_code for f in state.outstanding)
-    severity = Severity.ERROR if share > thresholds.error_above else Severity.WARN
-    passed = share <= thresholds.warn_above
+    severity, passed, limit = _judged(share, thresholds)
     if passed:
         desc = f"{state.cell}: {bad} of {eligible} eligible prompts without an image ({_pct(share)})"
     else:
-        limit = thresholds.error_above if severity is Severity.ERROR else thresholds.warn_above
         desc = (
             f"{state.cell}: {bad} of {eligible} eligible prompts have no image ({_pct(share)}, above "
             f"{_pct(limit)}): {count_phrase(codes)}"
@@ -241,14 +246,12 @@ def run_failure_rate(
     share = bad / new if new else 0.0
     codes = Counter(f.error_code for f in failed_this_run)
     paid = sum((f.cost for f in failed_this_run), Decimal(0))
-    severity = Severity.ERROR if share > thresholds.error_above else Severity.WARN
-    passed = share <= thresholds.warn_above
+    severity, passed, limit = _judged(share, thresholds)
     if not new:
         desc = f"{cell}: this run had no new work ({delta.already_done} prompts already done)"
     elif passed:
         desc = f"{cell}: this run: {bad} of {new} new prompts without an image ({_pct(share)})"
     else:
-        limit = thresholds.error_above if severity is Severity.ERROR else thresholds.warn_above
         desc = (
             f"{cell}: this run: {bad} of {new} new prompts without an image ({_pct(share)}, above {_pct(limit)}): "
             f"{count_phrase(codes)}; {paid.normalize():f} {unit} paid for them"
