@@ -4,20 +4,23 @@ Each body reads config, calls the library, and turns its result into metadata; n
 test without Dagster could not cover through ``nbpro_pipeline``.
 """
 
+import functools
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
 import dagster as dg
+import pyarrow as pa
 
 import nbpro_pipeline
 from assets_defs.checks import PROMPT_TABLE_CHECKS, cell_check_specs, check_evaluation, check_result
 from assets_defs.metadata import OWNERS, ROW_COUNT, chart, column_schema
 from assets_defs.partitions import cell_of
 from assets_defs.resources import BudgetResource, PipelineResource, ProviderResource, StorageResource
+from nbpro_pipeline.cell.checks import FailureThresholds
 from nbpro_pipeline.cell.review import RUN_ONLY_CHECKS, review_cell, review_stored_cell
 from nbpro_pipeline.cell.view import CellView
-from nbpro_pipeline.costs import all_cells, claims, focus, report_parquet, reports
+from nbpro_pipeline.costs import PriceTable, all_cells, claims, focus, report_parquet, reports
 from nbpro_pipeline.engine import RunInfo, rows_for_cell, run_cell_sync
 from nbpro_pipeline.engine.progress import ProgressSnapshot
 from nbpro_pipeline.engine.report import CellReport
@@ -126,15 +129,19 @@ _GENERATED_IMAGES_DOC = (
 )
 
 
-def _cell_rows(st: Storage, provider: str, resolution: Resolution) -> CellRows:
-    """The cell's eligible rows of the stored prompt table; missing, the step fails saying what to do."""
+def _accepted(st: Storage) -> pa.Table:
+    """The stored prompt table's accepted rows; missing, the step fails saying what to do."""
     try:
-        accepted = read_table(st, "prompt_table/accepted")
+        return read_table(st, "prompt_table/accepted")
     except FileNotFoundError:
         raise dg.Failure(
             description=f"{st.uri(table_path(st, 'prompt_table/accepted'))} is missing: materialize prompt_table first"
         ) from None
-    return rows_for_cell(accepted, provider, resolution)
+
+
+def _cell_rows(st: Storage, provider: str, resolution: Resolution) -> CellRows:
+    """The cell's eligible rows of the stored prompt table."""
+    return rows_for_cell(_accepted(st), provider, resolution)
 
 
 def judge_stored_cell(
@@ -150,23 +157,29 @@ def judge_stored_cell(
             f"{', '.join(unjudged)}: not executed, they need a run (ledger_reconciles asks the provider about "
             "the run's tasks, run_failure_rate judges the run's new work)"
         )
+    st = storage.storage()
+    accepted = _accepted(st)  # read once, whatever the number of cells judged
+    judge = functools.partial(_stored_checks, st, accepted, selected, budget.prices(), pipeline.failure_thresholds())
     if context.has_partition_key:
-        yield from (check_result(c, GENERATED_IMAGES) for c in _stored_checks(context.partition_key, selected,
-                                                                                storage, budget, pipeline))  # fmt: skip
+        for check in judge(context.partition_key):
+            yield check_result(check, GENERATED_IMAGES)
         return
     for key in context.assets_def.partitions_def.get_partition_keys():  # type: ignore[union-attr]
-        for check in _stored_checks(key, selected, storage, budget, pipeline):
+        for check in judge(key):
             context.log_event(check_evaluation(check, GENERATED_IMAGES, key))
 
 
 def _stored_checks(
-    partition: str, selected: set[str], storage: StorageResource, budget: BudgetResource, pipeline: PipelineResource
+    st: Storage,
+    accepted: pa.Table,
+    selected: set[str],
+    prices: PriceTable,
+    thresholds: FailureThresholds,
+    partition: str,
 ) -> list[CheckOutcome]:
     provider, resolution = cell_of(partition)
-    st = storage.storage()
-    rows = _cell_rows(st, provider, resolution)
-    thresholds = pipeline.failure_thresholds()
-    return review_stored_cell(st, provider, resolution, rows.table, budget.prices(), thresholds, names=selected)
+    rows = rows_for_cell(accepted, provider, resolution)
+    return review_stored_cell(st, provider, resolution, rows.table, prices, thresholds, names=selected)
 
 
 def materialize_cell(
