@@ -215,8 +215,8 @@ class _Memo:
 
 
 def _derived_money(df: pd.DataFrame, groups: pa.Table, prices: PriceTable) -> None:
-    """cost_unit, cost_per_success, estimated_usd, cost_per_success_usd, cost_is_estimate, expected_cost
-    and cost_delta."""
+    """cost_unit, cost_per_success, cost_per_usable, estimated_usd and its per success and per usable image,
+    cost_is_estimate, expected_cost and cost_delta."""
     cells = CellPrices(prices)
     cell = [cells(p, r) for p, r in zip(df["provider"], df["resolution"], strict=True)]
     final, succeeded = df["final_cost"].tolist(), df["succeeded"].tolist()
