@@ -68,23 +68,20 @@ def test_a_killed_cell_on_s3_resumes_without_paying_twice(sandbox, bucket, s3_cl
 
     # what the killed run left: only whole objects (a part or segment is one PUT, never half of one)
     left = keys(s3_client, bucket, "nbpro/")
-    recorded_before = 0
+    recorded: list[str] = []
     for key in left:
         body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
         if key.endswith(".parquet"):
-            recorded_before += pq.read_table(io.BytesIO(body)).num_rows
+            recorded += pq.read_table(io.BytesIO(body))["fingerprint"].to_pylist()
         elif key.endswith(".jsonl"):
             assert all(json.loads(line) for line in body.decode().splitlines())
+    recorded_before = len(recorded)
     created_before = sandbox.stats()["rivya"]["tasks_created"]
     assert 0 < recorded_before < created_before, "the kill must land mid-run, with paid tasks not yet recorded"
     print(f"killed with {recorded_before} rows recorded, {created_before} tasks created")
 
     if compact_between:
-        from nbpro_pipeline.storage import compact_ledger, read_journal
-
-        compact_ledger(Storage(root), min_age_s=0)
-        assert not [k for k in keys(s3_client, bucket, "nbpro/journal/") if k.endswith(".jsonl")]
-        assert read_journal(Storage(root), Provider.RIVYA, R1K).tasks
+        _compact_keeping_what_is_unfinished(Storage(root), s3_client, bucket, set(recorded))
     sandbox.set_config({"rivya": FAST})
     harness = Harness(sandbox=sandbox, storage=Storage(root), keys={Provider.RIVYA: rivya_key})
     rows = prompt_rows(ROWS)
@@ -110,3 +107,21 @@ def test_a_killed_cell_on_s3_resumes_without_paying_twice(sandbox, bucket, s3_cl
         from nbpro_pipeline.storage import read_journal
 
         assert read_journal(Storage(root), Provider.RIVYA, R1K).tasks == {}
+
+
+def _compact_keeping_what_is_unfinished(storage: Storage, s3_client, bucket: str, recorded: set[str]) -> None:
+    """Compaction prunes the journal to one file that still holds, for every fingerprint the ledger lacks,
+    its latest intent and its task entries. (Whether the kill left task entries or only intents depends
+    on timing: Rivya's task ids ride on the next flush, its intents are durable before each submit.)"""
+    from nbpro_pipeline.storage import compact_ledger, read_journal
+
+    def unfinished(state) -> tuple[dict, dict]:
+        intents = {fp: e.model_dump() for fp, e in state.intents.items() if fp not in recorded}
+        tasks = {fp: [e.model_dump() for e in es] for fp, es in state.tasks.items() if fp not in recorded}
+        return intents, tasks
+
+    before = unfinished(read_journal(storage, Provider.RIVYA, R1K))
+    assert before[0], "the kill must leave unfinished work in the journal"
+    compact_ledger(storage, min_age_s=0)
+    assert not [k for k in keys(s3_client, bucket, "nbpro/journal/") if k.endswith(".jsonl")]
+    assert unfinished(read_journal(storage, Provider.RIVYA, R1K)) == before
