@@ -44,7 +44,15 @@ def _camel(name: str) -> str:
 
 def xmp_text(value: object) -> str:
     """``value`` as text XMP can hold: characters XML 1.0 forbids are dropped (exiv2 escapes the rest)."""
-    return _NOT_XML.sub("", str(value))
+    text = str(value)
+    # every character _NOT_XML names is unprintable, so printable text (nearly all of it) skips the regex
+    return text if text.isprintable() else _NOT_XML.sub("", text)
+
+
+# (attribute, XMP key) of the lineage's own properties, worked out once rather than per image
+_NBPRO_KEYS = tuple(
+    (name, f"Xmp.{NBPRO_XMP_PREFIX}.{_camel(name)}") for name in ImageLineage.model_fields if name not in _NOT_NBPRO
+)
 
 
 def xmp_fields(lineage: ImageLineage) -> dict[str, str]:
@@ -55,9 +63,10 @@ def xmp_fields(lineage: ImageLineage) -> dict[str, str]:
         value = getattr(lineage, name)
         if value:
             fields[key] = xmp_text(value)
-    for name, value in lineage.model_dump(exclude=_NOT_NBPRO).items():
+    for name, key in _NBPRO_KEYS:
+        value = getattr(lineage, name)
         if value is not None:
-            fields[f"Xmp.{NBPRO_XMP_PREFIX}.{_camel(name)}"] = xmp_text(value)
+            fields[key] = xmp_text(value)
     if lineage.references:
         fields[f"Xmp.{NBPRO_XMP_PREFIX}.references"] = xmp_text(" ".join(lineage.references))
     return fields

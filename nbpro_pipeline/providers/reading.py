@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import re
@@ -69,10 +70,19 @@ MODEL_VERSION_KEYS = ("model_version", "modelversion", "version")
 # A model id or version lands in XMP, the ledger and FOCUS: the alphabet of ids (``google/gemini-3-pro``,
 # ``fal-ai/nano-banana-pro``, ``v2@001``) and at most 128 characters; anything else is not believed.
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
+_SEPARATORS = re.compile(r"[\s\-]+")
+_CACHED_WORD = 64  # characters: an answer's keys and status words come from a small vocabulary
 
 
 def word_key(word: Any) -> str:
-    return re.sub(r"[\s\-]+", "_", str(word).strip().lower())
+    text = str(word)
+    # every key of every answer goes through here, and the same few words come back on every poll
+    return _word_key(text) if len(text) <= _CACHED_WORD else _SEPARATORS.sub("_", text.strip().lower())
+
+
+@functools.lru_cache(maxsize=4096)
+def _word_key(text: str) -> str:
+    return _SEPARATORS.sub("_", text.strip().lower())
 
 
 def read_state(word: Any) -> TaskState:
