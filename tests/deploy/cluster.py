@@ -30,7 +30,7 @@ import httpx
 import yaml
 
 from tests.deploy import fast_daemon
-from tests.deploy.dagster_stack import LOCATION, REPO
+from tests.deploy.dagster_stack import LOCATION, POLL_S, REPO
 from tests.deploy.netns import Host, Network
 
 BIN = Path(sys.executable).parent
@@ -199,15 +199,18 @@ class Cluster:
         self.control.start("webserver", web, env)
 
     def wait_code(self, deadline: float) -> None:
-        check = [str(BIN / "dagster"), "api", "grpc-health-check", "-h", self.code.address, "-p", str(PORTS["code"])]
+        """Until control gets SERVING from the code host's gRPC server (``dagster api grpc-health-check``'s
+        query, from a script that does not import Dagster: grpc_health.py)."""
+        check = [sys.executable, "-m", "tests.deploy.grpc_health", self.code.address, str(PORTS["code"])]
+        env = self.control.env({"PYTHONPATH": str(REPO)})
         while True:
             self.code.check_alive()
             try:
-                self.control.run(check, self.control.env({}), timeout=30)
+                self.control.run(check, env, timeout=30)
                 return
             except RuntimeError:
                 assert time.monotonic() < deadline, f"code server not healthy: {self.code.tail('code-server')}"
-                time.sleep(1)
+                time.sleep(POLL_S)
 
     def wait_http(self, url: str, host: Host, deadline: float) -> None:
         while True:
