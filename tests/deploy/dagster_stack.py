@@ -368,7 +368,8 @@ def pipeline_env(
 
 
 def daemon_cmd() -> list[str]:
-    return fast_daemon.daemon_cmd(REPO / "workspace.yaml")
+    # workspace.yaml's python_module location: the daemon's code server, kept for the whole test
+    return fast_daemon.daemon_cmd(REPO / "workspace.yaml", keep_workspace=True)
 
 
 def webserver_cmd(port: int) -> list[str]:
