@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import yaml
 
 from nbpro_pipeline.presentation.serve import gallery_server
 from tests.deploy.dagster_stack import (
@@ -59,6 +60,9 @@ STACK_ENV = {"NBPRO_ODIROUTER_MAX_IN_FLIGHT": "2", "NBPRO_POLL_MAX_INTERVAL_S": 
 PROGRESS = re.compile(r": (\d+)/(\d+) new prompts done .*; ETA (\S+)$")
 
 NATURAL_WIDTHS = "els => els.map(e => e.naturalWidth)"
+# the run queue looks for runs to launch every second, not the local instance's default 5 s: the test
+# launches its runs one after another, and each would wait for the queue's next look
+DEQUEUE_S = 1
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +74,13 @@ def chromium() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return CHROMIUM
+
+
+def _instance_yaml() -> str:
+    """deploy/local/dagster.yaml (what make dev runs on), with the run queue's look every DEQUEUE_S."""
+    config = yaml.safe_load((REPO / "deploy" / "local" / "dagster.yaml").read_text())
+    config["run_queue"]["dequeue_interval_seconds"] = DEQUEUE_S
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 def _backfill_all_cells(gql: GraphQL, procs: Processes) -> tuple[str, list[dict]]:
@@ -313,7 +324,7 @@ def test_ui_tells_the_truth_about_a_failing_cell(chromium, tmp_path):
     started = time.monotonic()
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
-    shutil.copyfile(REPO / "deploy" / "local" / "dagster.yaml", dagster_home / "dagster.yaml")
+    (dagster_home / "dagster.yaml").write_text(_instance_yaml())
     storage_root, prompts = tmp_path / "storage", tmp_path / "prompts"
     storage_root.mkdir()
     shutil.copytree(REPO / "examples" / "prompts", prompts)

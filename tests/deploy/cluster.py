@@ -30,7 +30,8 @@ import httpx
 import yaml
 
 from tests.deploy import fast_daemon
-from tests.deploy.dagster_stack import LOCATION, REPO
+from tests.deploy import postgres as pg_auth
+from tests.deploy.dagster_stack import LOCATION, POLL_S, REPO
 from tests.deploy.netns import Host, Network
 
 BIN = Path(sys.executable).parent
@@ -124,12 +125,12 @@ class Cluster:
             for path in (pg, pg / "sock", pg / "pw"):
                 shutil.chown(path, entry.pw_uid, entry.pw_gid)
             initdb = [str(_pg_bin() / "initdb"), "-D", "/tmp/pg/data", "-U", PG["user"], "--pwfile=/tmp/pg/pw",
-                      "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync"]  # fmt: skip
+                      f"--auth={pg_auth.AUTH}", "--encoding=UTF8", "--no-sync"]  # fmt: skip
             self.db.run(["runuser", "-u", "postgres", "--", *initdb], self.db.env({}))
             with open(pg / "data" / "pg_hba.conf", "a") as hba:
-                hba.write(f"host all all {self.db.address.rsplit('.', 1)[0]}.0/24 scram-sha-256\n")
+                hba.write(f"host all all {self.db.address.rsplit('.', 1)[0]}.0/24 {pg_auth.AUTH}\n")
         server = [str(_pg_bin() / "postgres"), "-D", "/tmp/pg/data", "-p", str(PG["port"]), "-k", "/tmp/pg/sock",
-                  "-c", f"listen_addresses={self.db.address}", "-c", "fsync=off"]  # fmt: skip
+                  "-c", f"listen_addresses={self.db.address}", "-c", "fsync=off", *pg_auth.SERVER_OPTIONS]  # fmt: skip
         self.db.start("postgres", ["runuser", "-u", "postgres", "--", *server], self.db.env({}))
 
     def wait_db(self, deadline: float) -> None:
@@ -155,6 +156,7 @@ class Cluster:
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
+                pg_auth.store_password(cur, PG["user"], PG["password"])
                 cur.execute(f'CREATE DATABASE "{PG["db"]}"')
         finally:
             conn.close()
@@ -199,15 +201,18 @@ class Cluster:
         self.control.start("webserver", web, env)
 
     def wait_code(self, deadline: float) -> None:
-        check = [str(BIN / "dagster"), "api", "grpc-health-check", "-h", self.code.address, "-p", str(PORTS["code"])]
+        """Until control gets SERVING from the code host's gRPC server (``dagster api grpc-health-check``'s
+        query, from a script that does not import Dagster: grpc_health.py)."""
+        check = [sys.executable, "-m", "tests.deploy.grpc_health", self.code.address, str(PORTS["code"])]
+        env = self.control.env({"PYTHONPATH": str(REPO)})
         while True:
             self.code.check_alive()
             try:
-                self.control.run(check, self.control.env({}), timeout=30)
+                self.control.run(check, env, timeout=30)
                 return
             except RuntimeError:
                 assert time.monotonic() < deadline, f"code server not healthy: {self.code.tail('code-server')}"
-                time.sleep(1)
+                time.sleep(POLL_S)
 
     def wait_http(self, url: str, host: Host, deadline: float) -> None:
         while True:

@@ -142,6 +142,8 @@ LOCATION_STATUS = """
 """
 
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+# the load error of a location whose gRPC server is not answering (yet)
+UNREACHABLE = "DagsterUserCodeUnreachableError"
 # how often a wait looks again: a GraphQL query costs the webserver a few ms, a run takes seconds
 POLL_S = 0.5
 
@@ -246,13 +248,17 @@ class GraphQL:
         return events[0] if events else None
 
     def wait_loaded(self, deadline: float, procs: Processes) -> None:
+        """Until the location is loaded; a code server not reachable yet (one started beside the webserver)
+        is "not yet": the webserver's server watcher reloads the location once it answers."""
         while True:
             procs.check_alive()
             try:
                 entries = self(LOCATION_STATUS)["workspaceOrError"]["locationEntries"]
                 entry = next(e for e in entries if e["name"] == LOCATION)
-                if entry["loadStatus"] == "LOADED":
-                    kind = entry["locationOrLoadError"]["__typename"]
+                error = entry["locationOrLoadError"] or {}
+                unreachable = UNREACHABLE in (error.get("message") or "")
+                if entry["loadStatus"] == "LOADED" and not unreachable:
+                    kind = error["__typename"]
                     assert kind == "RepositoryLocation", f"code location failed to load: {entry}"
                     return
             except (httpx.TransportError, StopIteration):
@@ -362,7 +368,8 @@ def pipeline_env(
 
 
 def daemon_cmd() -> list[str]:
-    return fast_daemon.daemon_cmd(REPO / "workspace.yaml")
+    # workspace.yaml's python_module location: the daemon's code server, kept for the whole test
+    return fast_daemon.daemon_cmd(REPO / "workspace.yaml", keep_workspace=True)
 
 
 def webserver_cmd(port: int) -> list[str]:
