@@ -84,14 +84,22 @@ def price(provider: Provider, resolution: Resolution) -> Decimal:
     return Decimal("0.30") if resolution is Resolution.R4K else Decimal("0.15")
 
 
-async def run_matrix(harness: Harness, provider: Provider, resolution: Resolution, rows, run_id: str):
+async def run_matrix(
+    harness: Harness, provider: Provider, resolution: Resolution, rows, run_id: str, deadline_s: float = TASK_DEADLINE_S
+):
+    """``deadline_s``: the task deadline (engine and client); a test about failing polls sets it far beyond
+    the retries, so that they, not the clock, end the task however loaded the machine is."""
+    poll, settings = POLL, SETTINGS
+    if deadline_s != TASK_DEADLINE_S:
+        poll = POLL.model_copy(update={"deadline_s": deadline_s})
+        settings = SETTINGS.model_copy(update={"task_deadline_s": deadline_s})
     cls, url = (
         (RivyaClient, harness.sandbox.rivya_url)
         if provider is Provider.RIVYA
         else (OdiRouterClient, harness.sandbox.odirouter_url)
     )
-    async with cls(url, harness.keys[provider], retry=RETRY, poll=POLL, seed=7) as client:
-        runner = harness.runner(provider, client, run_id=run_id, resolution=resolution, settings=SETTINGS)
+    async with cls(url, harness.keys[provider], retry=RETRY, poll=poll, seed=7) as client:
+        runner = harness.runner(provider, client, run_id=run_id, resolution=resolution, settings=settings)
         report = await runner.run(rows)
     # Orphan tasks (nobody polls them) are billed by the sandbox's settlement tick once their latency is
     # over; give it that long so the billing read next is final. A wait for the emulator, not an assertion.
@@ -315,7 +323,7 @@ async def test_a_resumed_paid_task_whose_polls_fail_keeps_its_cost(harness):
     first = await run_matrix(harness, provider, Resolution.R1K, rows, "run-1")
     assert first.failures_by_reason == {"download_failed": 3} and first.final_cost == Decimal("0.45")
     harness.configure(provider, faults={"drop_download": 0.0, "http_5xx": 1.0})
-    second = await run_matrix(harness, provider, Resolution.R1K, rows, "run-2")
+    second = await run_matrix(harness, provider, Resolution.R1K, rows, "run-2", deadline_s=30)
     assert second.resumed == 3 and second.failures_by_reason == {"poll_failed": 3}
     assert second.final_cost == 0
     harness.assert_reconciles(provider)
