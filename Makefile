@@ -20,14 +20,17 @@ install: $(STAMP)
 # PYTEST_ARGS adds options, e.g. make test PYTEST_ARGS=--durations=15
 TEST_WORKERS ?= 4
 XDIST = --dist loadscope --no-loadscope-reorder
+# Bytecode is cached even where the environment sets PYTHONDONTWRITEBYTECODE (this machine's does): without
+# the cache every worker compiles the project and rewrites the tests' asserts again, ~5 s of CPU each run.
+PYTEST = env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(XDIST) $(PYTEST_ARGS)
+	$(PYTEST) -q -n $(TEST_WORKERS) $(XDIST) $(PYTEST_ARGS)
 
 # The inner loop, under a minute: lint, then every test that runs inside the pytest process and takes
 # under a few seconds (markers `external` and `slow` left out; docs/testing.md says what they hold).
 CHECK_WORKERS ?= 3
 check: lint
-	$(BIN)/python -m pytest -q -n $(CHECK_WORKERS) $(XDIST) -m 'not external and not slow' $(PYTEST_ARGS)
+	$(PYTEST) -q -n $(CHECK_WORKERS) $(XDIST) -m 'not external and not slow' $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check nbpro_pipeline assets_defs tests bench

@@ -189,7 +189,7 @@ class CsvReader:
         with open_table_bytes(self.ref, sanitize=self.mode.sanitize) as (stream, _):
             throttle = Throttle(stream, window=2 * (self.mode.block_size or CSV_BLOCK_BYTES))
             try:  # only the first block is wanted: the parser must not read the whole file ahead meanwhile
-                self._names = self._guarded(lambda: _names_of(self._open_csv(throttle, typed=False)))
+                self._names = self._guarded(lambda: _names_of(self._open_csv(throttle, typed=False), throttle))
             finally:
                 throttle.release()
         return list(self._names)
@@ -258,7 +258,10 @@ class CsvReader:
     def _parse(self, throttle: Throttle, hashing: HashingReader, tail: TailKeeper, block: int) -> Iterator[RawBatch]:
         reader = self._guarded(lambda: self._open_csv(throttle, typed=True))
         with reader:
-            yield from self._numbered_batches(reader, throttle, hashing, tail, block)
+            try:
+                yield from self._numbered_batches(reader, throttle, hashing, tail, block)
+            finally:
+                throttle.release()  # before the reader's close, which waits for the read-ahead the throttle holds
 
     def _numbered_batches(
         self, reader: Any, throttle: Throttle, hashing: HashingReader, tail: TailKeeper, block: int
@@ -346,10 +349,15 @@ class CsvReader:
         return out
 
 
-def _names_of(reader: Any) -> list[str]:
-    """The header's names (decoding them fails for a header that is not UTF-8)."""
+def _names_of(reader: Any, throttle: Throttle) -> list[str]:
+    """The header's names (decoding them fails for a header that is not UTF-8). The throttle is released
+    before the reader closes: the close waits for the parser's read-ahead, which the throttle holds for
+    up to its ``max_wait`` (0.5 s per table opened, when the table is over two blocks)."""
     with reader:
-        return list(reader.schema.names)
+        try:
+            return list(reader.schema.names)
+        finally:
+            throttle.release()
 
 
 def _next_batch(reader: Any) -> pa.RecordBatch | None:

@@ -20,7 +20,12 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from nbpro_pipeline.network_policy import NetworkPolicy
-from nbpro_pipeline.providers.http_stack import DEFAULT_TIMEOUT, _Client, _FaithfulAiohttpTransport
+from nbpro_pipeline.providers.http_stack import (
+    DEFAULT_TIMEOUT,
+    _Client,
+    _FaithfulAiohttpTransport,
+    trusted_ssl_context,
+)
 
 
 class GuardedResolver(AbstractResolver):
@@ -101,6 +106,7 @@ def build_guarded_http_client(
         policy=policy,
         timeout=timeout,
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        verify=trusted_ssl_context(),
         trust_env=True,
         follow_redirects=False,
     )

@@ -194,13 +194,20 @@ class _GlyphCache:
             x += advance
 
 
-class ImageRenderer:
-    """Renders ``RenderSpec``s to PNG/JPEG bytes; keeps templates and recent images in LRUs."""
+# Templates and glyph masks depend on nothing but their key (size and layout; font size): one cache per
+# process, so a sandbox started after another (a test run starts hundreds) draws none of them again.
+_TEMPLATES = _BytesLru(96 * 1024 * 1024)
+_GLYPH_CACHES: dict[int, _GlyphCache] = {}
 
-    def __init__(self, cache_bytes: int = 256 * 1024 * 1024, template_cache_bytes: int = 96 * 1024 * 1024):
+
+class ImageRenderer:
+    """Renders ``RenderSpec``s to PNG/JPEG bytes; keeps recent images in an LRU of its own, and shares
+    the process's templates and glyph masks."""
+
+    def __init__(self, cache_bytes: int = 256 * 1024 * 1024):
         self.images = _BytesLru(cache_bytes)
-        self._templates = _BytesLru(template_cache_bytes)
-        self._glyph_caches: dict[int, _GlyphCache] = {}
+        self._templates = _TEMPLATES
+        self._glyph_caches = _GLYPH_CACHES
 
     def cached(self, spec: RenderSpec) -> bytes | None:
         return self.images.get(spec)  # type: ignore[return-value]

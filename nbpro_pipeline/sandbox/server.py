@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from nbpro_pipeline.providers.http_stack import trusted_ssl_context
 from nbpro_pipeline.sandbox.app import create_app
 from nbpro_pipeline.sandbox.config import SandboxConfig
 from nbpro_pipeline.sandbox.responses import install_disconnect_log_filter
@@ -208,7 +209,9 @@ class SandboxServer:
 
     def _client(self) -> httpx.Client:
         if self._admin is None:
-            self._admin = httpx.Client(base_url=self.base_url, timeout=30)
+            # the process's shared context: a test suite makes an admin client per sandbox, and a fresh
+            # context (the CA bundle loaded again) cost more CPU than most of those tests' requests
+            self._admin = httpx.Client(base_url=self.base_url, timeout=30, verify=trusted_ssl_context())
         return self._admin
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -125,7 +125,8 @@ def listener() -> Iterator[tuple[int, list[str]]]:
     seen: list[str] = []
     handler = type("Handler", (_Counting,), {"seen": seen})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # shutdown() waits for serve_forever's next poll: 0.5 s by default, paid by each test
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         yield server.server_address[1], seen
     finally:

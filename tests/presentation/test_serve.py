@@ -18,7 +18,8 @@ def served(tmp_path):
     (tmp_path / "ledger" / "part-0.parquet").write_bytes(b"PAR1")
     (tmp_path / "ledger_id").write_text("secret-ish")
     server = gallery_server(tmp_path, port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for serve_forever's next poll: 0.5 s by default, paid by each test at teardown
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

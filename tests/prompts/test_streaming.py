@@ -5,6 +5,7 @@ the whole-table validation gave), and both must give exactly the same accepted a
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import threading
@@ -178,6 +179,16 @@ def test_throttle_keeps_a_background_reader_a_window_ahead():
 def test_throttle_never_holds_the_consumers_own_reads():
     throttle = Throttle(io.BytesIO(b"x" * 1000), window=10, max_wait=30)
     assert len(throttle.read(500)) + len(throttle.read(500)) == 1000
+
+
+def test_a_table_is_opened_and_read_without_waiting_out_the_throttle(write, monkeypatch):
+    """Closing pyarrow's reader waits for its read-ahead, which the throttle holds: it is let go first."""
+    monkeypatch.setattr(readers, "Throttle", functools.partial(Throttle, max_wait=20))
+    monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", 2700)  # the file is five blocks
+    path = write("t.csv", _csv(_rows()))
+    started = time.monotonic()
+    assert load_prompt_tables([str(path)]).accepted.num_rows > 200
+    assert time.monotonic() - started < 10
 
 
 def test_a_given_id_shaped_like_a_derived_one_meets_the_derived_row(write, monkeypatch):

@@ -23,7 +23,7 @@ from nbpro_pipeline.models.request import GenerationRequest
 from nbpro_pipeline.providers import OdiRouterClient, RetryPolicy, RivyaClient
 from nbpro_pipeline.providers.base import ResultImage, TaskSnapshot
 from nbpro_pipeline.providers.errors import ProviderError, RetryableError, SubmitOutcomeUnknown
-from nbpro_pipeline.providers.http_stack import build_http_client
+from nbpro_pipeline.providers.http_stack import build_http_client, trusted_ssl_context
 from nbpro_pipeline.providers.registry import Provider
 
 from .http_servers import Origin, json_answer, make_tls
@@ -132,6 +132,21 @@ async def test_tls_origin_is_trusted_through_ssl_cert_file(tmp_path, monkeypatch
         async with RivyaClient(api.url, KEY, retry=ONCE) as client:
             assert (await client.balance()).amount == 9
     assert api.url.startswith("https://") and [s.authorization for s in api.seen] == [f"Bearer {KEY}"]
+
+
+def test_the_shared_ssl_context_follows_the_trust_store(tmp_path, monkeypatch):
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    default = trusted_ssl_context()
+    assert trusted_ssl_context() is default  # made once, not per client
+    first = make_tls(tmp_path).ca_file
+    monkeypatch.setenv("SSL_CERT_FILE", str(first))
+    own = trusted_ssl_context()
+    assert own is not default and len(own.get_ca_certs()) == 1
+    (tmp_path / "b").mkdir()
+    with first.open("ab") as pem:  # the same path, a second CA added
+        pem.write(make_tls(tmp_path / "b").ca_file.read_bytes())
+    assert len(trusted_ssl_context().get_ca_certs()) == 2  # read again
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to hash the CA directory")

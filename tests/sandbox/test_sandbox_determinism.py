@@ -3,12 +3,10 @@ the interleaving; a resubmitted body gets a fresh draw; another seed gives other
 
 from __future__ import annotations
 
-import httpx
-
 from nbpro_pipeline.sandbox import SandboxConfig, SandboxServer
 from nbpro_pipeline.sandbox.config import ProviderConfig
 from nbpro_pipeline.sandbox.faults import DecisionSource, OccurrenceCounter, body_digest, plan_task
-from tests.sandbox.conftest import RivyaWire, configure
+from tests.sandbox.conftest import RivyaWire, configure, wire_client
 
 FAULTY = {
     "faults": {"task_failed": {"INFERENCE_FAILURE": 0.3, "CONTENT_BLOCKED": 0.2}, "http_5xx": 0.25},
@@ -22,7 +20,7 @@ def outcomes(state_dir, seed: int, prompts: list[str]) -> dict[str, list[str]]:
     seen: dict[str, list[str]] = {p: [] for p in prompts}
     with (
         SandboxServer(state_dir, config) as server,
-        httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer rvya_sk_det"}) as client,
+        wire_client(server.base_url, headers={"Authorization": "Bearer rvya_sk_det"}) as client,
     ):
         wire = RivyaWire(client)
         for prompt in prompts:

@@ -8,7 +8,6 @@ import io
 import time
 import zlib
 
-import httpx
 import pytest
 from PIL import Image
 
@@ -17,7 +16,7 @@ from nbpro_pipeline.models.common import PIXEL_SIZES, OutputFormat
 from nbpro_pipeline.sandbox import SandboxConfig, SandboxServer
 from nbpro_pipeline.sandbox.faults import corrupt_bytes
 from nbpro_pipeline.sandbox.images import ImageRenderer, RenderSpec, adler32_combine, design_key
-from tests.sandbox.conftest import OdiWire, RivyaWire, decode
+from tests.sandbox.conftest import OdiWire, RivyaWire, decode, wire_client
 
 PAIRS = sorted(PIXEL_SIZES, key=lambda p: (p[1].value, p[0].value))
 
@@ -27,8 +26,8 @@ def shared(tmp_path_factory):
     """One server for the 60 size checks: starting one per case would dominate the runtime."""
     with (
         SandboxServer(tmp_path_factory.mktemp("images"), SandboxConfig.zero_latency()) as server,
-        httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer rvya_sk_img"}) as r,
-        httpx.Client(base_url=server.odirouter_url, headers={"Authorization": "Bearer odr_img"}) as o,
+        wire_client(server.base_url, headers={"Authorization": "Bearer rvya_sk_img"}) as r,
+        wire_client(server.odirouter_url, headers={"Authorization": "Bearer odr_img"}) as o,
     ):
         yield RivyaWire(r), OdiWire(o)
 
@@ -84,7 +83,7 @@ def test_same_seed_and_body_give_the_same_bytes_on_another_server(tmp_path, shar
     reference = rivya.http.get(rivya.generate("cross-server", resolution="2K")["result"]["primary_url"]).content
     with (
         SandboxServer(tmp_path / "other", SandboxConfig.zero_latency()) as other,
-        httpx.Client(base_url=other.base_url, headers={"Authorization": "Bearer rvya_sk_x"}) as client,
+        wire_client(other.base_url, headers={"Authorization": "Bearer rvya_sk_x"}) as client,
     ):
         again = client.get(RivyaWire(client).generate("cross-server", resolution="2K")["result"]["primary_url"]).content
     assert hashlib.sha256(again).digest() == hashlib.sha256(reference).digest()

@@ -27,7 +27,7 @@ from nbpro_pipeline.cli import main
 from nbpro_pipeline.sandbox import SandboxConfig, SandboxServer
 from nbpro_pipeline.sandbox.mutation_config import FAMILY_NAMES, MutationConfig
 from nbpro_pipeline.sandbox.mutations import UNDOCUMENTED_WORDS, Answer, answer_key, plan_for, vary
-from tests.sandbox.conftest import QUEUE, configure, slow
+from tests.sandbox.conftest import QUEUE, configure, slow, wire_client
 
 RIVYA_KEY = {"Authorization": "Bearer rvya_sk_mutations"}
 ODI_KEY = {"Authorization": "Bearer odr_mutations"}
@@ -66,7 +66,7 @@ class Tolerant:
 
     def __init__(self, sandbox) -> None:
         self.base = sandbox.base_url
-        self.http = httpx.Client(timeout=30)
+        self.http = wire_client()
         self.seen: list[Seen] = []
 
     def close(self) -> None:
@@ -225,7 +225,7 @@ def _transcript(sandbox, seed: int) -> str:
     sandbox.reset()
     mutate(sandbox, seed=seed, rate=1.0, read_lag_min_s=0.01, read_lag_max_s=0.02)
     lines = []
-    with httpx.Client(base_url=sandbox.base_url, timeout=30) as http:
+    with wire_client(sandbox.base_url) as http:
         for i in range(4):
             created = http.post(
                 "/api/v1/generations", json={"model": "nano-banana-pro", "prompt": f"d{i}"}, headers=RIVYA_KEY
@@ -337,7 +337,7 @@ def test_billing_phases_and_bytes_are_those_of_an_unmutated_run(sandbox, reader,
 def test_documented_paths_404_only_for_tasks_given_other_urls(sandbox):
     mutate(sandbox, seed=3, rate=0.5, families=["returned_urls"])
     configure(sandbox, "odirouter", latency=slow(processing=5))
-    odi = httpx.Client(base_url=sandbox.base_url, headers=ODI_KEY, timeout=30)
+    odi = wire_client(sandbox.base_url, headers=ODI_KEY)
     alt_seen = documented_seen = 0
     for i in range(12):
         submitted = odi.post("/model" + QUEUE, json={"prompt": f"urls {i}"}).json()
@@ -360,7 +360,7 @@ def test_documented_paths_404_only_for_tasks_given_other_urls(sandbox):
             assert odi.get(documented + "/status").status_code == 200
             assert odi.get(alternative + "/status").status_code == 404
     assert alt_seen and documented_seen
-    rivya = httpx.Client(base_url=sandbox.base_url, headers=RIVYA_KEY, timeout=30)
+    rivya = wire_client(sandbox.base_url, headers=RIVYA_KEY)
     locations = 0
     for i in range(12):
         created = rivya.post("/api/v1/generations", json={"model": "nano-banana-pro", "prompt": f"loc {i}"})
@@ -377,7 +377,7 @@ def test_documented_paths_404_only_for_tasks_given_other_urls(sandbox):
 
 def test_read_lag_answers_404_then_expires(sandbox):
     mutate(sandbox, seed=1, rate=1.0, families=["read_lag"], read_lag_min_s=0.3, read_lag_max_s=0.3)
-    with httpx.Client(base_url=sandbox.base_url, timeout=30) as http:
+    with wire_client(sandbox.base_url) as http:
         task_id = http.post(
             "/api/v1/generations", json={"model": "nano-banana-pro", "prompt": "lag"}, headers=RIVYA_KEY
         ).json()["id"]
@@ -438,7 +438,7 @@ def test_stated_cost_is_what_the_ledger_holds(sandbox, reader):
 def test_error_envelopes_and_retry_after_forms(sandbox):
     mutate(sandbox, seed=5, rate=1.0, families=["error_envelopes"])
     configure(sandbox, "rivya", rate_limit={"requests_per_s": 0.5, "burst": 1})
-    with httpx.Client(base_url=sandbox.base_url, headers=RIVYA_KEY, timeout=30) as http:
+    with wire_client(sandbox.base_url, headers=RIVYA_KEY) as http:
         answers = [http.get("/api/v1/credits") for _ in range(60)]
     limited = [a for a in answers if a.status_code == 429]
     assert len(limited) >= 50
@@ -514,14 +514,14 @@ def test_mutate_flags(tmp_path):
 
 def test_a_restart_keeps_every_tasks_plan(tmp_path):
     config = SandboxConfig.zero_latency().updated({"wire": {"mutations": {"seed": 3, "families": ["returned_urls"]}}})
-    with SandboxServer(tmp_path, config) as sandbox, httpx.Client(headers=ODI_KEY, timeout=30) as odi:
+    with SandboxServer(tmp_path, config) as sandbox, wire_client(headers=ODI_KEY) as odi:
         urls = [
             odi.post(sandbox.odirouter_url + QUEUE, json={"prompt": f"r{i}"}).json()["status_url"] for i in range(8)
         ]
     alternative = [u for u in urls if _ALT_ODI in u]
     assert alternative and len(alternative) < len(urls)
     # a restarted server recomputes each plan from the task's stored key: the URLs it gave keep working
-    with SandboxServer(tmp_path, config) as sandbox, httpx.Client(headers=ODI_KEY, timeout=30) as odi:
+    with SandboxServer(tmp_path, config) as sandbox, wire_client(headers=ODI_KEY) as odi:
         for url in urls:
             port = re.search(r":(\d+)/", url).group(1)
             assert odi.get(url.replace(f":{port}/", f":{sandbox.port}/")).status_code == 200

@@ -10,7 +10,7 @@ import httpx
 from PIL import Image
 
 from nbpro_pipeline.sandbox import SandboxConfig, SandboxServer
-from tests.sandbox.conftest import OdiWire, RivyaWire, slow
+from tests.sandbox.conftest import OdiWire, RivyaWire, slow, wire_client
 
 
 def open_png() -> bytes:
@@ -21,8 +21,8 @@ def open_png() -> bytes:
 
 def clients(server: SandboxServer) -> tuple[httpx.Client, httpx.Client]:
     return (
-        httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer rvya_sk_persist"}),
-        httpx.Client(base_url=server.odirouter_url, headers={"Authorization": "Bearer odr_persist"}),
+        wire_client(server.base_url, headers={"Authorization": "Bearer rvya_sk_persist"}),
+        wire_client(server.odirouter_url, headers={"Authorization": "Bearer odr_persist"}),
     )
 
 
