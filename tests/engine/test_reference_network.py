@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.server
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +19,7 @@ from nbpro_pipeline.providers.rivya import TRAITS as RIVYA_TRAITS
 from nbpro_pipeline.storage import Storage
 from tests.engine.conftest import SETTINGS, prompt_row
 from tests.prompts.helpers import png_bytes
+from tests.serving import serving
 
 REFUSED = {
     "127.0.0.1": "loopback",
@@ -124,14 +124,8 @@ class _Counting(http.server.BaseHTTPRequestHandler):
 def listener() -> Iterator[tuple[int, list[str]]]:
     seen: list[str] = []
     handler = type("Handler", (_Counting,), {"seen": seen})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    # shutdown() waits for serve_forever's next poll: 0.5 s by default, paid by each test
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    try:
-        yield server.server_address[1], seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)) as port:
+        yield port, seen
 
 
 async def _fetch(url: str, policy: NetworkPolicy, tmp_path, row_number: int | None = 7):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import os
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +18,7 @@ from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.providers.rivya.traits import MAX_FILE_BYTES as RIVYA_MAX_FILE_BYTES
 from tests.engine.conftest import SETTINGS, prompt_row
 from tests.prompts.helpers import png_bytes
+from tests.serving import serving
 
 # reference downloads refuse loopback unless allowed (network_policy); these tests serve images there
 LOOPBACK_ALLOWED = SETTINGS.model_copy(
@@ -96,15 +96,8 @@ class _Files(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def files_url() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    # shutdown() waits for serve_forever's next poll: 0.5 s by default, paid by each test
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def outcomes(harness) -> dict[str, tuple[str, str | None, str | None]]:

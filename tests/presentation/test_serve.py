@@ -1,11 +1,10 @@
 """The gallery server: pages, images and charts of a local root over HTTP; nothing else of the root."""
 
-import threading
-
 import httpx
 import pytest
 
 from nbpro_pipeline.presentation.serve import gallery_server
+from tests.serving import serving
 
 
 @pytest.fixture
@@ -17,13 +16,8 @@ def served(tmp_path):
     (tmp_path / "ledger").mkdir()
     (tmp_path / "ledger" / "part-0.parquet").write_bytes(b"PAR1")
     (tmp_path / "ledger_id").write_text("secret-ish")
-    server = gallery_server(tmp_path, port=0)
-    # shutdown() waits for serve_forever's next poll: 0.5 s by default, paid by each test at teardown
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(gallery_server(tmp_path, port=0)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_pages_and_images_are_served(served):
