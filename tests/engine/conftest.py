@@ -22,7 +22,7 @@ from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.prompt import PromptRow
 from nbpro_pipeline.models.request import GenerationRequest
 from nbpro_pipeline.providers import OdiRouterClient, RivyaClient
-from nbpro_pipeline.providers.policies import RetryPolicy
+from nbpro_pipeline.providers.policies import PollPolicy, RetryPolicy
 from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.storage import Storage, read_journal, read_ledger
 from tests.providers.conftest import FAST_POLL, FAST_RETRY
@@ -86,13 +86,21 @@ class Harness:
     keys: dict[Provider, str]
     results: list[CellResult] = field(default_factory=list)
 
-    def client(self, provider: Provider, *, key: str | None = None, retry: RetryPolicy = FAST_RETRY):
+    def client(
+        self,
+        provider: Provider,
+        *,
+        key: str | None = None,
+        retry: RetryPolicy = FAST_RETRY,
+        poll: PollPolicy = FAST_POLL,
+        seed: int = 1,
+    ):
         cls, url = (
             (RivyaClient, self.sandbox.rivya_url)
             if provider is Provider.RIVYA
             else (OdiRouterClient, self.sandbox.odirouter_url)
         )
-        return cls(url, key or self.keys[provider], retry=retry, poll=FAST_POLL, seed=1)
+        return cls(url, key or self.keys[provider], retry=retry, poll=poll, seed=seed)
 
     def runner(self, provider: Provider, client, **kw: Any) -> BorrowedClientRun:
         return BorrowedClientRun(self, provider, client, kw)

@@ -27,7 +27,7 @@ from PIL import Image
 from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.models.common import AspectRatio, Resolution
 from nbpro_pipeline.models.prompt import PromptRow
-from nbpro_pipeline.providers import OdiRouterClient, PollPolicy, RetryPolicy, RivyaClient
+from nbpro_pipeline.providers import OdiRouterClient, PollPolicy, RetryPolicy
 from nbpro_pipeline.providers.registry import Provider
 from nbpro_pipeline.sandbox.faults import TASK_FAILURE_TYPES
 from tests.engine.conftest import Harness, prompt_row, sandbox_amounts
@@ -89,16 +89,9 @@ async def run_matrix(
 ):
     """``deadline_s``: the task deadline (engine and client); a test about failing polls sets it far beyond
     the retries, so that they, not the clock, end the task however loaded the machine is."""
-    poll, settings = POLL, SETTINGS
-    if deadline_s != TASK_DEADLINE_S:
-        poll = POLL.model_copy(update={"deadline_s": deadline_s})
-        settings = SETTINGS.model_copy(update={"task_deadline_s": deadline_s})
-    cls, url = (
-        (RivyaClient, harness.sandbox.rivya_url)
-        if provider is Provider.RIVYA
-        else (OdiRouterClient, harness.sandbox.odirouter_url)
-    )
-    async with cls(url, harness.keys[provider], retry=RETRY, poll=poll, seed=7) as client:
+    poll = POLL.model_copy(update={"deadline_s": deadline_s})
+    settings = SETTINGS.model_copy(update={"task_deadline_s": deadline_s})
+    async with harness.client(provider, retry=RETRY, poll=poll, seed=7) as client:
         runner = harness.runner(provider, client, run_id=run_id, resolution=resolution, settings=settings)
         report = await runner.run(rows)
     # Orphan tasks (nobody polls them) are billed by the sandbox's settlement tick once their latency is

@@ -20,7 +20,7 @@ import pytest
 
 from nbpro_pipeline.engine import EngineSettings
 from nbpro_pipeline.providers.registry import Provider
-from nbpro_pipeline.storage import Storage
+from nbpro_pipeline.storage import Storage, compact_ledger, read_journal
 from tests.engine.conftest import R1K, Harness, fingerprint, prompt_rows, sandbox_amounts
 from tests.s3.cell_child import LEASE_TTL_S
 from tests.s3.conftest import keys
@@ -104,8 +104,6 @@ def test_a_killed_cell_on_s3_resumes_without_paying_twice(sandbox, bucket, s3_cl
     assert all(r["status"] == "succeeded" for r in ledger)
     harness.assert_reconciles(Provider.RIVYA)
     if compact_between:  # the run pruned what it finished: nothing left to resume
-        from nbpro_pipeline.storage import read_journal
-
         assert read_journal(Storage(root), Provider.RIVYA, R1K).tasks == {}
 
 
@@ -113,7 +111,6 @@ def _compact_keeping_what_is_unfinished(storage: Storage, s3_client, bucket: str
     """Compaction prunes the journal to one file that still holds, for every fingerprint the ledger lacks,
     its latest intent and its task entries. (Whether the kill left task entries or only intents depends
     on timing: Rivya's task ids ride on the next flush, its intents are durable before each submit.)"""
-    from nbpro_pipeline.storage import compact_ledger, read_journal
 
     def unfinished(state) -> tuple[dict, dict]:
         intents = {fp: e.model_dump() for fp, e in state.intents.items() if fp not in recorded}
