@@ -268,9 +268,10 @@ def test_every_family_occurs_over_a_range_of_seeds(sandbox, reader):
         reader.odirouter(prompt=f"every {seed}")
         reader.http.get(f"{sandbox.base_url}/api/v1/generations/gen_unknown", headers=RIVYA_KEY)
         reader.http.get(f"{sandbox.base_url}/model{QUEUE}/requests/unknown/status", headers=ODI_KEY)
-        if not _variations_missing(sandbox, reader.seen):
+        missing = _variations_missing(sandbox, reader.seen)
+        if not missing:
             break
-    assert _variations_missing(sandbox, reader.seen) == []
+    assert missing == []
 
 
 def _variations_missing(sandbox, seen: list[Seen]) -> list[str]:
