@@ -127,7 +127,9 @@ async def test_read_timeout_on_submit_is_unknown_outcome():
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        timeout = httpx.Timeout(0.2, connect=2.0)
+        # only the answer is slow: connecting (and the pool slot, aiohttp's `connect` budget) gets seconds, so a
+        # loaded machine cannot time out before the request leaves, which is retried truthfully as never sent
+        timeout = httpx.Timeout(0.2, connect=5.0, pool=5.0)
         async with OdiRouterClient(f"http://127.0.0.1:{port}/model", "k", retry=FAST_RETRY, timeout=timeout) as c:
             with pytest.raises(SubmitOutcomeUnknown, match="no answer"):
                 await c.submit(GenerationRequest(prompt="slow answer"))
