@@ -100,13 +100,14 @@ def full_scan_facts(storage: Storage, fps: list[str]) -> dict:
     for row in history.table.select(["fingerprint", "task_id"]).to_pylist():
         if row["task_id"]:
             task_ids_of.setdefault(row["fingerprint"], set()).add(row["task_id"])
+    # one scan of every task: a task's answer reads only its own rows, so it is the same asked alone
+    tasks = history.tasks()
     out = {}
     for fp in fps:
         task_ids = task_ids_of.get(fp, set())
-        tasks = history.tasks(task_ids)
         out[fp] = (
             images.get(fp),
-            {t: (h.charged, h.latest_error_code, h.failed) for t, h in tasks.items()},
+            {t: (h.charged, h.latest_error_code, h.failed) for t, h in tasks.items() if t in task_ids},
             failed.get(fp, set()),
         )
     return out
