@@ -196,6 +196,19 @@ def read_lineage(path: str | Path | BinaryIO) -> StoredLineage | None:
         return None
 
 
+THUMBNAIL_SIDE = 192  # the stored thumbnail's longer side: the gallery's tile, from which smaller ones are made
+
+
+def thumbnail_jpeg(rgb: Image.Image) -> bytes:
+    """The stored thumbnail of an image already decoded (and reduced) in RGB: a JPEG within
+    ``THUMBNAIL_SIDE``, so that pages and contact sheets never decode the full image again."""
+    small = rgb.copy()
+    small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), reducing_gap=2.0)
+    buf = io.BytesIO()
+    small.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
 def thumbnail_data_uri(path: str | Path | BinaryIO, size: int = 64, quality: int = 55) -> str:
     """A tiny JPEG as a data URI: contact sheets live in the event log, so each stays ~1-2 KB. Decoding
     is bounded (``open_bounded``) and reduced where the format allows (JPEG decodes at 1/2..1/8 scale);

@@ -27,6 +27,7 @@ from nbpro_pipeline.costs.prices import PriceTable
 from nbpro_pipeline.engine.report import CellReport
 from nbpro_pipeline.presentation.contact_sheet import contact_sheet
 from nbpro_pipeline.presentation.gallery import GalleryPage, write_cell_gallery
+from nbpro_pipeline.presentation.thumbnails import thumbnail_opener
 from nbpro_pipeline.storage.filesystem import Storage
 
 
@@ -89,7 +90,7 @@ def cell_view(
     state = cell_state(ledger.table, report.provider, report.resolution, prices)
     delta = run_delta(report, prices)
     gallery = write_cell_gallery(storage, state, prompts)
-    sheet = contact_sheet(state.images, state.quarantined, open_file=storage.fs.open)
+    sheet = contact_sheet(state.images, state.quarantined, open_file=thumbnail_opener(storage))
     run_rows = ledger.run_rows
     return CellView(
         state=state,

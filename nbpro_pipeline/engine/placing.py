@@ -15,7 +15,7 @@ from typing import BinaryIO
 from nbpro_pipeline.engine.attempt import Attempt, PlacedImage
 from nbpro_pipeline.engine.context import Cell
 from nbpro_pipeline.engine.outcomes import Outcome
-from nbpro_pipeline.image_files import ImageProblem, check_image, copy_with_lineage, inspect_image
+from nbpro_pipeline.image_files import ImageProblem, check_image, copy_with_lineage, inspect_image, thumbnail_jpeg
 from nbpro_pipeline.models.common import OutputFormat
 from nbpro_pipeline.models.ledger import DraftImage, OutcomeStatus
 from nbpro_pipeline.models.request import GenerationRequest
@@ -23,7 +23,8 @@ from nbpro_pipeline.provenance import RequestParams, StoredLineage
 from nbpro_pipeline.providers.base import DownloadedImage
 from nbpro_pipeline.providers.errors import UnreadableResultError
 from nbpro_pipeline.redaction import redact_url
-from nbpro_pipeline.usability import ImageSignals, measure_image
+from nbpro_pipeline.storage.filesystem import Storage
+from nbpro_pipeline.usability import ImageSignals, measure_reduced
 from nbpro_pipeline.usability.judge import Judgement
 
 log = logging.getLogger(__name__)
@@ -109,19 +110,28 @@ def place_image(
         sha, size = download.sha256, download.bytes
     attempt.placed = PlacedImage(uri=st.uri(path), sha256=sha, bytes=size, width=width, height=height)
     if judging is not None and outcome.status is OutcomeStatus.SUCCEEDED:
-        signals = _signals(scratch, attempt.row.prompt_id)
+        signals = _signals_and_thumbnail(scratch, attempt.row.prompt_id, st, path)
         attempt.judged = judging(signals) if signals is not None else None
     return outcome
 
 
-def _signals(scratch: BinaryIO, prompt_id: str) -> ImageSignals | None:
-    """The signals of the bytes as the provider sent them; None (logged) when the pixels do not decode."""
+def _signals_and_thumbnail(scratch: BinaryIO, prompt_id: str, st: Storage, path: str) -> ImageSignals | None:
+    """The signals of the bytes as the provider sent them, and the image's stored thumbnail from the same
+    decode (pages would otherwise decode every full image again); None (logged) when the pixels do not
+    decode. A thumbnail that cannot be written is only logged: pages fall back to the image."""
     scratch.seek(0)
     try:
-        return measure_image(scratch)
+        signals, reduced = measure_reduced(scratch)
     except ImageProblem as exc:
         log.warning("%s: no usability signals: %s", prompt_id, exc.message)
         return None
+    thumb = st.thumbnail_path(path)
+    if thumb is not None:
+        try:
+            st.write_bytes(thumb, thumbnail_jpeg(reduced))
+        except OSError as exc:
+            log.warning("%s: no thumbnail stored: %s", prompt_id, exc)
+    return signals
 
 
 def place_draft(cell: Cell, attempt: Attempt, scratch: BinaryIO, download: DownloadedImage, n: int) -> DraftImage:
@@ -147,7 +157,7 @@ def place_draft(cell: Cell, attempt: Attempt, scratch: BinaryIO, download: Downl
         scratch.seek(0)
         st.put_stream(scratch, path)
         sha = download.sha256
-    signals = _signals(scratch, attempt.row.prompt_id) if fmt is not None else None
+    signals = _signals_and_thumbnail(scratch, attempt.row.prompt_id, st, path) if fmt is not None else None
     return DraftImage(uri=st.uri(path), sha256=sha, phash=signals.phash if signals else None)
 
 

@@ -21,10 +21,11 @@ from pydantic import BaseModel
 
 from nbpro_pipeline.costs.estimate import eligible_mask
 from nbpro_pipeline.costs.prices import PriceTable
-from nbpro_pipeline.image_files import ImageProblem, thumbnail_data_uri
+from nbpro_pipeline.image_files import THUMBNAIL_SIDE, ImageProblem, thumbnail_data_uri
 from nbpro_pipeline.models.common import Resolution
 from nbpro_pipeline.models.ledger import OutcomeStatus
 from nbpro_pipeline.presentation.ledger_rows import ImageRef, records
+from nbpro_pipeline.presentation.thumbnails import thumbnail_opener
 from nbpro_pipeline.providers.registry import PROVIDERS
 from nbpro_pipeline.redaction import redact_text
 from nbpro_pipeline.storage.browse import relative_link
@@ -32,7 +33,7 @@ from nbpro_pipeline.storage.filesystem import Storage, cell_dir
 
 MAX_PER_CELL = 200  # thumbnails on a cell page; the count says how many more the cell has
 MAX_PROMPTS = 60  # rows of the cross-provider page
-THUMB = 192
+THUMB = THUMBNAIL_SIDE
 PROMPT_CHARS = 280  # of a prompt's text under its picture; the table has the rest
 
 _ENV = jinja2.Environment(
@@ -158,9 +159,11 @@ def write_cell_gallery(storage: Storage, state: CellPageFacts, prompts: Mapping[
         latency = f", {i.latency_s:.1f} s" if i.latency_s is not None else ""
         return f"{head}{_size(i)}{latency}, {i.cost.normalize():f} {unit}"
 
+    open_file = thumbnail_opener(storage)
+
     def tile(i: ImageRef, bad: bool) -> Tile | None:
         link = relative_link(storage, path, i.uri)
-        return _tile(i, state.cell, detail(i), storage.fs.open, bad, link, facts.of(i.prompt_id))
+        return _tile(i, state.cell, detail(i), open_file, bad, link, facts.of(i.prompt_id))
 
     tiles = [tile(i, False) for i in state.images[:MAX_PER_CELL]]
     bad = [tile(i, True) for i in state.quarantined[:MAX_PER_CELL]]
@@ -244,4 +247,4 @@ def _cross_tile(
     flag = f"{(image.error_code or 'failed').replace('_', ' ')}: {message}; " if bad else ""
     detail = f"{flag}{money}, {latency}, {_size(image)}"
     link = relative_link(storage, page, image.uri)
-    return _tile(image, f"{provider} {resolution.value}", detail, storage.fs.open, bad, link, "")
+    return _tile(image, f"{provider} {resolution.value}", detail, thumbnail_opener(storage), bad, link, "")

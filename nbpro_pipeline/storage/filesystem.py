@@ -97,6 +97,15 @@ class Storage:
         name = f"{safe_component(prompt_id)}-{fingerprint[:8]}.{ext}"
         return self.path("quarantine", cell_dir(provider, resolution), name)
 
+    def thumbnail_path(self, image: str) -> str | None:
+        """Where the thumbnail of the image at ``image`` (a path or URI under this root) is kept:
+        ``thumbnails/`` + its path, as a JPEG; None for an image outside the root."""
+        path = self.fs._strip_protocol(image) if not self.is_local else str(Path(image).resolve())
+        if not path.startswith(self.root + "/"):
+            return None
+        rel = path[len(self.root) + 1 :]
+        return self.path("thumbnails", rel.rsplit(".", 1)[0] + ".jpg")
+
     def quarantine_body_path(
         self, provider: str, resolution: Resolution, prompt_id: str, task_id: str, fingerprint: str, ext: str
     ) -> str:

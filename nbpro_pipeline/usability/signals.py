@@ -40,14 +40,21 @@ class ImageSignals(BaseModel):
 def measure_image(source: str | Path | BinaryIO) -> ImageSignals:
     """The signals of an image file; raises ``ImageProblem`` for bytes that do not decode (within the
     bounds of ``open_bounded``)."""
+    return measure_reduced(source)[0]
+
+
+def measure_reduced(source: str | Path | BinaryIO) -> tuple[ImageSignals, Image.Image]:
+    """The signals, and the image box-reduced to about ``_WORK_SIDE`` in RGB that they were read from
+    (what a thumbnail needs, without a second decode)."""
     with open_bounded(source) as img:
         img.draft("RGB", (_DRAFT_SIDE, _DRAFT_SIDE))  # JPEG only: the decoder skips what is not needed
         img.load()
         sample = img.resize((_SAMPLE_SIDE, _SAMPLE_SIDE), Image.Resampling.NEAREST).convert("RGB")
         rgb = _reduced(img)
-    return ImageSignals(
+    signals = ImageSignals(
         phash=str(imagehash.phash(rgb)), colour_grid=_colour_grid(rgb), uniform_share=_uniform_share(sample)
     )
+    return signals, rgb
 
 
 def _reduced(img: Image.Image) -> Image.Image:

@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nbpro_pipeline.image_files import read_lineage
+import pytest
+from PIL import Image
+
+from nbpro_pipeline.image_files import THUMBNAIL_SIDE, read_lineage
 from nbpro_pipeline.provenance.xmp import IPTC_AI_FIELDS, read_xmp
 from nbpro_pipeline.providers.odirouter.traits import ENDPOINT_ID
 from nbpro_pipeline.providers.registry import PROVIDERS, Provider
@@ -71,3 +74,17 @@ async def test_a_run_that_leaves_prompts_out_writes_no_prompt_anywhere(harness, 
         assert xmp[USED] == SYSTEM[provider]  # the rest of the marks stay
     data = Path(images["shared"][0]["image_uri"]).read_bytes()
     assert b"red <fox>" not in data and b"red &lt;fox&gt;" not in data
+
+
+async def test_every_stored_image_has_a_thumbnail_from_the_same_decode(harness, provider):
+    """Placing keeps a small JPEG of each image under thumbnails/, so pages never decode it again."""
+    images = await stored(harness, provider)
+    for rec, _, _ in images.values():
+        thumb = harness.storage.thumbnail_path(rec["image_uri"])
+        assert thumb is not None and "/thumbnails/images/" in thumb, thumb
+        with Image.open(thumb) as small, Image.open(rec["image_uri"]) as full:
+            assert small.format == "JPEG" and max(small.size) == THUMBNAIL_SIDE
+            assert abs(small.width / small.height - full.width / full.height) < 0.02  # the image's shape
+            assert small.convert("RGB").resize((1, 1), Image.Resampling.BOX).getpixel((0, 0)) == pytest.approx(
+                full.convert("RGB").resize((1, 1), Image.Resampling.BOX).getpixel((0, 0)), abs=6
+            )  # the same picture: its mean colour
