@@ -202,10 +202,10 @@ THUMBNAIL_SIDE = 192  # the stored thumbnail's longer side: the gallery's tile, 
 def thumbnail_jpeg(rgb: Image.Image) -> bytes:
     """The stored thumbnail of an image already decoded (and reduced) in RGB: a JPEG within
     ``THUMBNAIL_SIDE``, so that pages and contact sheets never decode the full image again."""
-    small = rgb.copy()
-    small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), reducing_gap=2.0)
+    scale = THUMBNAIL_SIDE / max(rgb.size)
+    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))) if scale < 1 else rgb.size
     buf = io.BytesIO()
-    small.save(buf, "JPEG", quality=85)
+    rgb.resize(size, Image.Resampling.BOX).save(buf, "JPEG", quality=80)  # BOX: area means, the cheapest
     return buf.getvalue()
 
 

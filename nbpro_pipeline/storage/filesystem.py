@@ -100,11 +100,16 @@ class Storage:
     def thumbnail_path(self, image: str) -> str | None:
         """Where the thumbnail of the image at ``image`` (a path or URI under this root) is kept:
         ``thumbnails/`` + its path, as a JPEG; None for an image outside the root."""
-        path = self.fs._strip_protocol(image) if not self.is_local else str(Path(image).resolve())
+        path = self.fs._strip_protocol(image) if not self.is_local else image
+        if self.is_local and not path.startswith(self.root + "/"):
+            path = str(Path(image).resolve())  # a relative path or one through a link
         if not path.startswith(self.root + "/"):
             return None
         rel = path[len(self.root) + 1 :]
-        return self.path("thumbnails", rel.rsplit(".", 1)[0] + ".jpg")
+        try:
+            return self.path("thumbnails", rel.rsplit(".", 1)[0] + ".jpg")
+        except ValueError:  # it leaves the root through ".."
+            return None
 
     def quarantine_body_path(
         self, provider: str, resolution: Resolution, prompt_id: str, task_id: str, fingerprint: str, ext: str

@@ -77,6 +77,7 @@ def test_an_image_without_a_thumbnail_is_read_itself_and_a_gone_image_has_no_til
 def test_an_image_outside_the_root_has_no_thumbnail_path(tmp_path):
     storage = Storage(str(tmp_path / "root"))
     assert storage.thumbnail_path(str(tmp_path / "elsewhere" / "x.png")) is None
+    assert storage.thumbnail_path(f"{storage.root}/images/../../elsewhere/x.png") is None
     inside = storage.image_path("rivya", Resolution.R4K, "p", "0" * 8, "png")
     assert storage.thumbnail_path(storage.uri(inside)) == storage.path(
         "thumbnails", "images", "provider=rivya", "resolution=4K", "p-00000000.jpg"
