@@ -41,7 +41,11 @@ async def test_odirouter_submits_without_an_answer_are_recorded_as_unknown_and_r
     rows = prompt_rows(12)
     first = await harness.run(provider, rows, run_id="run-1", settings=KEEP_JOURNAL)
     unknown = first.failures_by_reason.get("submit_outcome_unknown", 0)
-    assert first.succeeded + unknown == 12 and first.succeeded > 0
+    # the cuts hit polls too: a task whose polls were cut on every retry (~2% of runs) is paid and held,
+    # and the next run polls it again instead of buying it twice
+    held = first.failures_by_reason.get("poll_failed", 0)
+    assert set(first.failures_by_reason) <= {"submit_outcome_unknown", "poll_failed"}, first.failures_by_reason
+    assert first.succeeded + unknown + held == 12 and first.succeeded > 0
     for r in harness.rows(run_id="run-1"):
         if r["error_code"] == "submit_outcome_unknown":
             assert r["status"] == "failed" and r["task_id"] is None and r["final_cost"] == 0
@@ -50,7 +54,8 @@ async def test_odirouter_submits_without_an_answer_are_recorded_as_unknown_and_r
 
     harness.configure(provider, faults={"drop_connection": 0.0})
     second = await harness.run(provider, rows, run_id="run-2")
-    assert (second.already_done, second.submitted, second.succeeded) == (first.succeeded, unknown, unknown)
+    assert (second.already_done, second.submitted, second.resumed) == (first.succeeded, unknown, held)
+    assert second.succeeded == unknown + held
     harness.assert_reconciles(provider)
 
 
