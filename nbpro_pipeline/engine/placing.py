@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import BinaryIO
 
+from PIL import Image
+
 from nbpro_pipeline.engine.attempt import Attempt, PlacedImage
 from nbpro_pipeline.engine.context import Cell
 from nbpro_pipeline.engine.outcomes import Outcome
@@ -110,28 +112,33 @@ def place_image(
         sha, size = download.sha256, download.bytes
     attempt.placed = PlacedImage(uri=st.uri(path), sha256=sha, bytes=size, width=width, height=height)
     if judging is not None and outcome.status is OutcomeStatus.SUCCEEDED:
-        signals = _signals_and_thumbnail(scratch, attempt.row.prompt_id, st, path)
-        attempt.judged = judging(signals) if signals is not None else None
+        measured = _measured(scratch, attempt.row.prompt_id)
+        if measured is not None:
+            _keep_thumbnail(st, path, measured[1], attempt.row.prompt_id)
+        attempt.judged = judging(measured[0]) if measured is not None else None
     return outcome
 
 
-def _signals_and_thumbnail(scratch: BinaryIO, prompt_id: str, st: Storage, path: str) -> ImageSignals | None:
-    """The signals of the bytes as the provider sent them, and the image's stored thumbnail from the same
-    decode (pages would otherwise decode every full image again); None (logged) when the pixels do not
-    decode. A thumbnail that cannot be written is only logged: pages fall back to the image."""
+def _measured(scratch: BinaryIO, prompt_id: str) -> tuple[ImageSignals, Image.Image] | None:
+    """The signals of the bytes as the provider sent them, and the reduced image they were read from;
+    None (logged) when the pixels do not decode."""
     scratch.seek(0)
     try:
-        signals, reduced = measure_reduced(scratch)
+        return measure_reduced(scratch)
     except ImageProblem as exc:
         log.warning("%s: no usability signals: %s", prompt_id, exc.message)
         return None
+
+
+def _keep_thumbnail(st: Storage, path: str, reduced: Image.Image, prompt_id: str) -> None:
+    """The stored image's thumbnail, from the decode the signals made (pages would otherwise decode every
+    full image again). One that cannot be written is only logged: pages fall back to the image."""
     thumb = st.thumbnail_path(path)
     if thumb is not None:
         try:
             st.write_bytes(thumb, thumbnail_jpeg(reduced))
         except OSError as exc:
             log.warning("%s: no thumbnail stored: %s", prompt_id, exc)
-    return signals
 
 
 def place_draft(cell: Cell, attempt: Attempt, scratch: BinaryIO, download: DownloadedImage, n: int) -> DraftImage:
@@ -157,8 +164,8 @@ def place_draft(cell: Cell, attempt: Attempt, scratch: BinaryIO, download: Downl
         scratch.seek(0)
         st.put_stream(scratch, path)
         sha = download.sha256
-    signals = _signals_and_thumbnail(scratch, attempt.row.prompt_id, st, path) if fmt is not None else None
-    return DraftImage(uri=st.uri(path), sha256=sha, phash=signals.phash if signals else None)
+    measured = _measured(scratch, attempt.row.prompt_id) if fmt is not None else None  # no page shows drafts
+    return DraftImage(uri=st.uri(path), sha256=sha, phash=measured[0].phash if measured else None)
 
 
 def quarantine_body(cell: Cell, attempt: Attempt, exc: UnreadableResultError) -> str:

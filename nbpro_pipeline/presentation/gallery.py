@@ -33,7 +33,6 @@ from nbpro_pipeline.storage.filesystem import Storage, cell_dir
 
 MAX_PER_CELL = 200  # thumbnails on a cell page; the count says how many more the cell has
 MAX_PROMPTS = 60  # rows of the cross-provider page
-THUMB = THUMBNAIL_SIDE
 PROMPT_CHARS = 280  # of a prompt's text under its picture; the table has the rest
 
 _ENV = jinja2.Environment(
@@ -125,7 +124,7 @@ def _tile(
     src, why = None, ""
     try:
         with open_file(image.uri) as fh:
-            src = thumbnail_data_uri(fh, THUMB, quality=70)
+            src = thumbnail_data_uri(fh, THUMBNAIL_SIDE, quality=70)
     except FileNotFoundError:
         return None
     except (OSError, ImageProblem) as exc:  # one bad file never sinks the page
